@@ -1,0 +1,51 @@
+"""The database: SQLAlchemy models, engine and sessions, Alembic upgrades, evidence storage."""
+
+from escrow.db.engine import (
+    database_url,
+    downgrade,
+    make_engine,
+    session_factory,
+    session_scope,
+    upgrade,
+)
+from escrow.db.models import (
+    ArbitratorProfile,
+    Base,
+    Currency,
+    Dispute,
+    EvidenceFile,
+    IndexerCheckpoint,
+    Listing,
+    ListingStatus,
+    Message,
+    Rating,
+    Side,
+    Trade,
+    TradeEvent,
+    TradeStatus,
+    User,
+)
+
+__all__ = [
+    "ArbitratorProfile",
+    "Base",
+    "Currency",
+    "Dispute",
+    "EvidenceFile",
+    "IndexerCheckpoint",
+    "Listing",
+    "ListingStatus",
+    "Message",
+    "Rating",
+    "Side",
+    "Trade",
+    "TradeEvent",
+    "TradeStatus",
+    "User",
+    "database_url",
+    "downgrade",
+    "make_engine",
+    "session_factory",
+    "session_scope",
+    "upgrade",
+]

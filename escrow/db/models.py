@@ -1,0 +1,385 @@
+"""The database: the indexer's projection of the contract's events plus the market's own records.
+
+Conventions:
+
+* Addresses are lower-case ``0x`` hex (42 characters) everywhere, so they compare as strings.
+* Money and other uint256 values are Python ``int`` in :class:`~escrow.db.types.Uint256` columns,
+  in the token's smallest unit (wei for ETH). Never floats.
+* Times are UTC. Chain times (``funded_at``, deadlines) are block times, not wall-clock times.
+* Columns marked "projected" are written only by the indexer; everything else is off-chain.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from escrow.db.types import Uint256
+
+ADDRESS = String(42)
+HASH32 = String(66)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TradeStatus(enum.StrEnum):
+    """Mirror of ``IP2PEscrow.Status`` (same order: the value's index is the on-chain number)."""
+
+    NONE = "None"
+    FUNDED = "Funded"
+    SHIPPED = "Shipped"
+    DISPUTED = "Disputed"
+    RELEASED = "Released"
+    REFUNDED = "Refunded"
+    SETTLED = "Settled"
+    RESOLVED = "Resolved"
+
+    @classmethod
+    def from_chain(cls, number: int) -> TradeStatus:
+        return list(cls)[number]
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {TradeStatus.RELEASED, TradeStatus.REFUNDED, TradeStatus.SETTLED, TradeStatus.RESOLVED}
+)
+
+
+class ListingStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RESERVED = "reserved"
+    SOLD = "sold"
+    WITHDRAWN = "withdrawn"
+
+
+class Currency(enum.StrEnum):
+    ETH = "ETH"
+    USD = "USD"  # the platform's dollar stablecoin (6 decimals)
+
+
+class Side(enum.StrEnum):
+    BUYER = "buyer"
+    SELLER = "seller"
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+# ---------------------------------------------------------------------------- people
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(ADDRESS, unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    listings: Mapped[list[Listing]] = relationship(back_populates="seller")
+
+
+class ArbitratorProfile(Base):
+    """An arbitrator's public profile; the ``onchain_*`` columns are projected."""
+
+    __tablename__ = "arbitrator_profiles"
+    __table_args__ = (
+        CheckConstraint("fee_bps IS NULL OR (fee_bps >= 0 AND fee_bps <= 10000)", name="fee_bps"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(ADDRESS, unique=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    bio: Mapped[str | None] = mapped_column(Text)
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fee_bps: Mapped[int | None] = mapped_column(Integer)
+    onchain_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    onchain_max_fee_bps: Mapped[int | None] = mapped_column(Integer)
+    onchain_updated_block: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---------------------------------------------------------------------------- market
+
+
+class Listing(Base):
+    __tablename__ = "listings"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        CheckConstraint(_in("currency", Currency), name="currency"),
+        CheckConstraint(_in("status", ListingStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: bytes32 (0x hex) that buyers pass to ``fund`` as ``listingRef``; links trades to listings.
+    ref: Mapped[str] = mapped_column(HASH32, unique=True)
+    seller_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    price: Mapped[int] = mapped_column(Uint256)
+    currency: Mapped[str] = mapped_column(String(8), default=Currency.ETH.value)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    category: Mapped[str | None] = mapped_column(String(64), index=True)
+    city: Mapped[str | None] = mapped_column(String(100), index=True)
+    location: Mapped[str | None] = mapped_column(String(200))
+    photos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=ListingStatus.ACTIVE.value, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    seller: Mapped[User] = relationship(back_populates="listings")
+
+
+# ---------------------------------------------------------------------------- trades (projected)
+
+
+class Trade(Base):
+    """One escrow trade, as the contract's events describe it."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "contract_address", "onchain_id"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("buyer_amount IS NULL OR buyer_amount >= 0", name="buyer_amount"),
+        CheckConstraint("seller_amount IS NULL OR seller_amount >= 0", name="seller_amount"),
+        CheckConstraint("platform_fee IS NULL OR platform_fee >= 0", name="platform_fee"),
+        CheckConstraint("arbitrator_fee IS NULL OR arbitrator_fee >= 0", name="arbitrator_fee"),
+        CheckConstraint(_in("status", TradeStatus), name="status"),
+        CheckConstraint("split_proposer IS NULL OR " + _in("split_proposer", Side),
+                        name="split_proposer"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(ADDRESS)
+    onchain_id: Mapped[int] = mapped_column(BigInteger)
+    listing_id: Mapped[int | None] = mapped_column(
+        ForeignKey("listings.id", ondelete="SET NULL"), index=True
+    )
+    listing_ref: Mapped[str] = mapped_column(HASH32)
+    # Terms, fixed at funding.
+    buyer: Mapped[str] = mapped_column(ADDRESS, index=True)
+    seller: Mapped[str] = mapped_column(ADDRESS, index=True)
+    arbitrator: Mapped[str] = mapped_column(ADDRESS, index=True)
+    token: Mapped[str] = mapped_column(ADDRESS)
+    amount: Mapped[int] = mapped_column(Uint256)
+    ship_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    inspection_period: Mapped[int] = mapped_column(Integer)
+    arbitrator_fee_bps: Mapped[int] = mapped_column(Integer)
+    platform_fee_bps: Mapped[int] = mapped_column(Integer)
+    terms_hash: Mapped[str] = mapped_column(String(50))
+    # State.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: The deadline the contract applies in the current status (inspection end while Shipped,
+    #: ruling deadline while Disputed), as the contract stores it; NULL when there is none.
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    shipment_ref: Mapped[str | None] = mapped_column(HASH32)
+    inspection_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ruling_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    split_proposer: Mapped[str | None] = mapped_column(String(8))
+    proposed_buyer_bps: Mapped[int | None] = mapped_column(Integer)
+    # Outcome.
+    released_by_buyer: Mapped[bool | None] = mapped_column(Boolean)
+    refunded_after_deadline: Mapped[bool | None] = mapped_column(Boolean)
+    buyer_bps: Mapped[int | None] = mapped_column(Integer)
+    buyer_amount: Mapped[int | None] = mapped_column(Uint256)
+    seller_amount: Mapped[int | None] = mapped_column(Uint256)
+    platform_fee: Mapped[int | None] = mapped_column(Uint256)
+    arbitrator_fee: Mapped[int | None] = mapped_column(Uint256)
+    # When (block times).
+    funded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    split_proposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disputed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    funded_block: Mapped[int] = mapped_column(BigInteger)
+    funded_tx: Mapped[str] = mapped_column(HASH32)
+    last_event_block: Mapped[int] = mapped_column(BigInteger)
+
+    listing: Mapped[Listing | None] = relationship()
+    dispute: Mapped[Dispute | None] = relationship(back_populates="trade", passive_deletes=True)
+
+    @property
+    def trade_status(self) -> TradeStatus:
+        return TradeStatus(self.status)
+
+
+class TradeEvent(Base):
+    """One decoded log of the escrow contract. Rows above a reorganised block are deleted."""
+
+    __tablename__ = "trade_events"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index"),
+        Index("ix_trade_events_scope_block", "chain_id", "contract_address", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(ADDRESS)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(HASH32)
+    block_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tx_hash: Mapped[str] = mapped_column(HASH32)
+    log_index: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(40))
+    #: The trade the event is about (NULL for money and admin events).
+    trade_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trades.id", ondelete="CASCADE"), index=True
+    )
+    onchain_trade_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The address a non-trade event is about (arbitrator, payee, token), for look-ups.
+    account: Mapped[str | None] = mapped_column(ADDRESS, index=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Dispute(Base):
+    """A trade's dispute. Projected from the chain, plus the opener's written statement."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("buyer_amount IS NULL OR buyer_amount >= 0", name="buyer_amount"),
+        CheckConstraint("seller_amount IS NULL OR seller_amount >= 0", name="seller_amount"),
+        CheckConstraint("arbitrator_fee IS NULL OR arbitrator_fee >= 0", name="arbitrator_fee"),
+        CheckConstraint("platform_fee IS NULL OR platform_fee >= 0", name="platform_fee"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), unique=True)
+    opened_by: Mapped[str] = mapped_column(ADDRESS)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_block: Mapped[int] = mapped_column(BigInteger)
+    ruling_deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    statement: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    by_timeout: Mapped[bool | None] = mapped_column(Boolean)
+    buyer_bps: Mapped[int | None] = mapped_column(Integer)
+    buyer_amount: Mapped[int | None] = mapped_column(Uint256)
+    seller_amount: Mapped[int | None] = mapped_column(Uint256)
+    arbitrator_fee: Mapped[int | None] = mapped_column(Uint256)
+    platform_fee: Mapped[int | None] = mapped_column(Uint256)
+
+    trade: Mapped[Trade] = relationship(back_populates="dispute")
+
+
+class EvidenceFile(Base):
+    """An uploaded file. Its sha256 is what goes on chain; ``onchain_*`` is projected."""
+
+    __tablename__ = "evidence_files"
+    __table_args__ = (
+        UniqueConstraint("trade_id", "sha256"),
+        CheckConstraint("size_bytes >= 0", name="size_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    uploaded_by: Mapped[str] = mapped_column(ADDRESS)
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    #: Path relative to the evidence folder (``<data>/evidence``).
+    storage_path: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    onchain_uri: Mapped[str | None] = mapped_column(String(500))
+    onchain_tx_hash: Mapped[str | None] = mapped_column(HASH32)
+    onchain_block: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Message(Base):
+    """A message in a trade's conversation (buyer, seller and, in a dispute, the arbitrator)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    sender: Mapped[str] = mapped_column(ADDRESS, index=True)
+    body: Mapped[str] = mapped_column(Text)
+    evidence_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evidence_files.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rating(Base):
+    """A rating of one party by the other after a finished trade; one per side per trade."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("trade_id", "rater_side"),
+        CheckConstraint("score >= 1 AND score <= 5", name="score_range"),
+        CheckConstraint(_in("rater_side", Side), name="rater_side"),
+        CheckConstraint("rater <> ratee", name="not_self"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    rater_side: Mapped[str] = mapped_column(String(8))
+    rater: Mapped[str] = mapped_column(ADDRESS)
+    ratee: Mapped[str] = mapped_column(ADDRESS, index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---------------------------------------------------------------------------- indexer state
+
+
+class IndexerCheckpoint(Base):
+    """How far the indexer got on one contract, and which chain that was on."""
+
+    __tablename__ = "indexer_checkpoints"
+    __table_args__ = (UniqueConstraint("chain_id", "contract_address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(ADDRESS)
+    genesis_hash: Mapped[str] = mapped_column(HASH32)
+    code_hash: Mapped[str] = mapped_column(HASH32)
+    start_block: Mapped[int] = mapped_column(BigInteger)
+    #: Last block whose events are all in the database, and its hash.
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_block_hash: Mapped[str | None] = mapped_column(HASH32)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
