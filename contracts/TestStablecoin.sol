@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+
+/**
+ * @title TestStablecoin
+ * @notice A dollar-like token for local chains and tests: 6 decimals and EIP-2612 permit,
+ * like USDC. Only the owner mints. Never deploy it where real money is meant.
+ */
+contract TestStablecoin is ERC20, ERC20Permit, Ownable {
+    constructor(address initialOwner) ERC20("Test USD", "tUSD") ERC20Permit("Test USD") Ownable(initialOwner) {}
+
+    function decimals() public pure override returns (uint8) {
+        return 6;
+    }
+
+    function mint(address to, uint256 amount) external onlyOwner {
+        _mint(to, amount);
+    }
+}

@@ -1,0 +1,558 @@
+"""Typed Python client for the escrow contract: one method per trade action.
+
+Every action comes in two forms:
+
+* ``client.confirm_receipt(trade_id, terms, sender=...)`` signs and sends the transaction
+  (with a local key or an account the node unlocks) and returns a :class:`TxResult`;
+* ``client.unsigned(client.calls.confirm_receipt(trade_id, terms), sender_address)`` returns
+  the unsigned transaction for a browser wallet to sign.
+
+Reverts raise the exception class named after the contract's custom error
+(see :mod:`escrow.errors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from web3.contract import Contract
+from web3.types import TxParams, TxReceipt
+
+from escrow.chain import Chain
+from escrow.compiler import load_artifact
+from escrow.errors import EscrowError
+from escrow.events import DecodedEvent, EventDecoder
+from escrow.transactions import (
+    ErrorDecoder,
+    PreparedCall,
+    Sender,
+    TransactionSender,
+    sender_address,
+)
+
+ETH = to_checksum_address("0x" + "00" * 20)
+ZERO_REF = b"\x00" * 32
+
+
+class Status(IntEnum):
+    NONE = 0
+    FUNDED = 1
+    SHIPPED = 2
+    DISPUTED = 3
+    RELEASED = 4
+    REFUNDED = 5
+    SETTLED = 6
+    RESOLVED = 7
+
+    @property
+    def is_open(self) -> bool:
+        return self in (Status.FUNDED, Status.SHIPPED, Status.DISPUTED)
+
+
+class Party(IntEnum):
+    NONE = 0
+    BUYER = 1
+    SELLER = 2
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The immutable terms of a trade, as hashed on chain."""
+
+    buyer: ChecksumAddress
+    seller: ChecksumAddress
+    arbitrator: ChecksumAddress
+    token: ChecksumAddress
+    amount: int
+    ship_by: int
+    inspection_period: int
+    arbitrator_fee_bps: int
+    platform_fee_bps: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.buyer,
+            self.seller,
+            self.arbitrator,
+            self.token,
+            self.amount,
+            self.ship_by,
+            self.inspection_period,
+            self.arbitrator_fee_bps,
+            self.platform_fee_bps,
+        )
+
+    @classmethod
+    def from_event(cls, terms: Any) -> Terms:
+        """From the decoded ``terms`` tuple or dict of a TradeFunded event."""
+        if isinstance(terms, dict):
+            terms = (
+                terms["buyer"], terms["seller"], terms["arbitrator"], terms["token"],
+                terms["amount"], terms["shipBy"], terms["inspectionPeriod"],
+                terms["arbitratorFeeBps"], terms["platformFeeBps"],
+            )
+        b, s, a, t, amount, ship_by, inspection, arb_fee, platform_fee = terms
+        return cls(
+            to_checksum_address(b), to_checksum_address(s), to_checksum_address(a),
+            to_checksum_address(t), int(amount), int(ship_by), int(inspection), int(arb_fee),
+            int(platform_fee),
+        )
+
+    @property
+    def is_eth(self) -> bool:
+        return int(self.token, 16) == 0
+
+
+@dataclass(frozen=True)
+class TradeState:
+    trade_id: int
+    terms_hash: bytes
+    status: Status
+    deadline: int
+    split_proposer: Party
+    proposed_buyer_bps: int
+
+
+@dataclass(frozen=True)
+class Trade:
+    trade_id: int
+    terms: Terms
+    state: TradeState
+    listing_ref: bytes
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: list[DecodedEvent] = field(default_factory=list)
+
+    def event(self, name: str) -> DecodedEvent:
+        for ev in self.events:
+            if ev.name == name:
+                return ev
+        raise LookupError(f"no {name} event in {self.tx_hash}")
+
+    def has_event(self, name: str) -> bool:
+        return any(ev.name == name for ev in self.events)
+
+
+@dataclass(frozen=True)
+class Funded(TxResult):
+    trade_id: int = 0
+    terms: Terms | None = None
+
+
+@dataclass(frozen=True)
+class ArbitratorInfo:
+    registered: bool
+    max_fee_bps: int
+
+
+class EscrowCalls:
+    """Encodes each contract action as a :class:`PreparedCall`; no network access."""
+
+    def __init__(self, contract: Contract) -> None:
+        self._fn = contract.functions
+
+    def fund(
+        self,
+        *,
+        seller: str,
+        arbitrator: str,
+        amount: int,
+        ship_by: int,
+        inspection_period: int,
+        arbitrator_fee_bps: int = 0,
+        token: str = ETH,
+        listing_ref: bytes = ZERO_REF,
+    ) -> PreparedCall:
+        token = to_checksum_address(token)
+        fn = self._fn.fund(
+            to_checksum_address(seller), to_checksum_address(arbitrator), token, amount,
+            ship_by, inspection_period, arbitrator_fee_bps, _bytes32(listing_ref),
+        )
+        return PreparedCall(fn, value=amount if int(token, 16) == 0 else 0)
+
+    def fund_with_permit(
+        self,
+        *,
+        seller: str,
+        arbitrator: str,
+        token: str,
+        amount: int,
+        ship_by: int,
+        inspection_period: int,
+        permit_deadline: int,
+        v: int,
+        r: bytes,
+        s: bytes,
+        arbitrator_fee_bps: int = 0,
+        listing_ref: bytes = ZERO_REF,
+    ) -> PreparedCall:
+        fn = self._fn.fundWithPermit(
+            to_checksum_address(seller), to_checksum_address(arbitrator),
+            to_checksum_address(token), amount, ship_by, inspection_period, arbitrator_fee_bps,
+            _bytes32(listing_ref), permit_deadline, v, _bytes32(r), _bytes32(s),
+        )
+        return PreparedCall(fn)
+
+    def mark_shipped(self, trade_id: int, terms: Terms, shipment_ref: bytes = ZERO_REF
+                     ) -> PreparedCall:
+        return PreparedCall(self._fn.markShipped(trade_id, terms.as_tuple(),
+                                                 _bytes32(shipment_ref)))
+
+    def confirm_receipt(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.confirmReceipt(trade_id, terms.as_tuple()))
+
+    def release_after_inspection(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.releaseAfterInspection(trade_id, terms.as_tuple()))
+
+    def refund_after_deadline(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.refundAfterDeadline(trade_id, terms.as_tuple()))
+
+    def refund_by_seller(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.refundBySeller(trade_id, terms.as_tuple()))
+
+    def propose_split(self, trade_id: int, terms: Terms, buyer_bps: int) -> PreparedCall:
+        return PreparedCall(self._fn.proposeSplit(trade_id, terms.as_tuple(), buyer_bps))
+
+    def accept_split(self, trade_id: int, terms: Terms, buyer_bps: int) -> PreparedCall:
+        return PreparedCall(self._fn.acceptSplit(trade_id, terms.as_tuple(), buyer_bps))
+
+    def open_dispute(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.openDispute(trade_id, terms.as_tuple()))
+
+    def submit_evidence(self, trade_id: int, terms: Terms, uri: str, content_hash: bytes
+                        ) -> PreparedCall:
+        return PreparedCall(self._fn.submitEvidence(trade_id, terms.as_tuple(), uri,
+                                                    _bytes32(content_hash)))
+
+    def rule(self, trade_id: int, terms: Terms, buyer_bps: int) -> PreparedCall:
+        return PreparedCall(self._fn.rule(trade_id, terms.as_tuple(), buyer_bps))
+
+    def resolve_after_ruling_timeout(self, trade_id: int, terms: Terms) -> PreparedCall:
+        return PreparedCall(self._fn.resolveAfterRulingTimeout(trade_id, terms.as_tuple()))
+
+    def withdraw(self, token: str = ETH) -> PreparedCall:
+        return PreparedCall(self._fn.withdraw(to_checksum_address(token)))
+
+    def withdraw_platform_fees(self, token: str = ETH) -> PreparedCall:
+        return PreparedCall(self._fn.withdrawPlatformFees(to_checksum_address(token)))
+
+    def register_arbitrator(self, arbitrator: str, max_fee_bps: int) -> PreparedCall:
+        return PreparedCall(self._fn.registerArbitrator(to_checksum_address(arbitrator),
+                                                        max_fee_bps))
+
+    def remove_arbitrator(self, arbitrator: str) -> PreparedCall:
+        return PreparedCall(self._fn.removeArbitrator(to_checksum_address(arbitrator)))
+
+    def set_platform_fee(self, recipient: str, fee_bps: int) -> PreparedCall:
+        return PreparedCall(self._fn.setPlatformFee(to_checksum_address(recipient), fee_bps))
+
+    def set_token_allowed(self, token: str, allowed: bool) -> PreparedCall:
+        return PreparedCall(self._fn.setTokenAllowed(to_checksum_address(token), allowed))
+
+    def set_funding_paused(self, paused: bool) -> PreparedCall:
+        return PreparedCall(self._fn.setFundingPaused(paused))
+
+
+class EscrowClient:
+    """Reads and acts on one deployed escrow contract."""
+
+    def __init__(self, chain: Chain, escrow_address: str,
+                 stablecoin_address: str | None = None) -> None:
+        self.chain = chain
+        self.w3 = chain.w3
+        escrow_abi = load_artifact("P2PEscrow").abi
+        token_abi = load_artifact("TestStablecoin").abi
+        self.contract = self.w3.eth.contract(address=to_checksum_address(escrow_address),
+                                             abi=escrow_abi)
+        self.address: ChecksumAddress = self.contract.address
+        self.stablecoin = (
+            self.w3.eth.contract(address=to_checksum_address(stablecoin_address), abi=token_abi)
+            if stablecoin_address else None
+        )
+        self._token_abi = token_abi
+        self.calls = EscrowCalls(self.contract)
+        self.events = EventDecoder(escrow_abi)
+        self.sender = TransactionSender(chain, ErrorDecoder([escrow_abi, token_abi]))
+
+    # ------------------------------------------------------------ plumbing
+
+    def unsigned(self, call: PreparedCall, sender: str) -> TxParams:
+        """The unsigned transaction for ``call`` from ``sender`` (gas estimated).
+
+        Raises the typed revert error if the call would revert now.
+        """
+        return self.sender.unsigned(call, sender)
+
+    def send(self, call: PreparedCall, sender: Sender) -> TxResult:
+        return self._result(self.sender.send(call, sender))
+
+    def _result(self, receipt: TxReceipt) -> TxResult:
+        return TxResult(
+            tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=self.events.decode_receipt(receipt, self.address),
+        )
+
+    # ------------------------------------------------------------ trade actions
+
+    def fund(
+        self,
+        *,
+        seller: str,
+        arbitrator: str,
+        amount: int,
+        ship_by: int,
+        inspection_period: int,
+        sender: Sender,
+        arbitrator_fee_bps: int = 0,
+        token: str = ETH,
+        listing_ref: bytes = ZERO_REF,
+    ) -> Funded:
+        """Opens and funds a trade. For a token, the buyer must have approved the escrow."""
+        call = self.calls.fund(
+            seller=seller, arbitrator=arbitrator, amount=amount, ship_by=ship_by,
+            inspection_period=inspection_period, arbitrator_fee_bps=arbitrator_fee_bps,
+            token=token, listing_ref=listing_ref,
+        )
+        return self._funded(self.send(call, sender))
+
+    def fund_with_permit(
+        self,
+        *,
+        seller: str,
+        arbitrator: str,
+        token: str,
+        amount: int,
+        ship_by: int,
+        inspection_period: int,
+        sender: Sender,
+        arbitrator_fee_bps: int = 0,
+        listing_ref: bytes = ZERO_REF,
+        permit_deadline: int | None = None,
+    ) -> Funded:
+        """Funds a token trade in one transaction with an EIP-2612 permit signed by the buyer."""
+        deadline = permit_deadline or self.chain.latest_timestamp() + 3600
+        v, r, s = self.sign_permit(token, sender, amount, deadline)
+        call = self.calls.fund_with_permit(
+            seller=seller, arbitrator=arbitrator, token=token, amount=amount, ship_by=ship_by,
+            inspection_period=inspection_period, permit_deadline=deadline, v=v, r=r, s=s,
+            arbitrator_fee_bps=arbitrator_fee_bps, listing_ref=listing_ref,
+        )
+        return self._funded(self.send(call, sender))
+
+    def _funded(self, result: TxResult) -> Funded:
+        event = result.event("TradeFunded")
+        return Funded(
+            tx_hash=result.tx_hash, block_number=result.block_number, gas_used=result.gas_used,
+            events=result.events, trade_id=int(event.args["tradeId"]),
+            terms=Terms.from_event(event.args["terms"]),
+        )
+
+    def mark_shipped(self, trade_id: int, terms: Terms, *, sender: Sender,
+                     shipment_ref: bytes = ZERO_REF) -> TxResult:
+        return self.send(self.calls.mark_shipped(trade_id, terms, shipment_ref), sender)
+
+    def confirm_receipt(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.confirm_receipt(trade_id, terms), sender)
+
+    def release_after_inspection(self, trade_id: int, terms: Terms, *, sender: Sender
+                                 ) -> TxResult:
+        return self.send(self.calls.release_after_inspection(trade_id, terms), sender)
+
+    def refund_after_deadline(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.refund_after_deadline(trade_id, terms), sender)
+
+    def refund_by_seller(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.refund_by_seller(trade_id, terms), sender)
+
+    def propose_split(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
+                      ) -> TxResult:
+        return self.send(self.calls.propose_split(trade_id, terms, buyer_bps), sender)
+
+    def accept_split(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
+                     ) -> TxResult:
+        return self.send(self.calls.accept_split(trade_id, terms, buyer_bps), sender)
+
+    def open_dispute(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.open_dispute(trade_id, terms), sender)
+
+    def submit_evidence(self, trade_id: int, terms: Terms, uri: str, content_hash: bytes, *,
+                        sender: Sender) -> TxResult:
+        return self.send(self.calls.submit_evidence(trade_id, terms, uri, content_hash), sender)
+
+    def rule(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.rule(trade_id, terms, buyer_bps), sender)
+
+    def resolve_after_ruling_timeout(self, trade_id: int, terms: Terms, *, sender: Sender
+                                     ) -> TxResult:
+        return self.send(self.calls.resolve_after_ruling_timeout(trade_id, terms), sender)
+
+    def withdraw(self, *, sender: Sender, token: str = ETH) -> TxResult:
+        return self.send(self.calls.withdraw(token), sender)
+
+    def withdraw_platform_fees(self, *, sender: Sender, token: str = ETH) -> TxResult:
+        return self.send(self.calls.withdraw_platform_fees(token), sender)
+
+    # ------------------------------------------------------------ owner actions
+
+    def register_arbitrator(self, arbitrator: str, max_fee_bps: int, *, sender: Sender
+                            ) -> TxResult:
+        return self.send(self.calls.register_arbitrator(arbitrator, max_fee_bps), sender)
+
+    def remove_arbitrator(self, arbitrator: str, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.remove_arbitrator(arbitrator), sender)
+
+    def set_platform_fee(self, recipient: str, fee_bps: int, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.set_platform_fee(recipient, fee_bps), sender)
+
+    def set_token_allowed(self, token: str, allowed: bool, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.set_token_allowed(token, allowed), sender)
+
+    def set_funding_paused(self, paused: bool, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.set_funding_paused(paused), sender)
+
+    # ------------------------------------------------------------ tokens
+
+    def token(self, address: str) -> Contract:
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=self._token_abi)
+
+    def approve(self, token: str, amount: int, *, sender: Sender) -> TxResult:
+        """Lets the escrow pull ``amount`` of ``token`` from the sender (for :meth:`fund`)."""
+        call = PreparedCall(self.token(token).functions.approve(self.address, amount))
+        return self.send(call, sender)
+
+    def token_balance(self, token: str, account: str) -> int:
+        if int(token, 16) == 0:
+            return int(self.w3.eth.get_balance(to_checksum_address(account)))
+        return int(self.token(token).functions.balanceOf(to_checksum_address(account)).call())
+
+    def permit_typed_data(self, token: str, owner: str, amount: int, deadline: int
+                          ) -> dict[str, Any]:
+        """EIP-712 typed data of an EIP-2612 permit for the escrow (what a wallet signs)."""
+        contract = self.token(token)
+        owner = to_checksum_address(owner)
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": contract.functions.name().call(),
+                "version": "1",
+                "chainId": self.chain.chain_id,
+                "verifyingContract": contract.address,
+            },
+            "message": {
+                "owner": owner,
+                "spender": self.address,
+                "value": amount,
+                "nonce": int(contract.functions.nonces(owner).call()),
+                "deadline": deadline,
+            },
+        }
+
+    def sign_permit(self, token: str, signer: Sender, amount: int, deadline: int
+                    ) -> tuple[int, bytes, bytes]:
+        """Signs a permit with a local key, or asks the node to sign for an unlocked account."""
+        data = self.permit_typed_data(token, sender_address(signer), amount, deadline)
+        if isinstance(signer, LocalAccount):
+            signed = signer.sign_message(encode_typed_data(full_message=data))
+            return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+        if self.chain.is_tester:
+            raise EscrowError("the embedded chain cannot sign typed data; use a LocalAccount")
+        signature = HexBytes(self.chain.rpc("eth_signTypedData_v4", [signer, data]))
+        return signature[64], bytes(signature[:32]), bytes(signature[32:64])
+
+    # ------------------------------------------------------------ reads
+
+    def trade_state(self, trade_id: int) -> TradeState:
+        try:
+            raw = self.contract.functions.tradeState(trade_id).call()
+        except Exception as exc:
+            typed = self.sender.decoder.from_exception(exc)
+            if typed is not None:
+                raise typed from None
+            raise
+        terms_hash, status, deadline, proposer, bps = raw
+        return TradeState(trade_id, bytes(terms_hash), Status(status), int(deadline),
+                          Party(proposer), int(bps))
+
+    def terms_of(self, trade_id: int, from_block: int = 0) -> tuple[Terms, bytes]:
+        """The terms and listing reference of a trade, from its TradeFunded event."""
+        topic = "0x" + trade_id.to_bytes(32, "big").hex()
+        logs = self.w3.eth.get_logs({
+            "address": self.address,
+            "fromBlock": from_block,
+            "toBlock": "latest",
+            "topics": [self.events.topic("TradeFunded"), topic],
+        })
+        if not logs:
+            self.trade_state(trade_id)  # raises UnknownTrade for an id never used
+            raise EscrowError(f"no TradeFunded event for trade {trade_id} since block "
+                              f"{from_block}")
+        event = self.events.decode_log(logs[0])
+        return Terms.from_event(event.args["terms"]), bytes(event.args["listingRef"])
+
+    def trade(self, trade_id: int, from_block: int = 0) -> Trade:
+        terms, listing_ref = self.terms_of(trade_id, from_block)
+        return Trade(trade_id, terms, self.trade_state(trade_id), listing_ref)
+
+    def trade_count(self) -> int:
+        return int(self.contract.functions.tradeCount().call())
+
+    def credits(self, account: str, token: str = ETH) -> int:
+        return int(self.contract.functions.credits(to_checksum_address(token),
+                                                   to_checksum_address(account)).call())
+
+    def accrued_platform_fees(self, token: str = ETH) -> int:
+        return int(self.contract.functions.accruedPlatformFees(to_checksum_address(token)).call())
+
+    def arbitrator_info(self, arbitrator: str) -> ArbitratorInfo:
+        registered, max_fee = self.contract.functions.arbitratorMaxFeeBps(
+            to_checksum_address(arbitrator)).call()
+        return ArbitratorInfo(bool(registered), int(max_fee))
+
+    def platform_fee(self) -> tuple[ChecksumAddress, int]:
+        recipient, bps = self.contract.functions.platformFee().call()
+        return to_checksum_address(recipient), int(bps)
+
+    def ruling_period(self) -> int:
+        return int(self.contract.functions.rulingPeriod().call())
+
+    def is_token_allowed(self, token: str) -> bool:
+        return bool(self.contract.functions.isTokenAllowed(to_checksum_address(token)).call())
+
+    def hash_terms(self, terms: Terms) -> bytes:
+        return bytes(self.contract.functions.hashTerms(terms.as_tuple()).call())
+
+
+def _bytes32(value: bytes | str) -> bytes:
+    raw = HexBytes(value) if isinstance(value, str) else bytes(value)
+    if len(raw) > 32:
+        raise ValueError(f"expected at most 32 bytes, got {len(raw)}")
+    return bytes(raw).ljust(32, b"\x00")

@@ -1,0 +1,203 @@
+"""Deploy the escrow (and on a local chain the test stablecoin and demo arbitrators).
+
+Each deployment is recorded per chain id in ``<data dir>/deployments/<chain id>.json``:
+address, transaction hash, block and constructor arguments of every contract, plus the
+chain's genesis hash. Later runs reuse a live deployment; deploying over one needs
+``force=True``. A record whose contract code is gone (the chain was reset) is stale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+
+from escrow import settings
+from escrow.chain import Chain
+from escrow.client import EscrowClient
+from escrow.compiler import load_artifact
+from escrow.errors import DeploymentError
+from escrow.transactions import (
+    ErrorDecoder,
+    PreparedCall,
+    Sender,
+    TransactionSender,
+    sender_address,
+)
+
+DEFAULT_RULING_PERIOD = 7 * 24 * 3600
+LOCAL_CHAIN_IDS = {31337, 1337, 131277322940537}  # anvil/hardhat, geth dev, eth-tester
+DEMO_ARBITRATOR_MAX_FEE_BPS = 500
+DEMO_PLATFORM_FEE_BPS = 100
+DEMO_STABLECOIN_PER_ACCOUNT = 100_000 * 10**6
+
+
+@dataclass(frozen=True)
+class ContractRecord:
+    name: str
+    address: str
+    tx_hash: str
+    block_number: int
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    genesis_hash: str
+    owner: str
+    escrow: ContractRecord
+    stablecoin: ContractRecord | None = None
+    arbitrators: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        coin = data.get("stablecoin")
+        return cls(
+            chain_id=data["chain_id"],
+            genesis_hash=data["genesis_hash"],
+            owner=data["owner"],
+            escrow=ContractRecord(**data["escrow"]),
+            stablecoin=ContractRecord(**coin) if coin else None,
+            arbitrators=list(data.get("arbitrators", [])),
+        )
+
+    def client(self, chain: Chain) -> EscrowClient:
+        return EscrowClient(
+            chain, self.escrow.address, self.stablecoin.address if self.stablecoin else None
+        )
+
+
+def registry_path(chain_id: int, registry_dir: Path | None = None) -> Path:
+    return (registry_dir or settings.data_dir() / "deployments") / f"{chain_id}.json"
+
+
+def genesis_hash(chain: Chain) -> str:
+    return HexBytes(chain.w3.eth.get_block(0)["hash"]).to_0x_hex()
+
+
+def load_deployment(chain: Chain, registry_dir: Path | None = None) -> Deployment | None:
+    """The recorded deployment on this chain if it is still live, else None."""
+    path = registry_path(chain.chain_id, registry_dir)
+    if not path.is_file():
+        return None
+    deployment = Deployment.from_json(json.loads(path.read_text()))
+    return deployment if is_live(chain, deployment) else None
+
+
+def is_live(chain: Chain, deployment: Deployment) -> bool:
+    """True when the chain is the one deployed to and the escrow's code is the compiled one."""
+    if deployment.genesis_hash != genesis_hash(chain):
+        return False
+    code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
+    expected = load_artifact("P2PEscrow").deployed_bytecode
+    return HexBytes(code) == HexBytes(expected)
+
+
+def deploy(
+    chain: Chain,
+    *,
+    deployer: Sender | None = None,
+    ruling_period: int = DEFAULT_RULING_PERIOD,
+    arbitrators: list[tuple[str, int]] | None = None,
+    platform_fee: tuple[str, int] | None = None,
+    with_stablecoin: bool | None = None,
+    registry_dir: Path | None = None,
+    record: bool | None = None,
+    force: bool = False,
+) -> Deployment:
+    """Deploys the escrow and configures it.
+
+    On a local chain (anvil, eth-tester) the defaults also deploy the test stablecoin, mint
+    some to the dev accounts and register the last two dev accounts as demo arbitrators.
+    ``record`` (default: not on the embedded chain) writes the registry file.
+    """
+    local = chain.chain_id in LOCAL_CHAIN_IDS
+    record = (not chain.is_tester) if record is None else record
+    if record and not force:
+        existing_path = registry_path(chain.chain_id, registry_dir)
+        if existing_path.is_file():
+            existing = Deployment.from_json(json.loads(existing_path.read_text()))
+            if is_live(chain, existing):
+                raise DeploymentError(
+                    f"a live deployment exists on chain {chain.chain_id} at "
+                    f"{existing.escrow.address} (recorded in {existing_path}); "
+                    "pass force=True (--force) to deploy a new one"
+                )
+    if deployer is None:
+        if not chain.accounts:
+            raise DeploymentError("no deployer: set ESCROW_PRIVATE_KEY or use a dev chain")
+        deployer = chain.accounts[0]
+    owner = sender_address(deployer)
+    dev_accounts = chain.accounts if local else []
+    if arbitrators is None:
+        arbitrators = [(a, DEMO_ARBITRATOR_MAX_FEE_BPS) for a in dev_accounts[-2:]]
+    if platform_fee is None and local:
+        platform_fee = (owner, DEMO_PLATFORM_FEE_BPS)
+    if with_stablecoin is None:
+        with_stablecoin = local
+
+    escrow_record = _deploy_contract(chain, "P2PEscrow", [owner, ruling_period], deployer)
+    coin_record = (
+        _deploy_contract(chain, "TestStablecoin", [owner], deployer) if with_stablecoin else None
+    )
+    deployment = Deployment(
+        chain_id=chain.chain_id,
+        genesis_hash=genesis_hash(chain),
+        owner=owner,
+        escrow=escrow_record,
+        stablecoin=coin_record,
+        arbitrators=[to_checksum_address(a) for a, _ in arbitrators],
+    )
+    client = deployment.client(chain)
+    for arbitrator, max_fee in arbitrators:
+        client.register_arbitrator(arbitrator, max_fee, sender=deployer)
+    if platform_fee is not None:
+        client.set_platform_fee(platform_fee[0], platform_fee[1], sender=deployer)
+    if coin_record is not None:
+        client.set_token_allowed(coin_record.address, True, sender=deployer)
+        assert client.stablecoin is not None
+        for account in dev_accounts:
+            mint = client.stablecoin.functions.mint(account, DEMO_STABLECOIN_PER_ACCOUNT)
+            client.send(PreparedCall(mint), deployer)
+    if record:
+        path = registry_path(chain.chain_id, registry_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(deployment.to_json(), indent=2))
+        tmp.replace(path)
+    return deployment
+
+
+def ensure_deployment(chain: Chain, registry_dir: Path | None = None, **kwargs: Any
+                      ) -> tuple[Deployment, bool]:
+    """The live recorded deployment, or a new one; the flag says whether it was just made."""
+    existing = load_deployment(chain, registry_dir)
+    if existing is not None:
+        return existing, False
+    return deploy(chain, registry_dir=registry_dir, force=True, **kwargs), True
+
+
+def _deploy_contract(chain: Chain, name: str, args: list[Any], deployer: Sender
+                     ) -> ContractRecord:
+    artifact = load_artifact(name)
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    sender = TransactionSender(chain, ErrorDecoder([artifact.abi]))
+    receipt = sender.send(PreparedCall(factory.constructor(*args)), deployer)
+    address = receipt["contractAddress"]
+    if address is None:
+        raise DeploymentError(f"{name} deployment produced no contract address")
+    return ContractRecord(
+        name=name,
+        address=to_checksum_address(address),
+        tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
+        block_number=int(receipt["blockNumber"]),
+        args=[str(a) if not isinstance(a, int) else a for a in args],
+    )
