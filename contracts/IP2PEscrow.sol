@@ -8,11 +8,18 @@ pragma solidity ^0.8.24;
  * buyer confirms delivery, the inspection period passes, the parties agree on a split, or an
  * arbitrator rules. Every open state has a timeout exit, so money is never stuck.
  *
- * Storage design: a trade's terms never change after funding, so the contract keeps only one
- * storage slot per trade: the first 192 bits of the keccak256 hash of its terms, its status,
- * the deadline that applies in that status, and an open split proposal. Every later action
- * passes the terms as calldata; the contract checks them against the stored hash. The terms
- * are in the {TradeFunded} event, so any client can rebuild them from the chain.
+ * Storage design (gas): a trade's terms never change after funding, so the contract keeps
+ * one storage slot per trade: the first 192 bits of the keccak256 hash of its id and terms,
+ * its status, the deadline that applies in that status, and an open split proposal. Every
+ * later action passes the terms as calldata and the contract checks them against the hash.
+ * The terms are in the {TradeFunded} event, so any client can rebuild them from the chain.
+ *
+ * The slot belongs to a "lane" of the buyer, not to one trade: when a trade ends its slot
+ * keeps a final status, and the buyer's next trade in that lane reuses it. Rewriting a used
+ * slot costs 5,000 gas instead of 22,100 for a new one, so a returning buyer pays about a
+ * quarter less to open a trade. A trade id is `buyer << 96 | lane << 64 | funding block`,
+ * unique for ever: a lane can be reused only from the block after its trade ended. A buyer
+ * with several open trades uses several lanes (any uint32; clients take the lowest free one).
  *
  * Payouts are pushed to the receiver with a bounded gas stipend. A receiver that reverts, runs
  * out of gas or is a token-blacklisted address does not block anybody: its share is credited
@@ -51,11 +58,13 @@ interface IP2PEscrow {
         uint16 platformFeeBps; // platform fee on what the seller receives, fixed at funding
     }
 
-    /// @notice What a trade looks like in storage, unpacked.
+    /// @notice What a lane's slot holds, unpacked.
     struct TradeState {
-        bytes24 termsHash; // first 192 bits of keccak256(abi.encode(terms))
+        bytes24 termsHash; // first 192 bits of keccak256(abi.encode(tradeId, terms))
         Status status;
-        uint40 deadline; // inspection end while Shipped, ruling deadline while Disputed
+        // inspection end while Shipped, ruling deadline while Disputed, and the block number
+        // in which the trade ended once it is final
+        uint40 deadline;
         Party splitProposer; // who made the open split proposal
         uint16 proposedBuyerBps; // the buyer's share in that proposal
     }
@@ -124,6 +133,7 @@ interface IP2PEscrow {
     error SellerIsBuyer(address account);
     error ArbitratorIsParty(address arbitrator);
     error UnknownTrade(uint256 tradeId);
+    error LaneBusy(address buyer, uint32 lane);
     error TermsMismatch(uint256 tradeId);
     error InvalidBps(uint256 bps);
     error ArbitratorNotRegistered(address arbitrator);
@@ -155,7 +165,8 @@ interface IP2PEscrow {
      * @dev For ETH (`token == address(0)`) send exactly `amount` as value; for a token, approve
      * this contract first (or use {fundWithPermit}). The platform fee in force now is fixed
      * into the trade's terms. Emits {TradeFunded}.
-     * @return tradeId the new trade's id (sequential, starting at 1)
+     * @param lane a lane of the buyer's that is unused or whose trade ended before this block
+     * @return tradeId `buyer << 96 | lane << 64 | block.number`
      */
     function fund(
         address seller,
@@ -165,6 +176,7 @@ interface IP2PEscrow {
         uint64 shipBy,
         uint32 inspectionPeriod,
         uint16 arbitratorFeeBps,
+        uint32 lane,
         bytes32 listingRef
     ) external payable returns (uint256 tradeId);
 
@@ -181,6 +193,7 @@ interface IP2PEscrow {
         uint64 shipBy,
         uint32 inspectionPeriod,
         uint16 arbitratorFeeBps,
+        uint32 lane,
         bytes32 listingRef,
         uint256 permitDeadline,
         uint8 v,
@@ -251,11 +264,13 @@ interface IP2PEscrow {
 
     // ------------------------------------------------------------------ views
 
-    function tradeState(uint256 tradeId) external view returns (TradeState memory);
+    /// @notice State of a trade; reverts {TermsMismatch} if the lane now holds a later trade.
+    function tradeState(uint256 tradeId, Terms calldata terms) external view returns (TradeState memory);
 
-    function hashTerms(Terms calldata terms) external pure returns (bytes24);
+    /// @notice Raw state of a buyer's lane (its current or last trade), for choosing a lane.
+    function laneState(address buyer, uint32 lane) external view returns (TradeState memory);
 
-    function tradeCount() external view returns (uint256);
+    function hashTerms(uint256 tradeId, Terms calldata terms) external pure returns (bytes24);
 
     function credits(address token, address payee) external view returns (uint256);
 

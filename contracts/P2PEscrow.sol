@@ -13,15 +13,13 @@ import {IP2PEscrow} from "./IP2PEscrow.sol";
  * @title P2PEscrow
  * @notice Implementation of {IP2PEscrow}. See the interface for the design and the NatSpec.
  *
- * Storage slot of a trade (uint256):
- *   bits 255..64  first 192 bits of keccak256(abi.encode(terms))
+ * Storage slot of a lane, keyed by `buyer << 96 | lane << 64` (a trade id without its block):
+ *   bits 255..64  first 192 bits of keccak256(abi.encode(tradeId, terms))
  *   bits  63..56  status
- *   bits  55..16  deadline (uint40 unix time): inspection end or ruling deadline
+ *   bits  55..16  deadline (uint40): inspection end or ruling deadline (unix time) while open,
+ *                 the block number in which the trade ended once final
  *   bits  15..14  split proposer: 0 none, 1 buyer, 2 seller
  *   bits  13..0   proposed buyer share in basis points
- *
- * Configuration slot: fee recipient (160) | platform fee bps (16) | paused (8) | trade count (72).
- * It is read once when a trade is funded, so the trade counter costs only a warm write.
  */
 contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
@@ -30,7 +28,6 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         address feeRecipient;
         uint16 platformFeeBps;
         bool paused;
-        uint72 tradeCount;
     }
 
     struct ArbitratorInfo {
@@ -54,7 +51,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     uint32 private immutable _rulingPeriod;
 
     Config private _config;
-    mapping(uint256 tradeId => uint256 packed) private _trades;
+    mapping(uint256 laneKey => uint256 packed) private _lanes;
     mapping(address arbitrator => ArbitratorInfo) private _arbitrators;
     mapping(address token => bool) private _allowedTokens;
     mapping(address token => mapping(address payee => uint256)) private _credits;
@@ -85,11 +82,12 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint64 shipBy,
         uint32 inspectionPeriod,
         uint16 arbitratorFeeBps,
+        uint32 lane,
         bytes32 listingRef
     ) external payable nonReentrant returns (uint256 tradeId) {
         uint256 expectedValue = token == address(0) ? amount : 0;
         if (msg.value != expectedValue) revert WrongPayment(msg.value, expectedValue);
-        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, listingRef);
+        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, lane, listingRef);
         if (token != address(0)) _pullToken(token, amount);
     }
 
@@ -102,6 +100,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint64 shipBy,
         uint32 inspectionPeriod,
         uint16 arbitratorFeeBps,
+        uint32 lane,
         bytes32 listingRef,
         uint256 permitDeadline,
         uint8 v,
@@ -109,7 +108,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         bytes32 s
     ) external nonReentrant returns (uint256 tradeId) {
         if (token == address(0)) revert TokenNotAllowed(token);
-        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, listingRef);
+        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, lane, listingRef);
         // A front-runner may have submitted the permit already; then the allowance is there.
         try IERC20Permit(token).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
         _pullToken(token, amount);
@@ -124,7 +123,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         _requireStatus(tradeId, packed, Status.Funded);
         if (block.timestamp >= terms.shipBy) revert DeadlinePassed(tradeId, uint40(terms.shipBy));
         uint40 inspectionEndsAt = uint40(block.timestamp + terms.inspectionPeriod);
-        _trades[tradeId] = _pack(packed, Status.Shipped, inspectionEndsAt);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Shipped, inspectionEndsAt);
         emit TradeShipped(tradeId, shipmentRef, inspectionEndsAt);
     }
 
@@ -168,7 +167,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (buyerBps > BPS) revert InvalidBps(buyerBps);
         uint8 proposer = msg.sender == terms.buyer ? PROPOSER_BUYER : PROPOSER_SELLER;
         uint256 proposal = (uint256(proposer) << 14) | buyerBps;
-        _trades[tradeId] = (packed & ~uint256(0xFFFF)) | proposal;
+        _lanes[_laneKey(tradeId)] = (packed & ~uint256(0xFFFF)) | proposal;
         emit SplitProposed(tradeId, msg.sender, buyerBps);
     }
 
@@ -184,7 +183,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (uint8((packed >> 14) & 0x3) != counterparty || uint16(packed & 0x3FFF) != buyerBps) {
             revert NoMatchingProposal(tradeId, buyerBps);
         }
-        _trades[tradeId] = _pack(packed, Status.Settled, 0);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Settled, uint40(block.number));
         (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(terms, terms.amount, buyerBps);
         emit TradeSettled(tradeId, buyerBps, buyerAmount, sellerAmount, platformFee);
         _pay(terms.token, terms.buyer, buyerAmount);
@@ -204,7 +203,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert InvalidStatus(tradeId, status);
         }
         uint40 rulingDeadline = uint40(block.timestamp + _rulingPeriod);
-        _trades[tradeId] = _pack(packed, Status.Disputed, rulingDeadline);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Disputed, rulingDeadline);
         emit DisputeOpened(tradeId, msg.sender, rulingDeadline);
     }
 
@@ -231,7 +230,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint40 deadline = _deadline(packed);
         if (block.timestamp >= deadline) revert DeadlinePassed(tradeId, deadline);
         if (buyerBps > BPS) revert InvalidBps(buyerBps);
-        _trades[tradeId] = _pack(packed, Status.Resolved, 0);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
         uint256 arbitratorFee = (terms.amount * terms.arbitratorFeeBps) / BPS;
         (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(
             terms,
@@ -250,7 +249,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         _requireStatus(tradeId, packed, Status.Disputed);
         uint40 deadline = _deadline(packed);
         if (block.timestamp < deadline) revert DeadlineNotReached(tradeId, deadline);
-        _trades[tradeId] = _pack(packed, Status.Resolved, 0);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
         uint16 buyerBps = uint16(BPS / 2);
         (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(terms, terms.amount, buyerBps);
         emit DisputeResolved(tradeId, true, buyerBps, buyerAmount, sellerAmount, 0, platformFee);
@@ -323,26 +322,18 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IP2PEscrow
-    function tradeState(uint256 tradeId) external view returns (TradeState memory state) {
-        uint256 packed = _trades[tradeId];
-        if (packed == 0) revert UnknownTrade(tradeId);
-        state = TradeState({
-            termsHash: bytes24(bytes32(packed)),
-            status: _status(packed),
-            deadline: _deadline(packed),
-            splitProposer: Party(uint8((packed >> 14) & 0x3)),
-            proposedBuyerBps: uint16(packed & 0x3FFF)
-        });
+    function tradeState(uint256 tradeId, Terms calldata terms) external view returns (TradeState memory) {
+        return _unpack(_load(tradeId, terms));
     }
 
     /// @inheritdoc IP2PEscrow
-    function hashTerms(Terms calldata terms) external pure returns (bytes24) {
-        return _hashTerms(terms);
+    function laneState(address buyer, uint32 lane) external view returns (TradeState memory) {
+        return _unpack(_lanes[(uint256(uint160(buyer)) << 96) | (uint256(lane) << 64)]);
     }
 
     /// @inheritdoc IP2PEscrow
-    function tradeCount() external view returns (uint256) {
-        return _config.tradeCount;
+    function hashTerms(uint256 tradeId, Terms calldata terms) external pure returns (bytes24) {
+        return _hashTerms(tradeId, terms);
     }
 
     /// @inheritdoc IP2PEscrow
@@ -391,6 +382,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint64 shipBy,
         uint32 inspectionPeriod,
         uint16 arbitratorFeeBps,
+        uint32 lane,
         bytes32 listingRef
     ) private returns (uint256 tradeId) {
         if (amount == 0) revert ZeroAmount();
@@ -412,8 +404,17 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
 
         Config memory config = _config;
         if (config.paused) revert FundingPaused();
-        tradeId = uint256(config.tradeCount) + 1;
-        _config.tradeCount = uint72(tradeId);
+        uint256 laneKey = (uint256(uint160(msg.sender)) << 96) | (uint256(lane) << 64);
+        uint256 previous = _lanes[laneKey];
+        if (previous != 0) {
+            // Reusable once the lane's trade is final, from the block after it ended.
+            Status previousStatus = _status(previous);
+            if (previousStatus == Status.Funded || previousStatus == Status.Shipped ||
+                previousStatus == Status.Disputed || _deadline(previous) >= block.number) {
+                revert LaneBusy(msg.sender, lane);
+            }
+        }
+        tradeId = laneKey | block.number;
 
         Terms memory terms = Terms({
             buyer: msg.sender,
@@ -426,8 +427,8 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             arbitratorFeeBps: arbitratorFeeBps,
             platformFeeBps: config.platformFeeBps
         });
-        bytes24 termsHash = bytes24(keccak256(abi.encode(terms)));
-        _trades[tradeId] = uint256(bytes32(termsHash)) | (uint256(uint8(Status.Funded)) << 56);
+        bytes24 termsHash = bytes24(keccak256(abi.encode(tradeId, terms)));
+        _lanes[laneKey] = uint256(bytes32(termsHash)) | (uint256(uint8(Status.Funded)) << 56);
         emit TradeFunded(tradeId, msg.sender, seller, terms, listingRef);
     }
 
@@ -440,7 +441,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _release(uint256 tradeId, Terms calldata terms, uint256 packed, bool byBuyer) private {
-        _trades[tradeId] = _pack(packed, Status.Released, 0);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Released, uint40(block.number));
         uint256 platformFee = (terms.amount * terms.platformFeeBps) / BPS;
         if (platformFee != 0) _platformFees[terms.token] += platformFee;
         uint256 sellerAmount = terms.amount - platformFee;
@@ -449,7 +450,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _refund(uint256 tradeId, Terms calldata terms, uint256 packed, bool afterDeadline) private {
-        _trades[tradeId] = _pack(packed, Status.Refunded, 0);
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Refunded, uint40(block.number));
         emit TradeRefunded(tradeId, afterDeadline, terms.amount);
         _pay(terms.token, terms.buyer, terms.amount);
     }
@@ -499,9 +500,24 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _load(uint256 tradeId, Terms calldata terms) private view returns (uint256 packed) {
-        packed = _trades[tradeId];
+        packed = _lanes[_laneKey(tradeId)];
         if (packed == 0) revert UnknownTrade(tradeId);
-        if (bytes24(bytes32(packed)) != _hashTerms(terms)) revert TermsMismatch(tradeId);
+        if (bytes24(bytes32(packed)) != _hashTerms(tradeId, terms)) revert TermsMismatch(tradeId);
+    }
+
+    function _laneKey(uint256 tradeId) private pure returns (uint256) {
+        return tradeId & ~uint256(type(uint64).max);
+    }
+
+    function _unpack(uint256 packed) private pure returns (TradeState memory) {
+        return
+            TradeState({
+                termsHash: bytes24(bytes32(packed)),
+                status: _status(packed),
+                deadline: _deadline(packed),
+                splitProposer: Party(uint8((packed >> 14) & 0x3)),
+                proposedBuyerBps: uint16(packed & 0x3FFF)
+            });
     }
 
     function _requireStatus(uint256 tradeId, uint256 packed, Status expected) private pure {
@@ -530,7 +546,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         return uint40(packed >> 16);
     }
 
-    function _hashTerms(Terms calldata terms) private pure returns (bytes24) {
-        return bytes24(keccak256(abi.encode(terms)));
+    function _hashTerms(uint256 tradeId, Terms calldata terms) private pure returns (bytes24) {
+        return bytes24(keccak256(abi.encode(tradeId, terms)));
     }
 }

@@ -27,7 +27,7 @@ from web3.types import TxParams, TxReceipt
 
 from escrow.chain import Chain
 from escrow.compiler import load_artifact
-from escrow.errors import EscrowError
+from escrow.errors import EscrowError, UnknownTrade
 from escrow.events import DecodedEvent, EventDecoder
 from escrow.transactions import (
     ErrorDecoder,
@@ -171,6 +171,7 @@ class EscrowCalls:
         amount: int,
         ship_by: int,
         inspection_period: int,
+        lane: int,
         arbitrator_fee_bps: int = 0,
         token: str = ETH,
         listing_ref: bytes = ZERO_REF,
@@ -178,7 +179,7 @@ class EscrowCalls:
         token = to_checksum_address(token)
         fn = self._fn.fund(
             to_checksum_address(seller), to_checksum_address(arbitrator), token, amount,
-            ship_by, inspection_period, arbitrator_fee_bps, _bytes32(listing_ref),
+            ship_by, inspection_period, arbitrator_fee_bps, lane, _bytes32(listing_ref),
         )
         return PreparedCall(fn, value=amount if int(token, 16) == 0 else 0)
 
@@ -195,13 +196,14 @@ class EscrowCalls:
         v: int,
         r: bytes,
         s: bytes,
+        lane: int,
         arbitrator_fee_bps: int = 0,
         listing_ref: bytes = ZERO_REF,
     ) -> PreparedCall:
         fn = self._fn.fundWithPermit(
             to_checksum_address(seller), to_checksum_address(arbitrator),
             to_checksum_address(token), amount, ship_by, inspection_period, arbitrator_fee_bps,
-            _bytes32(listing_ref), permit_deadline, v, _bytes32(r), _bytes32(s),
+            lane, _bytes32(listing_ref), permit_deadline, v, _bytes32(r), _bytes32(s),
         )
         return PreparedCall(fn)
 
@@ -320,12 +322,17 @@ class EscrowClient:
         arbitrator_fee_bps: int = 0,
         token: str = ETH,
         listing_ref: bytes = ZERO_REF,
+        lane: int | None = None,
     ) -> Funded:
-        """Opens and funds a trade. For a token, the buyer must have approved the escrow."""
+        """Opens and funds a trade. For a token, the buyer must have approved the escrow.
+
+        ``lane`` defaults to the buyer's lowest free lane (see :meth:`free_lane`).
+        """
         call = self.calls.fund(
             seller=seller, arbitrator=arbitrator, amount=amount, ship_by=ship_by,
             inspection_period=inspection_period, arbitrator_fee_bps=arbitrator_fee_bps,
             token=token, listing_ref=listing_ref,
+            lane=self.free_lane(sender_address(sender)) if lane is None else lane,
         )
         return self._funded(self.send(call, sender))
 
@@ -342,6 +349,7 @@ class EscrowClient:
         arbitrator_fee_bps: int = 0,
         listing_ref: bytes = ZERO_REF,
         permit_deadline: int | None = None,
+        lane: int | None = None,
     ) -> Funded:
         """Funds a token trade in one transaction with an EIP-2612 permit signed by the buyer."""
         deadline = permit_deadline or self.chain.latest_timestamp() + 3600
@@ -350,6 +358,7 @@ class EscrowClient:
             seller=seller, arbitrator=arbitrator, token=token, amount=amount, ship_by=ship_by,
             inspection_period=inspection_period, permit_deadline=deadline, v=v, r=r, s=s,
             arbitrator_fee_bps=arbitrator_fee_bps, listing_ref=listing_ref,
+            lane=self.free_lane(sender_address(sender)) if lane is None else lane,
         )
         return self._funded(self.send(call, sender))
 
@@ -490,40 +499,63 @@ class EscrowClient:
 
     # ------------------------------------------------------------ reads
 
-    def trade_state(self, trade_id: int) -> TradeState:
+    def trade_state(self, trade_id: int, terms: Terms) -> TradeState:
+        """Current state of a trade; raises TermsMismatch if its lane holds a later trade."""
+        return self._state(trade_id, self._read(self.contract.functions.tradeState(
+            trade_id, terms.as_tuple())))
+
+    def lane_state(self, buyer: str, lane: int) -> TradeState:
+        """The raw slot of a buyer's lane: its current or last trade."""
+        raw = self._read(self.contract.functions.laneState(to_checksum_address(buyer), lane))
+        return self._state(trade_id_of(buyer, lane, 0), raw)
+
+    def free_lane(self, buyer: str, start: int = 0) -> int:
+        """The buyer's lowest lane that a new trade can use in the next block."""
+        latest = int(self.w3.eth.block_number)
+        lane = start
+        while True:
+            state = self.lane_state(buyer, lane)
+            if state.status == Status.NONE or (not state.status.is_open
+                                               and state.deadline <= latest):
+                return lane
+            lane += 1
+
+    def _read(self, fn: Any) -> Any:
         try:
-            raw = self.contract.functions.tradeState(trade_id).call()
+            return fn.call()
         except Exception as exc:
             typed = self.sender.decoder.from_exception(exc)
             if typed is not None:
                 raise typed from None
             raise
+
+    @staticmethod
+    def _state(trade_id: int, raw: Any) -> TradeState:
         terms_hash, status, deadline, proposer, bps = raw
         return TradeState(trade_id, bytes(terms_hash), Status(status), int(deadline),
                           Party(proposer), int(bps))
 
-    def terms_of(self, trade_id: int, from_block: int = 0) -> tuple[Terms, bytes]:
-        """The terms and listing reference of a trade, from its TradeFunded event."""
-        topic = "0x" + trade_id.to_bytes(32, "big").hex()
+    def terms_of(self, trade_id: int) -> tuple[Terms, bytes]:
+        """The terms and listing reference of a trade, from its TradeFunded event.
+
+        The funding block is part of the trade id, so this reads the logs of one block.
+        """
+        block = funding_block(trade_id)
         logs = self.w3.eth.get_logs({
             "address": self.address,
-            "fromBlock": from_block,
-            "toBlock": "latest",
-            "topics": [self.events.topic("TradeFunded"), topic],
+            "fromBlock": block,
+            "toBlock": block,
+            "topics": [self.events.topic("TradeFunded"),
+                       "0x" + trade_id.to_bytes(32, "big").hex()],
         })
         if not logs:
-            self.trade_state(trade_id)  # raises UnknownTrade for an id never used
-            raise EscrowError(f"no TradeFunded event for trade {trade_id} since block "
-                              f"{from_block}")
+            raise UnknownTrade(tradeId=trade_id)
         event = self.events.decode_log(logs[0])
         return Terms.from_event(event.args["terms"]), bytes(event.args["listingRef"])
 
-    def trade(self, trade_id: int, from_block: int = 0) -> Trade:
-        terms, listing_ref = self.terms_of(trade_id, from_block)
-        return Trade(trade_id, terms, self.trade_state(trade_id), listing_ref)
-
-    def trade_count(self) -> int:
-        return int(self.contract.functions.tradeCount().call())
+    def trade(self, trade_id: int) -> Trade:
+        terms, listing_ref = self.terms_of(trade_id)
+        return Trade(trade_id, terms, self.trade_state(trade_id, terms), listing_ref)
 
     def credits(self, account: str, token: str = ETH) -> int:
         return int(self.contract.functions.credits(to_checksum_address(token),
@@ -547,8 +579,23 @@ class EscrowClient:
     def is_token_allowed(self, token: str) -> bool:
         return bool(self.contract.functions.isTokenAllowed(to_checksum_address(token)).call())
 
-    def hash_terms(self, terms: Terms) -> bytes:
-        return bytes(self.contract.functions.hashTerms(terms.as_tuple()).call())
+    def hash_terms(self, trade_id: int, terms: Terms) -> bytes:
+        return bytes(self.contract.functions.hashTerms(trade_id, terms.as_tuple()).call())
+
+
+def trade_id_of(buyer: str, lane: int, block_number: int) -> int:
+    """``buyer << 96 | lane << 64 | funding block``, as the contract builds it."""
+    return (int(buyer, 16) << 96) | (lane << 64) | block_number
+
+
+def split_trade_id(trade_id: int) -> tuple[ChecksumAddress, int, int]:
+    """(buyer, lane, funding block) of a trade id."""
+    buyer = to_checksum_address((trade_id >> 96).to_bytes(20, "big"))
+    return buyer, (trade_id >> 64) & 0xFFFFFFFF, trade_id & 0xFFFFFFFFFFFFFFFF
+
+
+def funding_block(trade_id: int) -> int:
+    return trade_id & 0xFFFFFFFFFFFFFFFF
 
 
 def _bytes32(value: bytes | str) -> bytes:

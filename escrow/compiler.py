@@ -31,6 +31,7 @@ CACHE_FILE_NAME = ".build-info.json"
 
 EVM_VERSION = "cancun"
 OPTIMIZER_RUNS = 10_000
+VIA_IR = True
 REMAPPINGS = (
     "@openzeppelin/contracts/=node_modules/@openzeppelin/contracts/",
     "oz-contracts-v4/=node_modules/oz-contracts-v4/",
@@ -57,7 +58,7 @@ class Artifact:
             "bytecode": self.bytecode,
             "deployedBytecode": self.deployed_bytecode,
             "compiler": {"version": self.compiler_version, "evmVersion": EVM_VERSION,
-                         "optimizerRuns": OPTIMIZER_RUNS},
+                         "optimizerRuns": OPTIMIZER_RUNS, "viaIR": VIA_IR},
             "sourceHash": self.source_hash,
         }
 
@@ -132,7 +133,7 @@ def _compiler_identity(solc: Path) -> str:
 
 def sources_hash(files: Iterable[Path], identity: str, root: Path = PROJECT_ROOT) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{identity}|{EVM_VERSION}|{OPTIMIZER_RUNS}|{REMAPPINGS}".encode())
+    digest.update(f"{identity}|{EVM_VERSION}|{OPTIMIZER_RUNS}|{VIA_IR}|{REMAPPINGS}".encode())
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -151,6 +152,7 @@ def _standard_input(files: list[Path], root: Path) -> dict[str, Any]:
         "settings": {
             "remappings": list(REMAPPINGS),
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+            "viaIR": VIA_IR,
             "evmVersion": EVM_VERSION,
             "outputSelection": {
                 "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
@@ -189,7 +191,7 @@ def compile_contracts(
             allow_paths=[str(root)],
         )
     except SolcError as exc:
-        raise CompilationFailed(str(exc)) from exc
+        raise CompilationFailed(_solc_error_message(exc)) from None
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompilationFailed("\n".join(e.get("formattedMessage", e["message"]) for e in errors))
@@ -237,6 +239,20 @@ def load_artifact(name: str, out_dir: Path = ARTIFACTS_DIR) -> Artifact:
     if name not in result.artifacts:
         raise CompilationFailed(f"no contract named {name}; have {sorted(result.artifacts)}")
     return result.artifacts[name]
+
+
+def _solc_error_message(exc: SolcError) -> str:
+    """Only the compiler's own messages, not the whole JSON output py-solc-x attaches."""
+    try:
+        output = json.loads(exc.stdout_data)
+        messages = [
+            e.get("formattedMessage", e.get("message", ""))
+            for e in output.get("errors", [])
+            if e.get("severity") == "error"
+        ]
+    except (TypeError, ValueError):
+        messages = []
+    return "\n".join(messages) or f"{exc.message}\n{exc.stderr_data}"
 
 
 def _atomic_write(path: Path, text: str) -> None:
