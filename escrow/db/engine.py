@@ -75,6 +75,7 @@ def alembic_config(url: str | None = None) -> Any:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # '%' must be doubled for ConfigParser interpolation.
     config.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    config.attributes["configure_logger"] = False  # leave the application's logging alone
     return config
 
 

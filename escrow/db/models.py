@@ -193,7 +193,8 @@ class Trade(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     chain_id: Mapped[int] = mapped_column(BigInteger)
     contract_address: Mapped[str] = mapped_column(ADDRESS)
-    onchain_id: Mapped[int] = mapped_column(BigInteger)
+    #: ``buyer << 96 | lane << 64 | funding block``: needs all 256 bits.
+    onchain_id: Mapped[int] = mapped_column(Uint256)
     listing_id: Mapped[int | None] = mapped_column(
         ForeignKey("listings.id", ondelete="SET NULL"), index=True
     )
@@ -233,6 +234,8 @@ class Trade(Base):
     split_proposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disputed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Block of the final event (the contract keeps it as the final state's "deadline").
+    finished_block: Mapped[int | None] = mapped_column(BigInteger)
     funded_block: Mapped[int] = mapped_column(BigInteger)
     funded_tx: Mapped[str] = mapped_column(HASH32)
     last_event_block: Mapped[int] = mapped_column(BigInteger)
@@ -267,7 +270,7 @@ class TradeEvent(Base):
     trade_id: Mapped[int | None] = mapped_column(
         ForeignKey("trades.id", ondelete="CASCADE"), index=True
     )
-    onchain_trade_id: Mapped[int | None] = mapped_column(BigInteger)
+    onchain_trade_id: Mapped[int | None] = mapped_column(Uint256, index=True)
     #: The address a non-trade event is about (arbitrator, payee, token), for look-ups.
     account: Mapped[str | None] = mapped_column(ADDRESS, index=True)
     args: Mapped[dict[str, Any]] = mapped_column(JSON)

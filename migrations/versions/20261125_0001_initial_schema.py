@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:14:15.456031
+Create Date: 2026-11-25 14:19:13.387008
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("chain_id", sa.BigInteger(), nullable=False),
         sa.Column("contract_address", sa.String(length=42), nullable=False),
-        sa.Column("onchain_id", sa.BigInteger(), nullable=False),
+        sa.Column("onchain_id", Uint256(), nullable=False),
         sa.Column("listing_id", sa.Integer(), nullable=True),
         sa.Column("listing_ref", sa.String(length=66), nullable=False),
         sa.Column("buyer", sa.String(length=42), nullable=False),
@@ -149,6 +149,7 @@ def upgrade() -> None:
         sa.Column("split_proposed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("disputed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_block", sa.BigInteger(), nullable=True),
         sa.Column("funded_block", sa.BigInteger(), nullable=False),
         sa.Column("funded_tx", sa.String(length=66), nullable=False),
         sa.Column("last_event_block", sa.BigInteger(), nullable=False),
@@ -294,7 +295,7 @@ def upgrade() -> None:
         sa.Column("log_index", sa.Integer(), nullable=False),
         sa.Column("event", sa.String(length=40), nullable=False),
         sa.Column("trade_id", sa.Integer(), nullable=True),
-        sa.Column("onchain_trade_id", sa.BigInteger(), nullable=True),
+        sa.Column("onchain_trade_id", Uint256(), nullable=True),
         sa.Column("account", sa.String(length=42), nullable=True),
         sa.Column("args", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -312,6 +313,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_trade_events_account"), "trade_events", ["account"], unique=False)
+    op.create_index(
+        op.f("ix_trade_events_onchain_trade_id"), "trade_events", ["onchain_trade_id"], unique=False
+    )
     op.create_index(
         "ix_trade_events_scope_block",
         "trade_events",
@@ -357,6 +361,7 @@ def downgrade() -> None:
     op.drop_table("messages")
     op.drop_index(op.f("ix_trade_events_trade_id"), table_name="trade_events")
     op.drop_index("ix_trade_events_scope_block", table_name="trade_events")
+    op.drop_index(op.f("ix_trade_events_onchain_trade_id"), table_name="trade_events")
     op.drop_index(op.f("ix_trade_events_account"), table_name="trade_events")
 
     op.drop_table("trade_events")

@@ -1,0 +1,461 @@
+"""From contract events to rows: the trade state machine, replayed from the events.
+
+The same functions serve the forward scan (apply a batch of new events) and the rollback after
+a reorganisation (replay a trade's remaining events from scratch), so both paths always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import keccak
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from escrow.db.models import (
+    ArbitratorProfile,
+    Dispute,
+    EvidenceFile,
+    Listing,
+    Side,
+    Trade,
+    TradeEvent,
+    TradeStatus,
+)
+from escrow.indexer.decoder import DecodedLog
+
+#: Events that carry a ``tradeId`` and change a trade's row.
+TRADE_EVENTS = frozenset({
+    "TradeFunded", "TradeShipped", "TradeReleased", "TradeRefunded", "SplitProposed",
+    "TradeSettled", "DisputeOpened", "EvidenceSubmitted", "DisputeResolved",
+})
+ARBITRATOR_EVENTS = frozenset({"ArbitratorRegistered", "ArbitratorRemoved"})
+#: For events without a trade: the argument naming the account the event is about.
+ACCOUNT_ARG = {
+    "PaymentDeferred": "payee", "Withdrawn": "payee", "PlatformFeesWithdrawn": "recipient",
+    "ArbitratorRegistered": "arbitrator", "ArbitratorRemoved": "arbitrator",
+    "PlatformFeeUpdated": "recipient", "TokenAllowanceUpdated": "token",
+    "OwnershipTransferred": "newOwner", "OwnershipTransferStarted": "newOwner",
+}
+IN_CHUNK = 500  # ids per IN (...) list
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One deployed contract on one chain."""
+
+    chain_id: int
+    contract_address: str  # lower-case
+
+
+def utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def terms_hash(trade_id: int, terms: dict[str, Any]) -> str:
+    """``bytes24(keccak256(abi.encode(tradeId, terms)))`` as 0x hex, like ``hashTerms``."""
+    words = (
+        trade_id,
+        int(terms["buyer"], 16), int(terms["seller"], 16), int(terms["arbitrator"], 16),
+        int(terms["token"], 16), terms["amount"], terms["shipBy"], terms["inspectionPeriod"],
+        terms["arbitratorFeeBps"], terms["platformFeeBps"],
+    )
+    encoded = b"".join(w.to_bytes(32, "big") for w in words)
+    return "0x" + keccak(encoded)[:24].hex()
+
+
+# ---------------------------------------------------------------------------- state machine
+
+
+@dataclass
+class TradeProjection:
+    """A trade's row (and its dispute's) being built from events; ``None`` = no such row."""
+
+    onchain_id: int
+    trade: dict[str, Any] | None = None
+    dispute: dict[str, Any] | None = None
+    trade_pk: int | None = None
+    dispute_pk: int | None = None
+    evidence: list[DecodedLog] = field(default_factory=list)
+    changed: bool = False
+
+
+def _block_time(event: DecodedLog) -> datetime:
+    if event.block_timestamp is None:
+        raise ValueError(f"no block time for block {event.block_number}")
+    return utc(event.block_timestamp)
+
+
+def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
+    """Applies one trade event to ``proj``; False when the trade is unknown (not funded)."""
+    args = event.args
+    name = event.name
+    when = _block_time(event)
+    if name == "TradeFunded":
+        terms = args["terms"]
+        proj.trade = {
+            "chain_id": scope.chain_id, "contract_address": scope.contract_address,
+            "onchain_id": args["tradeId"], "listing_id": None, "listing_ref": args["listingRef"],
+            "buyer": terms["buyer"], "seller": terms["seller"], "arbitrator": terms["arbitrator"],
+            "token": terms["token"], "amount": terms["amount"], "ship_by": utc(terms["shipBy"]),
+            "inspection_period": terms["inspectionPeriod"],
+            "arbitrator_fee_bps": terms["arbitratorFeeBps"],
+            "platform_fee_bps": terms["platformFeeBps"],
+            "terms_hash": terms_hash(args["tradeId"], terms),
+            "status": TradeStatus.FUNDED.value, "deadline": None, "shipment_ref": None,
+            "inspection_ends_at": None, "ruling_deadline": None, "split_proposer": None,
+            "proposed_buyer_bps": None, "released_by_buyer": None,
+            "refunded_after_deadline": None, "buyer_bps": None, "buyer_amount": None,
+            "seller_amount": None, "platform_fee": None, "arbitrator_fee": None,
+            "funded_at": when, "shipped_at": None, "split_proposed_at": None,
+            "disputed_at": None, "finished_at": None, "finished_block": None,
+            "funded_block": event.block_number,
+            "funded_tx": event.tx_hash, "last_event_block": event.block_number,
+        }
+        proj.changed = True
+        return True
+    trade = proj.trade
+    if trade is None:
+        return False
+    trade["last_event_block"] = event.block_number
+    proj.changed = True
+    if name == "TradeShipped":
+        trade.update(status=TradeStatus.SHIPPED.value, shipment_ref=args["shipmentRef"],
+                     inspection_ends_at=utc(args["inspectionEndsAt"]),
+                     deadline=utc(args["inspectionEndsAt"]), shipped_at=when)
+        _clear_proposal(trade)
+    elif name == "SplitProposed":
+        side = Side.BUYER if args["proposer"] == trade["buyer"] else Side.SELLER
+        trade.update(split_proposer=side.value, proposed_buyer_bps=args["buyerBps"],
+                     split_proposed_at=when)
+    elif name == "DisputeOpened":
+        trade.update(status=TradeStatus.DISPUTED.value, deadline=utc(args["rulingDeadline"]),
+                     ruling_deadline=utc(args["rulingDeadline"]), disputed_at=when)
+        _clear_proposal(trade)
+        statement = proj.dispute.get("statement") if proj.dispute else None
+        proj.dispute = {
+            "opened_by": args["openedBy"], "opened_at": when,
+            "opened_block": event.block_number, "ruling_deadline": utc(args["rulingDeadline"]),
+            "statement": statement, "resolved_at": None, "by_timeout": None, "buyer_bps": None,
+            "buyer_amount": None, "seller_amount": None, "arbitrator_fee": None,
+            "platform_fee": None,
+        }
+    elif name == "EvidenceSubmitted":
+        proj.evidence.append(event)
+    elif name == "TradeReleased":
+        _finish(trade, TradeStatus.RELEASED, event)
+        trade.update(released_by_buyer=args["byBuyer"], seller_amount=args["sellerAmount"],
+                     platform_fee=args["platformFee"], buyer_amount=0)
+    elif name == "TradeRefunded":
+        _finish(trade, TradeStatus.REFUNDED, event)
+        trade.update(refunded_after_deadline=args["afterDeadline"],
+                     buyer_amount=args["buyerAmount"], seller_amount=0, platform_fee=0)
+    elif name == "TradeSettled":
+        _finish(trade, TradeStatus.SETTLED, event)
+        trade.update(buyer_bps=args["buyerBps"], buyer_amount=args["buyerAmount"],
+                     seller_amount=args["sellerAmount"], platform_fee=args["platformFee"])
+    elif name == "DisputeResolved":
+        _finish(trade, TradeStatus.RESOLVED, event)
+        outcome = {
+            "buyer_bps": args["buyerBps"], "buyer_amount": args["buyerAmount"],
+            "seller_amount": args["sellerAmount"], "platform_fee": args["platformFee"],
+            "arbitrator_fee": args["arbitratorFee"],
+        }
+        trade.update(outcome)
+        if proj.dispute is not None:
+            proj.dispute.update(outcome, resolved_at=when, by_timeout=args["byTimeout"])
+    return True
+
+
+def _clear_proposal(trade: dict[str, Any]) -> None:
+    # The contract drops an open split proposal on every status change.
+    trade.update(split_proposer=None, proposed_buyer_bps=None)
+
+
+def _finish(trade: dict[str, Any], status: TradeStatus, event: DecodedLog) -> None:
+    trade.update(status=status.value, deadline=None, finished_at=_block_time(event),
+                 finished_block=event.block_number)
+    _clear_proposal(trade)
+
+
+def event_row(scope: Scope, event: DecodedLog) -> dict[str, Any]:
+    args = event.args
+    trade_id = args.get("tradeId") if event.name in TRADE_EVENTS else None
+    account_arg = ACCOUNT_ARG.get(event.name)
+    return {
+        "chain_id": scope.chain_id, "contract_address": scope.contract_address,
+        "block_number": event.block_number, "block_hash": event.block_hash,
+        "block_time": None if event.block_timestamp is None else utc(event.block_timestamp),
+        "tx_hash": event.tx_hash, "log_index": event.log_index, "event": event.name,
+        "trade_id": None, "onchain_trade_id": trade_id,
+        "account": args.get(account_arg) if account_arg else None, "args": args,
+    }
+
+
+# ---------------------------------------------------------------------------- database
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0  # new events stored
+    skipped: int = 0  # already in the database (replay)
+    orphans: int = 0  # trade events of trades funded before the start block
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start: start + size]
+
+
+_TRADE_STATE_COLUMNS = [c for c in Trade.__table__.columns if c.name not in ("id",)]
+_DISPUTE_COLUMNS = [c for c in Dispute.__table__.columns if c.name not in ("id", "trade_id")]
+
+
+def load_projections(session: Session, scope: Scope,
+                     onchain_ids: Iterable[int]) -> dict[int, TradeProjection]:
+    """The stored rows of these trades (missing ids get an empty projection)."""
+    ids = sorted(set(onchain_ids))
+    result = {i: TradeProjection(onchain_id=i) for i in ids}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(Trade.id, *_TRADE_STATE_COLUMNS).where(
+                Trade.chain_id == scope.chain_id,
+                Trade.contract_address == scope.contract_address,
+                Trade.onchain_id.in_(chunk),
+            )
+        ).mappings()
+        for row in rows:
+            proj = result[row["onchain_id"]]
+            proj.trade_pk = row["id"]
+            proj.trade = {k: v for k, v in row.items() if k != "id"}
+    by_pk = {p.trade_pk: p for p in result.values() if p.trade_pk is not None}
+    for chunk in _chunks(list(by_pk)):
+        for row in session.execute(
+            select(Dispute.id, Dispute.trade_id, *_DISPUTE_COLUMNS).where(
+                Dispute.trade_id.in_(chunk))
+        ).mappings():
+            proj = by_pk[row["trade_id"]]
+            proj.dispute_pk = row["id"]
+            proj.dispute = {k: v for k, v in row.items() if k not in ("id", "trade_id")}
+    return result
+
+
+def store_projections(session: Session, projections: Iterable[TradeProjection]) -> None:
+    """Writes changed projections: inserts, updates by primary key, deletes emptied rows."""
+    projections = [p for p in projections if p.changed]
+    new = [p for p in projections if p.trade is not None and p.trade_pk is None]
+    if new:
+        _link_listings(session, [p.trade for p in new if p.trade is not None])
+        pks = session.scalars(
+            insert(Trade).returning(Trade.id, sort_by_parameter_order=True),
+            [p.trade for p in new],
+        ).all()
+        for proj, pk in zip(new, pks, strict=True):
+            proj.trade_pk = pk
+    updates = [dict(p.trade, id=p.trade_pk) for p in projections
+               if p.trade is not None and p not in new]
+    if updates:
+        session.execute(update(Trade), updates)
+    gone = [p.trade_pk for p in projections if p.trade is None and p.trade_pk is not None]
+    for chunk in _chunks(gone):
+        session.execute(delete(Trade).where(Trade.id.in_(chunk)))
+
+    new_disputes = [dict(p.dispute, trade_id=p.trade_pk) for p in projections
+                    if p.dispute is not None and p.dispute_pk is None and p.trade is not None]
+    if new_disputes:
+        session.execute(insert(Dispute), new_disputes)
+    dispute_updates = [dict(p.dispute, id=p.dispute_pk) for p in projections
+                       if p.dispute is not None and p.dispute_pk is not None]
+    if dispute_updates:
+        session.execute(update(Dispute), dispute_updates)
+    gone_disputes = [p.dispute_pk for p in projections
+                     if p.dispute is None and p.dispute_pk is not None]
+    for chunk in _chunks(gone_disputes):
+        session.execute(delete(Dispute).where(Dispute.id.in_(chunk)))
+
+    for proj in projections:
+        for event in proj.evidence:
+            session.execute(
+                update(EvidenceFile)
+                .where(EvidenceFile.trade_id == proj.trade_pk,
+                       EvidenceFile.sha256 == event.args["contentHash"][2:],
+                       EvidenceFile.onchain_tx_hash.is_(None))
+                .values(onchain_uri=event.args["uri"][:500], onchain_tx_hash=event.tx_hash,
+                        onchain_block=event.block_number)
+            )
+
+
+def _link_listings(session: Session, trades: list[dict[str, Any]]) -> None:
+    refs = sorted({t["listing_ref"] for t in trades})
+    listing_by_ref: dict[str, int] = {}
+    for chunk in _chunks(refs):
+        listing_by_ref.update(session.execute(
+            select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).tuples().all())
+    for trade in trades:
+        trade["listing_id"] = listing_by_ref.get(trade["listing_ref"])
+
+
+def existing_event_keys(session: Session, scope: Scope, first_block: int,
+                        last_block: int) -> set[tuple[str, int]]:
+    rows = session.execute(
+        select(TradeEvent.tx_hash, TradeEvent.log_index).where(
+            TradeEvent.chain_id == scope.chain_id,
+            TradeEvent.contract_address == scope.contract_address,
+            TradeEvent.block_number.between(first_block, last_block),
+        )
+    ).tuples()
+    return set(rows)
+
+
+def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -> BatchResult:
+    """Stores ``events`` (in chain order) and updates the rows they change.
+
+    Events already stored (same chain, tx hash and log index) are skipped, so replaying a range
+    changes nothing. Runs inside the caller's transaction.
+    """
+    result = BatchResult()
+    if not events:
+        return result
+    seen = existing_event_keys(session, scope, events[0].block_number, events[-1].block_number)
+    if seen:
+        fresh = [e for e in events if (e.tx_hash, e.log_index) not in seen]
+        result.skipped = len(events) - len(fresh)
+        events = fresh
+        if not events:
+            return result
+
+    trade_ids = {e.args["tradeId"] for e in events if e.name in TRADE_EVENTS}
+    funded_here = {e.args["tradeId"] for e in events if e.name == "TradeFunded"}
+    projections = load_projections(session, scope, trade_ids - funded_here)
+    for trade_id in funded_here:
+        projections.setdefault(trade_id, TradeProjection(onchain_id=trade_id))
+
+    rows = []
+    row_projection: list[TradeProjection | None] = []
+    arbitrator_events = []
+    for event in events:
+        row = event_row(scope, event)
+        proj = None
+        if event.name in TRADE_EVENTS:
+            proj = projections[event.args["tradeId"]]
+            if not apply_event(scope, proj, event):
+                result.orphans += 1
+                proj = None
+        elif event.name in ARBITRATOR_EVENTS:
+            arbitrator_events.append(event)
+        rows.append(row)
+        row_projection.append(proj)
+
+    store_projections(session, projections.values())
+    for row, proj in zip(rows, row_projection, strict=True):
+        if proj is not None:
+            row["trade_id"] = proj.trade_pk
+    session.execute(insert(TradeEvent), rows)
+    for event in arbitrator_events:
+        _apply_arbitrator_event(session, event)
+    result.applied = len(rows)
+    return result
+
+
+def _apply_arbitrator_event(session: Session, event: DecodedLog) -> None:
+    address = event.args["arbitrator"]
+    profile = session.scalar(select(ArbitratorProfile).where(ArbitratorProfile.address == address))
+    if profile is None:
+        profile = ArbitratorProfile(address=address, languages=[])
+        session.add(profile)
+    registered = event.name == "ArbitratorRegistered"
+    profile.onchain_registered = registered
+    profile.onchain_max_fee_bps = event.args["maxFeeBps"] if registered else None
+    profile.onchain_updated_block = event.block_number
+    session.flush()
+
+
+# ---------------------------------------------------------------------------- rollback
+
+
+def _stored_event(row: TradeEvent) -> DecodedLog:
+    return DecodedLog(
+        name=row.event, args=row.args, block_number=row.block_number, block_hash=row.block_hash,
+        block_timestamp=None if row.block_time is None else int(as_utc(row.block_time).timestamp()),
+        tx_hash=row.tx_hash, log_index=row.log_index,
+    )
+
+
+def rebuild_trades(session: Session, scope: Scope, onchain_ids: Iterable[int]) -> None:
+    """Recomputes these trades from their stored events (deleting trades left with none)."""
+    projections = load_projections(session, scope, onchain_ids)
+    for proj in projections.values():
+        statement = proj.dispute.get("statement") if proj.dispute else None
+        proj.trade, proj.dispute, proj.changed = None, None, True
+        events = session.scalars(
+            select(TradeEvent).where(
+                TradeEvent.chain_id == scope.chain_id,
+                TradeEvent.contract_address == scope.contract_address,
+                TradeEvent.onchain_trade_id == proj.onchain_id,
+            ).order_by(TradeEvent.block_number, TradeEvent.log_index)
+        ).all()
+        for row in events:
+            apply_event(scope, proj, _stored_event(row))
+        if proj.dispute is not None:
+            proj.dispute["statement"] = statement
+        proj.evidence = []  # links above the fork were cleared; the rest are still valid
+        if proj.trade is not None and proj.trade_pk is not None:
+            listing_id = session.scalar(select(Trade.listing_id).where(Trade.id == proj.trade_pk))
+            proj.trade["listing_id"] = listing_id
+    store_projections(session, projections.values())
+
+
+def rollback_above(session: Session, scope: Scope, block: int) -> int:
+    """Removes everything that came from blocks above ``block``; returns the events removed."""
+    in_scope = and_(TradeEvent.chain_id == scope.chain_id,
+                    TradeEvent.contract_address == scope.contract_address,
+                    TradeEvent.block_number > block)
+    affected = sorted(set(session.scalars(
+        select(TradeEvent.onchain_trade_id).where(in_scope,
+                                                  TradeEvent.onchain_trade_id.is_not(None))
+    ).all()))
+    arbitrators = sorted(set(session.scalars(
+        select(TradeEvent.account).where(in_scope, TradeEvent.event.in_(ARBITRATOR_EVENTS))
+    ).all()))
+    removed = session.execute(delete(TradeEvent).where(in_scope)).rowcount or 0
+    trade_pks = select(Trade.id).where(Trade.chain_id == scope.chain_id,
+                                       Trade.contract_address == scope.contract_address)
+    session.execute(
+        update(EvidenceFile)
+        .where(EvidenceFile.onchain_block > block, EvidenceFile.trade_id.in_(trade_pks))
+        .values(onchain_uri=None, onchain_tx_hash=None, onchain_block=None)
+    )
+    for chunk in _chunks(affected):
+        rebuild_trades(session, scope, chunk)
+    for address in arbitrators:
+        _rebuild_arbitrator(session, scope, address)
+    return removed
+
+
+def _rebuild_arbitrator(session: Session, scope: Scope, address: str | None) -> None:
+    if address is None:
+        return
+    last = session.scalars(
+        select(TradeEvent).where(
+            TradeEvent.chain_id == scope.chain_id,
+            TradeEvent.contract_address == scope.contract_address,
+            TradeEvent.event.in_(ARBITRATOR_EVENTS),
+            TradeEvent.account == address,
+        ).order_by(TradeEvent.block_number.desc(), TradeEvent.log_index.desc()).limit(1)
+    ).first()
+    profile = session.scalar(select(ArbitratorProfile).where(ArbitratorProfile.address == address))
+    if profile is None:
+        return
+    if last is None:
+        profile.onchain_registered, profile.onchain_max_fee_bps = False, None
+        profile.onchain_updated_block = None
+    else:
+        _apply_arbitrator_event(session, _stored_event(last))

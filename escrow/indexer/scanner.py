@@ -1,0 +1,304 @@
+"""The chain scanner: keeps the database equal to the contract's event history.
+
+Each batch is one database transaction holding the batch's events, the rows they change and
+the checkpoint (last block and its hash). A crash anywhere leaves either all of a batch or none
+of it; the unique key (chain id, tx hash, log index) and the replay filter make re-reading a
+range harmless. Before each batch the checkpoint's block hash is compared with the node's: on a
+mismatch the indexer first checks that the chain itself is the same one (genesis hash and
+contract code), then finds the last stored block still on the chain, rolls back everything
+above it and reads on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from web3 import Web3
+
+from escrow.db.engine import session_scope
+from escrow.db.models import IndexerCheckpoint, TradeEvent
+from escrow.errors import EscrowError
+from escrow.indexer.decoder import DecodedLog, LogDecoder, RawLog, UnknownEvent
+from escrow.indexer.projection import BatchResult, Scope, apply_events, rollback_above
+from escrow.indexer.source import LogSource
+
+log = logging.getLogger(__name__)
+
+#: Aim for this many events per batch (one transaction); the block range adapts to it.
+TARGET_EVENTS_PER_BATCH = 5_000
+MAX_BLOCKS_PER_BATCH = 10_000
+
+
+class ChainResetError(EscrowError):
+    """The node serves another chain than the one the database was built from."""
+
+
+@dataclass
+class Progress:
+    block: int  # last block indexed
+    target: int  # block the scan is catching up to
+    events: int  # events stored since the scan started
+    elapsed: float  # seconds since the scan started
+
+
+@dataclass
+class SyncResult:
+    from_block: int
+    to_block: int
+    events: int = 0
+    skipped: int = 0
+    orphans: int = 0
+    batches: int = 0
+    reorgs: int = 0
+    seconds: float = 0.0
+
+
+class Indexer:
+    """Indexes one escrow contract into one database.
+
+    ``confirmations`` blocks at the chain head are left unread until they are that deep.
+    ``start_block`` should be the deployment block (nothing before it concerns the contract).
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        engine: Engine,
+        contract_address: str,
+        *,
+        abi: Sequence[dict[str, Any]] | None = None,
+        start_block: int = 0,
+        confirmations: int = 0,
+        max_blocks_per_batch: int = MAX_BLOCKS_PER_BATCH,
+        target_events_per_batch: int = TARGET_EVENTS_PER_BATCH,
+    ) -> None:
+        if abi is None:
+            from escrow.compiler import load_artifact
+
+            abi = load_artifact("P2PEscrow").abi
+        self.source = LogSource(w3)
+        self.engine = engine
+        self.decoder = LogDecoder(abi)
+        self.scope = Scope(self.source.chain_id, contract_address.lower())
+        self.start_block = start_block
+        self.confirmations = confirmations
+        self.max_blocks = max_blocks_per_batch
+        self.target_events = target_events_per_batch
+        self._blocks_per_batch = min(1_000, max_blocks_per_batch)
+        self._verified = False
+        #: Called inside a batch's transaction after its rows are written (tests use it to
+        #: simulate a crash before the commit).
+        self.before_commit: Callable[[Session, BatchResult], None] | None = None
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def _checkpoint(self, session: Session) -> IndexerCheckpoint | None:
+        return session.scalar(
+            select(IndexerCheckpoint).where(
+                IndexerCheckpoint.chain_id == self.scope.chain_id,
+                IndexerCheckpoint.contract_address == self.scope.contract_address,
+            )
+        )
+
+    def checkpoint(self) -> tuple[int, str | None]:
+        """(last indexed block, its hash); (start_block - 1, None) before the first batch."""
+        with session_scope(self.engine) as session:
+            cp = self._checkpoint(session)
+            if cp is None:
+                return self.start_block - 1, None
+            return cp.last_block, cp.last_block_hash
+
+    def verify_chain(self) -> None:
+        """Creates the checkpoint, or raises :class:`ChainResetError` if the chain changed."""
+        genesis = self.source.genesis_hash()
+        code = self.source.code_hash(self.scope.contract_address)
+        empty_code = "0x" + "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        with session_scope(self.engine) as session:
+            cp = self._checkpoint(session)
+            if cp is None:
+                if code == empty_code:
+                    raise ChainResetError(
+                        f"no contract at {self.scope.contract_address} on chain "
+                        f"{self.scope.chain_id}: deploy it first or check the address"
+                    )
+                session.add(IndexerCheckpoint(
+                    chain_id=self.scope.chain_id, contract_address=self.scope.contract_address,
+                    genesis_hash=genesis, code_hash=code, start_block=self.start_block,
+                    last_block=self.start_block - 1, last_block_hash=None,
+                ))
+            elif cp.genesis_hash != genesis or cp.code_hash != code:
+                what = ("genesis block" if cp.genesis_hash != genesis
+                        else "code at the contract address")
+                raise ChainResetError(
+                    f"the chain was reset: its {what} differs from the one this database was "
+                    f"indexed from (chain {self.scope.chain_id}, contract "
+                    f"{self.scope.contract_address}, indexed up to block {cp.last_block}). "
+                    "Refusing to mix two histories: use a fresh database (or delete the "
+                    "indexed rows with `escrow index --reset`) and redeploy if needed."
+                )
+            else:
+                self.start_block = cp.start_block
+        self._verified = True
+
+    # ------------------------------------------------------------------ reorganisations
+
+    def check_reorg(self) -> int | None:
+        """Rolls back a reorganised tail; returns the block it rolled back to, or None."""
+        last_block, last_hash = self.checkpoint()
+        if last_hash is None or self.source.block_hash(last_block) == last_hash:
+            return None
+        self._verified = False
+        self.verify_chain()  # a reset chain must not be "repaired" into a mix of histories
+        with session_scope(self.engine) as session:
+            fork = self._last_good_block(session, last_block)
+            removed = rollback_above(session, self.scope, fork)
+            cp = self._checkpoint(session)
+            assert cp is not None
+            cp.last_block = fork
+            cp.last_block_hash = self.source.block_hash(fork) if fork >= 0 else None
+        log.warning("chain reorganisation: rolled back %d events above block %d", removed, fork)
+        return fork
+
+    def _last_good_block(self, session: Session, below: int) -> int:
+        """The highest stored event block still on the node's chain (binary search)."""
+        blocks = session.execute(
+            select(TradeEvent.block_number, TradeEvent.block_hash)
+            .where(TradeEvent.chain_id == self.scope.chain_id,
+                   TradeEvent.contract_address == self.scope.contract_address,
+                   TradeEvent.block_number <= below)
+            .distinct().order_by(TradeEvent.block_number)
+        ).tuples().all()
+        lo, hi = -1, len(blocks)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            number, stored_hash = blocks[mid]
+            if self.source.block_hash(number) == stored_hash:
+                lo = mid
+            else:
+                hi = mid
+        return blocks[lo][0] if lo >= 0 else self.start_block - 1
+
+    # ------------------------------------------------------------------ scanning
+
+    def safe_head(self) -> int:
+        return self.source.head() - self.confirmations
+
+    def step(self, target: int | None = None) -> tuple[int, BatchResult] | None:
+        """Indexes one batch up to at most ``target``; None when already there."""
+        if not self._verified:
+            self.verify_chain()
+        if self.check_reorg() is not None:
+            return self.step(target)
+        last_block, _ = self.checkpoint()
+        head = self.safe_head() if target is None else min(target, self.safe_head())
+        if last_block >= head:
+            return None
+        first = last_block + 1
+        last = min(head, first + self._blocks_per_batch - 1)
+        last_hash = self.source.block_hash(last)
+        raw = self.source.get_logs(self.scope.contract_address, first, last)
+        if last_hash is None or self.source.block_hash(last) != last_hash or any(
+            r.block_number == last and r.block_hash != last_hash for r in raw
+        ):
+            return (last_block, BatchResult())  # the chain moved under us: read again
+        events = self._decode(raw)
+        with session_scope(self.engine) as session:
+            result = apply_events(session, self.scope, events)
+            cp = self._checkpoint(session)
+            assert cp is not None
+            if cp.last_block != last_block:
+                raise EscrowError("another indexer is writing the same contract's rows")
+            cp.last_block, cp.last_block_hash = last, last_hash
+            if self.before_commit is not None:
+                self.before_commit(session, result)
+        self._adapt(last - first + 1, len(raw))
+        return last, result
+
+    def _decode(self, raw: list[RawLog]) -> list[DecodedLog]:
+        missing = {r.block_number for r in raw if r.block_timestamp is None}
+        stamps = self.source.block_timestamps(sorted(missing)) if missing else {}
+        events = []
+        for entry in raw:
+            try:
+                event = self.decoder.decode(entry)
+            except UnknownEvent:
+                log.warning("skipping a log with an unknown topic in tx %s", entry.tx_hash)
+                continue
+            if event.block_timestamp is None:
+                event = DecodedLog(event.name, event.args, event.block_number, event.block_hash,
+                                   stamps[event.block_number], event.tx_hash, event.log_index)
+            events.append(event)
+        return events
+
+    def _adapt(self, blocks: int, logs: int) -> None:
+        if logs == 0:
+            wanted = blocks * 4
+        else:
+            wanted = blocks * self.target_events // logs
+        self._blocks_per_batch = max(1, min(self.max_blocks, wanted))
+
+    def sync(
+        self,
+        to_block: int | None = None,
+        *,
+        max_batches: int | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> SyncResult:
+        """Catches up to ``to_block`` (default: head minus confirmations)."""
+        started = time.perf_counter()
+        first, _ = self.checkpoint()
+        target = self.safe_head() if to_block is None else to_block
+        result = SyncResult(from_block=first + 1, to_block=first)
+        while max_batches is None or result.batches < max_batches:
+            before = self.checkpoint()[0]
+            outcome = self.step(target)
+            if outcome is None:
+                break
+            block, batch = outcome
+            if block < before:
+                result.reorgs += 1
+            result.to_block = block
+            result.events += batch.applied
+            result.skipped += batch.skipped
+            result.orphans += batch.orphans
+            result.batches += 1
+            if progress is not None:
+                progress(Progress(block, target, result.events, time.perf_counter() - started))
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def follow(self, stop: threading.Event, poll_interval: float = 1.0,
+               progress: Callable[[Progress], None] | None = None) -> None:
+        """Keeps indexing new blocks until ``stop`` is set."""
+        while not stop.is_set():
+            self.sync(progress=progress)
+            stop.wait(poll_interval)
+
+
+class IndexerThread(threading.Thread):
+    """Runs :meth:`Indexer.follow` in the background (for the web app and tests)."""
+
+    def __init__(self, indexer: Indexer, poll_interval: float = 1.0) -> None:
+        super().__init__(name="escrow-indexer", daemon=True)
+        self.indexer = indexer
+        self.poll_interval = poll_interval
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.indexer.follow(self.stop_event, self.poll_interval)
+        except BaseException as exc:  # reported to whoever joins the thread
+            self.error = exc
+            log.exception("indexer stopped")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.join(timeout)
