@@ -87,14 +87,18 @@ class LogSource:
             code = bytes.fromhex(self._rpc("eth_getCode", [address, "latest"])[2:])
         return "0x" + keccak(code).hex()
 
-    def get_logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
+    def get_logs(self, address: str, from_block: int, to_block: int,
+                 topics: list[str | None] | None = None) -> list[RawLog]:
         """Logs of ``address`` in ``[from_block, to_block]``, in chain order."""
         if self._tester:
-            entries = self.w3.eth.get_logs({
+            query: Any = {
                 "address": Web3.to_checksum_address(address),
                 "fromBlock": from_block,
                 "toBlock": to_block,
-            })
+            }
+            if topics:
+                query["topics"] = topics
+            entries = self.w3.eth.get_logs(query)
             return [
                 RawLog(
                     block_number=int(e["blockNumber"]),
@@ -107,10 +111,11 @@ class LogSource:
                 )
                 for e in entries
             ]
-        entries = self._rpc(
-            "eth_getLogs",
-            [{"address": address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}],
-        )
+        params: dict[str, Any] = {
+            "address": address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}
+        if topics:
+            params["topics"] = topics
+        entries = self._rpc("eth_getLogs", [params])
         logs = []
         for e in entries:
             if e.get("removed"):
