@@ -21,7 +21,7 @@ from typing import Any
 import solcx
 from solcx.exceptions import SolcError
 
-from escrow.errors import CompilerNotFound, CompilationFailed
+from escrow.errors import CompilationFailed, CompilerNotFound
 from escrow.settings import PROJECT_ROOT
 
 SHIM = Path(__file__).resolve().parent / "solc_shim" / "solc-shim"
@@ -49,6 +49,18 @@ class Artifact:
     deployed_bytecode: str
     compiler_version: str
     source_hash: str
+    # byte ranges of the deployed code that the constructor fills with immutable values
+    immutable_ranges: tuple[tuple[int, int], ...] = ()
+
+    def matches_code(self, code: bytes) -> bool:
+        """True when ``code`` (read from the chain) is this contract's deployed code."""
+        expected = bytearray(bytes.fromhex(self.deployed_bytecode[2:]))
+        actual = bytearray(code)
+        if len(expected) != len(actual):
+            return False
+        for start, length in self.immutable_ranges:
+            actual[start:start + length] = expected[start:start + length]
+        return actual == expected
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +72,7 @@ class Artifact:
             "compiler": {"version": self.compiler_version, "evmVersion": EVM_VERSION,
                          "optimizerRuns": OPTIMIZER_RUNS, "viaIR": VIA_IR},
             "sourceHash": self.source_hash,
+            "immutableRanges": [list(r) for r in self.immutable_ranges],
         }
 
     @classmethod
@@ -72,6 +85,7 @@ class Artifact:
             deployed_bytecode=data["deployedBytecode"],
             compiler_version=data["compiler"]["version"],
             source_hash=data["sourceHash"],
+            immutable_ranges=tuple(tuple(r) for r in data.get("immutableRanges", [])),  # type: ignore[misc]
         )
 
 
@@ -155,7 +169,8 @@ def _standard_input(files: list[Path], root: Path) -> dict[str, Any]:
             "viaIR": VIA_IR,
             "evmVersion": EVM_VERSION,
             "outputSelection": {
-                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object",
+                            "evm.deployedBytecode.immutableReferences"]}
             },
         },
     }
@@ -214,6 +229,12 @@ def compile_contracts(
                 deployed_bytecode="0x" + data["evm"]["deployedBytecode"]["object"],
                 compiler_version=version,
                 source_hash=digest,
+                immutable_ranges=tuple(sorted(
+                    (int(ref["start"]), int(ref["length"]))
+                    for refs in data["evm"]["deployedBytecode"].get(
+                        "immutableReferences", {}).values()
+                    for ref in refs
+                )),
             )
 
     out_dir.mkdir(parents=True, exist_ok=True)

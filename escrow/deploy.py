@@ -97,8 +97,7 @@ def is_live(chain: Chain, deployment: Deployment) -> bool:
     if deployment.genesis_hash != genesis_hash(chain):
         return False
     code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
-    expected = load_artifact("P2PEscrow").deployed_bytecode
-    return HexBytes(code) == HexBytes(expected)
+    return load_artifact("P2PEscrow").matches_code(bytes(code))
 
 
 def deploy(
@@ -117,10 +116,12 @@ def deploy(
 
     On a local chain (anvil, eth-tester) the defaults also deploy the test stablecoin, mint
     some to the dev accounts and register the last two dev accounts as demo arbitrators.
-    ``record`` (default: not on the embedded chain) writes the registry file.
+    ``record`` writes the registry file (default: when ``registry_dir`` is given or the chain
+    is not the embedded one, which lives only in this process).
     """
     local = chain.chain_id in LOCAL_CHAIN_IDS
-    record = (not chain.is_tester) if record is None else record
+    if record is None:
+        record = registry_dir is not None or not chain.is_tester
     if record and not force:
         existing_path = registry_path(chain.chain_id, registry_dir)
         if existing_path.is_file():

@@ -1,0 +1,55 @@
+# The README names these targets. `make run` and `make test` install whatever is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+STAMP_SYS := build/.system-deps
+
+.PHONY: install run test lint format bench chain demo compile clean
+
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS)
+
+$(STAMP_PY): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(STAMP_SYS): scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	mkdir -p build && touch $@
+
+compile: install
+	$(BIN)/escrow compile
+
+run: install
+	$(BIN)/python scripts/run_stack.py
+
+chain: install
+	$(BIN)/escrow chain
+
+demo: install
+	$(BIN)/escrow demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check escrow webapp scripts tests
+	$(BIN)/ruff format --check escrow webapp scripts tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix escrow webapp scripts tests
+	$(BIN)/ruff format escrow webapp scripts tests
+
+bench: install
+	$(BIN)/python scripts/bench_gas.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
