@@ -99,6 +99,8 @@ class AnvilNode:
             )
         if rpc_ready(self.url, timeout=0.2):
             raise ChainUnavailable(f"something already answers at {self.url}")
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(

@@ -406,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = getattr(args, "func", None) or args.handler
     try:
-        return int(args.func(args) or 0)
+        return int(handler(args) or 0)
     except ContractRevert as exc:
         print(f"error: the contract refused: {exc}", file=sys.stderr)
         return EXIT_ERROR
