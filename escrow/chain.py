@@ -15,7 +15,7 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import TransactionNotFound
-from web3.types import TxReceipt
+from web3.types import TxReceipt, Wei
 
 from escrow.errors import ChainUnavailable
 
@@ -59,6 +59,11 @@ class Chain:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
+    @property
+    def _testing(self) -> Any:
+        """web3's eth-tester-only ``testing`` module (time travel, snapshots, mining)."""
+        return self.w3.testing  # type: ignore[attr-defined]
+
     def latest_timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
@@ -66,8 +71,8 @@ class Chain:
         """Moves chain time forward and mines a block; returns the new block's timestamp."""
         if self.is_tester:
             target = self.latest_timestamp() + seconds
-            self.w3.testing.timeTravel(target)
-            self.w3.testing.mine()
+            self._testing.timeTravel(target)
+            self._testing.mine()
         else:
             self.rpc("evm_increaseTime", [seconds])
             self.rpc("evm_mine", [])
@@ -76,19 +81,19 @@ class Chain:
     def mine(self, blocks: int = 1) -> None:
         for _ in range(blocks):
             if self.is_tester:
-                self.w3.testing.mine()
+                self._testing.mine()
             else:
                 self.rpc("evm_mine", [])
 
     def snapshot(self) -> Any:
         if self.is_tester:
-            return self.w3.testing.snapshot()
+            return self._testing.snapshot()
         return self.rpc("evm_snapshot", [])
 
     def revert(self, snapshot_id: Any) -> None:
         """Restores a snapshot. On anvil a snapshot id can be used only once."""
         if self.is_tester:
-            self.w3.testing.revert(snapshot_id)
+            self._testing.revert(snapshot_id)
         else:
             self.rpc("evm_revert", [snapshot_id])
 
@@ -102,7 +107,8 @@ class Chain:
         """Sets an account's ETH balance on a dev chain (anvil) or sends it from a dev account."""
         if self.is_tester:
             tx = self.w3.eth.send_transaction(
-                {"from": self.accounts[0], "to": Web3.to_checksum_address(address), "value": wei}
+                {"from": self.accounts[0], "to": Web3.to_checksum_address(address),
+                 "value": Wei(wei)}
             )
             self.wait_for_receipt(tx)
         else:

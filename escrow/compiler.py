@@ -85,7 +85,7 @@ class Artifact:
             deployed_bytecode=data["deployedBytecode"],
             compiler_version=data["compiler"]["version"],
             source_hash=data["sourceHash"],
-            immutable_ranges=tuple(tuple(r) for r in data.get("immutableRanges", [])),  # type: ignore[misc]
+            immutable_ranges=tuple((int(r[0]), int(r[1])) for r in data.get("immutableRanges", [])),
         )
 
 
@@ -265,7 +265,7 @@ def load_artifact(name: str, out_dir: Path = ARTIFACTS_DIR) -> Artifact:
 def _solc_error_message(exc: SolcError) -> str:
     """Only the compiler's own messages, not the whole JSON output py-solc-x attaches."""
     try:
-        output = json.loads(exc.stdout_data)
+        output = json.loads(exc.stdout_data or "")
         messages = [
             e.get("formattedMessage", e.get("message", ""))
             for e in output.get("errors", [])

@@ -26,5 +26,5 @@ def anvil_binary() -> Path:
 
 
 def private_key() -> str | None:
-    """Key that signs transactions when the node has no unlocked account (``ESCROW_PRIVATE_KEY``)."""
+    """Key that signs when the node has no unlocked account (``ESCROW_PRIVATE_KEY``)."""
     return os.environ.get("ESCROW_PRIVATE_KEY") or None

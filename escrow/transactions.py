@@ -18,7 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
-from web3.types import TxParams, TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from escrow.chain import Chain
 from escrow.errors import (
@@ -150,12 +150,12 @@ class TransactionSender:
     def unsigned(self, call: PreparedCall, sender: str) -> TxParams:
         """A complete unsigned transaction for a wallet to sign (gas estimated, no nonce)."""
         frm = to_checksum_address(sender)
-        base: TxParams = {"from": frm, "value": call.value, "chainId": self.chain.chain_id}
+        base: TxParams = {"from": frm, "value": Wei(call.value), "chainId": self.chain.chain_id}
         tx = call.function.build_transaction({**base, "gas": 1})  # encodes data, no estimate
         params: TxParams = {
             "from": frm,
             "data": tx["data"],
-            "value": call.value,
+            "value": Wei(call.value),
             "chainId": self.chain.chain_id,
         }
         if tx.get("to"):

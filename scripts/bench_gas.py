@@ -20,8 +20,8 @@ from typing import Any
 from escrow.chain import Chain, connect
 from escrow.client import ETH, EscrowClient
 from escrow.compiler import load_artifact
-from escrow.deploy import deploy
 from escrow.demo import Cast, ScenarioResult, Scenarios, dev_cast
+from escrow.deploy import deploy
 from escrow.settings import PROJECT_ROOT
 from escrow.transactions import ErrorDecoder, PreparedCall, TransactionSender
 

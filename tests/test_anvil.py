@@ -83,7 +83,8 @@ def test_dispute_with_permit_on_anvil(anvil_chain: Chain, anvil_deployment: Depl
 def test_ruling_timeout_moves_anvil_time(anvil_chain: Chain,
                                          anvil_deployment: Deployment) -> None:
     client = anvil_deployment.client(anvil_chain)
-    buyer, seller, keeper = anvil_chain.accounts[6], anvil_chain.accounts[7], anvil_chain.accounts[3]
+    accounts = anvil_chain.accounts
+    buyer, seller, keeper = accounts[6], accounts[7], accounts[3]
     funded = client.fund(seller=seller, arbitrator=anvil_deployment.arbitrators[0],
                          amount=4 * 10**17, ship_by=anvil_chain.latest_timestamp() + DAY,
                          inspection_period=DAY, sender=buyer)
