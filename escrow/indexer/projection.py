@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from eth_utils import keccak
+from eth_hash.auto import keccak
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -254,14 +254,16 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
     new = [p for p in projections if p.trade is not None and p.trade_pk is None]
     if new:
         _link_listings(session, [p.trade for p in new if p.trade is not None])
-        pks = session.scalars(
-            insert(Trade).returning(Trade.id, sort_by_parameter_order=True),
+        table = Trade.__table__
+        pks = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True),
             [p.trade for p in new],
-        ).all()
+        ).scalars().all()
         for proj, pk in zip(new, pks, strict=True):
             proj.trade_pk = pk
+    new_ids = {id(p) for p in new}
     updates = [dict(p.trade, id=p.trade_pk) for p in projections
-               if p.trade is not None and p not in new]
+               if p.trade is not None and id(p) not in new_ids]
     if updates:
         session.execute(update(Trade), updates)
     gone = [p.trade_pk for p in projections if p.trade is None and p.trade_pk is not None]
@@ -358,7 +360,7 @@ def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -
     for row, proj in zip(rows, row_projection, strict=True):
         if proj is not None:
             row["trade_id"] = proj.trade_pk
-    session.execute(insert(TradeEvent), rows)
+    session.execute(insert(TradeEvent.__table__), rows)
     for event in arbitrator_events:
         _apply_arbitrator_event(session, event)
     result.applied = len(rows)

@@ -1,0 +1,3 @@
+from escrow.indexer.commands import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""``escrow index`` and ``escrow reconcile``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete
+
+from escrow.db.engine import database_url, make_engine, session_scope, upgrade
+from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent
+from escrow.errors import EscrowError
+from escrow.indexer.reconcile import reconcile
+from escrow.indexer.scanner import ChainResetError, Indexer, Progress
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    start_block: int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Adds the ``index`` and ``reconcile`` subcommands (they read ``args.rpc_url``)."""
+    index = subparsers.add_parser(
+        "index", help="keep the database equal to the escrow contract's events",
+        description="Catch up from the last checkpoint, then follow new blocks.")
+    _common(index)
+    index.add_argument("--confirmations", type=int, default=0,
+                       help="leave the newest N blocks until they are N deep (default 0)")
+    index.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
+    index.add_argument("--once", action="store_true", help="catch up, then exit")
+    index.add_argument("--reset", action="store_true",
+                       help="delete this contract's indexed rows first (after a chain reset)")
+    index.set_defaults(handler=run_index)
+
+    rec = subparsers.add_parser(
+        "reconcile", help="compare every stored trade with the contract's state",
+        description="Exit status 1 when differences remain.")
+    _common(rec)
+    rec.add_argument("--repair", action="store_true",
+                     help="re-read the trades' logs and rebuild the differing trades")
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.set_defaults(handler=run_reconcile)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=None,
+                        help="database (default: DATABASE_URL or the SQLite file in the data dir)")
+    parser.add_argument("--address", default=None,
+                        help="escrow contract (default: the recorded deployment on this chain)")
+    parser.add_argument("--from-block", type=int, default=None,
+                        help="first block to read (default: the deployment block)")
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from escrow.chain import connect
+
+    if not getattr(args, "rpc_url", None):
+        raise EscrowError("indexing needs a chain node: pass --rpc-url or set ESCROW_RPC_URL")
+    return connect(args.rpc_url)
+
+
+def _target(args: argparse.Namespace, chain: Any) -> Target:
+    if args.address:
+        return Target(args.address.lower(), args.from_block or 0)
+    from escrow.deploy import registry_path
+
+    path = registry_path(chain.chain_id)
+    if not path.is_file():
+        raise EscrowError(f"no deployment recorded for chain {chain.chain_id} ({path}): "
+                          "deploy first or pass --address")
+    record = json.loads(path.read_text())["escrow"]
+    start = record["block_number"] if args.from_block is None else args.from_block
+    return Target(record["address"].lower(), start)
+
+
+def _progress_printer() -> Any:
+    def show(p: Progress) -> None:
+        if p.target - p.block > 0 or p.events:
+            rate = p.events / p.elapsed if p.elapsed > 0 else 0.0
+            sys.stderr.write(f"\rindexed block {p.block}/{p.target}  events {p.events}  "
+                             f"{rate:,.0f}/s   ")
+            if p.block >= p.target:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+    return show
+
+
+def reset_rows(engine: Any, chain_id: int, address: str) -> None:
+    """Deletes one contract's indexed rows (events, trades and their dependants, checkpoint)."""
+    with session_scope(engine) as session:
+        for model in (TradeEvent, Trade, IndexerCheckpoint):
+            session.execute(delete(model).where(model.chain_id == chain_id,
+                                                model.contract_address == address))
+
+
+def run_index(args: argparse.Namespace) -> int:
+    url = args.database_url or database_url()
+    upgrade(url)
+    engine = make_engine(url)
+    chain = _connect(args)
+    target = _target(args, chain)
+    if args.reset:
+        reset_rows(engine, chain.chain_id, target.address)
+    indexer = Indexer(chain.w3, engine, target.address, start_block=target.start_block,
+                      confirmations=args.confirmations)
+    show = _progress_printer()
+    try:
+        if args.once:
+            result = indexer.sync(progress=show)
+            print(f"indexed blocks {result.from_block}..{result.to_block}: {result.events} "
+                  f"events in {result.seconds:.1f} s")
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            indexer.follow(stop, args.poll, progress=show)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    except ChainResetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    url = args.database_url or database_url()
+    engine = make_engine(url)
+    chain = _connect(args)
+    target = _target(args, chain)
+    report = reconcile(chain.w3, engine, target.address, repair=args.repair)
+    if args.json:
+        print(json.dumps({"checked": report.checked,
+                          "repaired": [hex(i) for i in report.repaired],
+                          "differences": [str(d) for d in report.differences]}, indent=2))
+    else:
+        for difference in report.differences:
+            print(difference)
+        print(f"{report.checked} trades checked, {len(report.differences)} differences, "
+              f"{len(report.repaired)} repaired")
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m escrow.indexer``)."""
+    from escrow.settings import rpc_url
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m escrow.indexer")
+    parser.add_argument("--rpc-url", default=rpc_url())
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except EscrowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
