@@ -17,7 +17,7 @@ from escrow.db.engine import database_url, make_engine, session_scope, upgrade
 from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent
 from escrow.errors import EscrowError
 from escrow.indexer.reconcile import reconcile
-from escrow.indexer.scanner import ChainResetError, Indexer, Progress
+from escrow.indexer.scanner import MAX_BLOCKS_PER_BATCH, ChainResetError, Indexer, Progress
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Target:
     start_block: int
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``index`` and ``reconcile`` subcommands (they read ``args.rpc_url``)."""
     index = subparsers.add_parser(
         "index", help="keep the database equal to the escrow contract's events",
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="leave the newest N blocks until they are N deep (default 0)")
     index.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
     index.add_argument("--once", action="store_true", help="catch up, then exit")
+    index.add_argument("--max-blocks-per-batch", type=int, default=MAX_BLOCKS_PER_BATCH,
+                       help=argparse.SUPPRESS)
     index.add_argument("--reset", action="store_true",
                        help="delete this contract's indexed rows first (after a chain reset)")
     index.set_defaults(handler=run_index)
@@ -110,7 +112,8 @@ def run_index(args: argparse.Namespace) -> int:
     if args.reset:
         reset_rows(engine, chain.chain_id, target.address)
     indexer = Indexer(chain.w3, engine, target.address, start_block=target.start_block,
-                      confirmations=args.confirmations)
+                      confirmations=args.confirmations,
+                      max_blocks_per_batch=args.max_blocks_per_batch)
     show = _progress_printer()
     try:
         if args.once:

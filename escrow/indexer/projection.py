@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from eth_hash.auto import keccak
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import CursorResult, Table, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from escrow.db.models import (
@@ -254,10 +254,10 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
     new = [p for p in projections if p.trade is not None and p.trade_pk is None]
     if new:
         _link_listings(session, [p.trade for p in new if p.trade is not None])
-        table = Trade.__table__
+        table = cast(Table, Trade.__table__)
         pks = session.execute(
             insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [p.trade for p in new],
+            [p.trade for p in new if p.trade is not None],
         ).scalars().all()
         for proj, pk in zip(new, pks, strict=True):
             proj.trade_pk = pk
@@ -360,7 +360,7 @@ def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -
     for row, proj in zip(rows, row_projection, strict=True):
         if proj is not None:
             row["trade_id"] = proj.trade_pk
-    session.execute(insert(TradeEvent.__table__), rows)
+    session.execute(insert(cast(Table, TradeEvent.__table__)), rows)
     for event in arbitrator_events:
         _apply_arbitrator_event(session, event)
     result.applied = len(rows)
@@ -420,14 +420,13 @@ def rollback_above(session: Session, scope: Scope, block: int) -> int:
     in_scope = and_(TradeEvent.chain_id == scope.chain_id,
                     TradeEvent.contract_address == scope.contract_address,
                     TradeEvent.block_number > block)
-    affected = sorted(set(session.scalars(
-        select(TradeEvent.onchain_trade_id).where(in_scope,
-                                                  TradeEvent.onchain_trade_id.is_not(None))
-    ).all()))
-    arbitrators = sorted(set(session.scalars(
-        select(TradeEvent.account).where(in_scope, TradeEvent.event.in_(ARBITRATOR_EVENTS))
-    ).all()))
-    removed = session.execute(delete(TradeEvent).where(in_scope)).rowcount or 0
+    affected = sorted({i for i in session.scalars(
+        select(TradeEvent.onchain_trade_id).where(in_scope)) if i is not None})
+    arbitrators = sorted({a for a in session.scalars(
+        select(TradeEvent.account).where(in_scope, TradeEvent.event.in_(ARBITRATOR_EVENTS)))
+        if a is not None})
+    removed = cast(CursorResult[Any], session.execute(delete(TradeEvent).where(in_scope)))
+    removed_count = removed.rowcount or 0
     trade_pks = select(Trade.id).where(Trade.chain_id == scope.chain_id,
                                        Trade.contract_address == scope.contract_address)
     session.execute(
@@ -439,7 +438,7 @@ def rollback_above(session: Session, scope: Scope, block: int) -> int:
         rebuild_trades(session, scope, chunk)
     for address in arbitrators:
         _rebuild_arbitrator(session, scope, address)
-    return removed
+    return removed_count
 
 
 def _rebuild_arbitrator(session: Session, scope: Scope, address: str | None) -> None:
