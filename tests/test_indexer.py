@@ -216,3 +216,14 @@ def test_trade_times_are_block_times(market: Market, engine: Engine) -> None:
     block = market.w3.eth.get_block("latest")
     make_indexer(market, engine).sync()
     assert as_utc(trade(engine, trade_id).funded_at).timestamp() == block["timestamp"]
+
+
+def test_crowded_ranges_commit_in_groups_of_whole_blocks(market: Market, engine: Engine) -> None:
+    ids = [market.fund(amount=i + 1) for i in range(7)]
+    indexer = make_indexer(market, engine, target_events_per_batch=2)
+    commits: list[int] = []
+    indexer.before_commit = lambda session, result: commits.append(result.applied)
+    indexer.sync()
+    assert len(commits) >= 4 and sum(commits) == count(engine, TradeEvent)
+    assert [trade(engine, i).amount for i in ids] == list(range(1, 8))
+    assert indexer.checkpoint()[0] == market.w3.eth.block_number

@@ -209,17 +209,42 @@ class Indexer:
         ):
             return (last_block, BatchResult())  # the chain moved under us: read again
         events = self._decode(raw)
-        with session_scope(self.engine) as session:
-            result = apply_events(session, self.scope, events)
-            cp = self._checkpoint(session)
-            assert cp is not None
-            if cp.last_block != last_block:
-                raise EscrowError("another indexer is writing the same contract's rows")
-            cp.last_block, cp.last_block_hash = last, last_hash
-            if self.before_commit is not None:
-                self.before_commit(session, result)
+        total = BatchResult()
+        committed = last_block
+        # Crowded blocks can put many more events in the range than wanted: commit them in
+        # groups of whole blocks, each with its own checkpoint.
+        for group, group_last, group_hash in self._groups(events, last, last_hash):
+            with session_scope(self.engine) as session:
+                result = apply_events(session, self.scope, group)
+                cp = self._checkpoint(session)
+                assert cp is not None
+                if cp.last_block != committed:
+                    raise EscrowError("another indexer is writing the same contract's rows")
+                cp.last_block, cp.last_block_hash = group_last, group_hash
+                if self.before_commit is not None:
+                    self.before_commit(session, result)
+            committed = group_last
+            total.applied += result.applied
+            total.skipped += result.skipped
+            total.orphans += result.orphans
         self._adapt(last - first + 1, len(raw))
-        return last, result
+        return last, total
+
+    def _groups(self, events: list[DecodedLog], last: int,
+                last_hash: str) -> list[tuple[list[DecodedLog], int, str]]:
+        groups: list[tuple[list[DecodedLog], int, str]] = []
+        start = 0
+        while len(events) - start > self.target_events:
+            end = start + self.target_events
+            block = events[end - 1].block_number
+            while end < len(events) and events[end].block_number == block:
+                end += 1
+            if end == len(events):
+                break
+            groups.append((events[start:end], block, events[end - 1].block_hash))
+            start = end
+        groups.append((events[start:], last, last_hash))
+        return groups
 
     def _decode(self, raw: list[RawLog]) -> list[DecodedLog]:
         missing = {r.block_number for r in raw if r.block_timestamp is None}
