@@ -14,6 +14,8 @@ from escrow.client import EscrowClient
 from escrow.deploy import Deployment, deploy
 from helpers import Roles
 
+pytest_plugins = ["web_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tester_chain() -> Chain:

@@ -2,45 +2,35 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from typing import Any
 
-from flask import Flask, jsonify, render_template
+from flask import Flask
 
-from escrow import settings
+from webapp import config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Defaults, then the environment, then ``test_config``; extensions; blueprints."""
     app = Flask(__name__)
-    app.config.from_mapping(
-        # A random key per process unless one is configured: sessions then do not survive a
-        # restart, which is safe; production sets ESCROW_SECRET_KEY.
-        SECRET_KEY=os.environ.get("ESCROW_SECRET_KEY") or secrets.token_hex(32),
-        RPC_URL=settings.rpc_url(),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
+    app.config.from_mapping(config.from_environment())
     if test_config:
         app.config.update(test_config)
 
-    @app.get("/")
-    def index() -> str:
-        return render_template("index.html")
+    from webapp import chain, db, errors
+    from webapp.extensions import csrf, limiter
 
-    @app.get("/healthz")
-    def healthz() -> Any:
-        from escrow.chain import connect
-        from escrow.errors import EscrowError
+    db.init_app(app)
+    chain.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    errors.init_app(app)
 
-        status: dict[str, Any] = {"status": "ok", "chain": None}
-        try:
-            chain = connect(app.config["RPC_URL"]) if app.config["RPC_URL"] else None
-            if chain is not None:
-                status["chain"] = {"chain_id": chain.chain_id,
-                                   "latest_block": int(chain.w3.eth.block_number)}
-        except EscrowError as exc:
-            status.update(status="degraded", chain_error=str(exc))
-        return jsonify(status), 200 if status["status"] == "ok" else 503
+    from webapp import arbitration, auth, disputes, health, listings, profiles, trades, tx
 
+    for module in (auth, listings, trades, disputes, arbitration, profiles, health, tx):
+        app.register_blueprint(module.bp)
+
+    from webapp.views import register_template_helpers
+
+    register_template_helpers(app)
     return app

@@ -163,6 +163,10 @@ class Listing(Base):
     location: Mapped[str | None] = mapped_column(String(200))
     photos: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=ListingStatus.ACTIVE.value, index=True)
+    #: While a buyer's funding transaction is in flight, the listing is held for that buyer
+    #: until ``reserved_until``; the indexer ends the hold when the trade appears on chain.
+    reserved_by: Mapped[str | None] = mapped_column(ADDRESS)
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -363,6 +367,22 @@ class Rating(Base):
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---------------------------------------------------------------------------- sign-in
+
+
+class LoginNonce(Base):
+    """A single-use Sign-In with Ethereum nonce, issued for one address."""
+
+    __tablename__ = "login_nonces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(ADDRESS)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------------------- indexer state

@@ -1,0 +1,7 @@
+"""Arbitration."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("arbitration", __name__)

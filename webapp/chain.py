@@ -1,0 +1,86 @@
+"""The web app's view of the chain: one connection and escrow client per process.
+
+Views never build ABI calls: they ask the client for unsigned transactions (``prepare``) and
+read trade state from the database the indexer keeps. Tests inject a ``Chain`` and a
+``Deployment`` through ``app.config["CHAIN"]`` / ``app.config["DEPLOYMENT"]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, current_app
+
+from escrow.chain import Chain, connect
+from escrow.client import EscrowClient
+from escrow.deploy import LOCAL_CHAIN_IDS, Deployment, load_deployment
+from escrow.errors import ChainUnavailable, DeploymentError
+from escrow.transactions import PreparedCall
+
+
+class ChainGateway:
+    def __init__(self, app: Flask) -> None:
+        self._config = app.config
+        self._lock = threading.Lock()
+        self._chain: Chain | None = app.config.get("CHAIN")
+        self._deployment: Deployment | None = app.config.get("DEPLOYMENT")
+        self._client: EscrowClient | None = None
+
+    def chain(self) -> Chain:
+        with self._lock:
+            if self._chain is None:
+                url = self._config.get("RPC_URL")
+                if not url:
+                    raise ChainUnavailable("no chain is configured (set ESCROW_RPC_URL)")
+                self._chain = connect(url, timeout=10)
+            return self._chain
+
+    def deployment(self) -> Deployment:
+        chain = self.chain()
+        with self._lock:
+            if self._deployment is None:
+                try:
+                    self._deployment = load_deployment(chain)
+                except Exception as exc:  # node went away while we asked
+                    raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
+                if self._deployment is None:
+                    raise DeploymentError(
+                        f"the escrow is not deployed on chain {chain.chain_id}; "
+                        "run `escrow deploy`"
+                    )
+            return self._deployment
+
+    def client(self) -> EscrowClient:
+        deployment = self.deployment()
+        with self._lock:
+            if self._client is None:
+                self._client = deployment.client(self.chain())
+            return self._client
+
+    def is_dev_chain(self) -> bool:
+        try:
+            return self.chain().chain_id in LOCAL_CHAIN_IDS
+        except ChainUnavailable:
+            return False
+
+    def prepare(self, call: PreparedCall, sender: str) -> dict[str, Any]:
+        """An unsigned transaction as JSON for the browser wallet (hex quantities)."""
+        try:
+            tx = self.client().unsigned(call, sender)
+        except (ConnectionError, OSError) as exc:
+            raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
+        out: dict[str, Any] = {"from": tx["from"], "data": tx["data"],
+                               "value": hex(int(tx.get("value", 0))),
+                               "gas": hex(int(tx["gas"])), "chainId": hex(int(tx["chainId"]))}
+        if tx.get("to"):
+            out["to"] = tx["to"]
+        return out
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["escrow_chain"] = ChainGateway(app)
+
+
+def gateway() -> ChainGateway:
+    return current_app.extensions["escrow_chain"]  # type: ignore[no-any-return]

@@ -1,0 +1,7 @@
+"""Disputes."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("disputes", __name__)

@@ -1,0 +1,100 @@
+"""Friendly error pages and JSON errors: no stack trace ever reaches a user."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from escrow.errors import ChainUnavailable, ContractRevert, DeploymentError, EscrowError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request was not understood.",
+    401: "Sign in with your wallet first.",
+    403: "You are not allowed to see or do this.",
+    404: "There is nothing here.",
+    405: "That action is not available here.",
+    413: "The upload is too large.",
+    429: "Too many attempts; wait a minute and try again.",
+    500: "Something went wrong on our side. Nothing was changed.",
+    503: "The blockchain node is not reachable right now. Try again in a moment.",
+}
+
+
+def _wants_json() -> bool:
+    return (request.is_json or request.path.startswith(("/api/", "/dev-wallet/"))
+            or request.accept_mimetypes.best == "application/json")
+
+
+def render_error(status: int, message: str | None = None) -> tuple[Any, int]:
+    text = message or MESSAGES.get(status, MESSAGES[500])
+    if _wants_json():
+        return jsonify(error=text), status
+    return render_template("errors/error.html", status=status, message=text), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[Any, int]:
+        return render_error(400, "The form expired or came from another site. Reload the "
+                                 "page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Any, int]:
+        status = exc.code or 500
+        description = exc.description if status in (400, 403, 404) and exc.description and \
+            not exc.description.startswith(("The browser", "The server", "The requested URL",
+                                            "You don't")) else None
+        return render_error(status, description)
+
+    @app.errorhandler(ChainUnavailable)
+    def chain_down(exc: ChainUnavailable) -> tuple[Any, int]:
+        log.warning("chain unavailable: %s", exc)
+        return render_error(503)
+
+    @app.errorhandler(DeploymentError)
+    def not_deployed(exc: DeploymentError) -> tuple[Any, int]:
+        return render_error(503, "The escrow contract is not deployed on this chain yet.")
+
+    @app.errorhandler(ContractRevert)
+    def contract_refused(exc: ContractRevert) -> tuple[Any, int]:
+        return render_error(409, describe_revert(exc))
+
+    @app.errorhandler(EscrowError)
+    def escrow_error(exc: EscrowError) -> tuple[Any, int]:
+        log.warning("escrow error: %s", exc)
+        return render_error(400, str(exc))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Any, int]:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(500)
+
+
+REVERT_TEXT = {
+    "NotBuyer": "Only the buyer can do this.",
+    "NotSeller": "Only the seller can do this.",
+    "NotArbitrator": "Only the trade's arbitrator can do this.",
+    "NotParty": "Only the buyer or the seller can do this.",
+    "NotPartyOrArbitrator": "Only the buyer, the seller or the arbitrator can do this.",
+    "InvalidStatus": "The trade has moved on; reload the page to see its current state.",
+    "DeadlinePassed": "The time for this action is over.",
+    "DeadlineNotReached": "It is too early for this; wait for the deadline.",
+    "NoMatchingProposal": "The other party has not proposed that split.",
+    "LaneBusy": "Your previous purchase is still being confirmed; try again in a moment.",
+    "WrongPayment": "The amount sent does not match the price.",
+    "FundingPaused": "New purchases are paused by the platform for now.",
+    "TokenNotAllowed": "This token is not accepted.",
+    "ArbitratorNotRegistered": "That arbitrator is not available.",
+    "ERC20InsufficientBalance": "Your token balance is too low.",
+    "ERC20InsufficientAllowance": "The escrow is not allowed to take that many tokens.",
+}
+
+
+def describe_revert(exc: ContractRevert) -> str:
+    return REVERT_TEXT.get(exc.error_name, f"The escrow contract refused: {exc}")

@@ -1,0 +1,7 @@
+"""Trades."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("trades", __name__)

@@ -1,0 +1,43 @@
+"""``/api/tx/<hash>``: whether a transaction is mined and whether the indexer has seen it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, abort, jsonify
+from hexbytes import HexBytes
+from sqlalchemy import select
+from web3.exceptions import TransactionNotFound
+
+from escrow.db.models import IndexerCheckpoint
+from webapp import db
+from webapp.chain import gateway
+
+bp = Blueprint("tx", __name__)
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+@bp.get("/api/tx/<tx_hash>")
+def tx_status(tx_hash: str) -> tuple[Any, int]:
+    if not TX_HASH.match(tx_hash):
+        abort(404)
+    chain = gateway().chain()
+    try:
+        receipt = chain.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+    except TransactionNotFound:
+        return jsonify(status="pending"), 200
+    block = int(receipt["blockNumber"])
+    if receipt["status"] != 1:
+        return jsonify(status="failed", block=block,
+                       error="The transaction was reverted on chain; nothing changed."), 200
+    indexed = indexed_through(chain.chain_id) >= block
+    return jsonify(status="mined", block=block, indexed=indexed), 200
+
+
+def indexed_through(chain_id: int) -> int:
+    """The last block the indexer has fully applied for our escrow (-1 if none)."""
+    address = gateway().deployment().escrow.address.lower()
+    last = db.session().scalar(select(IndexerCheckpoint.last_block).where(
+        IndexerCheckpoint.chain_id == chain_id, IndexerCheckpoint.contract_address == address))
+    return int(last) if last is not None else -1
