@@ -51,6 +51,7 @@ from escrow.errors import (
     InvalidStatus,
     LaneBusy,
     NoMatchingProposal,
+    NotBuyer,
     NothingToWithdraw,
     PlatformFeeTooHigh,
     SellerIsBuyer,
@@ -1249,3 +1250,63 @@ def test_nothing_to_withdraw(client: EscrowClient, roles: Roles, stablecoin: str
             token=token,
             payee=roles.owner,
         )
+
+
+def test_unsigned_transactions_for_a_browser_wallet(
+    client: EscrowClient, roles: Roles, ledger: Ledger, keys: dict[str, LocalAccount]
+) -> None:
+    ship_by = client.chain.latest_timestamp() + DAY
+    fund = client.calls.fund(
+        seller=roles.seller,
+        arbitrator=roles.arbitrator,
+        amount=ONE_ETH,
+        ship_by=ship_by,
+        inspection_period=0,
+        lane=3,
+    )
+    tx = client.unsigned(fund, roles.buyer)
+    assert (tx["from"], tx["to"], tx["value"], tx["chainId"]) == (
+        roles.buyer,
+        client.address,
+        ONE_ETH,
+        client.chain.chain_id,
+    )
+    # The wallet signs with its own key; the client only prepared the transaction.
+    result = client._result(client.sender.send_params(tx, keys[roles.buyer]))
+    trade_id, terms = funded_from(result)
+    assert split_trade_id(trade_id) == (roles.buyer, 3, result.block_number)
+    ledger.funded(trade_id, terms)
+    confirm = client.calls.confirm_receipt(trade_id, terms)
+    raises(NotBuyer, lambda: client.unsigned(confirm, roles.stranger), caller=roles.stranger)
+    tx = client.unsigned(confirm, roles.buyer)
+    assert tx["value"] == 0 and tx["gas"] > 0
+    client.sender.send_params(tx, keys[roles.buyer])
+    assert client.trade_state(trade_id, terms).status == Status.RELEASED
+    ledger.closed(trade_id, fee=ONE_ETH * PLATFORM_FEE_BPS // BPS)
+    ledger.check()
+
+
+def test_escrow_itself_cannot_be_the_seller(
+    client: EscrowClient, roles: Roles, ledger: Ledger
+) -> None:
+    """Money paid to the escrow's own address could never be withdrawn: funding must refuse.
+
+    The escrow cannot receive ETH, so a release to it is credited to the escrow itself, which
+    never calls withdraw; in a token, the transfer to itself succeeds and the amount is no
+    longer accounted for anywhere. Either way the seller's part is stuck for ever.
+    """
+    try:
+        funded = client.fund(
+            seller=client.address,
+            arbitrator=roles.arbitrator,
+            amount=ONE_ETH,
+            ship_by=client.chain.latest_timestamp() + DAY,
+            inspection_period=0,
+            sender=roles.buyer,
+        )
+    except ContractRevert:
+        return  # refused at funding, as it should be
+    assert funded.terms is not None
+    client.confirm_receipt(funded.trade_id, funded.terms, sender=roles.buyer)
+    stuck = client.credits(client.address)
+    assert stuck == 0, f"{stuck} wei credited to the escrow's own address, stuck for ever"
