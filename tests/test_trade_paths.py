@@ -792,6 +792,23 @@ def test_paused_funding_keeps_every_exit_open(
     assert open_trade(client, roles).trade_id
 
 
+def test_disallowed_token_still_pays_out_its_open_trades(
+    client: EscrowClient, roles: Roles, ledger: Ledger, stablecoin: str
+) -> None:
+    trade = fund_checked(client, roles, ledger, stablecoin, 10 * USD)
+    result = client.set_token_allowed(stablecoin, False, sender=roles.owner)
+    assert result.event("TokenAllowanceUpdated").args == {"token": stablecoin, "allowed": False}
+    watch = Watch(client, stablecoin, [roles.seller, client.address])
+    result = client.confirm_receipt(trade.trade_id, trade.terms, sender=roles.buyer)
+    fee = 10 * USD * PLATFORM_FEE_BPS // BPS
+    assert watch.moved(result) == {roles.seller: 10 * USD - fee, client.address: fee - 10 * USD}
+    ledger.closed(trade.trade_id, fee=fee)
+    result = client.withdraw_platform_fees(sender=roles.owner, token=stablecoin)
+    assert result.event("PlatformFeesWithdrawn").args["amount"] == fee
+    ledger.fees_withdrawn(stablecoin)
+    ledger.check()
+
+
 def test_removed_arbitrator_still_rules_its_open_trades(
     client: EscrowClient,
     roles: Roles,
