@@ -26,6 +26,7 @@ from escrow.db.models import (
     TradeStatus,
 )
 from escrow.indexer.decoder import DecodedLog
+from escrow.indexer.listings import refresh_listings
 
 #: Events that carry a ``tradeId`` and change a trade's row.
 TRADE_EVENTS = frozenset({
@@ -267,8 +268,12 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
     if updates:
         session.execute(update(Trade), updates)
     gone = [p.trade_pk for p in projections if p.trade is None and p.trade_pk is not None]
+    touched_listings = [p.trade.get("listing_id") for p in projections if p.trade is not None]
     for chunk in _chunks(gone):
+        touched_listings += session.scalars(
+            select(Trade.listing_id).where(Trade.id.in_(chunk))).all()
         session.execute(delete(Trade).where(Trade.id.in_(chunk)))
+    refresh_listings(session, touched_listings)
 
     new_disputes = [dict(p.dispute, trade_id=p.trade_pk) for p in projections
                     if p.dispute is not None and p.dispute_pk is None and p.trade is not None]
@@ -300,7 +305,7 @@ def _link_listings(session: Session, trades: list[dict[str, Any]]) -> None:
     listing_by_ref: dict[str, int] = {}
     for chunk in _chunks(refs):
         listing_by_ref.update(session.execute(
-            select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).tuples().all())
+            select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).all())
     for trade in trades:
         trade["listing_id"] = listing_by_ref.get(trade["listing_ref"])
 
@@ -313,8 +318,8 @@ def existing_event_keys(session: Session, scope: Scope, first_block: int,
             TradeEvent.contract_address == scope.contract_address,
             TradeEvent.block_number.between(first_block, last_block),
         )
-    ).tuples()
-    return set(rows)
+    )
+    return {(tx, index) for tx, index in rows}
 
 
 def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -> BatchResult:

@@ -171,11 +171,11 @@ def repair_trade(source: LogSource, decoder: LogDecoder, engine: Engine, scope: 
     stamps = source.block_timestamps(sorted(missing_stamps))
     added = 0
     with session_scope(engine) as session:
-        stored = set(session.execute(
+        stored = {(tx, index) for tx, index in session.execute(
             select(TradeEvent.tx_hash, TradeEvent.log_index).where(
                 TradeEvent.chain_id == scope.chain_id,
                 TradeEvent.onchain_trade_id == trade.onchain_id)
-        ).tuples())
+        )}
         for event in events:
             if (event.tx_hash, event.log_index) in stored:
                 continue

@@ -174,7 +174,7 @@ class Indexer:
                    TradeEvent.contract_address == self.scope.contract_address,
                    TradeEvent.block_number <= below)
             .distinct().order_by(TradeEvent.block_number)
-        ).tuples().all()
+        ).all()
         lo, hi = -1, len(blocks)
         while hi - lo > 1:
             mid = (lo + hi) // 2
