@@ -1,12 +1,493 @@
-"""Listings: browse, search, create, edit, pause and delete."""
+"""Listings: browse, search, create, edit, pause and delete; listing photos.
+
+The browse page runs on every visit, so it is two indexed queries (a count and one page of
+listings joined to their sellers), whatever the filters.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import contains_eager
+from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from escrow.db.models import Listing, ListingStatus, Trade, User
+from webapp import db, trust
+from webapp.auth import current_address, current_user, login_required
+from webapp.views import as_utc, to_units
 
 bp = Blueprint("listings", __name__)
+
+CATEGORIES: dict[str, str] = {
+    "electronics": "Electronics",
+    "phones": "Phones",
+    "furniture": "Furniture",
+    "clothing": "Clothing",
+    "bikes": "Bikes",
+    "books": "Books",
+    "kids": "Kids",
+    "home": "Home",
+    "other": "Other",
+}
+CURRENCIES = ("ETH", "USD")
+SORTS: dict[str, str] = {
+    "newest": "Newest first",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+}
+MAX_PHOTOS = 6
+MAX_PRICE_TEXT = 60
+PHOTO_NAME = re.compile(r"^[0-9a-f]{32}\.(?:jpg|png|webp)$")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def tx_url(endpoint: str, **values: Any) -> str | None:
+    """The URL of another blueprint's transaction endpoint, or None while it does not exist."""
+    if endpoint not in current_app.view_functions:
+        return None
+    return url_for(endpoint, **values)
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """``views.to_units`` with a bound on the text, so absurd exponents stay a ValueError."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("Enter a price.")
+    if len(text) > MAX_PRICE_TEXT:
+        raise ValueError("That price is too long.")
+    try:
+        return to_units(text, currency)
+    except ArithmeticError:  # decimal overflow on exponents like 1e999999999
+        raise ValueError("That price is too large.") from None
+
+
+def reserved_by_other(listing: Listing, address: str | None, now: datetime | None = None) -> bool:
+    until = as_utc(listing.reserved_until)
+    if not listing.reserved_by or until is None or until <= (now or datetime.now(UTC)):
+        return False
+    return listing.reserved_by != address
+
+
+def can_buy(listing: Listing, address: str | None) -> bool:
+    if address is None or listing.seller.address == address:
+        return False
+    if listing.status not in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):
+        return False
+    return not reserved_by_other(listing, address)
+
+
+def _photo_kind(head: bytes) -> str | None:
+    """The image type from its first bytes (the extension and the browser's word are ignored)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _upload_dir() -> Path:
+    path = Path(current_app.config["UPLOAD_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class CheckedPhoto:
+    data: bytes
+    kind: str
+
+
+def check_photos(files: list[FileStorage]) -> tuple[list[CheckedPhoto], list[str]]:
+    limit = int(current_app.config["MAX_PHOTO_BYTES"])
+    photos: list[CheckedPhoto] = []
+    errors: list[str] = []
+    for storage in files:
+        if not isinstance(storage, FileStorage) or not storage.filename:
+            continue
+        name = storage.filename[:80]
+        data = storage.stream.read(limit + 1)
+        if len(data) > limit:
+            errors.append(f"{name} is larger than {limit // (1024 * 1024)} MB.")
+            continue
+        kind = _photo_kind(data[:16])
+        if kind is None:
+            errors.append(f"{name} is not a JPEG, PNG or WebP image.")
+            continue
+        photos.append(CheckedPhoto(data, kind))
+    return photos, errors
+
+
+def save_photo(photo: CheckedPhoto) -> str:
+    name = f"{secrets.token_hex(16)}.{photo.kind}"
+    (_upload_dir() / name).write_bytes(photo.data)
+    return name
+
+
+def delete_photo_files(names: list[str]) -> None:
+    folder = Path(current_app.config["UPLOAD_DIR"])
+    for name in names:
+        if PHOTO_NAME.match(name):
+            (folder / name).unlink(missing_ok=True)
+
+
+def _owned_listing(listing_id: int) -> Listing:
+    listing = db.session().get(Listing, listing_id)
+    if listing is None:
+        abort(404, "There is no such listing.")
+    if listing.seller.address != current_address():
+        abort(403, "Only the seller can change this listing.")
+    return listing
+
+
+# ---------------------------------------------------------------------------- forms
+
+
+class ListingForm(FlaskForm):
+    title = StringField("Title", validators=[
+        DataRequired("Give the listing a title."),
+        Length(3, 200, "The title needs 3 to 200 characters.")])
+    description = TextAreaField("Description", validators=[
+        Optional(), Length(max=5000, message="The description can be at most 5,000 characters.")])
+    price = StringField("Price", validators=[DataRequired("Enter a price.")])
+    currency = SelectField("Currency", choices=[SelectChoice(c) for c in CURRENCIES])
+    quantity = IntegerField("Quantity", default=1, validators=[
+        InputRequired("Enter how many you sell."),
+        NumberRange(1, 1000, "The quantity must be between 1 and 1,000.")])
+    category = SelectField("Category", choices=[SelectChoice(k, v) for k, v in CATEGORIES.items()])
+    city = StringField("City", validators=[
+        Optional(), Length(max=100, message="The city can be at most 100 characters.")])
+    photos = MultipleFileField("Photos")
+
+    def price_units(self) -> int:
+        return parse_amount(self.price.data or "", self.currency.data or "ETH")
+
+    def validate_price(self, field: StringField) -> None:
+        from wtforms.validators import ValidationError
+
+        try:
+            self.price_units()
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class ConfirmForm(FlaskForm):
+    confirm = BooleanField("Confirm")
+
+
+# ---------------------------------------------------------------------------- browse
+
+
+@dataclass
+class Filters:
+    q: str = ""
+    category: str = ""
+    currency: str = ""
+    city: str = ""
+    min_price: str = ""
+    max_price: str = ""
+    sort: str = "newest"
+    page: int = 1
+
+    def args(self, **override: Any) -> str:
+        values = {"q": self.q, "category": self.category, "currency": self.currency,
+                  "city": self.city, "min": self.min_price, "max": self.max_price,
+                  "sort": self.sort if self.sort != "newest" else "", "page": self.page}
+        values.update(override)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
+
+
+def _read_filters() -> tuple[Filters, list[str]]:
+    args = request.args
+    errors: list[str] = []
+    filters = Filters(
+        q=args.get("q", "").strip()[:100],
+        category=args.get("category", "") if args.get("category", "") in CATEGORIES else "",
+        currency=args.get("currency", "") if args.get("currency", "") in CURRENCIES else "",
+        city=args.get("city", "").strip()[:100],
+        min_price=args.get("min", "").strip()[:MAX_PRICE_TEXT],
+        max_price=args.get("max", "").strip()[:MAX_PRICE_TEXT],
+        sort=args.get("sort", "newest") if args.get("sort") in SORTS else "newest",
+    )
+    page = args.get("page", "1")
+    filters.page = int(page) if page.isdigit() and 0 < int(page) < 10**6 else 1
+    if (filters.min_price or filters.max_price) and not filters.currency:
+        errors.append("Choose a currency to filter by price.")
+    return filters, errors
+
+
+def _apply_filters(query: Select[Any], filters: Filters, errors: list[str]) -> Select[Any]:
+    query = query.where(Listing.status == ListingStatus.ACTIVE.value)
+    if filters.q:
+        query = query.where(or_(Listing.title.icontains(filters.q, autoescape=True),
+                                Listing.description.icontains(filters.q, autoescape=True)))
+    if filters.category:
+        query = query.where(Listing.category == filters.category)
+    if filters.currency:
+        query = query.where(Listing.currency == filters.currency)
+        for text, is_min in ((filters.min_price, True), (filters.max_price, False)):
+            if not text:
+                continue
+            try:
+                units = parse_amount(text, filters.currency)
+            except ValueError as exc:
+                errors.append(f"{'Minimum' if is_min else 'Maximum'} price: {exc}")
+                continue
+            query = query.where(Listing.price >= units if is_min else Listing.price <= units)
+    if filters.city:
+        query = query.where(func.lower(Listing.city) == filters.city.lower())
+    return query
 
 
 @bp.get("/")
 def index() -> str:
-    return render_template("listings/index.html")
+    filters, errors = _read_filters()
+    session = db.session()
+    page_size = int(current_app.config["PAGE_SIZE"])
+    base = _apply_filters(select(Listing), filters, errors)
+    total = session.scalar(base.with_only_columns(func.count(Listing.id)).order_by(None)) or 0
+    pages = max(1, math.ceil(total / page_size))
+    filters.page = min(filters.page, pages)
+    if filters.sort == "price_asc":
+        order: tuple[Any, ...] = (Listing.currency, Listing.price.asc(), Listing.id.desc())
+    elif filters.sort == "price_desc":
+        order = (Listing.currency, Listing.price.desc(), Listing.id.desc())
+    else:
+        order = (Listing.created_at.desc(), Listing.id.desc())
+    listings = session.scalars(
+        base.join(Listing.seller).options(contains_eager(Listing.seller))
+        .order_by(*order).limit(page_size).offset((filters.page - 1) * page_size)
+    ).all()
+    return render_template(
+        "listings/index.html", listings=listings, filters=filters, errors=errors, total=total,
+        pages=pages, categories=CATEGORIES, currencies=CURRENCIES, sorts=SORTS,
+    )
+
+
+# ---------------------------------------------------------------------------- one listing
+
+
+@bp.get("/listings/<int:listing_id>")
+def detail(listing_id: int) -> str:
+    session = db.session()
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        abort(404, "There is no such listing.")
+    address = current_address()
+    is_owner = listing.seller.address == address
+    if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
+        abort(404, "This listing was withdrawn by the seller.")
+    record = trust.seller_record(session, listing.seller.address, stablecoin=_stablecoin())
+    signals = trust.risk_signals_for_listing(session, listing)
+    buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None
+    return render_template(
+        "listings/detail.html", listing=listing, record=record, signals=signals,
+        buy_url=buy_url, is_owner=is_owner, reserved=reserved_by_other(listing, address),
+        categories=CATEGORIES, form=ConfirmForm(),
+    )
+
+
+def _stablecoin() -> str | None:
+    from webapp.chain import gateway
+
+    try:
+        coin = gateway().deployment().stablecoin
+    except Exception:  # the chain being down must not hide the listing
+        return None
+    return coin.address if coin else None
+
+
+@bp.get("/listings/mine")
+@login_required
+def mine() -> str:
+    user = current_user()
+    listings: list[Listing] = []
+    if user is not None:
+        listings = list(db.session().scalars(
+            select(Listing).where(Listing.seller_id == user.id)
+            .order_by(Listing.created_at.desc(), Listing.id.desc())))
+    return render_template("listings/mine.html", listings=listings, form=ConfirmForm(),
+                           categories=CATEGORIES)
+
+
+@bp.route("/listings/new", methods=["GET", "POST"])
+@login_required
+def create() -> Any:
+    form = ListingForm()
+    if request.method == "GET":
+        form.currency.data = request.args.get("currency", "ETH") \
+            if request.args.get("currency") in CURRENCIES else "ETH"
+    if form.validate_on_submit():
+        photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
+        if len(photos) > MAX_PHOTOS:
+            photo_errors.append(f"At most {MAX_PHOTOS} photos per listing.")
+        if photo_errors:
+            form.photos.errors = photo_errors
+        else:
+            session = db.session()
+            user = _ensure_user(session)
+            listing = Listing(
+                ref="0x" + secrets.token_hex(32), seller_id=user.id,
+                title=form.title.data.strip(), description=(form.description.data or "").strip(),
+                price=form.price_units(), currency=form.currency.data,
+                quantity=form.quantity.data, category=form.category.data,
+                city=(form.city.data or "").strip() or None,
+                photos=[save_photo(p) for p in photos], status=ListingStatus.ACTIVE.value,
+            )
+            session.add(listing)
+            session.commit()
+            flash("Your listing is on the market.", "success")
+            return redirect(url_for("listings.detail", listing_id=listing.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("listings/form.html", form=form, listing=None,
+                           max_photos=MAX_PHOTOS), status
+
+
+def _ensure_user(session: Any) -> User:
+    address = current_address()
+    user = session.scalar(select(User).where(User.address == address))
+    if user is None:
+        user = User(address=address, languages=[])
+        session.add(user)
+        session.flush()
+    return user
+
+
+@bp.route("/listings/<int:listing_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(listing_id: int) -> Any:
+    listing = _owned_listing(listing_id)
+    if listing.status == ListingStatus.SOLD.value:
+        flash("A sold listing cannot be changed.", "error")
+        return redirect(url_for("listings.detail", listing_id=listing.id))
+    form = ListingForm(obj=listing if request.method == "GET" else None)
+    if request.method == "GET":
+        form.price.data = _plain_amount(listing.price, listing.currency)
+        form.city.data = listing.city or ""
+    if form.validate_on_submit():
+        remove = set(request.form.getlist("remove_photo"))
+        kept = [p for p in listing.photos if p not in remove]
+        photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
+        if len(kept) + len(photos) > MAX_PHOTOS:
+            photo_errors.append(f"At most {MAX_PHOTOS} photos per listing; remove some first.")
+        if photo_errors:
+            form.photos.errors = photo_errors
+        else:
+            session = db.session()
+            listing.title = form.title.data.strip()
+            listing.description = (form.description.data or "").strip()
+            listing.price = form.price_units()
+            listing.currency = form.currency.data
+            listing.quantity = form.quantity.data
+            listing.category = form.category.data
+            listing.city = (form.city.data or "").strip() or None
+            listing.photos = kept + [save_photo(p) for p in photos]
+            session.commit()
+            delete_photo_files([p for p in remove if p not in kept])
+            flash("Listing saved.", "success")
+            return redirect(url_for("listings.detail", listing_id=listing.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("listings/form.html", form=form, listing=listing,
+                           max_photos=MAX_PHOTOS), status
+
+
+def _plain_amount(units: int, currency: str) -> str:
+    from webapp.views import format_amount
+
+    return format_amount(units, currency).rsplit(" ", 1)[0].replace(",", "")
+
+
+@bp.post("/listings/<int:listing_id>/pause")
+@login_required
+def pause(listing_id: int) -> Response:
+    listing = _owned_listing(listing_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if listing.status == ListingStatus.ACTIVE.value:
+        listing.status = ListingStatus.WITHDRAWN.value
+        flash("Listing paused: buyers no longer see it.", "success")
+    elif listing.status == ListingStatus.WITHDRAWN.value:
+        listing.status = ListingStatus.ACTIVE.value
+        flash("Listing is on the market again.", "success")
+    else:
+        flash("A listing that is reserved or sold cannot be paused.", "error")
+    db.session().commit()
+    return redirect(_back(listing))
+
+
+@bp.post("/listings/<int:listing_id>/delete")
+@login_required
+def delete(listing_id: int) -> Response:
+    listing = _owned_listing(listing_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    session = db.session()
+    used = session.scalar(select(func.count(Trade.id)).where(Trade.listing_id == listing.id))
+    if used:
+        if listing.status in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):
+            listing.status = ListingStatus.WITHDRAWN.value
+        session.commit()
+        flash("This listing has trades, so it stays on record; it was withdrawn instead.",
+              "warning")
+        return redirect(url_for("listings.mine"))
+    photos = list(listing.photos or [])
+    session.delete(listing)
+    session.commit()
+    delete_photo_files(photos)
+    flash("Listing deleted.", "success")
+    return redirect(url_for("listings.mine"))
+
+
+def _back(listing: Listing) -> str:
+    if request.form.get("next") == "mine":
+        return url_for("listings.mine")
+    return url_for("listings.detail", listing_id=listing.id)
+
+
+# ---------------------------------------------------------------------------- photos
+
+
+@bp.get("/uploads/<name>")
+def upload(name: str) -> Response:
+    if not PHOTO_NAME.match(name):
+        abort(404)
+    folder = Path(current_app.config["UPLOAD_DIR"])
+    if not (folder / name).is_file():
+        abort(404)
+    response = send_from_directory(folder, name, max_age=7 * 24 * 3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

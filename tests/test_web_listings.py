@@ -1,0 +1,570 @@
+"""Listings through the Flask test client: browse and filters, the listing page, create, edit,
+pause, delete, photos and uploads, for anonymous visitors, the owner and another user."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from web_fixtures import WebUser
+
+from escrow.db.models import Listing, Trade, User
+from helpers import ONE_ETH, USD, Roles
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 64
+REF = re.compile(r"^0x[0-9a-f]{64}$")
+
+
+def _session(app: Flask) -> Any:
+    return app.extensions["escrow_sessions"]()
+
+
+def _user(app: Flask, address: str, **fields: Any) -> int:
+    with _session(app) as session:
+        user = session.scalar(select(User).where(User.address == address.lower()))
+        if user is None:
+            user = User(address=address.lower(), languages=[], **fields)
+            session.add(user)
+            session.commit()
+        return int(user.id)
+
+
+def _listing(app: Flask, seller: str, **fields: Any) -> int:
+    seller_id = _user(app, seller)
+    values: dict[str, Any] = {"title": "Bike", "description": "A good bike", "price": ONE_ETH,
+                              "currency": "ETH", "category": "bikes", "city": "Almaty",
+                              "status": "active", "photos": []}
+    values.update(fields)
+    with _session(app) as session:
+        import secrets
+
+        listing = Listing(ref="0x" + secrets.token_hex(32), seller_id=seller_id, **values)
+        session.add(listing)
+        session.commit()
+        return int(listing.id)
+
+
+def _get(app: Flask, listing_id: int) -> Listing | None:
+    with _session(app) as session:
+        return session.get(Listing, listing_id)  # type: ignore[no-any-return]
+
+
+def _form(**override: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"title": "Road bike", "description": "Light and fast",
+                            "price": "0.5", "currency": "ETH", "quantity": "1",
+                            "category": "bikes", "city": "Astana"}
+    data.update(override)
+    return data
+
+
+def _titles(page: str) -> list[str]:
+    return re.findall(r"<strong>([^<]+)</strong>", page)
+
+
+# ---------------------------------------------------------------------------- browse
+
+
+def test_index_shows_active_listings_with_placeholder(app: Flask, web: Any, roles: Roles) -> None:
+    _listing(app, roles.seller, title="Green bike")
+    _listing(app, roles.seller, title="Hidden bike", status="withdrawn")
+    _listing(app, roles.seller, title="Sold bike", status="sold")
+    page = web(None).client.get("/").get_data(as_text=True)
+    assert "Green bike" in page
+    assert "Hidden bike" not in page and "Sold bike" not in page
+    assert "photo-placeholder" in page
+    assert "1 ETH" in page
+
+
+def test_search_is_case_insensitive_on_title_and_description(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    _listing(app, roles.seller, title="Red Scooter")
+    _listing(app, roles.seller, title="Sofa", description="comes with a SCOOTER sticker")
+    _listing(app, roles.seller, title="Lamp")
+    _listing(app, roles.seller, title="100% cotton shirt")
+    client = web(None).client
+    titles = _titles(client.get("/?q=scooter").get_data(as_text=True))
+    assert sorted(titles) == ["Red Scooter", "Sofa"]
+    # LIKE wildcards in the query are literal text.
+    assert _titles(client.get("/?q=%25").get_data(as_text=True)) == ["100% cotton shirt"]
+
+
+def test_category_currency_city_and_price_filters(app: Flask, web: Any, roles: Roles) -> None:
+    _listing(app, roles.seller, title="Cheap phone", category="phones", price=50 * USD,
+             currency="USD", city="Almaty")
+    _listing(app, roles.seller, title="Dear phone", category="phones", price=500 * USD,
+             currency="USD", city="Astana")
+    _listing(app, roles.seller, title="Eth bike", category="bikes", price=ONE_ETH // 2,
+             city="Shymkent")
+    client = web(None).client
+
+    def titles(query: str) -> list[str]:
+        response = client.get("/?" + query)
+        assert response.status_code == 200
+        return sorted(_titles(response.get_data(as_text=True)))
+
+    assert titles("category=phones") == ["Cheap phone", "Dear phone"]
+    assert titles("currency=ETH") == ["Eth bike"]
+    assert titles("city=almaty") == ["Cheap phone"]
+    assert titles("currency=USD&min=100") == ["Dear phone"]
+    assert titles("currency=USD&max=50") == ["Cheap phone"]
+    assert titles("currency=USD&min=10.5&max=499.99") == ["Cheap phone"]
+    assert titles("currency=ETH&max=0.5") == ["Eth bike"]
+    assert titles("currency=ETH&max=0.4999") == []
+    # Unknown category/currency values are ignored, not errors.
+    assert len(titles("category=weapons&currency=BTC")) == 3
+
+
+@pytest.mark.parametrize("bad", ["abc", "-5", "1e999999999", "0", "NaN", "9" * 70])
+def test_bad_price_filters_are_friendly(app: Flask, web: Any, roles: Roles, bad: str) -> None:
+    _listing(app, roles.seller, title="Eth bike")
+    response = web(None).client.get(f"/?currency=ETH&min={bad}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Minimum price:" in page
+    assert "Eth bike" in page  # the bad bound is ignored
+
+
+def test_price_filter_needs_a_currency(app: Flask, web: Any, roles: Roles) -> None:
+    page = web(None).client.get("/?min=1").get_data(as_text=True)
+    assert "Choose a currency to filter by price." in page
+
+
+def test_sorting(app: Flask, web: Any, roles: Roles) -> None:
+    now = datetime.now(UTC)
+    _listing(app, roles.seller, title="Mid", price=2 * ONE_ETH, created_at=now - timedelta(days=2))
+    _listing(app, roles.seller, title="Low", price=ONE_ETH // 10, created_at=now)
+    _listing(app, roles.seller, title="High", price=30 * ONE_ETH,
+             created_at=now - timedelta(days=1))
+    client = web(None).client
+    assert _titles(client.get("/").get_data(as_text=True)) == ["Low", "High", "Mid"]
+    assert _titles(client.get("/?sort=price_asc").get_data(as_text=True)) == [
+        "Low", "Mid", "High"]
+    assert _titles(client.get("/?sort=price_desc").get_data(as_text=True)) == [
+        "High", "Mid", "Low"]
+    assert client.get("/?sort=drop+table").status_code == 200
+
+
+def test_pagination(app: Flask, web: Any, roles: Roles) -> None:
+    app.config["PAGE_SIZE"] = 4
+    now = datetime.now(UTC)
+    for n in range(10):
+        _listing(app, roles.seller, title=f"Item {n:02d}", created_at=now - timedelta(hours=n))
+    client = web(None).client
+    first = client.get("/").get_data(as_text=True)
+    assert _titles(first) == ["Item 00", "Item 01", "Item 02", "Item 03"]
+    assert "Page 1 of 3" in first and 'rel="next"' in first and 'rel="prev"' not in first
+    third = client.get("/?page=3").get_data(as_text=True)
+    assert _titles(third) == ["Item 08", "Item 09"]
+    assert 'rel="next"' not in third
+    # Out-of-range and junk page numbers land on a real page.
+    assert _titles(client.get("/?page=99").get_data(as_text=True)) == ["Item 08", "Item 09"]
+    assert _titles(client.get("/?page=-1").get_data(as_text=True))[0] == "Item 00"
+    assert _titles(client.get("/?page=abc").get_data(as_text=True))[0] == "Item 00"
+    # Filters survive in the page links.
+    page = client.get("/?q=item&category=bikes").get_data(as_text=True)
+    assert "q=item&amp;category=bikes&amp;page=2" in page
+
+
+def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, roles: Roles
+                                                        ) -> None:
+    from sqlalchemy import event
+
+    for n in range(8):
+        _listing(app, roles.seller, title=f"Item {n}")
+    statements: list[str] = []
+    engine = app.extensions["escrow_engine"]
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert web(None).client.get("/").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    listing_queries = [s for s in statements if "FROM listings" in s]
+    assert len(listing_queries) == 2
+    assert all("users" not in s or "JOIN users" in s for s in listing_queries)
+
+
+# ---------------------------------------------------------------------------- listing page
+
+
+def test_listing_page_for_each_role(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller, title="Camera",
+                          description="<script>alert(1)</script>")
+    url = f"/listings/{listing_id}"
+    anonymous = web(None).client.get(url).get_data(as_text=True)
+    assert "Camera" in anonymous and "Sign in to buy" in anonymous
+    assert "<script>alert(1)</script>" not in anonymous
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in anonymous
+    assert "Verified record" in anonymous
+    owner = web("seller", roles).client.get(url).get_data(as_text=True)
+    assert "Edit" in owner and "data-tx-url" not in owner
+    other = web("buyer", roles).client.get(url).get_data(as_text=True)
+    assert "Edit</a>" not in other
+    if "trades.buy" in app.view_functions:
+        assert f'data-tx-url="/listings/{listing_id}/buy"' in other
+    else:
+        assert "data-tx-url" not in other
+
+
+def test_buy_button_needs_the_endpoint_and_an_available_listing(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    if "trades.buy" not in app.view_functions:
+        app.add_url_rule("/listings/<int:listing_id>/buy", "trades.buy",
+                         lambda listing_id: "", methods=["POST"])
+    listing_id = _listing(app, roles.seller)
+    buyer = web("buyer", roles)
+    assert "data-tx-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    with _session(app) as session:
+        listing = session.get(Listing, listing_id)
+        listing.reserved_by = roles.buyer2.lower()
+        listing.reserved_until = datetime.now(UTC) + timedelta(minutes=10)
+        session.commit()
+    page = buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-tx-url" not in page and "Reserved by another buyer" in page
+    # The reserving buyer still sees the button; an expired hold frees the listing.
+    assert "data-tx-url" in web("buyer2", roles).client.get(
+        f"/listings/{listing_id}").get_data(as_text=True)
+    with _session(app) as session:
+        session.get(Listing, listing_id).reserved_until = datetime.now(UTC) - timedelta(1)
+        session.commit()
+    assert "data-tx-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    with _session(app) as session:
+        session.get(Listing, listing_id).status = "sold"
+        session.commit()
+    assert "data-tx-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(
+        as_text=True)
+
+
+def test_missing_and_withdrawn_listings(app: Flask, web: Any, roles: Roles) -> None:
+    assert web(None).client.get("/listings/999").status_code == 404
+    listing_id = _listing(app, roles.seller, status="withdrawn")
+    assert web("buyer", roles).client.get(f"/listings/{listing_id}").status_code == 404
+    assert web("seller", roles).client.get(f"/listings/{listing_id}").status_code == 200
+
+
+def test_listing_page_shows_risk_signals(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    page = web(None).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert 'data-risk="new_account"' in page
+
+
+# ---------------------------------------------------------------------------- create
+
+
+def test_create_needs_sign_in(web: Any) -> None:
+    anonymous = web(None)
+    assert anonymous.client.get("/listings/new").status_code == 302
+    assert anonymous.post_form("/listings/new", _form()).status_code == 302
+
+
+def test_create_listing(app: Flask, web: Any, roles: Roles) -> None:
+    seller: WebUser = web("seller", roles)
+    assert seller.client.get("/listings/new").status_code == 200
+    response = seller.post_form("/listings/new", _form(price="1,250.75", currency="USD"))
+    assert response.status_code == 302
+    with _session(app) as session:
+        listing = session.scalars(select(Listing)).one()
+        assert listing.price == 1_250_750_000
+        assert listing.currency == "USD"
+        assert REF.match(listing.ref)
+        assert listing.seller.address == roles.seller.lower()
+        assert listing.city == "Astana" and listing.category == "bikes"
+    assert response.headers["Location"].endswith(f"/listings/{listing.id}")
+    page = seller.client.get(f"/listings/{listing.id}").get_data(as_text=True)
+    assert "1,250.75 USD" in page
+
+
+def test_refs_are_unique(app: Flask, web: Any, roles: Roles) -> None:
+    seller = web("seller", roles)
+    for _ in range(3):
+        assert seller.post_form("/listings/new", _form()).status_code == 302
+    with _session(app) as session:
+        refs = list(session.scalars(select(Listing.ref)))
+    assert len(set(refs)) == 3 and all(REF.match(r) for r in refs)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("price", "-1", "more than zero"),
+    ("price", "0", "more than zero"),
+    ("price", "abc", "as a number"),
+    ("price", "1e999999999", "too large"),
+    ("price", str(2**128), "too large"),
+    ("price", "0.0000000000000000001", "decimal places"),
+    ("price", "", "Enter a price"),
+    ("title", "ab", "3 to 200"),
+    ("title", "x" * 201, "3 to 200"),
+    ("description", "x" * 5001, "5,000"),
+    ("quantity", "0", "between 1 and 1,000"),
+    ("quantity", "1001", "between 1 and 1,000"),
+    ("quantity", "many", "between 1 and 1,000"),
+    ("category", "weapons", "Not a valid choice"),
+    ("currency", "BTC", "Not a valid choice"),
+    ("city", "x" * 101, "100 characters"),
+])
+def test_create_rejects_bad_input_and_keeps_it(
+    app: Flask, web: Any, roles: Roles, field: str, value: str, message: str
+) -> None:
+    seller = web("seller", roles)
+    response = seller.post_form("/listings/new", _form(**{field: value, "title": "Kept title"}
+                                                       if field != "title" else {field: value}))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert message in page
+    if field != "title":
+        assert 'value="Kept title"' in page
+    with _session(app) as session:
+        assert session.scalar(select(func.count(Listing.id))) == 0
+
+
+def test_price_in_usd_has_six_decimals(app: Flask, web: Any, roles: Roles) -> None:
+    seller = web("seller", roles)
+    response = seller.post_form("/listings/new", _form(price="1.0000001", currency="USD"))
+    assert response.status_code == 400
+    assert "at most 6 decimal places" in response.get_data(as_text=True)
+
+
+def test_html_in_text_fields_is_escaped(app: Flask, web: Any, roles: Roles) -> None:
+    seller = web("seller", roles)
+    evil = '<img src=x onerror="alert(1)">'
+    seller.post_form("/listings/new", _form(title=evil, description=evil, city=evil[:30]))
+    with _session(app) as session:
+        listing_id = session.scalars(select(Listing.id)).one()
+    for url in ("/", f"/listings/{listing_id}", "/listings/mine"):
+        page = seller.client.get(url).get_data(as_text=True)
+        assert "<img src=x" not in page, url
+        assert "&lt;img src=x" in page, url
+
+
+# ---------------------------------------------------------------------------- photos
+
+
+def _files(*items: tuple[bytes, str]) -> list[tuple[io.BytesIO, str]]:
+    return [(io.BytesIO(data), name) for data, name in items]
+
+
+def test_photos_upload_and_are_served(app: Flask, web: Any, roles: Roles) -> None:
+    seller = web("seller", roles)
+    response = seller.post_form(
+        "/listings/new", {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"),
+                                                      (WEBP, "c.webp"))},
+        content_type="multipart/form-data")
+    assert response.status_code == 302
+    with _session(app) as session:
+        photos = session.scalars(select(Listing)).one().photos
+    assert [p.rsplit(".", 1)[1] for p in photos] == ["jpg", "png", "webp"]
+    assert all(re.match(r"^[0-9a-f]{32}\.", p) for p in photos)
+    served = web(None).client.get(f"/uploads/{photos[0]}")
+    try:
+        assert served.status_code == 200 and served.get_data() == JPEG
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert served.headers["Content-Type"] == "image/jpeg"
+    finally:
+        served.close()
+    assert (Path(app.config["UPLOAD_DIR"]) / photos[1]).read_bytes() == PNG
+
+
+@pytest.mark.parametrize(("data", "name", "message"), [
+    (b"GIF89a" + b"\x00" * 30, "x.gif", "not a JPEG, PNG or WebP"),
+    (b"<?php echo 1; ?>", "shell.jpg", "not a JPEG, PNG or WebP"),
+    (b"%PDF-1.4 ...", "doc.png", "not a JPEG, PNG or WebP"),
+])
+def test_wrong_type_uploads_are_refused(
+    app: Flask, web: Any, roles: Roles, data: bytes, name: str, message: str
+) -> None:
+    seller = web("seller", roles)
+    response = seller.post_form("/listings/new", {**_form(), "photos": _files((data, name))},
+                                content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert not list(Path(app.config["UPLOAD_DIR"]).glob("*")) if Path(
+        app.config["UPLOAD_DIR"]).exists() else True
+
+
+def test_oversized_photo_is_refused(app: Flask, web: Any, roles: Roles) -> None:
+    app.config["MAX_PHOTO_BYTES"] = 1024
+    seller = web("seller", roles)
+    response = seller.post_form("/listings/new",
+                                {**_form(), "photos": _files((JPEG + b"\x00" * 2000, "big.jpg"))},
+                                content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "larger than" in response.get_data(as_text=True)
+
+
+def test_request_over_the_content_limit_is_a_friendly_413(app: Flask, web: Any, roles: Roles
+                                                           ) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 4096
+    seller = web("seller", roles)
+    response = seller.post_form("/listings/new",
+                                {**_form(), "photos": _files((JPEG + b"\x00" * 8000, "big.jpg"))},
+                                content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "too large" in response.get_data(as_text=True)
+
+
+def test_at_most_six_photos(app: Flask, web: Any, roles: Roles) -> None:
+    seller = web("seller", roles)
+    response = seller.post_form(
+        "/listings/new", {**_form(), "photos": _files(*[(PNG, f"{n}.png") for n in range(7)])},
+        content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "At most 6 photos" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", [
+    "..%2F..%2Fetc%2Fpasswd", "../web.sqlite3", "%2E%2E%2Fweb.sqlite3", "web.sqlite3",
+    "0123456789abcdef0123456789abcdef.jpg", "0123456789abcdef0123456789abcdef.php",
+])
+def test_uploads_route_refuses_traversal_and_unknown_files(
+    app: Flask, web: Any, name: str
+) -> None:
+    # A real file next to the upload folder that must never be served.
+    assert web(None).client.get(f"/uploads/{name}").status_code == 404
+
+
+def test_uploads_does_not_serve_files_outside_the_folder(app: Flask, web: Any) -> None:
+    folder = Path(app.config["UPLOAD_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder.parent / "secret.txt").write_text("TOP-SECRET-4711")
+    client = web(None).client
+    for name in ("../secret.txt", "..%2fsecret.txt", "%2e%2e/secret.txt"):
+        response = client.get(f"/uploads/{name}")
+        assert response.status_code == 404
+        assert b"TOP-SECRET-4711" not in response.data
+
+
+# ---------------------------------------------------------------------------- edit
+
+
+def test_edit_by_owner_other_and_anonymous(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller, title="Old title", price=ONE_ETH * 3 // 2)
+    url = f"/listings/{listing_id}/edit"
+    assert web(None).client.get(url).status_code == 302
+    other = web("buyer", roles)
+    assert other.client.get(url).status_code == 403
+    assert other.post_form(url, _form(title="Hijacked")).status_code == 403
+    owner = web("seller", roles)
+    form_page = owner.client.get(url).get_data(as_text=True)
+    assert 'value="Old title"' in form_page and 'value="1.5"' in form_page
+    assert owner.post_form(url, _form(title="New title", price="2")).status_code == 302
+    listing = _get(app, listing_id)
+    assert listing is not None and listing.title == "New title" and listing.price == 2 * ONE_ETH
+    assert web(None).client.get("/listings/999/edit").status_code == 302
+    assert owner.client.get("/listings/999/edit").status_code == 404
+
+
+def test_edit_keeps_input_on_error(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    owner = web("seller", roles)
+    response = owner.post_form(f"/listings/{listing_id}/edit",
+                               _form(title="Typed title", price="-3"))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'value="Typed title"' in page and 'value="-3"' in page
+
+
+def test_edit_removes_and_adds_photos(app: Flask, web: Any, roles: Roles) -> None:
+    owner = web("seller", roles)
+    owner.post_form("/listings/new", {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"))},
+                    content_type="multipart/form-data")
+    with _session(app) as session:
+        listing = session.scalars(select(Listing)).one()
+    first, second = listing.photos
+    response = owner.post_form(f"/listings/{listing.id}/edit",
+                               {**_form(), "remove_photo": first,
+                                "photos": _files((WEBP, "c.webp"))},
+                               content_type="multipart/form-data")
+    assert response.status_code == 302
+    edited = _get(app, listing.id)
+    assert edited is not None
+    assert edited.photos[0] == second and edited.photos[1].endswith(".webp")
+    assert not (Path(app.config["UPLOAD_DIR"]) / first).exists()
+    assert web(None).client.get(f"/uploads/{first}").status_code == 404
+
+
+def test_sold_listing_cannot_be_edited(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller, status="sold")
+    response = web("seller", roles).client.get(f"/listings/{listing_id}/edit")
+    assert response.status_code == 302
+
+
+# ---------------------------------------------------------------------------- pause, delete
+
+
+def test_pause_and_resume(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    url = f"/listings/{listing_id}/pause"
+    assert web(None).post_form(url).status_code == 302
+    assert web("buyer", roles).post_form(url).status_code == 403
+    assert _get(app, listing_id).status == "active"  # type: ignore[union-attr]
+    owner = web("seller", roles)
+    assert owner.post_form(url).status_code == 302
+    assert _get(app, listing_id).status == "withdrawn"  # type: ignore[union-attr]
+    assert "Hidden" not in web(None).client.get("/").get_data(as_text=True)
+    assert owner.post_form(url, {"next": "mine"}).headers["Location"].endswith("/listings/mine")
+    assert _get(app, listing_id).status == "active"  # type: ignore[union-attr]
+    assert owner.post_form("/listings/999/pause").status_code == 404
+
+
+def test_pause_without_csrf_is_refused(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    response = web("seller", roles).client.post(f"/listings/{listing_id}/pause")
+    assert response.status_code == 400
+    assert _get(app, listing_id).status == "active"  # type: ignore[union-attr]
+
+
+def test_delete_by_owner_only(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    url = f"/listings/{listing_id}/delete"
+    assert web(None).post_form(url).status_code == 302
+    assert web("buyer", roles).post_form(url).status_code == 403
+    assert _get(app, listing_id) is not None
+    assert web("seller", roles).post_form(url).status_code == 302
+    assert _get(app, listing_id) is None
+    assert web("seller", roles).post_form(url).status_code == 404
+
+
+def test_delete_of_a_traded_listing_withdraws_it(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    now = datetime.now(UTC)
+    with _session(app) as session:
+        listing = session.get(Listing, listing_id)
+        session.add(Trade(
+            chain_id=1, contract_address="0x" + "1" * 40, onchain_id=1, listing_id=listing_id,
+            listing_ref=listing.ref, buyer=roles.buyer.lower(), seller=roles.seller.lower(),
+            arbitrator=roles.arbitrator.lower(), token="0x" + "0" * 40, amount=ONE_ETH,
+            ship_by=now, inspection_period=1, arbitrator_fee_bps=0, platform_fee_bps=0,
+            terms_hash="0x", status="Funded", funded_at=now, funded_block=1,
+            funded_tx="0x" + "2" * 64, last_event_block=1))
+        session.commit()
+    response = web("seller", roles).post_form(f"/listings/{listing_id}/delete")
+    assert response.status_code == 302
+    listing = _get(app, listing_id)
+    assert listing is not None and listing.status == "withdrawn"
+
+
+# ---------------------------------------------------------------------------- my listings
+
+
+def test_my_listings(app: Flask, web: Any, roles: Roles) -> None:
+    _listing(app, roles.seller, title="Mine active")
+    _listing(app, roles.seller, title="Mine paused", status="withdrawn")
+    _listing(app, roles.buyer, title="Someone else's")
+    assert web(None).client.get("/listings/mine").status_code == 302
+    page = web("seller", roles).client.get("/listings/mine").get_data(as_text=True)
+    assert "Mine active" in page and "Mine paused" in page
+    assert "Someone else" not in page
+    empty = web("buyer2", roles).client.get("/listings/mine").get_data(as_text=True)
+    assert "no listings yet" in empty

@@ -1,0 +1,251 @@
+"""What the market knows about a person, and the warnings it shows buyers.
+
+Everything here is computed from the database (the indexer's projection of the chain plus the
+ratings people left), never from what a user wrote about themselves. The functions take a
+session and return plain values so that any page, or a test, can use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from escrow.db.models import (
+    FINAL_STATUSES,
+    Listing,
+    ListingStatus,
+    Rating,
+    Trade,
+    TradeStatus,
+    User,
+)
+
+ZERO_ADDRESS = "0x" + "0" * 40
+FINAL = tuple(sorted(s.value for s in FINAL_STATUSES))
+NEW_ACCOUNT_DAYS = 7
+CHEAP_SHARE = Decimal("0.5")  # below half the median price of similar listings
+MIN_SIMILAR = 5  # fewer similar listings than this say nothing about a fair price
+LOW_RATING = Decimal(3)
+MIN_RATINGS_FOR_LOW = 2
+
+
+@dataclass(frozen=True)
+class RiskSignal:
+    code: str
+    title: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class SellerRecord:
+    """A person's verified record; the same numbers whether they sell or buy."""
+
+    address: str
+    display_name: str | None
+    member_since: datetime | None
+    account_age_days: int | None
+    completed_as_seller: int
+    completed_as_buyer: int
+    #: Value of finished trades per currency ('ETH', 'USD' or a token address), smallest unit.
+    volume: dict[str, int] = field(default_factory=dict)
+    trades_total: int = 0
+    disputes: int = 0
+    open_disputes_as_seller: int = 0
+    rating_count: int = 0
+    rating_average: Decimal | None = None
+
+    @property
+    def completed(self) -> int:
+        return self.completed_as_seller + self.completed_as_buyer
+
+    @property
+    def dispute_rate(self) -> Decimal | None:
+        """Share of this person's trades that went to a dispute (None without trades)."""
+        if not self.trades_total:
+            return None
+        return Decimal(self.disputes) / Decimal(self.trades_total)
+
+    @property
+    def dispute_percent(self) -> str:
+        rate = self.dispute_rate
+        if rate is None:
+            return "—"
+        return f"{(rate * 100).quantize(Decimal(1))}%"
+
+    @property
+    def rating_text(self) -> str:
+        if self.rating_average is None:
+            return "no ratings yet"
+        return f"{self.rating_average.quantize(Decimal('0.1'))} / 5 ({self.rating_count})"
+
+
+def currency_of_token(token: str, stablecoin: str | None) -> str:
+    token = token.lower()
+    if token == ZERO_ADDRESS:
+        return "ETH"
+    if stablecoin and token == stablecoin.lower():
+        return "USD"
+    return token
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def seller_record(
+    session: Session, address: str, *, stablecoin: str | None = None, now: datetime | None = None
+) -> SellerRecord:
+    """The record of ``address`` from finished trades, disputes and ratings received."""
+    address = address.lower()
+    now = now or datetime.now(UTC)
+    user = session.scalar(select(User).where(User.address == address))
+
+    party = or_(Trade.seller == address, Trade.buyer == address)
+    rows = session.execute(
+        select(Trade.seller, Trade.status, Trade.token, Trade.amount,
+               Trade.disputed_at.is_not(None)).where(party)
+    ).all()
+    completed_as_seller = completed_as_buyer = disputes = open_disputes = 0
+    volume: dict[str, int] = {}
+    for seller, status, token, amount, disputed in rows:
+        if disputed:
+            disputes += 1
+        if status == TradeStatus.DISPUTED.value and seller == address:
+            open_disputes += 1
+        if status in FINAL:
+            if seller == address:
+                completed_as_seller += 1
+            else:
+                completed_as_buyer += 1
+            currency = currency_of_token(token, stablecoin)
+            volume[currency] = volume.get(currency, 0) + int(amount)
+
+    count, average = _ratings(session, address)
+    member_since = _aware(user.created_at) if user else None
+    return SellerRecord(
+        address=address,
+        display_name=user.display_name if user else None,
+        member_since=member_since,
+        account_age_days=(now - member_since).days if member_since else None,
+        completed_as_seller=completed_as_seller,
+        completed_as_buyer=completed_as_buyer,
+        volume=volume,
+        trades_total=len(rows),
+        disputes=disputes,
+        open_disputes_as_seller=open_disputes,
+        rating_count=count,
+        rating_average=average,
+    )
+
+
+def counted_ratings_filter(address: str) -> list[object]:
+    """Ratings of ``address`` that count: left by the other party of a finished trade."""
+    return [
+        Rating.ratee == address,
+        Trade.status.in_(FINAL),
+        or_(and_(Rating.rater == Trade.buyer, Trade.seller == address),
+            and_(Rating.rater == Trade.seller, Trade.buyer == address)),
+    ]
+
+
+def _ratings(session: Session, address: str) -> tuple[int, Decimal | None]:
+    row = session.execute(
+        select(func.count(Rating.id), func.sum(Rating.score))
+        .join(Trade, Trade.id == Rating.trade_id)
+        .where(*counted_ratings_filter(address))  # type: ignore[arg-type]
+    ).one()
+    count, total = int(row[0] or 0), int(row[1] or 0)
+    if not count:
+        return 0, None
+    return count, Decimal(total) / Decimal(count)
+
+
+# ---------------------------------------------------------------------------- risk signals
+
+
+def _person_signals(record: SellerRecord, now: datetime, *, skip_open_dispute: int = 0
+                    ) -> list[RiskSignal]:
+    signals: list[RiskSignal] = []
+    young = record.member_since is None or now - record.member_since < timedelta(
+        days=NEW_ACCOUNT_DAYS)
+    if young or record.completed == 0:
+        reason = (f"joined less than {NEW_ACCOUNT_DAYS} days ago" if young
+                  else "has not finished a trade here yet")
+        signals.append(RiskSignal(
+            "new_account", "New account",
+            f"This seller {reason}. That is not wrong in itself, but there is no track record "
+            "to go on: keep all payment inside the escrow and check the item before you "
+            "confirm delivery."))
+    if record.open_disputes_as_seller - skip_open_dispute > 0:
+        signals.append(RiskSignal(
+            "open_disputes", "Seller has open disputes",
+            "Another buyer is in a dispute with this seller right now. Read the seller's "
+            "ratings and ask questions before you buy."))
+    if (record.rating_average is not None and record.rating_count >= MIN_RATINGS_FOR_LOW
+            and record.rating_average < LOW_RATING):
+        signals.append(RiskSignal(
+            "low_rating", "Low rating",
+            f"People who traded with this seller rated them {record.rating_text}, below "
+            f"{LOW_RATING} on average."))
+    return signals
+
+
+def similar_median(session: Session, category: str | None, currency: str,
+                   exclude_listing_id: int | None = None) -> int | None:
+    """Median price of active listings in a category and currency, if there are enough."""
+    if not category:
+        return None
+    query = select(Listing.price).where(
+        Listing.status == ListingStatus.ACTIVE.value,
+        Listing.category == category,
+        Listing.currency == currency,
+    )
+    if exclude_listing_id is not None:
+        query = query.where(Listing.id != exclude_listing_id)
+    prices = sorted(int(p) for p in session.scalars(query))
+    if len(prices) < MIN_SIMILAR:
+        return None
+    middle = len(prices) // 2
+    if len(prices) % 2:
+        return prices[middle]
+    return (prices[middle - 1] + prices[middle]) // 2  # exact integers, no float median
+
+
+def _price_signal(session: Session, price: int, category: str | None, currency: str,
+                  listing_id: int | None) -> list[RiskSignal]:
+    median = similar_median(session, category, currency, listing_id)
+    if median is None or Decimal(price) >= CHEAP_SHARE * median:
+        return []
+    return [RiskSignal(
+        "price_far_below", "Price far below similar listings",
+        "This price is less than half of what similar items in this category usually cost. "
+        "A price that looks too good is a common sign of a scam: never pay outside the escrow "
+        "and do not confirm delivery before you have the item.")]
+
+
+def risk_signals_for_listing(session: Session, listing: Listing, *, now: datetime | None = None
+                             ) -> list[RiskSignal]:
+    now = now or datetime.now(UTC)
+    record = seller_record(session, listing.seller.address, now=now)
+    return _price_signal(session, listing.price, listing.category, listing.currency,
+                         listing.id) + _person_signals(record, now)
+
+
+def risk_signals_for_trade(session: Session, trade: Trade, *, now: datetime | None = None
+                           ) -> list[RiskSignal]:
+    """Signals about the trade's seller; this trade's own dispute is not counted against them."""
+    now = now or datetime.now(UTC)
+    record = seller_record(session, trade.seller, now=now)
+    own_dispute = 1 if trade.status == TradeStatus.DISPUTED.value else 0
+    signals = _person_signals(record, now, skip_open_dispute=own_dispute)
+    listing = trade.listing
+    if listing is not None:
+        signals = _price_signal(session, trade.amount, listing.category, listing.currency,
+                                listing.id) + signals
+    return signals
