@@ -1,7 +1,282 @@
-"""Profiles."""
+"""Profiles: public records, one's own name and languages, arbitrators, and ratings.
+
+A rating may only be left by the buyer or the seller of a finished trade, once per side, about
+the other party; profiles count only such ratings.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from eth_utils import is_address
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from wtforms import IntegerField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
+
+from escrow.db.models import (
+    ArbitratorProfile,
+    Dispute,
+    Listing,
+    ListingStatus,
+    Rating,
+    Side,
+    Trade,
+    User,
+)
+from webapp import db, trust
+from webapp.auth import current_address, login_required, wants_json
+from webapp.views import as_utc
 
 bp = Blueprint("profiles", __name__)
+
+MAX_LANGUAGES = 8
+LANGUAGE = re.compile(r"^[^\W\d_][^\W\d_ \-]*(?:[ \-][^\W\d_]+)*$")
+
+
+# ---------------------------------------------------------------------------- forms
+
+
+class ProfileForm(FlaskForm):
+    display_name = StringField("Display name", validators=[
+        Optional(), Length(max=64, message="The name can be at most 64 characters.")])
+    languages = StringField("Languages (comma-separated)", validators=[
+        Optional(), Length(max=300, message="Too many languages.")])
+
+    def language_list(self) -> list[str]:
+        parts = [p.strip() for p in (self.languages.data or "").split(",")]
+        return [p for p in parts if p]
+
+    def validate_languages(self, field: StringField) -> None:
+        names = self.language_list()
+        if len(names) > MAX_LANGUAGES:
+            raise ValidationError(f"List at most {MAX_LANGUAGES} languages.")
+        for name in names:
+            if len(name) > 30 or not LANGUAGE.match(name):
+                raise ValidationError("Write languages as words, separated by commas.")
+
+
+class RatingForm(FlaskForm):
+    score = IntegerField("Score", validators=[
+        InputRequired("Choose a score from 1 to 5."),
+        NumberRange(1, 5, "Choose a score from 1 to 5.")])
+    comment = TextAreaField("Comment", validators=[
+        Optional(), Length(max=1000, message="The comment can be at most 1,000 characters.")])
+
+
+# ---------------------------------------------------------------------------- profiles
+
+
+@bp.get("/u/<address>")
+def profile(address: str) -> str:
+    if not is_address(address):
+        abort(404, "That is not a wallet address.")
+    address = address.lower()
+    session = db.session()
+    user = session.scalar(select(User).where(User.address == address))
+    has_trades = session.scalar(select(Trade.id).where(
+        or_(Trade.buyer == address, Trade.seller == address, Trade.arbitrator == address)
+    ).limit(1))
+    if user is None and has_trades is None:
+        abort(404, "Nobody with this address has used the market yet.")
+    record = trust.seller_record(session, address, stablecoin=_stablecoin())
+    ratings = session.scalars(
+        select(Rating).join(Trade, Trade.id == Rating.trade_id)
+        .where(*trust.counted_ratings_filter(address))  # type: ignore[arg-type]
+        .order_by(Rating.created_at.desc()).limit(50)
+    ).all()
+    listings = session.scalars(
+        select(Listing).where(Listing.seller_id == user.id,
+                              Listing.status == ListingStatus.ACTIVE.value)
+        .order_by(Listing.created_at.desc()).limit(48)
+    ).all() if user else []
+    return render_template("profiles/profile.html", user=user, address=address, record=record,
+                           ratings=ratings, listings=listings,
+                           is_me=address == current_address())
+
+
+def _stablecoin() -> str | None:
+    from webapp.listings import _stablecoin as coin
+
+    return coin()
+
+
+@bp.route("/me", methods=["GET", "POST"])
+@login_required
+def me() -> Any:
+    session = db.session()
+    address = current_address()
+    user = session.scalar(select(User).where(User.address == address))
+    if user is None:
+        user = User(address=address, languages=[])
+        session.add(user)
+        session.flush()
+    form = ProfileForm()
+    if request.method == "GET":
+        form.display_name.data = user.display_name or ""
+        form.languages.data = ", ".join(user.languages or [])
+    if form.validate_on_submit():
+        user.display_name = (form.display_name.data or "").strip() or None
+        user.languages = form.language_list()
+        session.commit()
+        flash("Profile saved.", "success")
+        return redirect(url_for("profiles.profile", address=user.address))
+    status = 400 if request.method == "POST" else 200
+    return render_template("profiles/me.html", form=form, user=user), status
+
+
+# ---------------------------------------------------------------------------- arbitrators
+
+
+@dataclass
+class ArbitratorStats:
+    address: str
+    name: str | None
+    profile: ArbitratorProfile
+    cases: int = 0
+    open_cases: int = 0
+    resolved: int = 0
+    by_timeout: int = 0
+    median_ruling: timedelta | None = None
+
+    @property
+    def timeout_percent(self) -> str:
+        if not self.resolved:
+            return "—"
+        return f"{round(100 * self.by_timeout / self.resolved)}%"
+
+    @property
+    def median_text(self) -> str:
+        if self.median_ruling is None:
+            return "—"
+        hours = self.median_ruling.total_seconds() / 3600
+        return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
+    profiles = session.scalars(select(ArbitratorProfile).order_by(ArbitratorProfile.id)).all()
+    addresses = [p.address for p in profiles]
+    names = dict(session.execute(
+        select(User.address, User.display_name).where(User.address.in_(addresses))).all())
+    stats = {p.address: ArbitratorStats(p.address, names.get(p.address), p) for p in profiles}
+    durations: dict[str, list[timedelta]] = {}
+    rows = session.execute(
+        select(Trade.arbitrator, Dispute.opened_at, Dispute.resolved_at, Dispute.by_timeout)
+        .join(Dispute, Dispute.trade_id == Trade.id)
+        .where(Trade.arbitrator.in_(addresses))
+    ).all()
+    for arbitrator, opened_at, resolved_at, by_timeout in rows:
+        entry = stats[arbitrator]
+        entry.cases += 1
+        if resolved_at is None:
+            entry.open_cases += 1
+            continue
+        entry.resolved += 1
+        if by_timeout:
+            entry.by_timeout += 1
+        else:
+            ruled, opened = as_utc(resolved_at), as_utc(opened_at)
+            assert ruled is not None and opened is not None
+            durations.setdefault(arbitrator, []).append(ruled - opened)
+    for arbitrator, values in durations.items():
+        values.sort()
+        middle = len(values) // 2
+        stats[arbitrator].median_ruling = values[middle] if len(values) % 2 else (
+            (values[middle - 1] + values[middle]) / 2)
+    return list(stats.values())
+
+
+@bp.get("/arbitrators")
+def arbitrators() -> str:
+    return render_template("profiles/arbitrators.html",
+                           arbitrators=arbitrator_stats(db.session()))
+
+
+# ---------------------------------------------------------------------------- ratings
+
+
+@dataclass(frozen=True)
+class RatingState:
+    side: str | None
+    can_rate: bool
+    given: Rating | None
+    ratee: str | None
+
+
+def rating_state(trade: Trade) -> RatingState:
+    """What the signed-in user may do about rating ``trade`` (for ``_rating_form.html``)."""
+    address = current_address()
+    if address == trade.buyer:
+        side, ratee = Side.BUYER.value, trade.seller
+    elif address == trade.seller:
+        side, ratee = Side.SELLER.value, trade.buyer
+    else:
+        return RatingState(None, False, None, None)
+    given = db.session().scalar(
+        select(Rating).where(Rating.trade_id == trade.id, Rating.rater_side == side))
+    final = trade.status in trust.FINAL
+    return RatingState(side, final and given is None, given, ratee)
+
+
+@bp.app_context_processor
+def _rating_helpers() -> dict[str, Any]:
+    return {"rating_state": rating_state}
+
+
+@bp.post("/trades/<int:trade_pk>/rating")
+@login_required
+def rate_trade(trade_pk: int) -> Any:
+    session = db.session()
+    trade = session.get(Trade, trade_pk)
+    if trade is None:
+        abort(404, "There is no such trade.")
+    state = rating_state(trade)
+    if state.side is None:
+        abort(403, "Only the buyer and the seller of this trade can rate it.")
+    form = RatingForm()
+    error: str | None = None
+    if state.given is not None:
+        error = "You have already rated this trade."
+    elif not state.can_rate:
+        error = "You can rate the trade once it is finished."
+    elif not form.validate_on_submit():
+        error = " ".join(e for errors in form.errors.values() for e in errors)
+    if error is None:
+        session.add(Rating(
+            trade_id=trade.id, rater_side=state.side, rater=current_address(),
+            ratee=state.ratee, score=form.score.data,
+            comment=(form.comment.data or "").strip() or None,
+        ))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            error = "You have already rated this trade."
+    status = 400 if error else 201
+    if wants_json():
+        return (jsonify(error=error), status) if error else (jsonify(ok=True), status)
+    if error:
+        flash(error, "error")
+    else:
+        flash("Thank you for rating this trade.", "success")
+    return redirect(_safe_next(request.form.get("next"), state.ratee))
+
+
+def _safe_next(value: str | None, ratee: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return url_for("profiles.profile", address=ratee) if ratee else url_for("listings.index")
