@@ -31,7 +31,7 @@ interface IP2PEscrow {
         None,
         Funded, // money in escrow, waiting for the seller to ship (timeout: refund after shipBy)
         Shipped, // seller shipped, inspection running (timeout: release after inspection)
-        Disputed, // an arbitrator decides (timeout: 50/50 split after the ruling period)
+        Disputed, // an arbitrator decides (timeout: refund if never shipped, else 50/50)
         Released, // final: seller paid (buyer confirmed, or the inspection period passed)
         Refunded, // final: buyer paid back in full
         Settled, // final: paid out as a split both parties agreed on
@@ -98,7 +98,8 @@ interface IP2PEscrow {
         string uri,
         bytes32 contentHash
     );
-    /// @param byTimeout true when nobody ruled in time and the fallback 50/50 split applied
+    /// @param byTimeout true when nobody ruled in time and the fallback applied (full refund
+    /// if the dispute was opened before shipping, otherwise 50/50)
     event DisputeResolved(
         uint256 indexed tradeId,
         bool byTimeout,
@@ -132,6 +133,9 @@ interface IP2PEscrow {
     error ZeroAddress();
     error SellerIsBuyer(address account);
     error ArbitratorIsParty(address arbitrator);
+    /// @dev The escrow's own address as seller, arbitrator or fee recipient: what it paid to
+    /// itself would be stuck for ever.
+    error EscrowCannotBeParty();
     error UnknownTrade(uint256 tradeId);
     error LaneBusy(address buyer, uint32 lane);
     error TermsMismatch(uint256 tradeId);
@@ -216,7 +220,8 @@ interface IP2PEscrow {
     /// @notice Seller refunds the buyer in full, at any time before the money is released.
     function refundBySeller(uint256 tradeId, Terms calldata terms) external;
 
-    /// @notice Buyer or seller proposes a split; replaces any open proposal.
+    /// @notice Buyer or seller proposes a split; replaces any open proposal. An open proposal
+    /// lapses when the trade is shipped or disputed (the situation it was made in changed).
     function proposeSplit(uint256 tradeId, Terms calldata terms, uint16 buyerBps) external;
 
     /// @notice The other party accepts the open proposal with exactly `buyerBps`; it is paid out.
@@ -236,7 +241,9 @@ interface IP2PEscrow {
     /// @notice Arbitrator rules before the ruling deadline: takes its fee, splits the rest.
     function rule(uint256 tradeId, Terms calldata terms, uint16 buyerBps) external;
 
-    /// @notice Anyone resolves a dispute nobody ruled on in time: 50/50, no arbitrator fee.
+    /// @notice Anyone resolves a dispute nobody ruled on in time, without arbitrator fee: the
+    /// buyer is refunded in full if the seller had not shipped when the dispute was opened
+    /// (a seller cannot gain from disputing instead of shipping), otherwise it is split 50/50.
     function resolveAfterRulingTimeout(uint256 tradeId, Terms calldata terms) external;
 
     /// @notice Takes the payments credited to the caller after a failed push.

@@ -17,7 +17,8 @@ import {IP2PEscrow} from "./IP2PEscrow.sol";
  *   bits 255..64  first 192 bits of keccak256(abi.encode(tradeId, terms))
  *   bits  63..56  status
  *   bits  55..16  deadline (uint40): inspection end or ruling deadline (unix time) while open,
- *                 the block number in which the trade ended once final
+ *                 the block number in which the trade ended once final; while Disputed its
+ *                 top bit records whether the seller had shipped
  *   bits  15..14  split proposer: 0 none, 1 buyer, 2 seller
  *   bits  13..0   proposed buyer share in basis points
  */
@@ -45,6 +46,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// receiver cannot burn the caller's gas.
     uint256 public constant PAYOUT_GAS = 50_000;
 
+    /// @dev Top bit of the deadline field while Disputed: the seller had shipped. Unix times
+    /// stay below 2^39 for the next 17,000 years.
+    uint40 private constant SHIPPED_FLAG = uint40(1) << 39;
     uint8 private constant PROPOSER_BUYER = uint8(Party.Buyer);
     uint8 private constant PROPOSER_SELLER = uint8(Party.Seller);
 
@@ -184,8 +188,8 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert NoMatchingProposal(tradeId, buyerBps);
         }
         _lanes[_laneKey(tradeId)] = _pack(packed, Status.Settled, uint40(block.number));
-        (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(terms, terms.amount, buyerBps);
-        emit TradeSettled(tradeId, buyerBps, buyerAmount, sellerAmount, platformFee);
+        (uint256 buyerAmount, uint256 sellerAmount, uint256 feeAmount) = _split(terms, terms.amount, buyerBps);
+        emit TradeSettled(tradeId, buyerBps, buyerAmount, sellerAmount, feeAmount);
         _pay(terms.token, terms.buyer, buyerAmount);
         _pay(terms.token, terms.seller, sellerAmount);
     }
@@ -203,7 +207,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert InvalidStatus(tradeId, status);
         }
         uint40 rulingDeadline = uint40(block.timestamp + _rulingPeriod);
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Disputed, rulingDeadline);
+        // Remember whether the seller had shipped: it decides the ruling-timeout fallback.
+        uint40 stored = status == Status.Shipped ? rulingDeadline | SHIPPED_FLAG : rulingDeadline;
+        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Disputed, stored);
         emit DisputeOpened(tradeId, msg.sender, rulingDeadline);
     }
 
@@ -232,12 +238,12 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (buyerBps > BPS) revert InvalidBps(buyerBps);
         _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
         uint256 arbitratorFee = (terms.amount * terms.arbitratorFeeBps) / BPS;
-        (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(
+        (uint256 buyerAmount, uint256 sellerAmount, uint256 feeAmount) = _split(
             terms,
             terms.amount - arbitratorFee,
             buyerBps
         );
-        emit DisputeResolved(tradeId, false, buyerBps, buyerAmount, sellerAmount, arbitratorFee, platformFee);
+        emit DisputeResolved(tradeId, false, buyerBps, buyerAmount, sellerAmount, arbitratorFee, feeAmount);
         _pay(terms.token, terms.buyer, buyerAmount);
         _pay(terms.token, terms.seller, sellerAmount);
         _pay(terms.token, terms.arbitrator, arbitratorFee);
@@ -250,9 +256,11 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint40 deadline = _deadline(packed);
         if (block.timestamp < deadline) revert DeadlineNotReached(tradeId, deadline);
         _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
-        uint16 buyerBps = uint16(BPS / 2);
-        (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) = _split(terms, terms.amount, buyerBps);
-        emit DisputeResolved(tradeId, true, buyerBps, buyerAmount, sellerAmount, 0, platformFee);
+        // A seller who never shipped cannot profit from an absent arbitrator: full refund.
+        bool shipped = (uint40(packed >> 16) & SHIPPED_FLAG) != 0;
+        uint16 buyerBps = shipped ? uint16(BPS / 2) : uint16(BPS);
+        (uint256 buyerAmount, uint256 sellerAmount, uint256 feeAmount) = _split(terms, terms.amount, buyerBps);
+        emit DisputeResolved(tradeId, true, buyerBps, buyerAmount, sellerAmount, 0, feeAmount);
         _pay(terms.token, terms.buyer, buyerAmount);
         _pay(terms.token, terms.seller, sellerAmount);
     }
@@ -285,6 +293,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IP2PEscrow
     function registerArbitrator(address arbitrator, uint16 maxFeeBps) external onlyOwner {
         if (arbitrator == address(0)) revert ZeroAddress();
+        if (arbitrator == address(this)) revert EscrowCannotBeParty();
         if (maxFeeBps > MAX_ARBITRATOR_FEE_BPS) revert ArbitratorFeeTooHigh(maxFeeBps, MAX_ARBITRATOR_FEE_BPS);
         _arbitrators[arbitrator] = ArbitratorInfo({registered: true, maxFeeBps: maxFeeBps});
         emit ArbitratorRegistered(arbitrator, maxFeeBps);
@@ -301,6 +310,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     function setPlatformFee(address recipient, uint16 feeBps) external onlyOwner {
         if (feeBps > MAX_PLATFORM_FEE_BPS) revert PlatformFeeTooHigh(feeBps, MAX_PLATFORM_FEE_BPS);
         if (recipient == address(0) && feeBps != 0) revert ZeroAddress();
+        if (recipient == address(this)) revert EscrowCannotBeParty();
         _config.feeRecipient = recipient;
         _config.platformFeeBps = feeBps;
         emit PlatformFeeUpdated(recipient, feeBps);
@@ -388,6 +398,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (amount == 0) revert ZeroAmount();
         if (amount > MAX_AMOUNT) revert AmountTooLarge(amount, MAX_AMOUNT);
         if (seller == address(0) || arbitrator == address(0)) revert ZeroAddress();
+        if (seller == address(this) || arbitrator == address(this)) revert EscrowCannotBeParty();
         if (seller == msg.sender) revert SellerIsBuyer(seller);
         if (arbitrator == msg.sender || arbitrator == seller) revert ArbitratorIsParty(arbitrator);
         if (token != address(0) && !_allowedTokens[token]) revert TokenNotAllowed(token);
@@ -442,10 +453,10 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     function _release(uint256 tradeId, Terms calldata terms, uint256 packed, bool byBuyer) private {
         _lanes[_laneKey(tradeId)] = _pack(packed, Status.Released, uint40(block.number));
-        uint256 platformFee = (terms.amount * terms.platformFeeBps) / BPS;
-        if (platformFee != 0) _platformFees[terms.token] += platformFee;
-        uint256 sellerAmount = terms.amount - platformFee;
-        emit TradeReleased(tradeId, byBuyer, sellerAmount, platformFee);
+        uint256 feeAmount = (terms.amount * terms.platformFeeBps) / BPS;
+        if (feeAmount != 0) _platformFees[terms.token] += feeAmount;
+        uint256 sellerAmount = terms.amount - feeAmount;
+        emit TradeReleased(tradeId, byBuyer, sellerAmount, feeAmount);
         _pay(terms.token, terms.seller, sellerAmount);
     }
 
@@ -461,12 +472,12 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         Terms calldata terms,
         uint256 pot,
         uint16 buyerBps
-    ) private returns (uint256 buyerAmount, uint256 sellerAmount, uint256 platformFee) {
+    ) private returns (uint256 buyerAmount, uint256 sellerAmount, uint256 feeAmount) {
         buyerAmount = (pot * buyerBps) / BPS;
         uint256 sellerGross = pot - buyerAmount;
-        platformFee = (sellerGross * terms.platformFeeBps) / BPS;
-        if (platformFee != 0) _platformFees[terms.token] += platformFee;
-        sellerAmount = sellerGross - platformFee;
+        feeAmount = (sellerGross * terms.platformFeeBps) / BPS;
+        if (feeAmount != 0) _platformFees[terms.token] += feeAmount;
+        sellerAmount = sellerGross - feeAmount;
     }
 
     /// @dev Pushes a payout; if the receiver cannot take it, credits it for {withdraw} instead,
@@ -543,7 +554,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _deadline(uint256 packed) private pure returns (uint40) {
-        return uint40(packed >> 16);
+        return uint40(packed >> 16) & ~SHIPPED_FLAG;
     }
 
     function _hashTerms(uint256 tradeId, Terms calldata terms) private pure returns (bytes24) {

@@ -352,7 +352,8 @@ class EscrowClient:
         lane: int | None = None,
     ) -> Funded:
         """Funds a token trade in one transaction with an EIP-2612 permit signed by the buyer."""
-        deadline = permit_deadline or self.chain.latest_timestamp() + 3600
+        deadline = (self.chain.latest_timestamp() + 3600 if permit_deadline is None
+                    else permit_deadline)
         v, r, s = self.sign_permit(token, sender, amount, deadline)
         call = self.calls.fund_with_permit(
             seller=seller, arbitrator=arbitrator, token=token, amount=amount, ship_by=ship_by,
@@ -470,12 +471,7 @@ class EscrowClient:
                 ],
             },
             "primaryType": "Permit",
-            "domain": {
-                "name": contract.functions.name().call(),
-                "version": "1",
-                "chainId": self.chain.chain_id,
-                "verifyingContract": contract.address,
-            },
+            "domain": self._eip712_domain(contract),
             "message": {
                 "owner": owner,
                 "spender": self.address,
@@ -484,6 +480,17 @@ class EscrowClient:
                 "deadline": deadline,
             },
         }
+
+    def _eip712_domain(self, contract: Contract) -> dict[str, Any]:
+        """The token's EIP-712 domain: from ERC-5267 ``eip712Domain()`` where the token has it
+        (the version differs between tokens, e.g. "2" for USDC), else name and version "1"."""
+        try:
+            _, name, version, chain_id, verifying, _, _ = contract.functions.eip712Domain().call()
+            return {"name": name, "version": version, "chainId": int(chain_id),
+                    "verifyingContract": to_checksum_address(verifying)}
+        except Exception:  # tokens without ERC-5267
+            return {"name": contract.functions.name().call(), "version": "1",
+                    "chainId": self.chain.chain_id, "verifyingContract": contract.address}
 
     def sign_permit(self, token: str, signer: Sender, amount: int, deadline: int
                     ) -> tuple[int, bytes, bytes]:

@@ -215,6 +215,8 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
+        self._record(r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms,
+                                                                 sender=cast.seller))
         self._record(r, "seller", "open dispute", c.open_dispute(f.trade_id, f.terms,
                                                                  sender=cast.seller))
         c.chain.increase_time(c.ruling_period() + 1)

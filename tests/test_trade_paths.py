@@ -731,6 +731,40 @@ def test_ruling_timeout_splits_half_without_arbitrator_fee(
     ledger.check()
 
 
+def test_ruling_timeout_refunds_the_buyer_when_never_shipped(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+    token: str,
+    amount: int,
+    watch_all: Callable[[str], Watch],
+) -> None:
+    """A seller who disputes instead of shipping gains nothing from an absent arbitrator."""
+    trade = fund_checked(client, roles, ledger, token, amount)
+    deadline = dispute_checked(client, roles, trade, roles.seller)
+    client.chain.increase_time(deadline - client.chain.latest_timestamp() - 1)
+    watch = watch_all(token)
+    result = client.resolve_after_ruling_timeout(trade.trade_id, trade.terms, sender=roles.stranger)
+    assert [(e.name, e.args) for e in result.events] == [
+        (
+            "DisputeResolved",
+            {
+                "tradeId": trade.trade_id,
+                "byTimeout": True,
+                "buyerBps": 10_000,
+                "buyerAmount": amount,
+                "sellerAmount": 0,
+                "arbitratorFee": 0,
+                "platformFee": 0,
+            },
+        )
+    ]
+    assert watch.moved(result) == {roles.buyer: amount, client.address: -amount}
+    assert_final(client, trade, Status.RESOLVED, result)
+    ledger.closed(trade.trade_id, fee=0)
+    ledger.check()
+
+
 def test_platform_fee_is_fixed_at_funding(
     client: EscrowClient,
     roles: Roles,

@@ -62,6 +62,16 @@ if (!args.includes('--standard-json')) {
 const chunks = [];
 process.stdin.on('data', (c) => chunks.push(c));
 process.stdin.on('end', () => {
-  const input = Buffer.concat(chunks).toString('utf8');
+  let input = Buffer.concat(chunks).toString('utf8');
+  // Tools that build their own standard JSON (Slither's crytic-compile) cannot ask for viaIR;
+  // the project's contracts need it, so SOLC_SHIM_VIA_IR=1 adds it with the optimizer on.
+  if (process.env.SOLC_SHIM_VIA_IR === '1') {
+    const parsed = JSON.parse(input);
+    parsed.settings = parsed.settings || {};
+    parsed.settings.viaIR = true;
+    parsed.settings.optimizer = Object.assign({ enabled: true, runs: 200 },
+                                              parsed.settings.optimizer || {}, { enabled: true });
+    input = JSON.stringify(parsed);
+  }
   process.stdout.write(solc.compile(input, { import: findImports }));
 });
