@@ -102,6 +102,18 @@ def test_seller_record_counts_finished_trades_volume_disputes_and_ratings(
     assert record.account_age_days == 30
 
 
+def test_volume_currency_without_the_stablecoin_address(app: Flask, roles: Roles,
+                                                       stablecoin: str) -> None:
+    with _session(app) as session:
+        listing = _listing(session, roles.seller, price=20 * USD, currency="USD")
+        _trade(session, roles.buyer, roles.seller, "Released", token=stablecoin,
+               amount=20 * USD, listing=listing)
+        _trade(session, roles.buyer, roles.seller, "Released", token="0x" + "e" * 40, amount=7)
+        session.commit()
+        record = trust.seller_record(session, roles.seller)
+    assert record.volume == {"USD": 20 * USD, "0x" + "e" * 40: 7}
+
+
 def test_record_of_a_stranger_is_empty(app: Flask, roles: Roles) -> None:
     with _session(app) as session:
         record = trust.seller_record(session, roles.stranger)

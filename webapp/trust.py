@@ -83,11 +83,19 @@ class SellerRecord:
         return f"{self.rating_average.quantize(Decimal('0.1'))} / 5 ({self.rating_count})"
 
 
-def currency_of_token(token: str, stablecoin: str | None) -> str:
+def currency_of_token(token: str, stablecoin: str | None,
+                      listing_currency: str | None = None) -> str:
+    """'ETH' for the zero address, 'USD' for the stablecoin, else the token's address.
+
+    Without the stablecoin's address, a trade bought from a USD listing is in USD: the market
+    only funds a listing in its own currency.
+    """
     token = token.lower()
     if token == ZERO_ADDRESS:
         return "ETH"
     if stablecoin and token == stablecoin.lower():
+        return "USD"
+    if stablecoin is None and listing_currency == "USD":
         return "USD"
     return token
 
@@ -109,11 +117,12 @@ def seller_record(
     party = or_(Trade.seller == address, Trade.buyer == address)
     rows = session.execute(
         select(Trade.seller, Trade.status, Trade.token, Trade.amount,
-               Trade.disputed_at.is_not(None)).where(party)
+               Trade.disputed_at.is_not(None), Listing.currency)
+        .outerjoin(Listing, Listing.id == Trade.listing_id).where(party)
     ).all()
     completed_as_seller = completed_as_buyer = disputes = open_disputes = 0
     volume: dict[str, int] = {}
-    for seller, status, token, amount, disputed in rows:
+    for seller, status, token, amount, disputed, listing_currency in rows:
         if disputed:
             disputes += 1
         if status == TradeStatus.DISPUTED.value and seller == address:
@@ -123,7 +132,7 @@ def seller_record(
                 completed_as_seller += 1
             else:
                 completed_as_buyer += 1
-            currency = currency_of_token(token, stablecoin)
+            currency = currency_of_token(token, stablecoin, listing_currency)
             volume[currency] = volume.get(currency, 0) + int(amount)
 
     count, average = _ratings(session, address)
