@@ -4,7 +4,13 @@
 set -euo pipefail
 
 need=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# PostgreSQL server: the database tests run on it as well as on SQLite.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# Chromium: the browser tests drive it with Playwright (its own browser download cannot work
+# offline, Debian's build does).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# wrk: bounded load on loopback for the web benchmark.
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,185 @@
+"""The whole local system as one object: anvil with saved state, the contracts, the migrated
+database, demo data, the indexer and the production web server.
+
+``make run`` (scripts/run_stack.py), the browser tests and the web benchmarks all start it
+the same way, so what is tested is what users run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from escrow.anvil import AnvilNode, free_port, rpc_ready
+from escrow.chain import Chain, connect
+from escrow.db.engine import make_engine, session_scope, upgrade
+from escrow.deploy import Deployment, ensure_deployment
+
+BIN = Path(sys.executable).parent
+
+
+class LocalStack:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        chain_port: int | None = None,
+        web_port: int | None = None,
+        database_url: str | None = None,
+        workers: int = 2,
+        threads: int = 4,
+        seed: bool = True,
+        indexer_poll: float = 0.2,
+        quiet: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.chain_port = chain_port or free_port()
+        self.web_port = web_port or free_port()
+        self.database_url = database_url or f"sqlite:///{data_dir / 'escrow.sqlite3'}"
+        self.workers = workers
+        self.threads = threads
+        self.seed = seed
+        self.indexer_poll = indexer_poll
+        self.quiet = quiet
+        self.extra_env = extra_env or {}
+        self.node = AnvilNode(port=self.chain_port,
+                              state_file=data_dir / "chain" / "anvil-state.json",
+                              log_file=data_dir / "chain" / "anvil.log")
+        self.started_chain = False
+        self.chain: Chain | None = None
+        self.deployment: Deployment | None = None
+        self.indexer: subprocess.Popen[bytes] | None = None
+        self.web: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ESCROW_RPC_URL": self.node.url,
+            "ESCROW_DATA_DIR": str(self.data_dir),
+            "DATABASE_URL": self.database_url,
+            # Loopback over plain HTTP: a Secure cookie would never come back.
+            "ESCROW_INSECURE_COOKIES": "1",
+            **self.extra_env,
+        }
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def start(self) -> LocalStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if rpc_ready(self.node.url):
+            self.log(f"using the chain already running at {self.node.url}")
+        else:
+            self.log(f"starting anvil at {self.node.url} (state in {self.node.state_file})")
+            self.node.start()
+            self.started_chain = True
+        self.chain = connect(self.node.url)
+        registry = self.data_dir / "deployments"
+        self.deployment, created = ensure_deployment(self.chain, registry_dir=registry)
+        action = "deployed" if created else "reusing"
+        self.log(f"{action} escrow {self.deployment.escrow.address}")
+        upgrade(self.database_url)
+        if self.seed:
+            self._seed()
+        env = self.env
+        out = subprocess.DEVNULL if self.quiet else None
+        self.indexer = subprocess.Popen(
+            [str(BIN / "escrow"), "index", "--poll", str(self.indexer_poll)],
+            env=env, stdout=out, stderr=out)
+        self.web = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--workers", str(self.workers), "--threads",
+             str(self.threads), "--bind", f"127.0.0.1:{self.web_port}",
+             "--graceful-timeout", "5",
+             "--no-control-socket",
+             "--access-logfile", "-" if not self.quiet else "/dev/null",
+             "webapp:create_app()"], env=env, stdout=out, stderr=out)
+        self._wait_for_web()
+        self.log(f"market at {self.url}")
+        return self
+
+    def _seed(self) -> None:
+        try:
+            from webapp.seed import seed_demo_data
+        except ImportError:
+            return
+        assert self.chain is not None and self.deployment is not None
+        engine = make_engine(self.database_url)
+        try:
+            with session_scope(engine) as session:
+                if seed_demo_data(session, self.deployment, self.chain):
+                    self.log("seeded demo sellers, buyers, arbitrators and listings")
+        finally:
+            engine.dispose()
+
+    def _wait_for_web(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.web is not None
+            if self.web.poll() is not None:
+                raise RuntimeError(f"the web server exited with {self.web.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers (503 while the indexer catches up is fine)
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise RuntimeError(f"the web server did not answer at {self.url}")
+
+    def wait_indexed(self, timeout: float = 30.0) -> None:
+        """Waits until the indexer has applied every block the chain has now."""
+        assert self.chain is not None and self.deployment is not None
+        target = int(self.chain.w3.eth.block_number)
+        engine = make_engine(self.database_url)
+        from sqlalchemy import select
+
+        from escrow.db.models import IndexerCheckpoint
+
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with session_scope(engine) as session:
+                    last = session.scalar(select(IndexerCheckpoint.last_block).where(
+                        IndexerCheckpoint.contract_address
+                        == self.deployment.escrow.address.lower()))
+                if last is not None and last >= target:
+                    return
+                time.sleep(0.1)
+        finally:
+            engine.dispose()
+        raise TimeoutError(f"the indexer did not reach block {target}")
+
+    def stop(self) -> None:
+        for process in (self.web, self.indexer):
+            if process is not None and process.poll() is None:
+                process.terminate()
+        for process in (self.web, self.indexer):
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.started_chain:
+            self.node.stop()  # writes the state file
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
