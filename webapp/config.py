@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 from escrow import settings
@@ -12,12 +13,35 @@ from escrow.db.engine import database_url
 MiB = 1024 * 1024
 
 
+def _local_secret_key(data: Path) -> str:
+    """A random key kept in the data folder (mode 600), shared by every worker process and
+    kept across restarts. Production sets ESCROW_SECRET_KEY instead; no key is ever committed.
+    """
+    path = data / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data.mkdir(parents=True, exist_ok=True)
+    # Write a complete file under a private name, then link it into place: workers starting
+    # together all end up reading the one key that got there first.
+    tmp = data / f".secret_key.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
 def from_environment() -> dict[str, Any]:
     data = settings.data_dir()
     return {
-        # A random key per process unless one is configured: sessions then end at a restart,
-        # which is safe. Production sets ESCROW_SECRET_KEY (never committed).
-        "SECRET_KEY": os.environ.get("ESCROW_SECRET_KEY") or secrets.token_hex(32),
+        "SECRET_KEY": os.environ.get("ESCROW_SECRET_KEY") or _local_secret_key(data),
         "DATABASE_URL": database_url(),
         "RPC_URL": settings.rpc_url(),
         "DATA_DIR": str(data),

@@ -1,0 +1,243 @@
+"""Web benchmark: the production stack (gunicorn, SQLite, anvil, indexer) under bounded load.
+
+Fills the database with ``--listings`` listings (default 10,000) and makes 2,000 real trades
+on the chain (sent in JSON-RPC batches, then indexed), signs in as a buyer, and measures four
+pages with wrk on loopback for ``--seconds`` each (default 20): the listing index, a search, a
+listing page and a trade page. Prints a table and writes build/bench/web.json as
+``{"pages": {"index": {"p95_ms": ..., "req_per_s": ...}, ...}}``.
+
+    python scripts/bench_web.py [--listings 10000] [--seconds 20] [--trades 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import insert, select
+
+from escrow.client import ETH
+from escrow.db.engine import make_engine, session_scope
+from escrow.db.models import Listing, Trade, User
+from escrow.settings import PROJECT_ROOT
+from webapp.stack import LocalStack
+
+CATEGORIES = ["electronics", "phones", "furniture", "clothing", "bikes", "books", "kids", "home"]
+CITIES = ["Almaty", "Astana", "Shymkent", "Karaganda", "Aktobe", "Taraz", "Pavlodar"]
+WORDS = ["bike", "phone", "sofa", "jacket", "lamp", "table", "laptop", "camera", "stroller",
+         "guitar", "book", "chair", "watch", "kettle", "boots", "desk", "monitor", "tent"]
+LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\\"p50_us\\": %d, \\"p95_us\\": %d, \\"p99_us\\": %d, "
+    .. "\\"requests\\": %d, \\"duration_us\\": %d, \\"errors\\": %d, \\"non2xx\\": %d}\\n",
+    latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""
+
+
+def fill_listings(stack: LocalStack, count: int) -> list[int]:
+    rng = random.Random(7)
+    assert stack.chain is not None
+    sellers = [a.lower() for a in stack.chain.accounts[1:5]]
+    engine = make_engine(stack.database_url)
+    try:
+        with session_scope(engine) as session:
+            user_ids = []
+            for address in sellers:
+                user = session.scalar(select(User).where(User.address == address))
+                if user is None:
+                    user = User(address=address)
+                    session.add(user)
+                    session.flush()
+                user_ids.append(user.id)
+            rows = []
+            for i in range(count):
+                title = f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} #{i}"
+                currency = "ETH" if rng.random() < 0.6 else "USD"
+                price = (rng.randint(1, 500) * 10**15 if currency == "ETH"
+                         else rng.randint(5, 2000) * 10**6)
+                rows.append({
+                    "ref": "0x" + secrets.token_hex(32), "seller_id": rng.choice(user_ids),
+                    "title": title, "description": f"Good condition. {title}. Pick-up or post.",
+                    "price": price, "currency": currency, "quantity": 1000,
+                    "category": rng.choice(CATEGORIES), "city": rng.choice(CITIES),
+                    "photos": [], "status": "active",
+                    "created_at": datetime.now(UTC), "updated_at": datetime.now(UTC),
+                })
+            for start in range(0, len(rows), 2_000):
+                session.execute(insert(Listing), rows[start:start + 2_000])
+            return list(session.scalars(select(Listing.id).order_by(Listing.id.desc())
+                                        .limit(count)))
+    finally:
+        engine.dispose()
+
+
+def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
+    """``count`` ETH trades for real listings, sent as JSON-RPC batches with explicit nonces."""
+    assert stack.chain is not None and stack.deployment is not None
+    chain, deployment = stack.chain, stack.deployment
+    client = deployment.client(chain)
+    engine = make_engine(stack.database_url)
+    with session_scope(engine) as session:
+        listings = session.execute(
+            select(Listing.ref, User.address).join(User, Listing.seller_id == User.id)
+            .where(Listing.id.in_(listing_ids[:count]), Listing.currency == "ETH")).all()
+    engine.dispose()
+    buyers = [a for a in chain.accounts[5:8]]
+    arbitrator = deployment.arbitrators[-1]
+    ship_by = chain.latest_timestamp() + 30 * 86400
+    nonces = {b: int(chain.w3.eth.get_transaction_count(b)) for b in buyers}
+    lanes = {b: 1000 for b in buyers}  # lanes far from the demo's, each used once
+    http = requests.Session()
+    calls: list[dict[str, Any]] = []
+    for i in range(count):
+        ref, seller = listings[i % len(listings)]
+        buyer = buyers[i % len(buyers)]
+        if seller.lower() == buyer.lower():
+            buyer = buyers[(i + 1) % len(buyers)]
+        call = client.calls.fund(seller=seller, arbitrator=arbitrator, amount=10**15,
+                                 ship_by=ship_by, inspection_period=3 * 86400,
+                                 listing_ref=bytes.fromhex(ref[2:]), lane=lanes[buyer])
+        lanes[buyer] += 1
+        data = call.function._encode_transaction_data()
+        calls.append({"jsonrpc": "2.0", "id": i, "method": "eth_sendTransaction", "params": [{
+            "from": buyer, "to": client.address, "data": data, "value": hex(10**15),
+            "gas": hex(300_000), "nonce": hex(nonces[buyer])}]})
+        nonces[buyer] += 1
+    hashes = []
+    for start in range(0, len(calls), 500):
+        replies = http.post(chain.url or "", json=calls[start:start + 500], timeout=300).json()
+        errors = [r["error"] for r in replies if "error" in r]
+        if errors:
+            raise RuntimeError(f"sending trades failed: {errors[0]}")
+        hashes += [r["result"] for r in replies]
+    chain.wait_for_receipt(hashes[-1])
+    failed = sum(1 for h in hashes[-20:] if chain.w3.eth.get_transaction_receipt(h)["status"] != 1)
+    if failed:
+        raise RuntimeError(f"{failed} of the last 20 trades reverted")
+    stack.wait_indexed(timeout=300)
+
+
+def sign_in(stack: LocalStack, address: str) -> str:
+    """Signs in through the app (SIWE, signed by the node's dev account); returns the cookie."""
+    assert stack.chain is not None
+    http = requests.Session()
+    page = http.get(stack.url + "/auth/signin", timeout=10).text
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert token, "no CSRF token"
+    message = http.get(stack.url + "/auth/message", params={"address": address},
+                       timeout=10).json()["message"]
+    signature = stack.chain.rpc("personal_sign", ["0x" + message.encode().hex(), address])
+    reply = http.post(stack.url + "/auth/verify", json={"message": message,
+                                                         "signature": signature},
+                      headers={"X-CSRFToken": token.group(1)}, timeout=10)
+    reply.raise_for_status()
+    return "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+
+
+def run_wrk(url: str, seconds: int, cookie: str | None, threads: int, connections: int,
+            script: Path) -> dict[str, float]:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+               "-s", str(script)]
+    if cookie:
+        command += ["-H", f"Cookie: {cookie}"]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    line = next(x for x in out.splitlines() if x.startswith("JSON "))
+    raw = json.loads(line[5:])
+    return {
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p95_ms": round(raw["p95_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "req_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "requests": raw["requests"],
+        "errors": raw["errors"],
+        "non_2xx": raw["non2xx"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listings", type=int, default=10_000)
+    parser.add_argument("--trades", type=int, default=2_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "web.json")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 1
+
+    with tempfile.TemporaryDirectory(prefix="bench-web.") as tmp:
+        data = Path(tmp)
+        script = data / "report.lua"
+        script.write_text(LUA)
+        with LocalStack(data / "stack", workers=args.workers, quiet=True, seed=False) as stack:
+            started = time.monotonic()
+            listing_ids = fill_listings(stack, args.listings)
+            filled = time.monotonic() - started
+            started = time.monotonic()
+            make_trades(stack, args.trades, listing_ids)
+            traded = time.monotonic() - started
+            assert stack.chain is not None
+            buyer = stack.chain.accounts[5].lower()
+            cookie = sign_in(stack, buyer)
+            engine = make_engine(stack.database_url)
+            with session_scope(engine) as session:
+                trade_pk = session.scalar(select(Trade.id).where(Trade.buyer == buyer)
+                                          .order_by(Trade.id.desc()).limit(1))
+                trades = session.scalar(select(Trade.id).order_by(Trade.id.desc()).limit(1))
+            engine.dispose()
+            assert trade_pk is not None, "no trade of the buyer was indexed"
+            pages = {
+                "index": (stack.url + "/", None),
+                "search": (stack.url + "/?q=bike&category=bikes&sort=price_asc", None),
+                "listing": (stack.url + f"/listings/{listing_ids[len(listing_ids) // 2]}", None),
+                "trade": (stack.url + f"/trades/{trade_pk}", cookie),
+            }
+            results: dict[str, Any] = {}
+            for name, (url, page_cookie) in pages.items():
+                check = requests.get(url, headers={"Cookie": page_cookie} if page_cookie else {},
+                                     timeout=10, allow_redirects=False)
+                if check.status_code != 200:
+                    raise RuntimeError(f"{name} page answered {check.status_code} at {url}")
+                results[name] = run_wrk(url, args.seconds, page_cookie, threads=2,
+                                        connections=args.connections, script=script)
+    report = {
+        "pages": results,
+        "listings": args.listings,
+        "trades": args.trades,
+        "trades_in_db": trades,
+        "seconds_per_page": args.seconds,
+        "server": f"gunicorn, {args.workers} workers x 4 threads, SQLite, loopback",
+        "load": f"wrk, 2 threads, {args.connections} connections",
+        "setup_seconds": {"listings": round(filled, 1), "trades": round(traded, 1)},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'page':10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{name:10} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
+              f"{r['req_per_s']:>8} {r['errors'] + r['non_2xx']:>7}")
+    print(f"{args.listings:,} listings, {args.trades:,} trades; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
