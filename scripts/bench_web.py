@@ -28,7 +28,6 @@ from typing import Any
 import requests
 from sqlalchemy import insert, select
 
-from escrow.client import ETH
 from escrow.db.engine import make_engine, session_scope
 from escrow.db.models import Listing, Trade, User
 from escrow.settings import PROJECT_ROOT
