@@ -1,7 +1,152 @@
-"""Arbitration."""
+"""Arbitration: the arbitrator's queue of disputes, the case file and the ruling."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, render_template, url_for
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from escrow.db.models import (
+    ArbitratorProfile,
+    Dispute,
+    EvidenceFile,
+    Message,
+    Trade,
+    TradeEvent,
+    TradeStatus,
+)
+from webapp import db
+from webapp.auth import current_address, login_required
+from webapp.chain import gateway
+from webapp.errors import render_error
+from webapp.trades import (
+    BPS,
+    DISPUTE_STATEMENT_MARK,
+    chain_now,
+    currency_of,
+    json_body,
+    page_now,
+    sync_dispute_statement,
+    terms_of,
+)
+from webapp.views import as_utc, format_amount
 
 bp = Blueprint("arbitration", __name__)
+
+PAST_RULINGS = 50
+
+
+@dataclass(frozen=True)
+class SplitAmounts:
+    buyer: int
+    seller: int
+    arbitrator_fee: int
+    platform_fee: int
+
+
+def ruling_amounts(amount: int, arbitrator_fee_bps: int, platform_fee_bps: int,
+                   buyer_bps: int) -> SplitAmounts:
+    """What ``rule(buyerBps)`` pays, computed exactly as the contract does."""
+    fee = amount * arbitrator_fee_bps // BPS
+    pot = amount - fee
+    buyer = pot * buyer_bps // BPS
+    seller_gross = pot - buyer
+    platform = seller_gross * platform_fee_bps // BPS
+    return SplitAmounts(buyer, seller_gross - platform, fee, platform)
+
+
+def is_arbitrator(session: Session, address: str) -> bool:
+    return bool(session.scalar(select(
+        exists().where(Trade.arbitrator == address)
+        | exists().where(ArbitratorProfile.address == address))))
+
+
+def load_case(trade_pk: int) -> Trade:
+    trade = db.session().get(Trade, trade_pk)
+    if trade is None:
+        abort(404)
+    if trade.arbitrator != current_address():
+        abort(403, "Only the arbitrator of this trade can open its case file.")
+    return trade
+
+
+@bp.get("/arbitration")
+@login_required
+def index() -> str:
+    me = current_address()
+    assert me is not None
+    session = db.session()
+    if not is_arbitrator(session, me):
+        abort(403, "This console is for arbitrators.")
+    queue = list(session.scalars(
+        select(Trade).where(Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
+        .order_by(Trade.ruling_deadline, Trade.id)))
+    past = list(session.scalars(
+        select(Trade).join(Dispute, Dispute.trade_id == Trade.id)
+        .where(Trade.arbitrator == me, Trade.status == TradeStatus.RESOLVED.value)
+        .order_by(Trade.finished_block.desc()).limit(PAST_RULINGS)))
+    currency = {t.id: currency_of(t) for t in queue + past}
+    return render_template("arbitration/index.html", queue=queue, past=past, now=page_now(),
+                           currency=currency, as_utc=as_utc)
+
+
+@bp.get("/arbitration/<int:trade_pk>")
+@login_required
+def case(trade_pk: int) -> str:
+    trade = load_case(trade_pk)
+    session = db.session()
+    sync_dispute_statement(session, trade)
+    evidence = list(session.scalars(
+        select(EvidenceFile).where(EvidenceFile.trade_id == trade.id).order_by(EvidenceFile.id)))
+    committed = {
+        str(args.get("contentHash", "")).lower().removeprefix("0x")
+        for args in session.scalars(select(TradeEvent.args).where(
+            TradeEvent.trade_id == trade.id, TradeEvent.event == "EvidenceSubmitted"))
+    }
+    onchain = {e.id: bool(e.onchain_tx_hash) or e.sha256 in committed for e in evidence}
+    messages = list(session.scalars(
+        select(Message).where(Message.trade_id == trade.id).order_by(Message.id)))
+    currency = currency_of(trade)
+    splits = []
+    for percent in range(101):
+        split = ruling_amounts(int(trade.amount), trade.arbitrator_fee_bps,
+                               trade.platform_fee_bps, percent * 100)
+        splits.append({k: format_amount(v, currency) for k, v in split.__dict__.items()})
+    now = page_now()
+    ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
+    may_rule = (trade.status == TradeStatus.DISPUTED.value and ruling_deadline is not None
+                and now < ruling_deadline)
+    return render_template(
+        "arbitration/case.html", trade=trade, evidence=evidence, onchain=onchain,
+        messages=messages, currency=currency, splits=splits,
+        splits_json=json.dumps(splits), may_rule=may_rule, ruling_deadline=ruling_deadline,
+        now=now, may_message=trade.dispute is not None, statement_mark=DISPUTE_STATEMENT_MARK,
+    )
+
+
+@bp.post("/arbitration/<int:trade_pk>/rule")
+@login_required
+def rule(trade_pk: int) -> Any:
+    trade = load_case(trade_pk)
+    if trade.status != TradeStatus.DISPUTED.value:
+        return render_error(409, "This trade is not in dispute any more.")
+    ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
+    if ruling_deadline is None or chain_now() >= ruling_deadline:
+        return render_error(409, "The time to rule is over; anyone can now resolve the "
+                                 "dispute 50/50.")
+    raw = json_body().get("buyer_percent")
+    try:
+        percent = int(str(raw).strip())
+    except ValueError:
+        percent = -1
+    if not 0 <= percent <= 100:
+        return render_error(400, "Choose the buyer's share: a whole percentage from 0 to 100.")
+    me = current_address()
+    assert me is not None
+    call = gateway().client().calls.rule(int(trade.onchain_id), terms_of(trade), percent * 100)
+    tx = gateway().prepare(call, me)
+    return jsonify(tx=tx, redirect=url_for("arbitration.index"))

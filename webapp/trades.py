@@ -1,7 +1,631 @@
-"""Trades."""
+"""Trades: buying a listing, the buyer's/seller's/arbitrator's trade pages and trade actions.
+
+Trade state comes from the database (the indexer's projection of the chain). Actions return
+unsigned transactions that the browser wallet signs; the contract re-checks every rule, so the
+checks here only spare people a transaction that would fail.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
+from hexbytes import HexBytes
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+from werkzeug.routing import BuildError
+
+from escrow.client import ETH, ZERO_REF, Terms
+from escrow.db.models import (
+    ArbitratorProfile,
+    EvidenceFile,
+    Listing,
+    ListingStatus,
+    Message,
+    Trade,
+    TradeEvent,
+    TradeStatus,
+    User,
+)
+from escrow.errors import ChainUnavailable, EscrowError
+from escrow.transactions import PreparedCall
+from webapp import db
+from webapp.auth import current_address, login_required
+from webapp.chain import gateway
+from webapp.errors import render_error
+from webapp.views import as_utc
 
 bp = Blueprint("trades", __name__)
+
+DAY = 24 * 3600
+SHIP_WITHIN_SECONDS = 5 * DAY
+INSPECTION_SECONDS = 3 * DAY
+PERMIT_SECONDS = 3600
+BPS = 10_000
+OPEN_STATUSES = (TradeStatus.FUNDED.value, TradeStatus.SHIPPED.value,
+                 TradeStatus.DISPUTED.value)
+STATUS_FILTERS = {
+    "open": OPEN_STATUSES,
+    "finished": tuple(s.value for s in TradeStatus if s.is_final),
+    **{s.value.lower(): (s.value,) for s in TradeStatus if s != TradeStatus.NONE},
+}
+#: Marks the opener's statement among a trade's messages (the Dispute row is the indexer's).
+DISPUTE_STATEMENT_MARK = "[Dispute statement] "
+EVENT_WORDS = {
+    "TradeFunded": "Paid into escrow",
+    "TradeShipped": "Marked as shipped",
+    "TradeReleased": "Money released to the seller",
+    "TradeRefunded": "Money refunded to the buyer",
+    "SplitProposed": "Split proposed",
+    "TradeSettled": "Settled by agreed split",
+    "DisputeOpened": "Dispute opened",
+    "EvidenceSubmitted": "Evidence recorded on chain",
+    "DisputeResolved": "Dispute resolved",
+}
+
+
+# ------------------------------------------------------------------ who may do what, when
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    #: Who may ever take it: 'buyer', 'seller' or 'anyone' (any participant signed in).
+    roles: frozenset[str]
+    explanation: str
+    danger: bool = False
+    confirm: str | None = None
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("ship", "Mark as shipped", frozenset({"seller"}),
+           "Starts the buyer's inspection period."),
+    Action("confirm", "Confirm receipt", frozenset({"buyer"}),
+           "Releases the money to the seller now.",
+           confirm="Release the money to the seller? This cannot be undone."),
+    Action("release", "Release after inspection", frozenset({"anyone"}),
+           "The inspection period is over; the money goes to the seller."),
+    Action("refund", "Refund after missed deadline", frozenset({"anyone"}),
+           "The seller did not ship in time; the buyer gets the money back in full."),
+    Action("seller_refund", "Refund the buyer", frozenset({"seller"}),
+           "Gives the buyer the whole amount back.", danger=True,
+           confirm="Refund the buyer in full? This cannot be undone."),
+    Action("propose_split", "Propose a split", frozenset({"buyer", "seller"}),
+           "Offer to divide the money; the other party can accept it."),
+    Action("accept_split", "Accept the proposed split", frozenset({"buyer", "seller"}),
+           "Pays out the split the other party proposed.",
+           confirm="Accept this split? The money is paid out at once."),
+    Action("dispute", "Open a dispute", frozenset({"buyer", "seller"}),
+           "The arbitrator will decide how the money is divided.", danger=True),
+    Action("resolve", "Resolve after ruling timeout", frozenset({"anyone"}),
+           "The arbitrator did not rule in time; the money is split 50/50."),
+)}
+
+
+def role_of(trade: Trade, address: str | None) -> str | None:
+    """'buyer', 'seller', 'arbitrator' or None."""
+    if not address:
+        return None
+    address = address.lower()
+    if address == trade.buyer:
+        return "buyer"
+    if address == trade.seller:
+        return "seller"
+    if address == trade.arbitrator:
+        return "arbitrator"
+    return None
+
+
+def inspection_end(trade: Trade) -> datetime | None:
+    return as_utc(trade.inspection_ends_at or trade.deadline)
+
+
+def available_actions(trade: Trade, address: str | None, now: datetime) -> list[Action]:
+    """Exactly the actions ``address`` may take on ``trade`` at chain time ``now``."""
+    if not address:
+        return []
+    role = role_of(trade, address)
+    status = trade.status
+    is_open = status in OPEN_STATUSES
+    party = role in ("buyer", "seller")
+    ship_by = as_utc(trade.ship_by)
+    assert ship_by is not None
+    inspection_over = inspection_end(trade)
+    ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
+    before_timeout = (
+        (status == TradeStatus.FUNDED.value and now < ship_by)
+        or (status == TradeStatus.SHIPPED.value and inspection_over is not None
+            and now < inspection_over)
+    )
+    counter_side = {"buyer": "seller", "seller": "buyer"}.get(role or "")
+    names = []
+    if role == "seller" and status == TradeStatus.FUNDED.value and now < ship_by:
+        names.append("ship")
+    if role == "buyer" and is_open:
+        names.append("confirm")
+    if (status == TradeStatus.SHIPPED.value and inspection_over is not None
+            and now >= inspection_over):
+        names.append("release")
+    if status == TradeStatus.FUNDED.value and now >= ship_by:
+        names.append("refund")
+    if role == "seller" and is_open:
+        names.append("seller_refund")
+    if party and is_open:
+        names.append("propose_split")
+    if (party and is_open and trade.split_proposer == counter_side
+            and trade.proposed_buyer_bps is not None):
+        names.append("accept_split")
+    if party and before_timeout:
+        names.append("dispute")
+    if (status == TradeStatus.DISPUTED.value and ruling_deadline is not None
+            and now >= ruling_deadline):
+        names.append("resolve")
+    return [ACTIONS[n] for n in names]
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def chain_now() -> datetime:
+    """The latest block's time: deadlines on chain are measured by it, not by our clock."""
+    return datetime.fromtimestamp(gateway().chain().latest_timestamp(), UTC)
+
+
+def page_now() -> datetime:
+    """Chain time for showing a page; wall-clock time if the node does not answer."""
+    try:
+        return chain_now()
+    except Exception:  # a page that only reads the database must not fail with the node
+        return datetime.now(UTC)
+
+
+def terms_of(trade: Trade) -> Terms:
+    """The on-chain terms, rebuilt from the trade's row."""
+    ship_by = as_utc(trade.ship_by)
+    assert ship_by is not None
+    return Terms(
+        buyer=to_checksum_address(trade.buyer), seller=to_checksum_address(trade.seller),
+        arbitrator=to_checksum_address(trade.arbitrator),
+        token=to_checksum_address(trade.token), amount=int(trade.amount),
+        ship_by=int(ship_by.timestamp()), inspection_period=int(trade.inspection_period),
+        arbitrator_fee_bps=int(trade.arbitrator_fee_bps),
+        platform_fee_bps=int(trade.platform_fee_bps),
+    )
+
+
+def currency_of(trade: Trade) -> str:
+    if int(trade.token, 16) == 0:
+        return "ETH"
+    coin = gateway().deployment().stablecoin
+    if coin is not None and coin.address.lower() == trade.token:
+        return "USD"
+    return trade.token
+
+
+def load_trade(trade_pk: int) -> tuple[Trade, str]:
+    """The trade and the signed-in user's role in it; 404 unknown, 403 not a participant."""
+    trade = db.session().get(Trade, trade_pk)
+    if trade is None:
+        abort(404)
+    role = role_of(trade, current_address())
+    if role is None:
+        abort(403, "Only the buyer, the seller and the arbitrator of this trade can see it.")
+    return trade, role
+
+
+def json_body() -> dict[str, Any]:
+    payload = request.get_json(silent=True)
+    return payload if isinstance(payload, dict) else {}
+
+
+def percent_to_bps(value: Any) -> int:
+    """'40' or '12.5' (% to the buyer) -> basis points; ValueError with a user message."""
+    try:
+        percent = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.") from None
+    if not percent.is_finite() or percent < 0 or percent > 100:
+        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.")
+    bps = percent * 100
+    if bps != bps.to_integral_value():
+        raise ValueError("The buyer's share can have at most two decimal places.")
+    return int(bps)
+
+
+def statement_messages(session: Session, trade: Trade) -> list[Message]:
+    return list(session.scalars(
+        select(Message).where(Message.trade_id == trade.id,
+                              Message.body.startswith(DISPUTE_STATEMENT_MARK))
+        .order_by(Message.id)))
+
+
+def sync_dispute_statement(session: Session, trade: Trade) -> None:
+    """Copies the opener's statement onto the Dispute row once the indexer has created it."""
+    dispute = trade.dispute
+    if dispute is None or dispute.statement:
+        return
+    for message in statement_messages(session, trade):
+        if message.sender == dispute.opened_by:
+            dispute.statement = message.body[len(DISPUTE_STATEMENT_MARK):]
+            session.commit()
+            return
+
+
+# ------------------------------------------------------------------ buying
+
+
+def registered_arbitrators(session: Session, exclude: set[str]) -> list[ArbitratorProfile]:
+    """Arbitrators a buyer may choose (registered on chain), the deployment's first."""
+    profiles = {p.address: p for p in session.scalars(
+        select(ArbitratorProfile).where(ArbitratorProfile.onchain_registered.is_(True))
+        .order_by(ArbitratorProfile.id))}
+    order = [a.lower() for a in gateway().deployment().arbitrators]
+    order += [a for a in profiles if a not in order]
+    chosen = []
+    for address in order:
+        if address in exclude:
+            continue
+        profile = profiles.get(address)
+        if profile is None:
+            info = gateway().client().arbitrator_info(address)
+            if not info.registered:
+                continue
+            profile = ArbitratorProfile(address=address, onchain_registered=True,
+                                        onchain_max_fee_bps=info.max_fee_bps, languages=[])
+        chosen.append(profile)
+    return chosen
+
+
+def arbitrator_fee(profile: ArbitratorProfile) -> int:
+    cap = profile.onchain_max_fee_bps
+    if cap is None:
+        cap = gateway().client().arbitrator_info(profile.address).max_fee_bps
+    return min(profile.fee_bps, cap) if profile.fee_bps is not None else cap
+
+
+def _reserve(session: Session, listing: Listing, buyer: str) -> bool:
+    """Holds a single item for ``buyer``; only one buyer at a time can win this UPDATE."""
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=int(current_app.config["RESERVATION_SECONDS"]))
+    result = session.execute(
+        update(Listing)
+        .where(Listing.id == listing.id, or_(
+            Listing.status == ListingStatus.ACTIVE.value,
+            (Listing.status == ListingStatus.RESERVED.value)
+            & or_(Listing.reserved_until < now, Listing.reserved_by == buyer),
+        ))
+        .values(status=ListingStatus.RESERVED.value, reserved_by=buyer, reserved_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _release_reservation(session: Session, listing_id: int, buyer: str) -> None:
+    session.rollback()
+    session.execute(
+        update(Listing)
+        .where(Listing.id == listing_id, Listing.status == ListingStatus.RESERVED.value,
+               Listing.reserved_by == buyer)
+        .values(status=ListingStatus.ACTIVE.value, reserved_by=None, reserved_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _split_signature(signature: Any) -> tuple[int, bytes, bytes]:
+    try:
+        raw = HexBytes(signature)
+    except (TypeError, ValueError):
+        raw = HexBytes(b"")
+    if len(raw) != 65:
+        raise ValueError("The permit signature is malformed; sign it again.")
+    v = raw[64] if raw[64] >= 27 else raw[64] + 27
+    return v, bytes(raw[:32]), bytes(raw[32:64])
+
+
+def _stringify_numbers(typed: dict[str, Any]) -> dict[str, Any]:
+    # uint256 values can exceed what JavaScript numbers hold exactly; wallets accept strings.
+    message = {k: str(v) if isinstance(v, int) else v for k, v in typed["message"].items()}
+    return {**typed, "message": message}
+
+
+@dataclass(frozen=True)
+class ArbitratorChoice:
+    address: str
+    fee_bps: int
+
+
+@bp.app_template_global("buy_arbitrators")
+def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
+    """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble."""
+    me = current_address() or ""
+    try:
+        seller = db.session().get(User, listing.seller_id)
+        exclude = {me, seller.address if seller else ""}
+        return [ArbitratorChoice(p.address, arbitrator_fee(p))
+                for p in registered_arbitrators(db.session(), exclude)]
+    except EscrowError:
+        return []
+
+
+@bp.post("/listings/<int:listing_id>/buy")
+@login_required
+def buy(listing_id: int) -> Any:
+    """Reserves the listing (single items) and prepares the funding transaction.
+
+    USD listings take two requests: the first returns the EIP-2612 permit to sign, the second
+    (with ``permit: {signature, deadline}``) the ``fundWithPermit`` transaction.
+    """
+    session = db.session()
+    buyer = current_address()
+    assert buyer is not None
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        abort(404)
+    seller = session.get(User, listing.seller_id)
+    assert seller is not None
+    if seller.address == buyer:
+        return render_error(409, "This is your own listing; you cannot buy it.")
+    if listing.status not in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):
+        return render_error(409, "This listing is no longer for sale.")
+    if listing.quantity < 1 or listing.price <= 0:
+        return render_error(409, "This listing is not available to buy.")
+    body = json_body()
+
+    arbitrators = registered_arbitrators(session, exclude={buyer, seller.address})
+    if not arbitrators:
+        return render_error(503, "No arbitrator is available right now; try again later.")
+    wanted = body.get("arbitrator")
+    if wanted:
+        if not isinstance(wanted, str) or not is_address(wanted):
+            return render_error(400, "Choose an arbitrator from the list.")
+        matches = [a for a in arbitrators if a.address == wanted.lower()]
+        if not matches:
+            return render_error(400, "That arbitrator is not available for this trade.")
+        arbitrator = matches[0]
+    else:
+        arbitrator = arbitrators[0]
+
+    token = ETH
+    if listing.currency == "USD":
+        coin = gateway().deployment().stablecoin
+        if coin is None:
+            return render_error(409, "Dollar payments are not available on this chain.")
+        token = to_checksum_address(coin.address)
+    permit = body.get("permit")
+    if permit is not None and not isinstance(permit, dict):
+        return render_error(400, "The permit signature is malformed; sign it again.")
+
+    if listing.quantity == 1 and not _reserve(session, listing, buyer):
+        return render_error(409, "Someone else is buying this item right now. If they do not "
+                                 "pay, it is free again in a few minutes.")
+    try:
+        client = gateway().client()
+        now = client.chain.latest_timestamp()
+        common: dict[str, Any] = dict(
+            seller=seller.address, arbitrator=arbitrator.address, amount=int(listing.price),
+            ship_by=now + int(current_app.config.get("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)),
+            inspection_period=int(current_app.config.get("INSPECTION_SECONDS",
+                                                         INSPECTION_SECONDS)),
+            arbitrator_fee_bps=arbitrator_fee(arbitrator),
+            listing_ref=bytes.fromhex(listing.ref[2:]), lane=client.free_lane(buyer),
+        )
+        call: PreparedCall
+        if token == ETH:
+            call = client.calls.fund(token=token, **common)
+        elif permit is None:
+            allowance = int(client.token(token).functions.allowance(
+                to_checksum_address(buyer), client.address).call())
+            if allowance < listing.price:
+                deadline = now + PERMIT_SECONDS
+                typed = client.permit_typed_data(token, buyer, int(listing.price), deadline)
+                return jsonify(permit=_stringify_numbers(typed), permit_deadline=deadline,
+                               arbitrator=arbitrator.address)
+            call = client.calls.fund(token=token, **common)
+        else:
+            try:
+                v, r, s = _split_signature(permit.get("signature"))
+                deadline = int(permit.get("deadline", ""))
+            except (TypeError, ValueError) as exc:
+                _release_reservation(session, listing.id, buyer)
+                message = str(exc) if "permit" in str(exc) else "The permit is malformed."
+                return render_error(400, message)
+            call = client.calls.fund_with_permit(token=token, permit_deadline=deadline,
+                                                 v=v, r=r, s=s, **common)
+        tx = gateway().prepare(call, buyer)
+    except (EscrowError, ConnectionError, OSError) as exc:
+        _release_reservation(session, listing.id, buyer)
+        if isinstance(exc, EscrowError):
+            raise
+        raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
+    return jsonify(tx=tx, redirect=url_for("trades.index", role="buyer"),
+                   arbitrator=arbitrator.address)
+
+
+# ------------------------------------------------------------------ pages
+
+
+@bp.get("/trades")
+@login_required
+def index() -> str:
+    me = current_address()
+    session = db.session()
+    status = request.args.get("status", "")
+    role = request.args.get("role", "")
+    query = select(Trade)
+    if role == "buyer":
+        query = query.where(Trade.buyer == me)
+    elif role == "seller":
+        query = query.where(Trade.seller == me)
+    elif role == "arbitrator":
+        query = query.where(Trade.arbitrator == me)
+    else:
+        role = ""
+        query = query.where(or_(Trade.buyer == me, Trade.seller == me, Trade.arbitrator == me))
+    if status in STATUS_FILTERS:
+        query = query.where(Trade.status.in_(STATUS_FILTERS[status]))
+    else:
+        status = ""
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    size = int(current_app.config["PAGE_SIZE"])
+    rows = list(session.scalars(query.order_by(Trade.funded_block.desc(), Trade.id.desc())
+                                .offset((page - 1) * size).limit(size + 1)))
+    trades = rows[:size]
+    return render_template(
+        "trades/index.html", trades=trades, status=status, role=role, page=page,
+        has_next=len(rows) > size, filters=list(STATUS_FILTERS), me=me,
+        currency={t.id: currency_of(t) for t in trades}, role_of=role_of,
+    )
+
+
+def _risk_signals(session: Session, trade: Trade) -> list[Any]:
+    try:
+        from webapp.trust import risk_signals_for_trade
+    except ImportError:
+        return []
+    try:
+        return list(risk_signals_for_trade(session, trade))
+    except Exception:  # warnings are a help, never a reason for the page to fail
+        current_app.logger.exception("risk signals failed for trade %s", trade.id)
+        return []
+
+
+def deadlines(trade: Trade) -> list[tuple[str, datetime]]:
+    """The deadlines that matter in the trade's current status."""
+    out: list[tuple[str, datetime]] = []
+    ship_by = as_utc(trade.ship_by)
+    if trade.status == TradeStatus.FUNDED.value and ship_by is not None:
+        out.append(("Seller must ship by", ship_by))
+    end = inspection_end(trade)
+    if trade.status == TradeStatus.SHIPPED.value and end is not None:
+        out.append(("Inspection ends", end))
+    ruling = as_utc(trade.ruling_deadline or trade.deadline)
+    if trade.status == TradeStatus.DISPUTED.value and ruling is not None:
+        out.append(("Arbitrator must rule by", ruling))
+    return out
+
+
+@bp.get("/trades/<int:trade_pk>")
+@login_required
+def show(trade_pk: int) -> str:
+    trade, role = load_trade(trade_pk)
+    session = db.session()
+    sync_dispute_statement(session, trade)
+    now = page_now()
+    events = list(session.scalars(
+        select(TradeEvent).where(TradeEvent.trade_id == trade.id)
+        .order_by(TradeEvent.block_number, TradeEvent.log_index)))
+    evidence = list(session.scalars(
+        select(EvidenceFile).where(EvidenceFile.trade_id == trade.id)
+        .order_by(EvidenceFile.id)))
+    messages = list(session.scalars(
+        select(Message).where(Message.trade_id == trade.id).order_by(Message.id)))
+    may_message = role in ("buyer", "seller") or (role == "arbitrator"
+                                                  and trade.dispute is not None)
+    return render_template(
+        "trades/show.html", trade=trade, role=role, now=now, events=events,
+        event_words=EVENT_WORDS, actions=available_actions(trade, current_address(), now),
+        deadlines=deadlines(trade), risk_signals=_risk_signals(session, trade),
+        evidence=evidence, messages=messages, may_message=may_message,
+        currency=currency_of(trade), is_open=trade.status in OPEN_STATUSES,
+        statement_mark=DISPUTE_STATEMENT_MARK, listing_url=listing_url(trade.listing_id),
+    )
+
+
+def listing_url(listing_id: int | None) -> str | None:
+    if listing_id is None:
+        return None
+    try:
+        return url_for("listings.show", listing_id=listing_id)
+    except BuildError:  # the listings pages are not there (yet)
+        return None
+
+
+@bp.app_template_filter("bps_percent")
+def bps_percent(bps: int | None) -> str:
+    """``1250`` -> ``'12.5%'``, exactly."""
+    if bps is None:
+        return "—"
+    whole, rest = divmod(int(bps), 100)
+    return f"{whole}.{rest:02d}".rstrip("0").rstrip(".") + "%" if rest else f"{whole}%"
+
+
+# ------------------------------------------------------------------ actions
+
+
+@bp.post("/trades/<int:trade_pk>/actions/<name>")
+@login_required
+def act(trade_pk: int, name: str) -> Any:
+    action = ACTIONS.get(name)
+    if action is None:
+        abort(404)
+    trade, role = load_trade(trade_pk)
+    me = current_address()
+    assert me is not None
+    if "anyone" not in action.roles and role not in action.roles:
+        who = " or the ".join(sorted(action.roles))
+        return render_error(403, f"Only the {who} can do this.")
+    if action not in available_actions(trade, me, chain_now()):
+        return render_error(409, f"“{action.label}” is not possible now: the trade is "
+                                 f"{trade.status.lower()}. Reload the page to see what you can "
+                                 "do.")
+    body = json_body()
+    calls = gateway().client().calls
+    terms = terms_of(trade)
+    trade_id = int(trade.onchain_id)
+    after_send = None
+    call: PreparedCall
+    if name == "ship":
+        tracking = str(body.get("tracking") or "").strip()
+        if len(tracking) > 200:
+            return render_error(400, "The tracking reference is too long.")
+        ref = hashlib.sha256(tracking.encode()).digest() if tracking else ZERO_REF
+        call = calls.mark_shipped(trade_id, terms, ref)
+    elif name == "confirm":
+        call = calls.confirm_receipt(trade_id, terms)
+    elif name == "release":
+        call = calls.release_after_inspection(trade_id, terms)
+    elif name == "refund":
+        call = calls.refund_after_deadline(trade_id, terms)
+    elif name == "seller_refund":
+        call = calls.refund_by_seller(trade_id, terms)
+    elif name == "propose_split":
+        try:
+            bps = percent_to_bps(body.get("buyer_percent", ""))
+        except ValueError as exc:
+            return render_error(400, str(exc))
+        call = calls.propose_split(trade_id, terms, bps)
+    elif name == "accept_split":
+        assert trade.proposed_buyer_bps is not None
+        call = calls.accept_split(trade_id, terms, int(trade.proposed_buyer_bps))
+    elif name == "dispute":
+        statement = str(body.get("statement") or "").strip()
+        if not 1 <= len(statement) <= 2000:
+            return render_error(400, "Explain the problem for the arbitrator "
+                                     "(1 to 2,000 characters).")
+        from webapp.disputes import stash_statement
+
+        stash_statement(trade.id, statement)
+        call = calls.open_dispute(trade_id, terms)
+        after_send = url_for("disputes.statement_sent", trade_pk=trade.id)
+    else:  # resolve
+        call = calls.resolve_after_ruling_timeout(trade_id, terms)
+    tx = gateway().prepare(call, me)
+    payload: dict[str, Any] = {"tx": tx, "redirect": url_for("trades.show", trade_pk=trade.id)}
+    if after_send:
+        payload["after_send"] = after_send
+    return jsonify(payload)
+
+
+def participant_filter(address: str) -> Any:
+    return or_(Trade.buyer == address, Trade.seller == address, Trade.arbitrator == address)

@@ -21,12 +21,15 @@
     box.hidden = !text;
   }
 
+  // Posts `data` as JSON, or as multipart when it is a FormData (file uploads).
   async function postJSON(url, data) {
+    const isForm = typeof FormData !== 'undefined' && data instanceof FormData;
+    const headers = {'Accept': 'application/json', 'X-CSRFToken': csrfToken()};
+    if (!isForm) headers['Content-Type'] = 'application/json';
     const response = await fetch(url, {
       method: 'POST',
-      headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
-                'X-CSRFToken': csrfToken()},
-      body: JSON.stringify(data || {}),
+      headers,
+      body: isForm ? data : JSON.stringify(data || {}),
       credentials: 'same-origin',
     });
     let payload = {};
@@ -112,11 +115,34 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // Token payments: the server first answers with an EIP-2612 permit (typed data) that lets
+  // the escrow take the tokens; the wallet signs it (no transaction, no gas) and the same URL,
+  // given the signature, answers with the funding transaction.
+  async function signPermit(url, data, prepared) {
+    const from = await account();
+    const owner = String(prepared.permit.message.owner || '').toLowerCase();
+    if (owner && owner !== from) {
+      throw new Error('Your wallet is on ' + from + ', but you are signed in as ' + owner +
+                      '. Switch accounts or sign in again.');
+    }
+    status('Allow the escrow to take the payment: sign the permit in your wallet…');
+    const signature = await provider().request({
+      method: 'eth_signTypedData_v4', params: [from, JSON.stringify(prepared.permit)]});
+    status('Preparing the payment…');
+    const permit = {signature, deadline: prepared.permit_deadline};
+    if (typeof FormData !== 'undefined' && data instanceof FormData) {
+      data.set('permit', JSON.stringify(permit));
+      return postJSON(url, data);
+    }
+    return postJSON(url, Object.assign({}, data || {}, {permit}));
+  }
+
   // Sends what the server prepared at `url`, then waits until the chain mined it and the
   // indexer has recorded it. Returns the server's final answer.
   async function sendPrepared(url, data) {
     status('Preparing the transaction…');
-    const prepared = await postJSON(url, data);
+    let prepared = await postJSON(url, data);
+    if (prepared.permit) prepared = await signPermit(url, data, prepared);
     if (!prepared.tx) return prepared;  // nothing to sign (e.g. a message only)
     const from = await account();
     if (prepared.tx.from && prepared.tx.from.toLowerCase() !== from) {
@@ -150,9 +176,11 @@
       el.addEventListener(isForm ? 'submit' : 'click', async (event) => {
         event.preventDefault();
         if (el.dataset.confirm && !window.confirm(el.dataset.confirm)) return;
-        const data = isForm ? Object.fromEntries(new FormData(el).entries()) :
-          JSON.parse(el.dataset.txBody || '{}');
-        delete data.csrf_token;
+        const multipart = isForm && el.enctype === 'multipart/form-data';
+        const data = multipart ? new FormData(el) :
+          isForm ? Object.fromEntries(new FormData(el).entries()) :
+            JSON.parse(el.dataset.txBody || '{}');
+        if (!multipart) delete data.csrf_token;
         const buttons = (isForm ? el : el.parentElement).querySelectorAll('button');
         buttons.forEach((b) => { b.disabled = true; });
         try {
