@@ -75,11 +75,22 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def inject() -> dict[str, Any]:
+        address = current_address()
         return {
-            "current_address": current_address(),
+            "current_address": address,
             "current_user": current_user(),
+            "current_is_arbitrator": _is_arbitrator(address),
             "dev_wallet": _dev_wallet_safe(),
         }
+
+
+def _is_arbitrator(address: str | None) -> bool:
+    if address is None:
+        return False
+    from webapp import db
+    from webapp.arbitration import is_arbitrator
+
+    return is_arbitrator(db.session(), address)
 
 
 def _dev_wallet_safe() -> bool:
