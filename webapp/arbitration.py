@@ -137,7 +137,7 @@ def rule(trade_pk: int) -> Any:
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
     if ruling_deadline is None or chain_now() >= ruling_deadline:
         return render_error(409, "The time to rule is over; anyone can now resolve the "
-                                 "dispute 50/50.")
+                                 "dispute by the timeout rule.")
     raw = json_body().get("buyer_percent")
     try:
         percent = int(str(raw).strip())

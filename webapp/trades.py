@@ -104,7 +104,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("dispute", "Open a dispute", frozenset({"buyer", "seller"}),
            "The arbitrator will decide how the money is divided.", danger=True),
     Action("resolve", "Resolve after ruling timeout", frozenset({"anyone"}),
-           "The arbitrator did not rule in time; the money is split 50/50."),
+           "The arbitrator did not rule in time: the money is split 50/50 if the item was "
+           "shipped, and refunded to the buyer if it was not."),
 )}
 
 

@@ -1,0 +1,141 @@
+"""The arbitrator's console, the case file and the ruling, end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from test_web_disputes import PNG, upload
+from test_web_trades import db_session, funded_trade, ready_gateway, send
+from web_fixtures import index_now
+
+from escrow.chain import Chain
+from escrow.client import EscrowClient
+from escrow.db.models import Trade, TradeStatus
+from helpers import DAY, ONE_ETH, Roles
+from webapp.arbitration import ruling_amounts
+
+__all__ = ["ready_gateway"]
+
+
+def disputed_trade(app: Flask, client: EscrowClient, roles: Roles, **kwargs: Any) -> int:
+    pk = funded_trade(app, client, roles, **kwargs)
+    with db_session(app) as session:
+        onchain_id = session.get(Trade, pk).onchain_id
+    terms, _ = client.terms_of(onchain_id)
+    client.open_dispute(onchain_id, terms, sender=terms.buyer)
+    index_now(app)
+    return pk
+
+
+@pytest.mark.parametrize("amount,arb_bps,platform_bps,buyer_bps", [
+    (ONE_ETH, 200, 100, 3000), (10**6 + 7, 500, 100, 3333), (1, 2000, 1000, 10_000),
+    (10**30 + 1, 0, 0, 0), (999, 200, 100, 5000),
+])
+def test_ruling_amounts_add_up_exactly(amount: int, arb_bps: int, platform_bps: int,
+                                       buyer_bps: int) -> None:
+    split = ruling_amounts(amount, arb_bps, platform_bps, buyer_bps)
+    assert split.buyer + split.seller + split.arbitrator_fee + split.platform_fee == amount
+    assert split.arbitrator_fee == amount * arb_bps // 10_000
+
+
+def test_console_access(app: Flask, web: Any, roles: Roles, client: EscrowClient) -> None:
+    pk = disputed_trade(app, client, roles)
+    assert web(None).client.get("/arbitration").status_code == 302
+    for role in ("buyer", "seller", "stranger"):
+        assert web(role, roles).client.get("/arbitration").status_code == 403, role
+    page = web("arbitrator", roles).client.get("/arbitration")
+    assert page.status_code == 200
+    assert f"/arbitration/{pk}" in page.get_data(as_text=True)
+    # A registered arbitrator with no case sees an empty console.
+    other = web("arbitrator2", roles).client.get("/arbitration")
+    assert other.status_code == 200 and f"/arbitration/{pk}" not in other.get_data(as_text=True)
+
+
+def test_case_file_access(app: Flask, web: Any, roles: Roles, client: EscrowClient) -> None:
+    pk = disputed_trade(app, client, roles)
+    assert web(None).client.get(f"/arbitration/{pk}").status_code == 302
+    for role in ("buyer", "seller", "stranger", "arbitrator2"):
+        assert web(role, roles).client.get(f"/arbitration/{pk}").status_code == 403, role
+        assert web(role, roles).post_json(f"/arbitration/{pk}/rule",
+                                          {"buyer_percent": 100}).status_code == 403, role
+    arbitrator = web("arbitrator", roles)
+    assert arbitrator.client.get("/arbitration/999999").status_code == 404
+    assert arbitrator.post_json("/arbitration/999999/rule").status_code == 404
+    assert web(None).post_json(f"/arbitration/{pk}/rule").status_code == 401
+    text = arbitrator.client.get(f"/arbitration/{pk}").get_data(as_text=True)
+    assert 'type="range"' in text and 'step="1"' in text and "data-splits=" in text
+
+
+def test_queue_is_sorted_by_ruling_deadline(app: Flask, web: Any, roles: Roles,
+                                            client: EscrowClient, chain: Chain) -> None:
+    first = disputed_trade(app, client, roles)
+    chain.increase_time(3600)
+    second = disputed_trade(app, client, roles, buyer=roles.buyer2)
+    page = web("arbitrator", roles).client.get("/arbitration").get_data(as_text=True)
+    assert page.index(f"/arbitration/{first}") < page.index(f"/arbitration/{second}")
+
+
+def test_ruling_end_to_end(app: Flask, web: Any, roles: Roles, client: EscrowClient,
+                           chain: Chain) -> None:
+    pk = disputed_trade(app, client, roles)
+    buyer, arbitrator = web("buyer", roles), web("arbitrator", roles)
+    evidence = upload(buyer, pk, PNG).get_json()
+    send(chain, evidence["tx"])
+    index_now(app)
+    upload(web("seller", roles), pk, b"I shipped it on time.\n")  # hash never sent on chain
+
+    case = arbitrator.client.get(f"/arbitration/{pk}").get_data(as_text=True)
+    assert evidence["sha256"] in case and "seen on chain" in case and "not on chain" in case
+    with db_session(app) as session:
+        trade = session.get(Trade, pk)
+        expected = ruling_amounts(trade.amount, trade.arbitrator_fee_bps,
+                                  trade.platform_fee_bps, 3000)
+
+    for bad in (101, -1, "half", None, 12.5):
+        response = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": bad})
+        assert response.status_code == 400, bad
+    ruling = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": "30"})
+    assert ruling.status_code == 200, ruling.get_json()
+    assert ruling.get_json()["redirect"] == "/arbitration"
+    send(chain, ruling.get_json()["tx"])
+    index_now(app)
+    with db_session(app) as session:
+        trade = session.get(Trade, pk)
+        assert trade.status == TradeStatus.RESOLVED.value and trade.buyer_bps == 3000
+        assert (trade.buyer_amount, trade.seller_amount, trade.arbitrator_fee,
+                trade.platform_fee) == (expected.buyer, expected.seller,
+                                        expected.arbitrator_fee, expected.platform_fee)
+        assert trade.dispute is not None and trade.dispute.by_timeout is False
+    console = arbitrator.client.get("/arbitration").get_data(as_text=True)
+    assert "No open disputes" in console and "30%" in console
+    again = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 30})
+    assert again.status_code == 409
+
+
+def test_no_ruling_after_the_deadline_then_anyone_resolves(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain,
+) -> None:
+    pk = disputed_trade(app, client, roles)
+    chain.increase_time(client.ruling_period() + DAY)
+    arbitrator = web("arbitrator", roles)
+    late = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 50})
+    assert late.status_code == 409 and "time to rule is over" in late.get_json()["error"]
+    resolve = arbitrator.post_json(f"/trades/{pk}/actions/resolve")
+    assert resolve.status_code == 200, resolve.get_json()
+    send(chain, resolve.get_json()["tx"])
+    index_now(app)
+    with db_session(app) as session:
+        trade = session.get(Trade, pk)
+        # Never shipped: the absent arbitrator's fallback refunds the buyer in full.
+        assert trade.status == TradeStatus.RESOLVED.value and trade.buyer_bps == 10_000
+        assert trade.dispute is not None and trade.dispute.by_timeout is True
+
+
+def test_rule_refused_before_a_dispute(app: Flask, web: Any, roles: Roles,
+                                       client: EscrowClient) -> None:
+    pk = funded_trade(app, client, roles)
+    response = web("arbitrator", roles).post_json(f"/arbitration/{pk}/rule",
+                                                  {"buyer_percent": 50})
+    assert response.status_code == 409
