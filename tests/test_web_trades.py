@@ -64,7 +64,8 @@ def send(chain: Chain, tx: dict[str, Any]) -> Any:
     for key in ("value", "gas", "chainId"):
         if key in params:
             params[key] = int(params[key], 16)
-    receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(params))
+    tx_hash = chain.w3.eth.send_transaction(params)  # type: ignore[arg-type]
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
     assert receipt["status"] == 1
     return receipt
 
@@ -120,6 +121,8 @@ def test_buy_with_eth_end_to_end(app: Flask, web: Any, roles: Roles, chain: Chai
     assert listing_row(app, listing_id).status == ListingStatus.SOLD.value
     page = buyer.client.get("/trades").get_data(as_text=True)
     assert f"/trades/{trade.id}" in page and "Bicycle" in page
+    detail = buyer.client.get(f"/trades/{trade.id}").get_data(as_text=True)
+    assert f'href="/listings/{listing_id}"' in detail
 
 
 def test_buy_with_dollars_through_a_permit(
@@ -398,6 +401,8 @@ def test_ship_then_split_proposed_and_accepted(
     assert trade.buyer_amount == ONE_ETH * 4 // 10
     finished = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
     assert "This trade is finished" in finished
+    if "profiles.rate_trade" in app.view_functions:
+        assert "Rate the seller" in finished
 
 
 def test_refund_after_the_ship_by_deadline_uses_chain_time(
@@ -457,3 +462,17 @@ def test_chain_down_is_a_friendly_503(app: Flask, web: Any, roles: Roles,
     response = buyer.post_json(f"/listings/{listing_id}/buy")
     assert response.status_code == 503
     assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
+
+
+def test_buy_form_offers_the_indexed_arbitrators(app: Flask, roles: Roles,
+                                                 deployment: Deployment) -> None:
+    from webapp.trades import buy_arbitrators
+
+    listing_id, _ = add_listing(app, roles.seller)
+    with app.test_request_context("/"), db_session(app) as session:
+        listing = session.get(Listing, listing_id)
+        assert buy_arbitrators(listing) == []  # nothing indexed yet: no chain call either
+        index_now(app)
+        choices = buy_arbitrators(listing)
+    assert [c.address for c in choices] == [a.lower() for a in deployment.arbitrators]
+    assert all(0 < c.fee_bps <= 2000 for c in choices)

@@ -261,8 +261,13 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
 # ------------------------------------------------------------------ buying
 
 
-def registered_arbitrators(session: Session, exclude: set[str]) -> list[ArbitratorProfile]:
-    """Arbitrators a buyer may choose (registered on chain), the deployment's first."""
+def registered_arbitrators(session: Session, exclude: set[str], *, ask_chain: bool = True
+                           ) -> list[ArbitratorProfile]:
+    """Arbitrators a buyer may choose (registered on chain), the deployment's first.
+
+    The indexer's profiles say who is registered; ``ask_chain`` also asks the contract about
+    the deployment's arbitrators the indexer has not seen yet.
+    """
     profiles = {p.address: p for p in session.scalars(
         select(ArbitratorProfile).where(ArbitratorProfile.onchain_registered.is_(True))
         .order_by(ArbitratorProfile.id))}
@@ -274,6 +279,8 @@ def registered_arbitrators(session: Session, exclude: set[str]) -> list[Arbitrat
             continue
         profile = profiles.get(address)
         if profile is None:
+            if not ask_chain:
+                continue
             info = gateway().client().arbitrator_info(address)
             if not info.registered:
                 continue
@@ -345,15 +352,19 @@ class ArbitratorChoice:
 
 @bp.app_template_global("buy_arbitrators")
 def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
-    """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble."""
+    """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble.
+
+    Only the database is read, so a listing page never waits for the chain node.
+    """
     me = current_address() or ""
     try:
         seller = db.session().get(User, listing.seller_id)
         exclude = {me, seller.address if seller else ""}
-        return [ArbitratorChoice(p.address, arbitrator_fee(p))
-                for p in registered_arbitrators(db.session(), exclude)]
+        profiles = registered_arbitrators(db.session(), exclude, ask_chain=False)
     except EscrowError:
         return []
+    # Indexed profiles of registered arbitrators carry their cap: no chain call here.
+    return [ArbitratorChoice(p.address, arbitrator_fee(p)) for p in profiles]
 
 
 @bp.post("/listings/<int:listing_id>/buy")
@@ -547,7 +558,7 @@ def listing_url(listing_id: int | None) -> str | None:
     if listing_id is None:
         return None
     try:
-        return url_for("listings.show", listing_id=listing_id)
+        return url_for("listings.detail", listing_id=listing_id)
     except BuildError:  # the listings pages are not there (yet)
         return None
 
