@@ -452,11 +452,11 @@ def buy(listing_id: int) -> Any:
             call = client.calls.fund_with_permit(token=token, permit_deadline=deadline,
                                                  v=v, r=r, s=s, **common)
         tx = gateway().prepare(call, buyer)
-    except (EscrowError, ConnectionError, OSError) as exc:
+    except Exception as exc:  # whatever went wrong, the item must not stay held
         _release_reservation(session, listing.id, buyer)
-        if isinstance(exc, EscrowError):
-            raise
-        raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
+        if isinstance(exc, (ConnectionError, OSError)):
+            raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
+        raise
     return jsonify(tx=tx, redirect=url_for("trades.index", role="buyer"),
                    arbitrator=arbitrator.address)
 
