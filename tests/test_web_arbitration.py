@@ -7,16 +7,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from test_web_disputes import PNG, upload
-from test_web_trades import db_session, funded_trade, ready_gateway, send
-from web_fixtures import index_now
+from web_fixtures import db_session, funded_trade, index_now, send
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.models import Trade, TradeStatus
 from helpers import DAY, ONE_ETH, Roles
 from webapp.arbitration import ruling_amounts
-
-__all__ = ["ready_gateway"]
 
 
 def disputed_trade(app: Flask, client: EscrowClient, roles: Roles, **kwargs: Any) -> int:

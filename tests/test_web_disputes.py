@@ -9,16 +9,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from test_web_trades import db_session, funded_trade, ready_gateway, send
-from web_fixtures import WebUser, index_now
+from web_fixtures import WebUser, db_session, funded_trade, index_now, send
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.models import EvidenceFile, Message, Trade, TradeEvent
 from helpers import Roles
 from webapp.disputes import sniff_type
-
-__all__ = ["ready_gateway"]
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 PDF = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n"

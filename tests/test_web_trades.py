@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,89 +11,22 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from flask import Flask
 from sqlalchemy import select
-from web_fixtures import index_now
+from web_fixtures import (
+    add_listing,
+    db_session,
+    funded_trade,
+    index_now,
+    listing_row,
+    send,
+    trade_row,
+)
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
-from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus, User
+from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus
 from escrow.deploy import Deployment
-from helpers import DAY, ONE_ETH, USD, Roles, open_trade
+from helpers import DAY, ONE_ETH, USD, Roles
 from webapp.trades import ACTIONS, available_actions, percent_to_bps
-
-# ------------------------------------------------------------------ helpers shared by web tests
-
-
-@pytest.fixture(autouse=True)
-def ready_gateway(app: Flask, chain: Chain, deployment: Deployment) -> None:
-    """Creates the gateway's escrow client up front.
-
-    ``ChainGateway.client()`` calls ``chain()`` while holding the same non-reentrant lock, so
-    its first call never returns; until that is fixed in webapp/chain.py the client is made here.
-    """
-    gateway = app.extensions["escrow_chain"]
-    if gateway._client is None:
-        gateway._client = deployment.client(chain)
-
-
-def db_session(app: Flask) -> Any:
-    return app.extensions["escrow_sessions"]()
-
-
-def add_listing(app: Flask, seller: str, *, price: int = ONE_ETH, currency: str = "ETH",
-                quantity: int = 1, title: str = "Bicycle") -> tuple[int, str]:
-    """A listing by ``seller`` (id, ref), written straight to the database."""
-    seller = seller.lower()
-    with db_session(app) as session:
-        user = session.scalar(select(User).where(User.address == seller))
-        if user is None:
-            user = User(address=seller, languages=[])
-            session.add(user)
-            session.flush()
-        ref = "0x" + hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-        listing = Listing(ref=ref, seller_id=user.id, title=title, price=price,
-                          currency=currency, quantity=quantity, photos=[])
-        session.add(listing)
-        session.commit()
-        return listing.id, ref
-
-
-def send(chain: Chain, tx: dict[str, Any]) -> Any:
-    """Sends an unsigned transaction an endpoint returned, as the browser wallet would."""
-    params = dict(tx)
-    for key in ("value", "gas", "chainId"):
-        if key in params:
-            params[key] = int(params[key], 16)
-    tx_hash = chain.w3.eth.send_transaction(params)  # type: ignore[arg-type]
-    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
-    assert receipt["status"] == 1
-    return receipt
-
-
-def trade_row(app: Flask, onchain_id: int | None = None) -> Trade:
-    with db_session(app) as session:
-        query = select(Trade).order_by(Trade.id.desc())
-        if onchain_id is not None:
-            query = query.where(Trade.onchain_id == onchain_id)
-        trade = session.scalars(query).first()
-        assert trade is not None
-        session.expunge(trade)
-        return trade
-
-
-def funded_trade(app: Flask, client: EscrowClient, roles: Roles, **kwargs: Any) -> int:
-    """Funds a trade on chain, indexes it and returns its primary key."""
-    funded = open_trade(client, roles, **kwargs)
-    index_now(app)
-    return trade_row(app, funded.trade_id).id
-
-
-def listing_row(app: Flask, listing_id: int) -> Listing:
-    with db_session(app) as session:
-        listing = session.get(Listing, listing_id)
-        assert listing is not None
-        session.expunge(listing)
-        return listing
-
 
 # ------------------------------------------------------------------ buying
 

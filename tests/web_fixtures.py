@@ -3,7 +3,9 @@ a signed-in test client per role, and the indexer run in-process."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +16,15 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from escrow.chain import Chain
+from escrow.client import EscrowClient
 from escrow.db.engine import upgrade
+from escrow.db.models import Listing, Trade, User
 from escrow.deploy import Deployment
 from escrow.indexer.scanner import Indexer
+from helpers import ONE_ETH, Roles, open_trade
 from webapp import create_app
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -82,7 +88,6 @@ def sign_in(client: FlaskClient, account: LocalAccount) -> WebUser:
 @pytest.fixture
 def web(app: Flask, keys: dict[str, LocalAccount]) -> Any:
     """``web("buyer")`` etc.: a fresh client signed in as that role (or anonymous)."""
-    from helpers import Roles
 
     def make(role: str | None, roles: Roles | None = None) -> WebUser:
         client = app.test_client()
@@ -102,3 +107,66 @@ def index_now(app: Flask) -> int:
                       deployment.escrow.address.lower(),
                       start_block=deployment.escrow.block_number)
     return int(indexer.sync().events)
+
+
+# ------------------------------------------------------------------ data helpers
+
+
+def db_session(app: Flask) -> Any:
+    return app.extensions["escrow_sessions"]()
+
+
+def add_listing(app: Flask, seller: str, *, price: int = ONE_ETH, currency: str = "ETH",
+                quantity: int = 1, title: str = "Bicycle") -> tuple[int, str]:
+    """A listing by ``seller`` (id, ref), written straight to the database."""
+    seller = seller.lower()
+    with db_session(app) as session:
+        user = session.scalar(select(User).where(User.address == seller))
+        if user is None:
+            user = User(address=seller, languages=[])
+            session.add(user)
+            session.flush()
+        ref = "0x" + hashlib.sha256(secrets.token_bytes(16)).hexdigest()
+        listing = Listing(ref=ref, seller_id=user.id, title=title, price=price,
+                          currency=currency, quantity=quantity, photos=[])
+        session.add(listing)
+        session.commit()
+        return listing.id, ref
+
+
+def send(chain: Chain, tx: dict[str, Any]) -> Any:
+    """Sends an unsigned transaction an endpoint returned, as the browser wallet would."""
+    params = dict(tx)
+    for key in ("value", "gas", "chainId"):
+        if key in params:
+            params[key] = int(params[key], 16)
+    tx_hash = chain.w3.eth.send_transaction(params)  # type: ignore[arg-type]
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    return receipt
+
+
+def trade_row(app: Flask, onchain_id: int | None = None) -> Trade:
+    with db_session(app) as session:
+        query = select(Trade).order_by(Trade.id.desc())
+        if onchain_id is not None:
+            query = query.where(Trade.onchain_id == onchain_id)
+        trade = session.scalars(query).first()
+        assert trade is not None
+        session.expunge(trade)
+        return trade
+
+
+def funded_trade(app: Flask, client: EscrowClient, roles: Roles, **kwargs: Any) -> int:
+    """Funds a trade on chain, indexes it and returns its primary key."""
+    funded = open_trade(client, roles, **kwargs)
+    index_now(app)
+    return trade_row(app, funded.trade_id).id
+
+
+def listing_row(app: Flask, listing_id: int) -> Listing:
+    with db_session(app) as session:
+        listing = session.get(Listing, listing_id)
+        assert listing is not None
+        session.expunge(listing)
+        return listing

@@ -22,7 +22,7 @@ from escrow.transactions import PreparedCall
 class ChainGateway:
     def __init__(self, app: Flask) -> None:
         self._config = app.config
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # client() and deployment() call chain() holding it
         self._chain: Chain | None = app.config.get("CHAIN")
         self._deployment: Deployment | None = app.config.get("DEPLOYMENT")
         self._client: EscrowClient | None = None
