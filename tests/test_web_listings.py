@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
-from web_fixtures import WebUser
+from web_fixtures import WebUser, index_now
 
 from escrow.db.models import Listing, Trade, User
 from helpers import ONE_ETH, USD, Roles
@@ -246,6 +246,23 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
         session.commit()
     assert "data-tx-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(
         as_text=True)
+
+
+def test_buy_form_offers_the_arbitrators_when_there_is_a_choice(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    if "trades.buy" not in app.view_functions or "buy_arbitrators" not in app.jinja_env.globals:
+        pytest.skip("the trades blueprint offers no arbitrator choice yet")
+    index_now(app)  # the arbitrators' registrations
+    listing_id = _listing(app, roles.seller)
+    page = web("buyer", roles).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert f'data-tx-url="/listings/{listing_id}/buy"' in page
+    with app.test_request_context():
+        with _session(app) as session:
+            choices = app.jinja_env.globals["buy_arbitrators"](session.get(Listing, listing_id))
+    assert ('name="arbitrator"' in page) == (len(choices) > 1)
+    for choice in choices if len(choices) > 1 else []:
+        assert f'value="{choice.address}"' in page
 
 
 def test_missing_and_withdrawn_listings(app: Flask, web: Any, roles: Roles) -> None:
