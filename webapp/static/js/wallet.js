@@ -170,6 +170,19 @@
     throw new Error('The transaction is taking long. It may still go through: reload later.');
   }
 
+  // Shows the page after an action. Assigning a URL that differs only by its #fragment would
+  // not reload the page, and the page must show the new state.
+  function goTo(target) {
+    if (!target) { window.location.reload(); return; }
+    const url = new URL(target, window.location.href);
+    if (url.pathname === window.location.pathname && url.search === window.location.search) {
+      if (url.hash) history.replaceState(null, '', url.hash);
+      window.location.reload();
+    } else {
+      window.location.assign(url.href);
+    }
+  }
+
   function wireActionButtons(root) {
     root.querySelectorAll('[data-tx-url]').forEach((el) => {
       const isForm = el.tagName === 'FORM';
@@ -186,7 +199,7 @@
         try {
           const result = await sendPrepared(el.dataset.txUrl, data);
           const target = result.redirect || el.dataset.redirect;
-          if (target) window.location.assign(target); else window.location.reload();
+          goTo(target);
         } catch (error) {
           status(error.message || String(error), 'error');
           buttons.forEach((b) => { b.disabled = false; });
