@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from eth_account import Account
 from eth_utils import is_address, to_checksum_address
 
 from escrow import settings
+from escrow.amounts import AmountError, parse_units
 from escrow.errors import ContractRevert, EscrowError
 
 EXIT_ERROR = 1
@@ -110,13 +110,9 @@ def _token(value: str, deployment: Any) -> tuple[str, int]:
 
 def _units(amount: str, decimals: int) -> int:
     try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise EscrowError(f"amount {amount!r} is not a number") from None
-    scaled = value * (Decimal(10) ** decimals)
-    if value <= 0 or scaled != scaled.to_integral_value():
-        raise EscrowError(f"amount {amount} must be positive with at most {decimals} decimals")
-    return int(scaled)
+        return parse_units(amount, decimals)
+    except AmountError as exc:
+        raise EscrowError(f"amount {amount!r}: {exc}") from None
 
 
 def _print_tx(result: Any, label: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from flask import Flask
 
+from escrow.amounts import AmountError, format_units, parse_units
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 
 DECIMALS = {"ETH": 18, "USD": 6}
@@ -18,37 +18,22 @@ def format_amount(amount: int | None, currency: str = "ETH", places: int | None 
     """``1500000000000000000, 'ETH'`` -> ``'1.5 ETH'``; exact, never through float."""
     if amount is None:
         return "—"
-    decimals = DECIMALS.get(currency, 18)
-    value = Decimal(int(amount)) / (Decimal(10) ** decimals)
-    if places is not None:
-        value = value.quantize(Decimal(1).scaleb(-places))
-    text = format(value.normalize(), "f") if value else "0"
-    if "." in text:
-        whole, frac = text.split(".")
-        text = f"{int(whole):,}.{frac}"
-    else:
-        text = f"{int(text):,}"
+    text = format_units(int(amount), DECIMALS.get(currency, 18), places)
     return f"{text} {SYMBOLS.get(currency, currency)}"
 
 
 def to_units(text: str, currency: str) -> int:
-    """Parses a user-typed amount (``'1.25'``) into the token's smallest unit.
+    """Parses a user-typed price (``'1.25'``) into the token's smallest unit.
 
     Raises ``ValueError`` with a message fit for the user.
     """
-    decimals = DECIMALS.get(currency, 18)
     try:
-        value = Decimal(text.strip().replace(",", ""))
-    except Exception:
-        raise ValueError("Enter the price as a number, like 12.50.") from None
-    if not value.is_finite() or value <= 0:
-        raise ValueError("The price must be more than zero.")
-    scaled = value * (Decimal(10) ** decimals)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"{currency} prices have at most {decimals} decimal places.")
-    if scaled >= 2**128:
-        raise ValueError("That price is too large.")
-    return int(scaled)
+        return parse_units(text, DECIMALS.get(currency, 18))
+    except AmountError as exc:
+        message = str(exc).replace("amount", "price")
+        if message.startswith("At most"):
+            message = f"{currency} prices have at most {DECIMALS.get(currency, 18)} decimal places."
+        raise ValueError(message) from None
 
 
 def short_address(address: str | None) -> str:
