@@ -80,7 +80,13 @@ abstract contract EscrowInvariants {
         targets[0] = FuzzSelector(address(handler), selectors);
     }
 
+    /// @dev Every property that fails, so that a failure names all of them.
+    /// (Invariant calls are never committed, so these start empty each time.)
+    string internal failures;
+    mapping(bytes32 => bool) internal reported;
+
     function invariant_escrowIsSound() public {
+        failures = "";
         EscrowHandler.Slot[8] memory slots = handler.allSlots();
         for (uint256 k = 0; k < 2; ++k) {
             EscrowHandler.Books memory b = handler.books(tokens[k]);
@@ -90,6 +96,7 @@ abstract contract EscrowInvariants {
         }
         _stateMachine(slots);
         _timeoutsFinishEveryTrade(slots);
+        if (bytes(failures).length != 0) revert(failures);
     }
 
     /// @dev A plain unit test so that a broken setup fails loudly rather than fuzzing nothing.
@@ -106,24 +113,23 @@ abstract contract EscrowInvariants {
 
     // ------------------------------------------------------------------ properties
 
-    function _solvent(address token, EscrowHandler.Books memory b, uint256[9] memory credits) internal view {
+    function _solvent(address token, EscrowHandler.Books memory b, uint256[9] memory credits) internal {
         uint256 creditSum;
         uint256 ghostCreditSum;
         for (uint256 i = 0; i < credits.length; ++i) {
-            require(credits[i] == b.credits[i], "solvent: a credit differs from the model");
+            _check(credits[i] == b.credits[i], "solvent: a credit differs from the model");
             creditSum += credits[i];
             ghostCreditSum += b.credits[i];
         }
         uint256 fees = escrow.accruedPlatformFees(token);
-        require(fees == b.fees, "solvent: accrued fees differ from the model");
+        _check(fees == b.fees, "solvent: accrued fees differ from the model");
         uint256 balance = _balanceOf(token, address(escrow));
-        require(balance == b.open + creditSum + fees, "solvent: balance != open trades + credits + fees");
-        require(balance == b.open + ghostCreditSum + b.fees, "solvent: balance != what the model says is owed");
+        _check(balance == b.open + creditSum + fees, "solvent: balance != open trades + credits + fees");
+        _check(balance == b.open + ghostCreditSum + b.fees, "solvent: balance != what the model says is owed");
     }
 
     function _nobodyOverpaid(address token, EscrowHandler.Books memory b, uint256[9] memory credits)
         internal
-        view
     {
         for (uint256 i = 0; i < credits.length; ++i) {
             // still held for it: its credit, and for the fee recipient the accrued fees
@@ -131,27 +137,30 @@ abstract contract EscrowInvariants {
             if (i == FEE_RECIPIENT) held += escrow.accruedPlatformFees(token);
             // forge-lint: disable-next-line(unsafe-typecast)
             int256 entitled = int256(b.entitled[i]);
-            require(b.received[i] <= entitled, "overpaid: received more than was escrowed for it");
+            _check(b.received[i] <= entitled, "overpaid: received more than was escrowed for it");
             // forge-lint: disable-next-line(unsafe-typecast)
-            require(b.received[i] + int256(held) == entitled, "overpaid: received + still held != entitled");
+            _check(b.received[i] + int256(held) == entitled, "overpaid: received + still held != entitled");
         }
-        require(b.reentries == 0, "overpaid: a re-entrant withdraw went through");
+        _check(b.reentries == 0, "overpaid: a re-entrant withdraw went through");
     }
 
-    function _stateMachine(EscrowHandler.Slot[8] memory slots) internal view {
-        if (handler.violations() != 0) revert(string.concat("state machine: ", handler.firstViolation()));
+    function _stateMachine(EscrowHandler.Slot[8] memory slots) internal {
+        if (handler.violations() != 0) _check(false, string.concat("state machine: ", handler.firstViolation()));
         for (uint256 i = 0; i < slots.length; ++i) {
             EscrowHandler.Slot memory s = slots[i];
             if (s.id == 0) continue;
             IP2PEscrow.TradeState memory st = escrow.tradeState(s.id, s.terms);
-            require(st.status == s.status, "state machine: status differs from the model");
-            require(st.deadline == s.deadline, "state machine: deadline differs from the model");
-            require(uint8(st.splitProposer) == s.proposer && st.proposedBuyerBps == s.proposedBps,
+            _check(st.status == s.status, "state machine: status differs from the model");
+            _check(st.deadline == s.deadline, "state machine: deadline differs from the model");
+            _check(uint8(st.splitProposer) == s.proposer && st.proposedBuyerBps == s.proposedBps,
                 "state machine: split proposal differs from the model");
         }
     }
 
     function _timeoutsFinishEveryTrade(EscrowHandler.Slot[8] memory slots) internal {
+        // Reverting to the snapshot also rolls back this contract's storage, so the findings
+        // are kept in memory and reported after it.
+        bool[4] memory bad; // beyond the bound, exit reverted, still open, money left
         uint256 snapshot = vm.snapshotState();
         uint256 savedTime = block.timestamp;
         uint256 savedBlock = block.number;
@@ -162,29 +171,33 @@ abstract contract EscrowInvariants {
             if (s.id == 0 || !_isOpen(s.status)) continue;
             IP2PEscrow.TradeState memory st = escrow.tradeState(s.id, s.terms);
             uint256 exitAt = st.status == IP2PEscrow.Status.Funded ? s.terms.shipBy : st.deadline;
-            require(exitAt <= s.fundedAt + MAX_LIFETIME, "timeouts: deadline beyond the bound");
+            if (exitAt > s.fundedAt + MAX_LIFETIME) bad[0] = true;
             if (block.timestamp < exitAt) vm.warp(exitAt);
+            bytes memory exit = abi.encodeCall(
+                st.status == IP2PEscrow.Status.Funded ? escrow.refundAfterDeadline
+                    : st.status == IP2PEscrow.Status.Shipped ? escrow.releaseAfterInspection
+                    : escrow.resolveAfterRulingTimeout,
+                (s.id, s.terms)
+            );
             vm.prank(stranger);
-            if (st.status == IP2PEscrow.Status.Funded) {
-                escrow.refundAfterDeadline(s.id, s.terms);
-            } else if (st.status == IP2PEscrow.Status.Shipped) {
-                escrow.releaseAfterInspection(s.id, s.terms);
-            } else {
-                escrow.resolveAfterRulingTimeout(s.id, s.terms);
-            }
-            require(!_isOpen(escrow.tradeState(s.id, s.terms).status), "timeouts: trade still open");
+            (bool ok, ) = address(escrow).call(exit);
+            if (!ok) bad[1] = true;
+            if (_isOpen(escrow.tradeState(s.id, s.terms).status)) bad[2] = true;
         }
         for (uint256 k = 0; k < 2; ++k) {
             address token = tokens[k];
             uint256[9] memory credits = _credits(token);
             uint256 creditSum;
             for (uint256 i = 0; i < credits.length; ++i) creditSum += credits[i];
-            require(_balanceOf(token, address(escrow)) == creditSum + escrow.accruedPlatformFees(token),
-                "timeouts: money left in the escrow after every trade ended");
+            if (_balanceOf(token, address(escrow)) != creditSum + escrow.accruedPlatformFees(token)) bad[3] = true;
         }
         vm.revertToState(snapshot);
         vm.warp(savedTime);
         vm.roll(savedBlock);
+        _check(!bad[0], "timeouts: a deadline lies beyond the bound from funding");
+        _check(!bad[1], "timeouts: a timeout exit reverted");
+        _check(!bad[2], "timeouts: a trade is still open after its timeout exit");
+        _check(!bad[3], "timeouts: money left in the escrow after every trade ended");
     }
 
     function _credits(address token) internal view returns (uint256[9] memory credits) {
@@ -194,6 +207,12 @@ abstract contract EscrowInvariants {
     function _isOpen(IP2PEscrow.Status status) internal pure returns (bool) {
         return status == IP2PEscrow.Status.Funded || status == IP2PEscrow.Status.Shipped
             || status == IP2PEscrow.Status.Disputed;
+    }
+
+    function _check(bool ok, string memory why) internal {
+        if (ok || reported[keccak256(bytes(why))]) return;
+        reported[keccak256(bytes(why))] = true;
+        failures = string.concat(failures, why, "; ");
     }
 
     function _balanceOf(address token, address account) internal view returns (uint256) {
