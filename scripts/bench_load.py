@@ -1,0 +1,526 @@
+"""Load benchmark: many simulated people trading through the web app at once.
+
+Starts the LocalStack (what ``make run`` starts: anvil with saved state, the contracts, SQLite,
+the indexer process and gunicorn) in a temporary folder and runs ``--users`` simulated users
+for ``--seconds``. Each user is a thread driving two fresh accounts (a seller and a buyer,
+funded with ``anvil_setBalance``; keys held locally, so every sign-in message and transaction
+is signed here with eth-account, as a browser wallet would). Each user loops:
+
+    sign in · the seller lists an item · the buyer browses the index, a search and the listing
+    · buys it (POST /listings/<id>/buy, signs and sends the returned transaction, waits until
+    /api/tx/<hash> says mined and indexed) · the seller ships · the buyer confirms receipt, or
+    one time in ten opens a dispute instead.
+
+Every user talks to the server from its own loopback address (127.0.0.x), as different people
+would. Afterwards the database is compared with the chain: ``reconcile`` must find no
+difference and the set of (tx hash, log index) of the escrow's logs from ``eth_getLogs`` must
+equal the stored events. Prints and writes build/bench/load.json.
+
+An error is any response other than 2xx/3xx (no request here is deliberately bad), any
+transaction that fails, and any time-out.
+
+    python scripts/bench_load.py [--users 50] [--seconds 60] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from requests.adapters import HTTPAdapter
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from web3 import Web3
+from web3.types import RPCEndpoint
+
+from escrow.db.engine import make_engine
+from escrow.db.models import Trade, TradeEvent
+from escrow.indexer.reconcile import reconcile
+from escrow.settings import PROJECT_ROOT
+
+GWEI = 10**9
+CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
+TRADE_LINK = re.compile(r'href="/trades/(\d+)"')
+LISTING_PATH = re.compile(r"/listings/(\d+)$")
+WORDS = ["bike", "phone", "sofa", "jacket", "lamp", "camera", "guitar", "watch", "kettle"]
+
+
+class BenchError(Exception):
+    """A failed request, a failed transaction or a time-out."""
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Stats:
+    """Shared by all users; every method is thread-safe."""
+
+    page_ms: list[float] = field(default_factory=list)
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    trades_completed: int = 0
+    disputes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def page(self, ms: float) -> None:
+        with self.lock:
+            self.page_ms.append(ms)
+
+    def request(self) -> None:
+        with self.lock:
+            self.requests += 1
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors.append(text)
+
+    def completed(self, disputed: bool) -> None:
+        with self.lock:
+            self.trades_completed += 1
+            self.disputes += disputed
+
+    def p95_ms(self) -> float:
+        with self.lock:
+            values = sorted(self.page_ms)
+        if not values:
+            return 0.0
+        return round(values[min(len(values) - 1, int(0.95 * len(values)))], 1)
+
+
+# ---------------------------------------------------------------------------- one person
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connects from a chosen loopback address (each user looks like another client)."""
+
+    def __init__(self, source_ip: str, **kwargs: Any) -> None:
+        self.source_ip = source_ip
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.source_ip, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class WebUser:
+    """One person with a wallet: an HTTP session on the market and a key that signs locally."""
+
+    def __init__(self, base_url: str, rpc_url: str, account: LocalAccount, *,
+                 source_ip: str | None = None, stats: Stats | None = None,
+                 timeout: float = 30.0, tx_timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.rpc_url = rpc_url
+        self.account = account
+        self.address = account.address.lower()
+        self.stats = stats or Stats()
+        self.timeout = timeout
+        self.tx_timeout = tx_timeout
+        self.http = requests.Session()
+        self.rpc_http = requests.Session()
+        if source_ip:
+            self.http.mount("http://", SourceAddressAdapter(source_ip))
+        self.csrf_token: str | None = None
+        #: Trades this person has already seen in their list (to tell the new one apart).
+        self.known_trades: set[int] = set()
+        self._nonce: int | None = None
+        self._fees: tuple[int, int] | None = None
+
+    # -- HTTP
+
+    def request(self, method: str, path: str, *, page: bool = False, expect_ok: bool = True,
+                **kwargs: Any) -> requests.Response:
+        """One request; with ``expect_ok`` anything but 2xx/3xx raises :class:`BenchError`."""
+        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("allow_redirects", False)
+        if method != "GET" and self.csrf_token:
+            kwargs.setdefault("headers", {})["X-CSRFToken"] = self.csrf_token
+        started = time.perf_counter()
+        try:
+            response = self.http.request(method, self.base_url + path, **kwargs)
+        except requests.RequestException as exc:
+            raise BenchError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            self.stats.request()
+        if page:
+            self.stats.page((time.perf_counter() - started) * 1000)
+        if expect_ok and response.status_code >= 400:
+            raise BenchError(f"{method} {path}: {response.status_code} {response.text[:200]!r}")
+        return response
+
+    def page(self, path: str, **params: Any) -> requests.Response:
+        """An HTML page a person would open; remembers its CSRF token."""
+        response = self.request("GET", path, page=True, params=params or None)
+        found = CSRF_META.search(response.text)
+        if found:
+            self.csrf_token = found.group(1)
+        return response
+
+    def post_json(self, path: str, data: dict[str, Any] | None = None,
+                  expect_ok: bool = True) -> requests.Response:
+        return self.request("POST", path, json=data or {}, expect_ok=expect_ok,
+                            headers={"Accept": "application/json"})
+
+    # -- sign-in
+
+    def sign_in(self) -> None:
+        self.page("/auth/signin")
+        reply = self.request("GET", "/auth/message", params={"address": self.account.address})
+        message = reply.json()["message"]
+        signature = self.account.sign_message(encode_defunct(text=message)).signature
+        self.post_json("/auth/verify", {"message": message,
+                                        "signature": "0x" + bytes(signature).hex()})
+        self.page("/")  # the session was renewed: a new CSRF token
+
+    # -- market actions
+
+    def create_listing(self, title: str, price_eth: str, quantity: int = 1) -> int:
+        self.page("/listings/new")
+        form = {"csrf_token": self.csrf_token or "", "title": title,
+                "description": "Good condition; hand-over or post.", "price": price_eth,
+                "currency": "ETH", "quantity": str(quantity), "category": "other",
+                "city": "Almaty"}
+        reply = self.request("POST", "/listings/new", data=form)
+        found = LISTING_PATH.search(reply.headers.get("Location", ""))
+        if reply.status_code not in (302, 303) or not found:
+            raise BenchError(f"creating a listing answered {reply.status_code}")
+        return int(found.group(1))
+
+    def buy(self, listing_id: int) -> requests.Response:
+        """POST /listings/<id>/buy; returns the response (409 when someone else holds it)."""
+        return self.post_json(f"/listings/{listing_id}/buy", expect_ok=False)
+
+    def act(self, trade_pk: int, action: str, body: dict[str, Any] | None = None) -> str:
+        """Prepares a trade action, signs and sends it, waits until it is mined and indexed."""
+        reply = self.post_json(f"/trades/{trade_pk}/actions/{action}", body)
+        payload = reply.json()
+        tx_hash = self.send(payload["tx"])
+        if payload.get("after_send"):
+            self.post_json(payload["after_send"], {"tx_hash": tx_hash})
+        self.wait_indexed(tx_hash)
+        return tx_hash
+
+    def trade_pks(self, role: str, status: str) -> list[int]:
+        reply = self.page("/trades", role=role, status=status)
+        return [int(pk) for pk in TRADE_LINK.findall(reply.text)]
+
+    # -- the wallet
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            reply = self.rpc_http.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1,
+                                                           "method": method, "params": params},
+                                       timeout=self.timeout).json()
+        except requests.RequestException as exc:
+            raise BenchError(f"{method}: {exc.__class__.__name__}") from exc
+        if "error" in reply:
+            raise BenchError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def send(self, tx: dict[str, Any]) -> str:
+        """Signs the app's unsigned transaction with the local key and sends it."""
+        if self._nonce is None:
+            self._nonce = int(self.rpc("eth_getTransactionCount", [self.address, "pending"]), 16)
+        if self._fees is None:
+            price = int(self.rpc("eth_gasPrice", []), 16)
+            self._fees = (max(4 * price, 2 * GWEI), min(GWEI, max(4 * price, 2 * GWEI)))
+        if tx["from"].lower() != self.address:
+            raise BenchError(f"the app prepared a transaction from {tx['from']}")
+        fields = {
+            "to": Web3.to_checksum_address(tx["to"]), "data": tx["data"],
+            "value": int(tx["value"], 16), "gas": int(tx["gas"], 16),
+            "chainId": int(tx["chainId"], 16), "nonce": self._nonce,
+            "maxFeePerGas": self._fees[0], "maxPriorityFeePerGas": self._fees[1],
+        }
+        signed = self.account.sign_transaction(fields)
+        try:
+            tx_hash = str(self.rpc("eth_sendRawTransaction",
+                                   ["0x" + bytes(signed.raw_transaction).hex()]))
+        except BenchError:
+            self._nonce = None  # ask the node again next time
+            raise
+        self._nonce += 1
+        return tx_hash
+
+    def wait_indexed(self, tx_hash: str) -> None:
+        """Polls /api/tx/<hash> as the wallet script does, until mined and indexed."""
+        deadline = time.monotonic() + self.tx_timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            state = self.request("GET", f"/api/tx/{tx_hash}").json()
+            if state["status"] == "failed":
+                raise BenchError(f"transaction {tx_hash} failed: {state.get('error')}")
+            if state["status"] == "mined" and state.get("indexed"):
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        raise BenchError(f"transaction {tx_hash} not mined and indexed in {self.tx_timeout} s")
+
+
+def fresh_account(rpc_url: str, ether: int = 1000) -> LocalAccount:
+    """A new key with ``ether`` ETH set by the dev node (anvil_setBalance)."""
+    account: LocalAccount = Account.create()
+    reply = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                                         "params": [account.address, hex(ether * 10**18)]},
+                          timeout=30).json()
+    if "error" in reply:
+        raise BenchError(f"anvil_setBalance: {reply['error']}")
+    return account
+
+
+def dev_account(index: int) -> LocalAccount:
+    """Anvil's dev account ``index`` (public test keys) as a local signer."""
+    from escrow.anvil import DEV_MNEMONIC
+
+    Account.enable_unaudited_hdwallet_features()
+    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC,
+                                                  account_path=f"m/44'/60'/0'/0/{index}")
+    return account
+
+
+# ---------------------------------------------------------------------------- database vs chain
+
+
+@dataclass
+class Comparison:
+    reconcile_ok: bool
+    reconcile_checked: int
+    chain_events: int
+    db_events: int
+    missing: list[tuple[str, int]]
+    extra: list[tuple[str, int]]
+    duplicates: int
+    funded_on_chain: int
+    trades_in_db: int
+    differences: list[str]
+
+    @property
+    def equal(self) -> bool:
+        return (self.reconcile_ok and not self.missing and not self.extra
+                and not self.duplicates and self.funded_on_chain == self.trades_in_db)
+
+
+def chain_log_keys(w3: Web3, address: str, from_block: int,
+                   to_block: int) -> tuple[set[tuple[str, int]], int]:
+    """(tx hash, log index) of every log of ``address``, and how many were TradeFunded."""
+    from eth_utils import event_abi_to_log_topic
+
+    from escrow.compiler import load_artifact
+
+    funded_abi = next(e for e in load_artifact("P2PEscrow").abi
+                      if e.get("type") == "event" and e.get("name") == "TradeFunded")
+    funded_topic = "0x" + event_abi_to_log_topic(funded_abi).hex()  # type: ignore[arg-type]
+    keys: set[tuple[str, int]] = set()
+    funded = 0
+    step = 5_000
+    for start in range(from_block, to_block + 1, step):
+        reply = w3.provider.make_request(
+            RPCEndpoint("eth_getLogs"), [{"address": address, "fromBlock": hex(start),
+                             "toBlock": hex(min(to_block, start + step - 1))}])
+        if "error" in reply:
+            raise BenchError(f"eth_getLogs: {reply['error']}")
+        for entry in reply["result"]:
+            keys.add((entry["transactionHash"].lower(), int(entry["logIndex"], 16)))
+            funded += entry["topics"][0].lower() == funded_topic
+    return keys, funded
+
+
+def compare_db_with_chain(w3: Web3, engine: Engine, address: str,
+                          from_block: int) -> Comparison:
+    """reconcile() plus the event sets: every log of the escrow stored exactly once."""
+    address = address.lower()
+    report = reconcile(w3, engine, address)
+    head = int(w3.eth.block_number)
+    chain_keys, funded = chain_log_keys(w3, address, from_block, head)
+    with Session(engine) as session:
+        rows = session.execute(select(TradeEvent.tx_hash, TradeEvent.log_index).where(
+            TradeEvent.contract_address == address)).all()
+        trades = len(session.scalars(select(Trade.id).where(
+            Trade.contract_address == address)).all())
+    stored = [(str(tx).lower(), int(index)) for tx, index in rows]
+    stored_set = set(stored)
+    return Comparison(
+        reconcile_ok=report.ok, reconcile_checked=report.checked,
+        chain_events=len(chain_keys), db_events=len(stored),
+        missing=sorted(chain_keys - stored_set), extra=sorted(stored_set - chain_keys),
+        duplicates=len(stored) - len(stored_set), funded_on_chain=funded, trades_in_db=trades,
+        differences=[str(d) for d in report.differences],
+    )
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------------- the load
+
+
+def price_for(rng: random.Random) -> str:
+    return f"0.{rng.randint(1, 999):03d}"
+
+
+def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats) -> None:
+    """List, browse, buy, ship, confirm (or dispute): one trade from start to finish."""
+    word = rng.choice(WORDS)
+    listing_id = seller.create_listing(f"{word.title()} by {seller.address[:8]}",
+                                       price_for(rng))
+    buyer.page("/")
+    buyer.page("/", q=word)
+    buyer.page(f"/listings/{listing_id}")
+    reply = buyer.buy(listing_id)
+    if reply.status_code != 200:
+        raise BenchError(f"buy answered {reply.status_code} {reply.text[:200]!r}")
+    tx_hash = buyer.send(reply.json()["tx"])
+    buyer.wait_indexed(tx_hash)
+    new = [pk for pk in buyer.trade_pks("buyer", "funded") if pk not in buyer.known_trades]
+    if len(new) != 1:
+        raise BenchError(f"the buyer expected one new funded trade, the list shows {new}")
+    trade_pk = new[0]
+    buyer.known_trades.add(trade_pk)
+    seller.page(f"/trades/{trade_pk}")
+    seller.act(trade_pk, "ship", {"tracking": f"KZ{rng.randint(10**8, 10**9)}"})
+    buyer.page(f"/trades/{trade_pk}")
+    disputed = rng.random() < 0.1
+    if disputed:
+        buyer.act(trade_pk, "dispute", {"statement": "The item does not match the photos."})
+    else:
+        buyer.act(trade_pk, "confirm")
+    buyer.page(f"/trades/{trade_pk}")
+    stats.completed(disputed)
+
+
+def run_user(index: int, base_url: str, rpc_url: str, stop_at: float, stats: Stats,
+             seed: int) -> None:
+    rng = random.Random(seed * 1_000 + index)
+    # 127.0.0.0/8 is loopback: each user gets its own pair of client addresses.
+    seller = WebUser(base_url, rpc_url, fresh_account(rpc_url),
+                     source_ip=f"127.0.{1 + index // 120}.{2 + 2 * (index % 120)}", stats=stats)
+    buyer = WebUser(base_url, rpc_url, fresh_account(rpc_url),
+                    source_ip=f"127.0.{1 + index // 120}.{3 + 2 * (index % 120)}", stats=stats)
+    time.sleep(rng.random())  # people do not all arrive in the same millisecond
+    while time.monotonic() < stop_at:
+        try:
+            seller.sign_in()
+            buyer.sign_in()
+            one_trade(seller, buyer, rng, stats)
+        except BenchError as exc:
+            stats.error(f"user {index}: {exc}")
+            time.sleep(1.0)
+        except Exception as exc:  # anything else is still an error of the run, not a crash
+            stats.error(f"user {index}: {exc.__class__.__name__}: {exc}")
+            time.sleep(1.0)
+
+
+def run_load(base_url: str, rpc_url: str, users: int, seconds: float,
+             seed: int = 1) -> Stats:
+    stats = Stats()
+    stop_at = time.monotonic() + seconds
+    threads = [threading.Thread(target=run_user, name=f"user-{i}", daemon=True,
+                                args=(i, base_url, rpc_url, stop_at, stats, seed))
+               for i in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # A loop that started before the end finishes its trade (bounded by the time-outs).
+        thread.join(timeout=seconds + 300)
+        if thread.is_alive():
+            stats.error(f"{thread.name} did not finish")
+    return stats
+
+
+def summarise(values: Iterable[str], limit: int = 10) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for text in values:
+        key = re.sub(r"0x[0-9a-f]{8,}", "0x…", text.split(": ", 1)[-1])
+        key = re.sub(r"/(trades|listings)/\d+", r"/\1/<id>", key)[:160]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from webapp.stack import LocalStack
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "load.json")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-load.") as tmp, \
+            LocalStack(Path(tmp) / "stack", workers=args.workers, threads=args.threads,
+                       quiet=True) as stack:
+        assert stack.chain is not None and stack.deployment is not None
+        print(f"{args.users} users for {args.seconds:g} s against {stack.url} "
+              f"(gunicorn {args.workers}x{args.threads}, SQLite, anvil, indexer process)",
+              flush=True)
+        started = time.monotonic()
+        stats = run_load(stack.url, stack.node.url, args.users, args.seconds, args.seed)
+        elapsed = time.monotonic() - started
+        stack.wait_indexed(timeout=120)
+        engine = make_engine(stack.database_url)
+        try:
+            comparison = compare_db_with_chain(stack.chain.w3, engine,
+                                               stack.deployment.escrow.address,
+                                               stack.deployment.escrow.block_number)
+        finally:
+            engine.dispose()
+        indexer_alive = stack.indexer is not None and stack.indexer.poll() is None
+    report = {
+        "users": args.users,
+        "seconds": args.seconds,
+        "elapsed_seconds": round(elapsed, 1),
+        "trades_completed": stats.trades_completed,
+        "disputes": stats.disputes,
+        "errors": len(stats.errors),
+        "error_kinds": summarise(stats.errors),
+        "requests": stats.requests,
+        "page_requests": len(stats.page_ms),
+        "p95_ms": stats.p95_ms(),
+        "db_equals_chain": comparison.equal,
+        "check": {
+            "reconcile_ok": comparison.reconcile_ok,
+            "trades_checked": comparison.reconcile_checked,
+            "chain_events": comparison.chain_events, "db_events": comparison.db_events,
+            "missing": len(comparison.missing), "extra": len(comparison.extra),
+            "duplicates": comparison.duplicates,
+            "funded_on_chain": comparison.funded_on_chain,
+            "trades_in_db": comparison.trades_in_db,
+            "differences": comparison.differences[:10],
+        },
+        "indexer_alive": indexer_alive,
+        "server": f"gunicorn {args.workers} workers x {args.threads} threads, SQLite, loopback",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("trades_completed", "errors", "p95_ms",
+                                             "db_equals_chain")}))
+    if stats.errors:
+        print("errors:", json.dumps(report["error_kinds"], indent=2))
+    print(f"{stats.requests} requests, {len(stats.page_ms)} pages; written to {args.out}")
+    return 0 if not stats.errors and comparison.equal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
