@@ -58,6 +58,15 @@ class ChainGateway:
                 self._client = deployment.client(self.chain())
             return self._client
 
+    def stablecoin_address(self) -> str | None:
+        """The dollar token's address, or None when the chain is down or has none: pages that
+        only label currencies must still render without the chain."""
+        try:
+            coin = self.deployment().stablecoin
+        except (ChainUnavailable, DeploymentError):
+            return None
+        return coin.address if coin else None
+
     def is_dev_chain(self) -> bool:
         try:
             return self.chain().chain_id in LOCAL_CHAIN_IDS

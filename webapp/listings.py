@@ -45,6 +45,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from escrow.db.models import Listing, ListingStatus, Trade, User
 from webapp import db, trust
 from webapp.auth import current_address, current_user, login_required
+from webapp.chain import gateway
 from webapp.views import as_utc, to_units
 
 bp = Blueprint("listings", __name__)
@@ -308,7 +309,8 @@ def detail(listing_id: int) -> str:
     is_owner = listing.seller.address == address
     if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
         abort(404, "This listing was withdrawn by the seller.")
-    record = trust.seller_record(session, listing.seller.address, stablecoin=_stablecoin())
+    record = trust.seller_record(session, listing.seller.address,
+                                 stablecoin=gateway().stablecoin_address())
     signals = trust.risk_signals_for_listing(session, listing)
     buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None
     return render_template(
@@ -316,16 +318,6 @@ def detail(listing_id: int) -> str:
         buy_url=buy_url, is_owner=is_owner, reserved=reserved_by_other(listing, address),
         categories=CATEGORIES, form=ConfirmForm(),
     )
-
-
-def _stablecoin() -> str | None:
-    from webapp.chain import gateway
-
-    try:
-        coin = gateway().deployment().stablecoin
-    except Exception:  # the chain being down must not hide the listing
-        return None
-    return coin.address if coin else None
 
 
 @bp.get("/listings/mine")

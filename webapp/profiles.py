@@ -40,6 +40,7 @@ from escrow.db.models import (
 )
 from webapp import db, trust
 from webapp.auth import current_address, login_required, wants_json
+from webapp.chain import gateway
 from webapp.views import as_utc
 
 bp = Blueprint("profiles", __name__)
@@ -93,7 +94,7 @@ def profile(address: str) -> str:
     ).limit(1))
     if user is None and has_trades is None:
         abort(404, "Nobody with this address has used the market yet.")
-    record = trust.seller_record(session, address, stablecoin=_stablecoin())
+    record = trust.seller_record(session, address, stablecoin=gateway().stablecoin_address())
     ratings = session.scalars(
         select(Rating).join(Trade, Trade.id == Rating.trade_id)
         .where(*trust.counted_ratings_filter(address))  # type: ignore[arg-type]
@@ -107,12 +108,6 @@ def profile(address: str) -> str:
     return render_template("profiles/profile.html", user=user, address=address, record=record,
                            ratings=ratings, listings=listings,
                            is_me=address == current_address())
-
-
-def _stablecoin() -> str | None:
-    from webapp.listings import _stablecoin as coin
-
-    return coin()
 
 
 @bp.route("/me", methods=["GET", "POST"])
