@@ -6,7 +6,8 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_SYS := build/.system-deps
 
-.PHONY: install run test lint format bench chain demo compile clean
+.PHONY: install run test lint format bench bench-gas bench-indexer bench-web bench-load chain demo \
+	compile clean
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS)
 
@@ -48,8 +49,19 @@ format: install
 	$(BIN)/ruff check --fix escrow webapp scripts tests
 	$(BIN)/ruff format escrow webapp scripts tests
 
-bench: install
+bench: bench-gas bench-indexer bench-web bench-load
+
+bench-gas: install
 	$(BIN)/python scripts/bench_gas.py
+
+bench-indexer: install
+	$(BIN)/python scripts/bench_indexer.py
+
+bench-web: install
+	$(BIN)/python scripts/bench_web.py
+
+bench-load: install
+	$(BIN)/python scripts/bench_load.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
