@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from test_trade_paths import deploy_contract
 from web3.contract import Contract
 
 from escrow.chain import Chain
@@ -36,6 +35,7 @@ from escrow.errors import (
 )
 from escrow.transactions import PreparedCall
 from helpers import DAY, ONE_ETH, USD, Roles, open_trade
+from test_trade_paths import deploy_contract
 
 ROLES = ("buyer", "seller", "arbitrator", "owner", "stranger")
 Cell = type[ContractRevert] | None

@@ -15,17 +15,6 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
-from test_trade_paths import (
-    BPS,
-    PLATFORM_FEE_BPS,
-    Ledger,
-    Watch,
-    calldata,
-    deploy_contract,
-    funded_from,
-    raises,
-    split_amounts,
-)
 from web3.contract import Contract
 from web3.logs import DISCARD
 
@@ -40,6 +29,17 @@ from escrow.errors import (
 )
 from escrow.transactions import PreparedCall
 from helpers import DAY, ONE_ETH, USD, Roles
+from test_trade_paths import (
+    BPS,
+    PLATFORM_FEE_BPS,
+    Ledger,
+    Watch,
+    calldata,
+    deploy_contract,
+    funded_from,
+    raises,
+    split_amounts,
+)
 
 AMOUNT = 3 * ONE_ETH + 7  # odd, so the fees round
 FEE = AMOUNT * PLATFORM_FEE_BPS // BPS

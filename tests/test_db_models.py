@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from db_fixtures import *  # noqa: F403  (fixtures)
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db_fixtures import *  # noqa: F403  (fixtures)
 from escrow.db.engine import downgrade, make_engine, upgrade
 from escrow.db.evidence import evidence_path, store_evidence, verify_evidence
 from escrow.db.models import Base, Listing, Rating, Trade, TradeEvent, User

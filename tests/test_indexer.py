@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from db_fixtures import *  # noqa: F403  (fixtures)
-from db_fixtures import Market
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from db_fixtures import *  # noqa: F403  (fixtures)
+from db_fixtures import Market
 from escrow.db.engine import session_scope
 from escrow.db.models import (
     ArbitratorProfile,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from db_fixtures import *  # noqa: F403  (fixtures)
-from db_fixtures import Market, anvil_web3, start_anvil
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from db_fixtures import *  # noqa: F403  (fixtures)
+from db_fixtures import Market, anvil_web3, start_anvil
 from escrow.db.engine import session_scope
 from escrow.db.models import Dispute, Trade, TradeEvent, TradeStatus
 from escrow.indexer import ChainResetError, Indexer

@@ -10,11 +10,11 @@ import sys
 import time
 
 import pytest
-from db_fixtures import *  # noqa: F403  (fixtures)
-from db_fixtures import Market
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db_fixtures import *  # noqa: F403  (fixtures)
+from db_fixtures import Market
 from escrow.db.engine import make_engine, upgrade
 from escrow.db.models import Trade, TradeEvent
 from escrow.settings import PROJECT_ROOT

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from test_web_disputes import PNG, upload
-from web_fixtures import db_session, funded_trade, index_now, send
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.models import Trade, TradeStatus
 from helpers import DAY, ONE_ETH, Roles
+from web_fixtures import db_session, funded_trade, index_now, send
 from webapp.arbitration import ruling_amounts
 
 

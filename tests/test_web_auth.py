@@ -7,9 +7,9 @@ from typing import Any
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from flask import Flask
-from web_fixtures import WebUser, sign_in
 
 from helpers import Roles
+from web_fixtures import WebUser, sign_in
 
 SIGNED_IN_PAGE = "/auth/signin"
 

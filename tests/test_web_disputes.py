@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from web_fixtures import WebUser, db_session, funded_trade, index_now, send
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.models import EvidenceFile, Message, Trade, TradeEvent
 from helpers import Roles
+from web_fixtures import WebUser, db_session, funded_trade, index_now, send
 from webapp.disputes import sniff_type
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
-from web_fixtures import WebUser, index_now
 
 from escrow.db.models import Listing, Trade, User
 from helpers import ONE_ETH, USD, Roles
+from web_fixtures import WebUser, index_now
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

@@ -11,6 +11,12 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from flask import Flask
 from sqlalchemy import select
+
+from escrow.chain import Chain
+from escrow.client import EscrowClient
+from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus
+from escrow.deploy import Deployment
+from helpers import DAY, ONE_ETH, USD, Roles
 from web_fixtures import (
     add_listing,
     db_session,
@@ -20,12 +26,6 @@ from web_fixtures import (
     send,
     trade_row,
 )
-
-from escrow.chain import Chain
-from escrow.client import EscrowClient
-from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus
-from escrow.deploy import Deployment
-from helpers import DAY, ONE_ETH, USD, Roles
 from webapp.trades import ACTIONS, available_actions, percent_to_bps
 
 # ------------------------------------------------------------------ buying

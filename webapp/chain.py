@@ -92,4 +92,4 @@ def init_app(app: Flask) -> None:
 
 
 def gateway() -> ChainGateway:
-    return current_app.extensions["escrow_chain"]  # type: ignore[no-any-return]
+    return current_app.extensions["escrow_chain"]

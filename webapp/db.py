@@ -19,14 +19,14 @@ def init_app(app: Flask) -> None:
 
 
 def engine() -> Engine:
-    return current_app.extensions["escrow_engine"]  # type: ignore[no-any-return]
+    return current_app.extensions["escrow_engine"]
 
 
 def session() -> Session:
     """The request's session; committed explicitly by the view, rolled back on teardown."""
     if "db_session" not in g:
         g.db_session = current_app.extensions["escrow_sessions"]()
-    return g.db_session  # type: ignore[no-any-return]
+    return g.db_session
 
 
 def _close_session(_exc: Any) -> None:

@@ -30,7 +30,8 @@ def refresh_listings(session: Session, listing_ids: Iterable[int | None]) -> Non
     for listing_id, buyer in session.execute(
         select(Trade.listing_id, Trade.buyer).where(Trade.listing_id.in_(ids))
     ).all():
-        buyers.setdefault(listing_id, set()).add(buyer)
+        if listing_id is not None:
+            buyers.setdefault(listing_id, set()).add(buyer)
     for listing in session.scalars(select(Listing).where(Listing.id.in_(ids))):
         if listing.reserved_by and listing.reserved_by in buyers.get(listing.id, set()):
             listing.reserved_by = None
