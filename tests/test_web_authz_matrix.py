@@ -33,11 +33,11 @@ from authz_cases import (
     state_diff,
 )
 from flask import Flask
-from web_fixtures import WebUser
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from helpers import Roles
+from web_fixtures import WebUser
 
 SIGNIN = "signin"
 MOVED = "moved"
