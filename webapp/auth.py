@@ -240,17 +240,40 @@ def dev_accounts() -> Response | tuple[Response, int]:
 def dev_rpc() -> Response | tuple[Response, int]:
     if not dev_wallet_enabled():
         abort(404)
-    payload = request.get_json(silent=True) or {}
-    method, params = payload.get("method"), payload.get("params")
-    if method not in DEV_WALLET_METHODS or not isinstance(params, list) or not params:
+    payload = request.get_json(silent=True)
+    method, params = _dev_call(payload)
+    if method is None:
         return jsonify(error="The dev wallet does not do that."), 400
     accounts = {a.lower() for a in gateway().chain().accounts}
-    signer = params[0].get("from") if method == "eth_sendTransaction" else (
-        params[1] if method == "personal_sign" else params[0])
-    if not isinstance(signer, str) or signer.lower() not in accounts:
+    signer = _signer(method, params)
+    if signer is None or signer.lower() not in accounts:
         return jsonify(error="That account is not one of the dev wallet's accounts."), 400
     try:
         result = gateway().chain().rpc(method, params)
     except ChainUnavailable as exc:
         return jsonify(error=str(exc)), 502
+    except Exception as exc:  # the node refused the call's contents (bad hex, a revert...)
+        return jsonify(error=f"The node refused the request: {exc}"[:300]), 400
     return jsonify(result=result)
+
+
+def _dev_call(payload: Any) -> tuple[str | None, list[Any]]:
+    """(method, params) of a well-formed wallet call, or (None, []) when it is not one."""
+    if not isinstance(payload, dict):
+        return None, []
+    method, params = payload.get("method"), payload.get("params")
+    if method not in DEV_WALLET_METHODS or not isinstance(params, list):
+        return None, []
+    needed = {"eth_sendTransaction": 1, "personal_sign": 2, "eth_signTypedData_v4": 2}[method]
+    if len(params) < needed:
+        return None, []
+    return str(method), params
+
+
+def _signer(method: str, params: list[Any]) -> str | None:
+    if method == "eth_sendTransaction":
+        tx = params[0]
+        signer = tx.get("from") if isinstance(tx, dict) else None
+    else:
+        signer = params[1] if method == "personal_sign" else params[0]
+    return signer if isinstance(signer, str) else None

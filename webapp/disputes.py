@@ -169,7 +169,10 @@ def post_message(trade_pk: int) -> Any:
         return render_error(403, "The arbitrator joins the conversation once a dispute is "
                                  "opened.")
     source = request.form if request.form else json_body()
-    body = str(source.get("body") or "").strip()
+    raw = source.get("body")
+    if not isinstance(raw, str):
+        return render_error(400, f"Write a message of 1 to {MAX_MESSAGE_CHARS:,} characters.")
+    body = raw.strip()
     # Only the dispute action writes statements; a message cannot pass itself off as one.
     while body.startswith(DISPUTE_STATEMENT_MARK.strip()):
         body = body[len(DISPUTE_STATEMENT_MARK.strip()):].strip()

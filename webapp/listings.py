@@ -26,7 +26,6 @@ from flask import (
     send_from_directory,
     url_for,
 )
-from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import contains_eager
@@ -46,6 +45,7 @@ from escrow.db.models import Listing, ListingStatus, Trade, User
 from webapp import db, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
+from webapp.forms import Form
 from webapp.views import as_utc, to_units
 
 bp = Blueprint("listings", __name__)
@@ -175,7 +175,7 @@ def _owned_listing(listing_id: int) -> Listing:
 # ---------------------------------------------------------------------------- forms
 
 
-class ListingForm(FlaskForm):
+class ListingForm(Form):
     title = StringField("Title", validators=[
         DataRequired("Give the listing a title."),
         Length(3, 200, "The title needs 3 to 200 characters.")])
@@ -203,7 +203,7 @@ class ListingForm(FlaskForm):
             raise ValidationError(str(exc)) from None
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     confirm = BooleanField("Confirm")
 
 

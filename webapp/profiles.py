@@ -22,7 +22,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, StringField, TextAreaField
@@ -41,6 +40,7 @@ from escrow.db.models import (
 from webapp import db, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
+from webapp.forms import Form
 from webapp.views import as_utc
 
 bp = Blueprint("profiles", __name__)
@@ -52,7 +52,7 @@ LANGUAGE = re.compile(r"^[^\W\d_][^\W\d_ \-]*(?:[ \-][^\W\d_]+)*$")
 # ---------------------------------------------------------------------------- forms
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     display_name = StringField("Display name", validators=[
         Optional(), Length(max=64, message="The name can be at most 64 characters.")])
     languages = StringField("Languages (comma-separated)", validators=[
@@ -71,7 +71,7 @@ class ProfileForm(FlaskForm):
                 raise ValidationError("Write languages as words, separated by commas.")
 
 
-class RatingForm(FlaskForm):
+class RatingForm(Form):
     score = IntegerField("Score", validators=[
         InputRequired("Choose a score from 1 to 5."),
         NumberRange(1, 5, "Choose a score from 1 to 5.")])

@@ -445,7 +445,9 @@ def buy(listing_id: int) -> Any:
             try:
                 v, r, s = _split_signature(permit.get("signature"))
                 deadline = int(permit.get("deadline", ""))
-            except (TypeError, ValueError) as exc:
+                if not now < deadline < 2**256:
+                    raise ValueError("The permit has expired or its deadline is malformed.")
+            except (TypeError, ValueError, OverflowError) as exc:
                 _release_reservation(session, listing.id, buyer)
                 message = str(exc) if "permit" in str(exc) else "The permit is malformed."
                 return render_error(400, message)
@@ -485,10 +487,8 @@ def index() -> str:
         query = query.where(Trade.status.in_(STATUS_FILTERS[status]))
     else:
         status = ""
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    raw_page = request.args.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10**6 else 1
     size = int(current_app.config["PAGE_SIZE"])
     rows = list(session.scalars(query.order_by(Trade.funded_block.desc(), Trade.id.desc())
                                 .offset((page - 1) * size).limit(size + 1)))
