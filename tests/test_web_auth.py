@@ -157,3 +157,10 @@ def test_unknown_page_is_a_friendly_404(app: Flask) -> None:
     response = app.test_client().get("/no/such/page")
     assert response.status_code == 404
     assert "There is nothing here" in response.get_data(as_text=True)
+
+
+def test_changed_statement_is_refused(app: Flask, roles: Roles,
+                                      keys: dict[str, LocalAccount]) -> None:
+    response = _tampered(app, roles, keys, app.config["SIWE_STATEMENT"],
+                         "I agree to send all my money.")
+    assert response.status_code == 400 and "changed" in response.get_json()["error"]

@@ -188,6 +188,10 @@ def _check_signin(text: str, signature: str) -> str:
         raise SignInError("This sign-in message has expired; ask for a new one.")
     if row.address != parsed.address.lower():
         raise SignInError("The message was issued for another address.")
+    # Every line must be the one this server wrote: nothing added, nothing changed.
+    if (parsed.statement or "") != current_app.config["SIWE_STATEMENT"] or parsed.resources \
+            or parsed.request_id or parsed.not_before:
+        raise SignInError("The sign-in message was changed; ask for a new one.")
     try:
         parsed.verify(signature, domain=request.host, nonce=row.nonce)
     except VerificationError as exc:
