@@ -37,3 +37,13 @@ def test_format_amount() -> None:
     assert format_amount(1_500_000_000_000_000_000, "ETH") == "1.5 ETH"
     assert format_amount(1_234_567_000_000, "USD") == "1,234,567 USD"
     assert format_amount(None) == "—"
+
+
+def test_when_formats_for_people() -> None:
+    from datetime import UTC, datetime
+
+    from webapp.views import when
+
+    assert when(datetime(2026, 11, 30, 14, 55, 4, tzinfo=UTC)) == "30 Nov 2026, 14:55 UTC"
+    assert when(datetime(2026, 1, 2, 3, 4)) == "2 Jan 2026, 03:04 UTC"  # naive means UTC
+    assert when(None) == "—"

@@ -53,8 +53,17 @@ def iso(value: datetime | None) -> str:
     return aware.isoformat() if aware else ""
 
 
+def when(value: datetime | None) -> str:
+    """``'30 Nov 2026, 14:55 UTC'``: how people read a time (the ISO form goes in attributes)."""
+    aware = as_utc(value)
+    if aware is None:
+        return "—"
+    return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
+    app.jinja_env.filters["when"] = when
     app.jinja_env.filters["short_address"] = short_address
     app.jinja_env.filters["iso"] = iso
 
