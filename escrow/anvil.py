@@ -80,7 +80,9 @@ class AnvilNode:
             "--port", str(self.port),
             "--chain-id", str(self.chain_id),
             "--mnemonic", DEV_MNEMONIC,
-            "--prune-history",
+            # Keep the states of the last blocks: without a number anvil keeps none, and a gas
+            # estimate that races a new block fails with "block out of range".
+            "--prune-history", "64",
         ]
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+import requests
+import sqlalchemy.exc
+from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from escrow.errors import ChainUnavailable, ContractRevert, DeploymentError, EscrowError
+from webapp import db
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,8 @@ MESSAGES = {
     500: "Something went wrong on our side. Nothing was changed.",
     503: "The blockchain node is not reachable right now. Try again in a moment.",
 }
+DATABASE_BUSY = ("The database is busy or not reachable right now; nothing was changed. "
+                 "Try again in a moment.")
 
 
 def _wants_json() -> bool:
@@ -56,6 +61,23 @@ def init_app(app: Flask) -> None:
     def chain_down(exc: ChainUnavailable) -> tuple[Any, int]:
         log.warning("chain unavailable: %s", exc)
         return render_error(503)
+
+    @app.errorhandler(requests.RequestException)
+    def node_unreachable(exc: requests.RequestException) -> tuple[Any, int]:
+        # Raised by web3's HTTP provider when a node that was up stops answering.
+        log.warning("chain node unreachable: %s", exc)
+        return render_error(503)
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    def database_unavailable(exc: Exception) -> tuple[Any, int]:
+        log.warning("database unavailable: %s", str(exc)[:200])
+        g.database_down = True
+        try:
+            db.session().rollback()
+        except Exception:  # the connection may be gone; the page must still render
+            log.debug("rollback after a database error failed", exc_info=True)
+        return render_error(503, DATABASE_BUSY)
 
     @app.errorhandler(DeploymentError)
     def not_deployed(exc: DeploymentError) -> tuple[Any, int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask
+import sqlalchemy.exc
+from flask import Flask, g
 
 from escrow.amounts import AmountError, format_units, parse_units
 from webapp.auth import current_address, current_user, dev_wallet_enabled
@@ -70,10 +71,17 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def inject() -> dict[str, Any]:
         address = current_address()
+        user, arbitrator = None, False
+        if not g.get("database_down"):
+            try:
+                user, arbitrator = current_user(), _is_arbitrator(address)
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+                # An error page about the database must not need the database.
+                g.database_down = True
         return {
             "current_address": address,
-            "current_user": current_user(),
-            "current_is_arbitrator": _is_arbitrator(address),
+            "current_user": user,
+            "current_is_arbitrator": arbitrator,
             "dev_wallet": _dev_wallet_safe(),
         }
 

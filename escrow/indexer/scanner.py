@@ -18,9 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
+import sqlalchemy.exc
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
 from escrow.db.engine import session_scope
 from escrow.db.models import IndexerCheckpoint, TradeEvent
@@ -301,10 +304,33 @@ class Indexer:
 
     def follow(self, stop: threading.Event, poll_interval: float = 1.0,
                progress: Callable[[Progress], None] | None = None) -> None:
-        """Keeps indexing new blocks until ``stop`` is set."""
+        """Keeps indexing new blocks until ``stop`` is set.
+
+        A node that restarts or a database that is locked or down for a while is waited out
+        (with a growing pause, at most ``MAX_RETRY_DELAY``): every batch is atomic with its
+        checkpoint, so resuming neither loses nor doubles an event. A chain reset stays fatal.
+        """
+        delay = poll_interval
         while not stop.is_set():
-            self.sync(progress=progress)
+            try:
+                self.sync(progress=progress)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("indexer waiting %.1f s after %s: %s", delay,
+                            exc.__class__.__name__, str(exc)[:200])
+                stop.wait(delay)
+                delay = min(max(delay * 2, 0.5), MAX_RETRY_DELAY)
+                continue
+            delay = poll_interval
             stop.wait(poll_interval)
+
+
+#: Errors that end when the node or the database is back: connection failures, node errors
+#: (such as a block it has just pruned), a locked or unreachable database.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    requests.RequestException, OSError, TimeoutError, Web3Exception,
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+)
+MAX_RETRY_DELAY = 10.0
 
 
 class IndexerThread(threading.Thread):
