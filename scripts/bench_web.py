@@ -125,10 +125,9 @@ def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
         if errors:
             raise RuntimeError(f"sending trades failed: {errors[0]}")
         hashes += [r["result"] for r in replies]
-    chain.wait_for_receipt(hashes[-1])
-    failed = sum(1 for h in hashes[-20:] if chain.w3.eth.get_transaction_receipt(h)["status"] != 1)
+    failed = sum(1 for h in hashes if chain.wait_for_receipt(h)["status"] != 1)
     if failed:
-        raise RuntimeError(f"{failed} of the last 20 trades reverted")
+        raise RuntimeError(f"{failed} of {len(hashes)} trades reverted")
     stack.wait_indexed(timeout=300)
 
 

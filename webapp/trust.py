@@ -207,23 +207,27 @@ def _person_signals(record: SellerRecord, now: datetime, *, skip_open_dispute: i
 
 def similar_median(session: Session, category: str | None, currency: str,
                    exclude_listing_id: int | None = None) -> int | None:
-    """Median price of active listings in a category and currency, if there are enough."""
+    """Median price of active listings in a category and currency, if there are enough.
+
+    The database finds the middle rows (ordered by price, read from an index); only one or
+    two prices are decoded, not the whole category.
+    """
     if not category:
         return None
-    query = select(Listing.price).where(
+    conditions = [
         Listing.status == ListingStatus.ACTIVE.value,
         Listing.category == category,
         Listing.currency == currency,
-    )
+    ]
     if exclude_listing_id is not None:
-        query = query.where(Listing.id != exclude_listing_id)
-    prices = sorted(int(p) for p in session.scalars(query))
-    if len(prices) < MIN_SIMILAR:
+        conditions.append(Listing.id != exclude_listing_id)
+    count = session.scalar(select(func.count(Listing.id)).where(*conditions)) or 0
+    if count < MIN_SIMILAR:
         return None
-    middle = len(prices) // 2
-    if len(prices) % 2:
-        return prices[middle]
-    return (prices[middle - 1] + prices[middle]) // 2  # exact integers, no float median
+    middle = [int(p) for p in session.scalars(
+        select(Listing.price).where(*conditions).order_by(Listing.price)
+        .offset((count - 1) // 2).limit(1 if count % 2 else 2))]
+    return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) // 2  # exact integers
 
 
 def _price_signal(session: Session, price: int, category: str | None, currency: str,
