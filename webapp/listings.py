@@ -311,7 +311,7 @@ def detail(listing_id: int) -> str:
         abort(404, "This listing was withdrawn by the seller.")
     record = trust.seller_record(session, listing.seller.address,
                                  stablecoin=gateway().stablecoin_address())
-    signals = trust.risk_signals_for_listing(session, listing)
+    signals = trust.risk_signals_for_listing(session, listing, record=record)
     buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None
     return render_template(
         "listings/detail.html", listing=listing, record=record, signals=signals,

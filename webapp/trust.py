@@ -242,10 +242,11 @@ def _price_signal(session: Session, price: int, category: str | None, currency: 
         "and do not confirm delivery before you have the item.")]
 
 
-def risk_signals_for_listing(session: Session, listing: Listing, *, now: datetime | None = None
-                             ) -> list[RiskSignal]:
+def risk_signals_for_listing(session: Session, listing: Listing, *, now: datetime | None = None,
+                             record: SellerRecord | None = None) -> list[RiskSignal]:
+    """``record`` is the seller's record when the caller already has it."""
     now = now or datetime.now(UTC)
-    record = seller_record(session, listing.seller.address, now=now)
+    record = record or seller_record(session, listing.seller.address, now=now)
     return _price_signal(session, listing.price, listing.category, listing.currency,
                          listing.id) + _person_signals(record, now)
 

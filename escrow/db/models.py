@@ -151,6 +151,9 @@ class Listing(Base):
         # from these indexes instead of sorting every active listing.
         Index("ix_listings_status_created", "status", "created_at", "id"),
         Index("ix_listings_status_currency_price", "status", "currency", "price", "id"),
+        # A category page by price, and the median price of similar listings (risk signal).
+        Index("ix_listings_status_category_currency_price",
+              "status", "category", "currency", "price", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

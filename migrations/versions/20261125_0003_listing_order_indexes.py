@@ -21,8 +21,11 @@ def upgrade() -> None:
     op.create_index("ix_listings_status_created", "listings", ["status", "created_at", "id"])
     op.create_index("ix_listings_status_currency_price", "listings",
                     ["status", "currency", "price", "id"])
+    op.create_index("ix_listings_status_category_currency_price", "listings",
+                    ["status", "category", "currency", "price", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_listings_status_category_currency_price", table_name="listings")
     op.drop_index("ix_listings_status_currency_price", table_name="listings")
     op.drop_index("ix_listings_status_created", table_name="listings")
