@@ -7,13 +7,10 @@ and transactions signed with eth-account, each person from their own loopback ad
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from web3 import HTTPProvider, Web3
 from escrow.compiler import load_artifact
 from escrow.db.engine import make_engine
 from escrow.db.models import Listing, Trade
-from escrow.settings import PROJECT_ROOT
+from helpers import load_script
 from webapp.stack import LocalStack
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -36,20 +33,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 GWEI = 10**9
 
 
-def load_bench() -> ModuleType:
-    """scripts/bench_load.py as a module (the scripts folder is not a package)."""
-    name = "bench_load"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / "bench_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = load_script("bench_load")  # its web client is the one these tests drive
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,17 @@ running processes.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -36,26 +33,14 @@ from db_fixtures import _in_ci
 from escrow.client import EscrowClient, Funded
 from escrow.db.engine import make_engine
 from escrow.settings import PROJECT_ROOT
+from helpers import load_script
 from webapp.stack import BIN, LocalStack
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
 
-def load_bench() -> ModuleType:
-    """scripts/bench_load.py as a module: its web client is the one these tests drive."""
-    name = "bench_load"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / "bench_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = load_script("bench_load")  # its web client is the one these tests drive
 CHAIN_DOWN = "The blockchain node is not reachable right now"
 _addresses = itertools.count(1)
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_slither",
-                                                  ROOT / "scripts" / "check_slither.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_slither"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-check = _load_check()
+check = load_script("check_slither")
 
 
 def test_slither_finds_nothing_untriaged(capsys: pytest.CaptureFixture[str]) -> None:
