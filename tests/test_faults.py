@@ -378,7 +378,10 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
                              timeout=120)
     if started.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"PostgreSQL did not start: {started.stderr.strip()}")
+        reason = f"PostgreSQL did not start: {started.stderr.strip()}"
+        if _in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
     url = started.stdout.strip().splitlines()[-1]
     port = url.rsplit(":", 1)[1].split("/")[0]
     owner = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
