@@ -237,7 +237,7 @@ def cmd_fund(args: argparse.Namespace) -> int:
         listing_ref=args.listing_ref.encode()[:32], sender=sender,
     )
     _print_tx(funded, "fund")
-    print(f"trade id {funded.trade_id}")
+    print(f"trade id {funded.trade_id:#x}  (buyer, lane and funding block; decimal also works)")
     return 0
 
 
@@ -288,7 +288,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     trade = client.trade(args.trade_id)
     state, terms = trade.state, trade.terms
     print(json.dumps({
-        "trade_id": str(trade.trade_id),
+        "trade_id": f"{trade.trade_id:#x}",
         "status": state.status.name.lower(),
         "deadline": state.deadline,
         "split_proposal": ({"by": state.split_proposer.name.lower(),
