@@ -58,7 +58,7 @@ def progress(message: str, stream: Any = None) -> Iterator[None]:
 def _connect(args: argparse.Namespace) -> Any:
     from escrow.chain import connect
 
-    return connect(args.rpc_url)
+    return connect(args.rpc_url or None)  # "" too means the embedded chain
 
 
 def _deployment(args: argparse.Namespace, chain: Any) -> Any:
