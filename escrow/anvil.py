@@ -76,18 +76,22 @@ class AnvilNode:
     def command(self) -> list[str]:
         cmd = [
             str(self.binary),
-            "--host", self.host,
-            "--port", str(self.port),
-            "--chain-id", str(self.chain_id),
-            "--mnemonic", DEV_MNEMONIC,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--mnemonic",
+            DEV_MNEMONIC,
             # Keep the states of the last blocks: without a number anvil keeps none, and a gas
             # estimate that races a new block fails with "block out of range".
-            "--prune-history", "64",
+            "--prune-history",
+            "64",
         ]
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            cmd += ["--state", str(self.state_file),
-                    "--state-interval", str(self.state_interval)]
+            cmd += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
         if self.log_file is None:

@@ -43,8 +43,9 @@ class Chain:
         """Accounts the node signs for (eth-tester's and anvil's unlocked dev accounts)."""
         return list(self.w3.eth.accounts)
 
-    def wait_for_receipt(self, tx_hash: HexBytes | bytes | str,
-                         timeout: float = RECEIPT_TIMEOUT) -> TxReceipt:
+    def wait_for_receipt(
+        self, tx_hash: HexBytes | bytes | str, timeout: float = RECEIPT_TIMEOUT
+    ) -> TxReceipt:
         """Polls with a short, growing interval: a local node mines in milliseconds."""
         deadline = time.monotonic() + timeout
         delay = 0.001
@@ -107,8 +108,11 @@ class Chain:
         """Sets an account's ETH balance on a dev chain (anvil) or sends it from a dev account."""
         if self.is_tester:
             tx = self.w3.eth.send_transaction(
-                {"from": self.accounts[0], "to": Web3.to_checksum_address(address),
-                 "value": Wei(wei)}
+                {
+                    "from": self.accounts[0],
+                    "to": Web3.to_checksum_address(address),
+                    "value": Wei(wei),
+                }
             )
             self.wait_for_receipt(tx)
         else:

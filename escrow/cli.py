@@ -117,8 +117,10 @@ def _units(amount: str, decimals: int) -> int:
 
 def _print_tx(result: Any, label: str) -> None:
     events = ", ".join(e.name for e in result.events) or "no events"
-    print(f"{label}: tx {result.tx_hash} block {result.block_number} gas {result.gas_used:,} "
-          f"({events})")
+    print(
+        f"{label}: tx {result.tx_hash} block {result.block_number} gas {result.gas_used:,} "
+        f"({events})"
+    )
 
 
 # ------------------------------------------------------------------ commands
@@ -139,16 +141,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_chain(args: argparse.Namespace) -> int:
     from escrow.anvil import AnvilNode
 
-    state_file = Path(args.state_file) if args.state_file else (
-        settings.data_dir() / "chain" / "anvil-state.json")
+    state_file = (
+        Path(args.state_file)
+        if args.state_file
+        else (settings.data_dir() / "chain" / "anvil-state.json")
+    )
     if args.fresh and state_file.exists():
         state_file.unlink()
-    node = AnvilNode(port=args.port, host=args.host, state_file=state_file,
-                     block_time=args.block_time)
+    node = AnvilNode(
+        port=args.port, host=args.host, state_file=state_file, block_time=args.block_time
+    )
     with progress(f"starting anvil on {node.url} (state in {state_file})"):
         node.start()
-    print(f"chain running at {node.url}, chain id {node.chain_id}; Ctrl-C stops it and "
-          "saves its state")
+    print(
+        f"chain running at {node.url}, chain id {node.chain_id}; Ctrl-C stops it and "
+        "saves its state"
+    )
     try:
         assert node.process is not None
         node.process.wait()
@@ -166,13 +174,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     deployer = _sender(args, chain) if (args.sender or settings.private_key()) else None
     with progress(f"deploying to chain {chain.chain_id}"):
         if args.force:
-            deployment, created = deploy(chain, deployer=deployer, force=True,
-                                         ruling_period=args.ruling_period), True
+            deployment, created = (
+                deploy(chain, deployer=deployer, force=True, ruling_period=args.ruling_period),
+                True,
+            )
         else:
-            deployment, created = ensure_deployment(chain, deployer=deployer,
-                                                    ruling_period=args.ruling_period)
-    print(("deployed" if created else "already deployed (reused)") + f" on chain "
-          f"{deployment.chain_id}")
+            deployment, created = ensure_deployment(
+                chain, deployer=deployer, ruling_period=args.ruling_period
+            )
+    print(
+        ("deployed" if created else "already deployed (reused)") + f" on chain "
+        f"{deployment.chain_id}"
+    )
     print(json.dumps(deployment.to_json(), indent=2))
     return 0
 
@@ -195,12 +208,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"    {step.actor:10} {step.action:30} gas {step.gas_used:>9,}")
 
     scenarios = Scenarios(deployment.client(chain), dev_cast(chain, deployment), on_step=show)
-    symbols = ("ETH", "tUSD") if args.token == "both" else (
-        ("ETH",) if args.token == "eth" else ("tUSD",))
+    symbols = (
+        ("ETH", "tUSD")
+        if args.token == "both"
+        else (("ETH",) if args.token == "eth" else ("tUSD",))
+    )
     runners: list[Callable[[str], Any]] = [
-        scenarios.confirm, scenarios.ship_and_confirm, scenarios.release_after_inspection,
-        scenarios.refund_after_deadline, scenarios.refund_by_seller, scenarios.settle,
-        scenarios.dispute, scenarios.ruling_timeout,
+        scenarios.confirm,
+        scenarios.ship_and_confirm,
+        scenarios.release_after_inspection,
+        scenarios.refund_after_deadline,
+        scenarios.refund_by_seller,
+        scenarios.settle,
+        scenarios.dispute,
+        scenarios.ruling_timeout,
     ]
     count = 0
     for symbol in symbols:
@@ -209,8 +230,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             batch.append(lambda s: scenarios.confirm(s, permit=True))
         for run in batch:
             result = run(symbol)
-            print(f"    -> [{symbol}] {result.final_status.name.lower()}, total gas "
-                  f"{result.total_gas:,}\n")
+            print(
+                f"    -> [{symbol}] {result.final_status.name.lower()}, total gas "
+                f"{result.total_gas:,}\n"
+            )
             count += 1
     print(f"{count} trade paths completed")
     return 0
@@ -230,11 +253,15 @@ def cmd_fund(args: argparse.Namespace) -> int:
     if int(token, 16) != 0 and not args.no_approve:
         _print_tx(client.approve(token, amount, sender=sender), "approve")
     funded = client.fund(
-        seller=args.seller, arbitrator=args.arbitrator, token=token, amount=amount,
+        seller=args.seller,
+        arbitrator=args.arbitrator,
+        token=token,
+        amount=amount,
         ship_by=chain.latest_timestamp() + int(args.ship_within_hours * 3600),
         inspection_period=int(args.inspection_hours * 3600),
         arbitrator_fee_bps=args.arbitrator_fee_bps,
-        listing_ref=args.listing_ref.encode()[:32], sender=sender,
+        listing_ref=args.listing_ref.encode()[:32],
+        sender=sender,
     )
     _print_tx(funded, "fund")
     print(f"trade id {funded.trade_id:#x}  (buyer, lane and funding block; decimal also works)")
@@ -246,8 +273,7 @@ def _simple_action(method: str, label: str, *extra: str) -> Callable[[argparse.N
         chain, _, client = _trade_context(args)
         terms, _ = client.terms_of(args.trade_id)
         values = [getattr(args, name) for name in extra]
-        result = getattr(client, method)(args.trade_id, terms, *values,
-                                         sender=_sender(args, chain))
+        result = getattr(client, method)(args.trade_id, terms, *values, sender=_sender(args, chain))
         _print_tx(result, label)
         return 0
 
@@ -257,8 +283,9 @@ def _simple_action(method: str, label: str, *extra: str) -> Callable[[argparse.N
 def cmd_ship(args: argparse.Namespace) -> int:
     chain, _, client = _trade_context(args)
     terms, _ = client.terms_of(args.trade_id)
-    result = client.mark_shipped(args.trade_id, terms, sender=_sender(args, chain),
-                                 shipment_ref=args.reference.encode()[:32])
+    result = client.mark_shipped(
+        args.trade_id, terms, sender=_sender(args, chain), shipment_ref=args.reference.encode()[:32]
+    )
     _print_tx(result, "mark shipped")
     return 0
 
@@ -268,10 +295,14 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
     chain, _, client = _trade_context(args)
     terms, _ = client.terms_of(args.trade_id)
-    digest = hashlib.sha256(Path(args.file).read_bytes()).digest() if args.file else \
-        bytes.fromhex(args.content_hash.removeprefix("0x"))
-    result = client.submit_evidence(args.trade_id, terms, args.uri, digest,
-                                    sender=_sender(args, chain))
+    digest = (
+        hashlib.sha256(Path(args.file).read_bytes()).digest()
+        if args.file
+        else bytes.fromhex(args.content_hash.removeprefix("0x"))
+    )
+    result = client.submit_evidence(
+        args.trade_id, terms, args.uri, digest, sender=_sender(args, chain)
+    )
     _print_tx(result, "submit evidence")
     return 0
 
@@ -287,17 +318,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     _, _, client = _trade_context(args)
     trade = client.trade(args.trade_id)
     state, terms = trade.state, trade.terms
-    print(json.dumps({
-        "trade_id": f"{trade.trade_id:#x}",
-        "status": state.status.name.lower(),
-        "deadline": state.deadline,
-        "split_proposal": ({"by": state.split_proposer.name.lower(),
-                            "buyer_bps": state.proposed_buyer_bps}
-                           if state.split_proposer else None),
-        "terms": {k: (str(v) if isinstance(v, int) and v > 2**53 else v)
-                  for k, v in terms.__dict__.items()},
-        "listing_ref": "0x" + trade.listing_ref.hex(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "trade_id": f"{trade.trade_id:#x}",
+                "status": state.status.name.lower(),
+                "deadline": state.deadline,
+                "split_proposal": (
+                    {"by": state.split_proposer.name.lower(), "buyer_bps": state.proposed_buyer_bps}
+                    if state.split_proposer
+                    else None
+                ),
+                "terms": {
+                    k: (str(v) if isinstance(v, int) and v > 2**53 else v)
+                    for k, v in terms.__dict__.items()
+                },
+                "listing_ref": "0x" + trade.listing_ref.hex(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -306,10 +346,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="escrow", description="Escrow for person-to-person trades on an EVM chain.")
-    parser.add_argument("--rpc-url", default=settings.rpc_url(),
-                        help="JSON-RPC URL of the chain (env ESCROW_RPC_URL); without it, "
-                             "an embedded chain that lives for one command")
+        prog="escrow", description="Escrow for person-to-person trades on an EVM chain."
+    )
+    parser.add_argument(
+        "--rpc-url",
+        default=settings.rpc_url(),
+        help="JSON-RPC URL of the chain (env ESCROW_RPC_URL); without it, "
+        "an embedded chain that lives for one command",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
@@ -320,15 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8545)
     p.add_argument("--state-file", help="default: <data dir>/chain/anvil-state.json")
-    p.add_argument("--block-time", type=float, help="seconds per block (default: a block "
-                   "per transaction)")
+    p.add_argument(
+        "--block-time", type=float, help="seconds per block (default: a block per transaction)"
+    )
     p.add_argument("--fresh", action="store_true", help="forget the saved state first")
     p.set_defaults(func=cmd_chain)
 
     p = sub.add_parser("deploy", help="deploy the escrow (reuses a live deployment)")
     p.add_argument("--force", action="store_true", help="deploy anew over a live deployment")
-    p.add_argument("--ruling-period", type=int, default=7 * 24 * 3600,
-                   help="seconds an arbitrator has to rule (default 7 days)")
+    p.add_argument(
+        "--ruling-period",
+        type=int,
+        default=7 * 24 * 3600,
+        help="seconds an arbitrator has to rule (default 7 days)",
+    )
     p.add_argument("--from", dest="sender", help="deployer: unlocked address or account index")
     p.set_defaults(func=cmd_deploy)
 
@@ -339,9 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     def trade_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         tp = sub.add_parser(name, help=help_text)
         tp.add_argument("trade_id", type=lambda v: int(v, 0), help="trade id")
-        tp.add_argument("--from", dest="sender",
-                        help="sender: unlocked address or dev account index "
-                             "(default: ESCROW_PRIVATE_KEY)")
+        tp.add_argument(
+            "--from",
+            dest="sender",
+            help="sender: unlocked address or dev account index (default: ESCROW_PRIVATE_KEY)",
+        )
         return tp
 
     p = sub.add_parser("fund", help="open and fund a trade as the buyer")
@@ -361,22 +412,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="", help="tracking reference (hashed on chain)")
     p.set_defaults(func=cmd_ship)
     trade_parser("confirm", "buyer confirms receipt; seller is paid").set_defaults(
-        func=_simple_action("confirm_receipt", "confirm receipt"))
+        func=_simple_action("confirm_receipt", "confirm receipt")
+    )
     trade_parser("release", "release to the seller after the inspection period").set_defaults(
-        func=_simple_action("release_after_inspection", "release"))
+        func=_simple_action("release_after_inspection", "release")
+    )
     trade_parser("refund", "refund the buyer after the ship-by deadline").set_defaults(
-        func=_simple_action("refund_after_deadline", "refund"))
+        func=_simple_action("refund_after_deadline", "refund")
+    )
     trade_parser("seller-refund", "seller refunds the buyer").set_defaults(
-        func=_simple_action("refund_by_seller", "seller refund"))
-    for name, method in (("propose-split", "propose_split"), ("accept-split", "accept_split"),
-                         ("rule", "rule")):
+        func=_simple_action("refund_by_seller", "seller refund")
+    )
+    for name, method in (
+        ("propose-split", "propose_split"),
+        ("accept-split", "accept_split"),
+        ("rule", "rule"),
+    ):
         p = trade_parser(name, f"{name.replace('-', ' ')} (buyer's share in basis points)")
         p.add_argument("buyer_bps", type=int)
         p.set_defaults(func=_simple_action(method, name, "buyer_bps"))
     trade_parser("dispute", "open a dispute").set_defaults(
-        func=_simple_action("open_dispute", "open dispute"))
+        func=_simple_action("open_dispute", "open dispute")
+    )
     trade_parser("resolve-timeout", "resolve a dispute nobody ruled on in time").set_defaults(
-        func=_simple_action("resolve_after_ruling_timeout", "resolve after timeout"))
+        func=_simple_action("resolve_after_ruling_timeout", "resolve after timeout")
+    )
     p = trade_parser("evidence", "submit evidence (URI and the sha256 of its content)")
     p.add_argument("uri")
     group = p.add_mutually_exclusive_group(required=True)

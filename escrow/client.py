@@ -94,14 +94,26 @@ class Terms:
         """From the decoded ``terms`` tuple or dict of a TradeFunded event."""
         if isinstance(terms, dict):
             terms = (
-                terms["buyer"], terms["seller"], terms["arbitrator"], terms["token"],
-                terms["amount"], terms["shipBy"], terms["inspectionPeriod"],
-                terms["arbitratorFeeBps"], terms["platformFeeBps"],
+                terms["buyer"],
+                terms["seller"],
+                terms["arbitrator"],
+                terms["token"],
+                terms["amount"],
+                terms["shipBy"],
+                terms["inspectionPeriod"],
+                terms["arbitratorFeeBps"],
+                terms["platformFeeBps"],
             )
         b, s, a, t, amount, ship_by, inspection, arb_fee, platform_fee = terms
         return cls(
-            to_checksum_address(b), to_checksum_address(s), to_checksum_address(a),
-            to_checksum_address(t), int(amount), int(ship_by), int(inspection), int(arb_fee),
+            to_checksum_address(b),
+            to_checksum_address(s),
+            to_checksum_address(a),
+            to_checksum_address(t),
+            int(amount),
+            int(ship_by),
+            int(inspection),
+            int(arb_fee),
             int(platform_fee),
         )
 
@@ -178,8 +190,15 @@ class EscrowCalls:
     ) -> PreparedCall:
         token = to_checksum_address(token)
         fn = self._fn.fund(
-            to_checksum_address(seller), to_checksum_address(arbitrator), token, amount,
-            ship_by, inspection_period, arbitrator_fee_bps, lane, _bytes32(listing_ref),
+            to_checksum_address(seller),
+            to_checksum_address(arbitrator),
+            token,
+            amount,
+            ship_by,
+            inspection_period,
+            arbitrator_fee_bps,
+            lane,
+            _bytes32(listing_ref),
         )
         return PreparedCall(fn, value=amount if int(token, 16) == 0 else 0)
 
@@ -201,16 +220,28 @@ class EscrowCalls:
         listing_ref: bytes = ZERO_REF,
     ) -> PreparedCall:
         fn = self._fn.fundWithPermit(
-            to_checksum_address(seller), to_checksum_address(arbitrator),
-            to_checksum_address(token), amount, ship_by, inspection_period, arbitrator_fee_bps,
-            lane, _bytes32(listing_ref), permit_deadline, v, _bytes32(r), _bytes32(s),
+            to_checksum_address(seller),
+            to_checksum_address(arbitrator),
+            to_checksum_address(token),
+            amount,
+            ship_by,
+            inspection_period,
+            arbitrator_fee_bps,
+            lane,
+            _bytes32(listing_ref),
+            permit_deadline,
+            v,
+            _bytes32(r),
+            _bytes32(s),
         )
         return PreparedCall(fn)
 
-    def mark_shipped(self, trade_id: int, terms: Terms, shipment_ref: bytes = ZERO_REF
-                     ) -> PreparedCall:
-        return PreparedCall(self._fn.markShipped(trade_id, terms.as_tuple(),
-                                                 _bytes32(shipment_ref)))
+    def mark_shipped(
+        self, trade_id: int, terms: Terms, shipment_ref: bytes = ZERO_REF
+    ) -> PreparedCall:
+        return PreparedCall(
+            self._fn.markShipped(trade_id, terms.as_tuple(), _bytes32(shipment_ref))
+        )
 
     def confirm_receipt(self, trade_id: int, terms: Terms) -> PreparedCall:
         return PreparedCall(self._fn.confirmReceipt(trade_id, terms.as_tuple()))
@@ -233,10 +264,12 @@ class EscrowCalls:
     def open_dispute(self, trade_id: int, terms: Terms) -> PreparedCall:
         return PreparedCall(self._fn.openDispute(trade_id, terms.as_tuple()))
 
-    def submit_evidence(self, trade_id: int, terms: Terms, uri: str, content_hash: bytes
-                        ) -> PreparedCall:
-        return PreparedCall(self._fn.submitEvidence(trade_id, terms.as_tuple(), uri,
-                                                    _bytes32(content_hash)))
+    def submit_evidence(
+        self, trade_id: int, terms: Terms, uri: str, content_hash: bytes
+    ) -> PreparedCall:
+        return PreparedCall(
+            self._fn.submitEvidence(trade_id, terms.as_tuple(), uri, _bytes32(content_hash))
+        )
 
     def rule(self, trade_id: int, terms: Terms, buyer_bps: int) -> PreparedCall:
         return PreparedCall(self._fn.rule(trade_id, terms.as_tuple(), buyer_bps))
@@ -251,8 +284,9 @@ class EscrowCalls:
         return PreparedCall(self._fn.withdrawPlatformFees(to_checksum_address(token)))
 
     def register_arbitrator(self, arbitrator: str, max_fee_bps: int) -> PreparedCall:
-        return PreparedCall(self._fn.registerArbitrator(to_checksum_address(arbitrator),
-                                                        max_fee_bps))
+        return PreparedCall(
+            self._fn.registerArbitrator(to_checksum_address(arbitrator), max_fee_bps)
+        )
 
     def remove_arbitrator(self, arbitrator: str) -> PreparedCall:
         return PreparedCall(self._fn.removeArbitrator(to_checksum_address(arbitrator)))
@@ -270,18 +304,21 @@ class EscrowCalls:
 class EscrowClient:
     """Reads and acts on one deployed escrow contract."""
 
-    def __init__(self, chain: Chain, escrow_address: str,
-                 stablecoin_address: str | None = None) -> None:
+    def __init__(
+        self, chain: Chain, escrow_address: str, stablecoin_address: str | None = None
+    ) -> None:
         self.chain = chain
         self.w3 = chain.w3
         escrow_abi = load_artifact("P2PEscrow").abi
         token_abi = load_artifact("TestStablecoin").abi
-        self.contract = self.w3.eth.contract(address=to_checksum_address(escrow_address),
-                                             abi=escrow_abi)
+        self.contract = self.w3.eth.contract(
+            address=to_checksum_address(escrow_address), abi=escrow_abi
+        )
         self.address: ChecksumAddress = self.contract.address
         self.stablecoin = (
             self.w3.eth.contract(address=to_checksum_address(stablecoin_address), abi=token_abi)
-            if stablecoin_address else None
+            if stablecoin_address
+            else None
         )
         self._token_abi = token_abi
         self.calls = EscrowCalls(self.contract)
@@ -329,9 +366,14 @@ class EscrowClient:
         ``lane`` defaults to the buyer's lowest free lane (see :meth:`free_lane`).
         """
         call = self.calls.fund(
-            seller=seller, arbitrator=arbitrator, amount=amount, ship_by=ship_by,
-            inspection_period=inspection_period, arbitrator_fee_bps=arbitrator_fee_bps,
-            token=token, listing_ref=listing_ref,
+            seller=seller,
+            arbitrator=arbitrator,
+            amount=amount,
+            ship_by=ship_by,
+            inspection_period=inspection_period,
+            arbitrator_fee_bps=arbitrator_fee_bps,
+            token=token,
+            listing_ref=listing_ref,
             lane=self.free_lane(sender_address(sender)) if lane is None else lane,
         )
         return self._funded(self.send(call, sender))
@@ -352,13 +394,23 @@ class EscrowClient:
         lane: int | None = None,
     ) -> Funded:
         """Funds a token trade in one transaction with an EIP-2612 permit signed by the buyer."""
-        deadline = (self.chain.latest_timestamp() + 3600 if permit_deadline is None
-                    else permit_deadline)
+        deadline = (
+            self.chain.latest_timestamp() + 3600 if permit_deadline is None else permit_deadline
+        )
         v, r, s = self.sign_permit(token, sender, amount, deadline)
         call = self.calls.fund_with_permit(
-            seller=seller, arbitrator=arbitrator, token=token, amount=amount, ship_by=ship_by,
-            inspection_period=inspection_period, permit_deadline=deadline, v=v, r=r, s=s,
-            arbitrator_fee_bps=arbitrator_fee_bps, listing_ref=listing_ref,
+            seller=seller,
+            arbitrator=arbitrator,
+            token=token,
+            amount=amount,
+            ship_by=ship_by,
+            inspection_period=inspection_period,
+            permit_deadline=deadline,
+            v=v,
+            r=r,
+            s=s,
+            arbitrator_fee_bps=arbitrator_fee_bps,
+            listing_ref=listing_ref,
             lane=self.free_lane(sender_address(sender)) if lane is None else lane,
         )
         return self._funded(self.send(call, sender))
@@ -366,20 +418,23 @@ class EscrowClient:
     def _funded(self, result: TxResult) -> Funded:
         event = result.event("TradeFunded")
         return Funded(
-            tx_hash=result.tx_hash, block_number=result.block_number, gas_used=result.gas_used,
-            events=result.events, trade_id=int(event.args["tradeId"]),
+            tx_hash=result.tx_hash,
+            block_number=result.block_number,
+            gas_used=result.gas_used,
+            events=result.events,
+            trade_id=int(event.args["tradeId"]),
             terms=Terms.from_event(event.args["terms"]),
         )
 
-    def mark_shipped(self, trade_id: int, terms: Terms, *, sender: Sender,
-                     shipment_ref: bytes = ZERO_REF) -> TxResult:
+    def mark_shipped(
+        self, trade_id: int, terms: Terms, *, sender: Sender, shipment_ref: bytes = ZERO_REF
+    ) -> TxResult:
         return self.send(self.calls.mark_shipped(trade_id, terms, shipment_ref), sender)
 
     def confirm_receipt(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.confirm_receipt(trade_id, terms), sender)
 
-    def release_after_inspection(self, trade_id: int, terms: Terms, *, sender: Sender
-                                 ) -> TxResult:
+    def release_after_inspection(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.release_after_inspection(trade_id, terms), sender)
 
     def refund_after_deadline(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
@@ -388,26 +443,30 @@ class EscrowClient:
     def refund_by_seller(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.refund_by_seller(trade_id, terms), sender)
 
-    def propose_split(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
-                      ) -> TxResult:
+    def propose_split(
+        self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
+    ) -> TxResult:
         return self.send(self.calls.propose_split(trade_id, terms, buyer_bps), sender)
 
-    def accept_split(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
-                     ) -> TxResult:
+    def accept_split(
+        self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender
+    ) -> TxResult:
         return self.send(self.calls.accept_split(trade_id, terms, buyer_bps), sender)
 
     def open_dispute(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.open_dispute(trade_id, terms), sender)
 
-    def submit_evidence(self, trade_id: int, terms: Terms, uri: str, content_hash: bytes, *,
-                        sender: Sender) -> TxResult:
+    def submit_evidence(
+        self, trade_id: int, terms: Terms, uri: str, content_hash: bytes, *, sender: Sender
+    ) -> TxResult:
         return self.send(self.calls.submit_evidence(trade_id, terms, uri, content_hash), sender)
 
     def rule(self, trade_id: int, terms: Terms, buyer_bps: int, *, sender: Sender) -> TxResult:
         return self.send(self.calls.rule(trade_id, terms, buyer_bps), sender)
 
-    def resolve_after_ruling_timeout(self, trade_id: int, terms: Terms, *, sender: Sender
-                                     ) -> TxResult:
+    def resolve_after_ruling_timeout(
+        self, trade_id: int, terms: Terms, *, sender: Sender
+    ) -> TxResult:
         return self.send(self.calls.resolve_after_ruling_timeout(trade_id, terms), sender)
 
     def withdraw(self, *, sender: Sender, token: str = ETH) -> TxResult:
@@ -418,8 +477,7 @@ class EscrowClient:
 
     # ------------------------------------------------------------ owner actions
 
-    def register_arbitrator(self, arbitrator: str, max_fee_bps: int, *, sender: Sender
-                            ) -> TxResult:
+    def register_arbitrator(self, arbitrator: str, max_fee_bps: int, *, sender: Sender) -> TxResult:
         return self.send(self.calls.register_arbitrator(arbitrator, max_fee_bps), sender)
 
     def remove_arbitrator(self, arbitrator: str, *, sender: Sender) -> TxResult:
@@ -449,8 +507,9 @@ class EscrowClient:
             return int(self.w3.eth.get_balance(to_checksum_address(account)))
         return int(self.token(token).functions.balanceOf(to_checksum_address(account)).call())
 
-    def permit_typed_data(self, token: str, owner: str, amount: int, deadline: int
-                          ) -> dict[str, Any]:
+    def permit_typed_data(
+        self, token: str, owner: str, amount: int, deadline: int
+    ) -> dict[str, Any]:
         """EIP-712 typed data of an EIP-2612 permit for the escrow (what a wallet signs)."""
         contract = self.token(token)
         owner = to_checksum_address(owner)
@@ -486,14 +545,23 @@ class EscrowClient:
         (the version differs between tokens, e.g. "2" for USDC), else name and version "1"."""
         try:
             _, name, version, chain_id, verifying, _, _ = contract.functions.eip712Domain().call()
-            return {"name": name, "version": version, "chainId": int(chain_id),
-                    "verifyingContract": to_checksum_address(verifying)}
+            return {
+                "name": name,
+                "version": version,
+                "chainId": int(chain_id),
+                "verifyingContract": to_checksum_address(verifying),
+            }
         except Exception:  # tokens without ERC-5267
-            return {"name": contract.functions.name().call(), "version": "1",
-                    "chainId": self.chain.chain_id, "verifyingContract": contract.address}
+            return {
+                "name": contract.functions.name().call(),
+                "version": "1",
+                "chainId": self.chain.chain_id,
+                "verifyingContract": contract.address,
+            }
 
-    def sign_permit(self, token: str, signer: Sender, amount: int, deadline: int
-                    ) -> tuple[int, bytes, bytes]:
+    def sign_permit(
+        self, token: str, signer: Sender, amount: int, deadline: int
+    ) -> tuple[int, bytes, bytes]:
         """Signs a permit with a local key, or asks the node to sign for an unlocked account."""
         data = self.permit_typed_data(token, sender_address(signer), amount, deadline)
         if isinstance(signer, LocalAccount):
@@ -508,8 +576,9 @@ class EscrowClient:
 
     def trade_state(self, trade_id: int, terms: Terms) -> TradeState:
         """Current state of a trade; raises TermsMismatch if its lane holds a later trade."""
-        return self._state(trade_id, self._read(self.contract.functions.tradeState(
-            trade_id, terms.as_tuple())))
+        return self._state(
+            trade_id, self._read(self.contract.functions.tradeState(trade_id, terms.as_tuple()))
+        )
 
     def lane_state(self, buyer: str, lane: int) -> TradeState:
         """The raw slot of a buyer's lane: its current or last trade."""
@@ -522,8 +591,9 @@ class EscrowClient:
         lane = start
         while True:
             state = self.lane_state(buyer, lane)
-            if state.status == Status.NONE or (not state.status.is_open
-                                               and state.deadline <= latest):
+            if state.status == Status.NONE or (
+                not state.status.is_open and state.deadline <= latest
+            ):
                 return lane
             lane += 1
 
@@ -539,8 +609,9 @@ class EscrowClient:
     @staticmethod
     def _state(trade_id: int, raw: Any) -> TradeState:
         terms_hash, status, deadline, proposer, bps = raw
-        return TradeState(trade_id, bytes(terms_hash), Status(status), int(deadline),
-                          Party(proposer), int(bps))
+        return TradeState(
+            trade_id, bytes(terms_hash), Status(status), int(deadline), Party(proposer), int(bps)
+        )
 
     def terms_of(self, trade_id: int) -> tuple[Terms, bytes]:
         """The terms and listing reference of a trade, from its TradeFunded event.
@@ -548,13 +619,17 @@ class EscrowClient:
         The funding block is part of the trade id, so this reads the logs of one block.
         """
         block = funding_block(trade_id)
-        logs = self.w3.eth.get_logs({
-            "address": self.address,
-            "fromBlock": block,
-            "toBlock": block,
-            "topics": [self.events.topic("TradeFunded"),
-                       "0x" + trade_id.to_bytes(32, "big").hex()],
-        })
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.address,
+                "fromBlock": block,
+                "toBlock": block,
+                "topics": [
+                    self.events.topic("TradeFunded"),
+                    "0x" + trade_id.to_bytes(32, "big").hex(),
+                ],
+            }
+        )
         if not logs:
             raise UnknownTrade(tradeId=trade_id)
         event = self.events.decode_log(logs[0])
@@ -565,15 +640,19 @@ class EscrowClient:
         return Trade(trade_id, terms, self.trade_state(trade_id, terms), listing_ref)
 
     def credits(self, account: str, token: str = ETH) -> int:
-        return int(self.contract.functions.credits(to_checksum_address(token),
-                                                   to_checksum_address(account)).call())
+        return int(
+            self.contract.functions.credits(
+                to_checksum_address(token), to_checksum_address(account)
+            ).call()
+        )
 
     def accrued_platform_fees(self, token: str = ETH) -> int:
         return int(self.contract.functions.accruedPlatformFees(to_checksum_address(token)).call())
 
     def arbitrator_info(self, arbitrator: str) -> ArbitratorInfo:
         registered, max_fee = self.contract.functions.arbitratorMaxFeeBps(
-            to_checksum_address(arbitrator)).call()
+            to_checksum_address(arbitrator)
+        ).call()
         return ArbitratorInfo(bool(registered), int(max_fee))
 
     def platform_fee(self) -> tuple[ChecksumAddress, int]:

@@ -59,7 +59,7 @@ class Artifact:
         if len(expected) != len(actual):
             return False
         for start, length in self.immutable_ranges:
-            actual[start:start + length] = expected[start:start + length]
+            actual[start : start + length] = expected[start : start + length]
         return actual == expected
 
     def to_json(self) -> dict[str, Any]:
@@ -69,8 +69,12 @@ class Artifact:
             "abi": self.abi,
             "bytecode": self.bytecode,
             "deployedBytecode": self.deployed_bytecode,
-            "compiler": {"version": self.compiler_version, "evmVersion": EVM_VERSION,
-                         "optimizerRuns": OPTIMIZER_RUNS, "viaIR": VIA_IR},
+            "compiler": {
+                "version": self.compiler_version,
+                "evmVersion": EVM_VERSION,
+                "optimizerRuns": OPTIMIZER_RUNS,
+                "viaIR": VIA_IR,
+            },
             "sourceHash": self.source_hash,
             "immutableRanges": [list(r) for r in self.immutable_ranges],
         }
@@ -169,8 +173,14 @@ def _standard_input(files: list[Path], root: Path) -> dict[str, Any]:
             "viaIR": VIA_IR,
             "evmVersion": EVM_VERSION,
             "outputSelection": {
-                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object",
-                            "evm.deployedBytecode.immutableReferences"]}
+                "*": {
+                    "*": [
+                        "abi",
+                        "evm.bytecode.object",
+                        "evm.deployedBytecode.object",
+                        "evm.deployedBytecode.immutableReferences",
+                    ]
+                }
             },
         },
     }
@@ -229,12 +239,15 @@ def compile_contracts(
                 deployed_bytecode="0x" + data["evm"]["deployedBytecode"]["object"],
                 compiler_version=version,
                 source_hash=digest,
-                immutable_ranges=tuple(sorted(
-                    (int(ref["start"]), int(ref["length"]))
-                    for refs in data["evm"]["deployedBytecode"].get(
-                        "immutableReferences", {}).values()
-                    for ref in refs
-                )),
+                immutable_ranges=tuple(
+                    sorted(
+                        (int(ref["start"]), int(ref["length"]))
+                        for refs in data["evm"]["deployedBytecode"]
+                        .get("immutableReferences", {})
+                        .values()
+                        for ref in refs
+                    )
+                ),
             )
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,13 @@ def dev_cast(chain: Chain, deployment: Deployment) -> Cast:
     signer: Sender = accounts[1]
     if chain.is_tester:
         signer = tester_key(accounts[1])
-    return Cast(buyer=accounts[1], seller=accounts[2], keeper=accounts[3],
-                arbitrator=deployment.arbitrators[-1], buyer_signer=signer)
+    return Cast(
+        buyer=accounts[1],
+        seller=accounts[2],
+        keeper=accounts[3],
+        arbitrator=deployment.arbitrators[-1],
+        buyer_signer=signer,
+    )
 
 
 def tester_key(address: str) -> LocalAccount:
@@ -77,9 +82,15 @@ def tester_key(address: str) -> LocalAccount:
 class Scenarios:
     """Runs the trade paths with one client and cast."""
 
-    def __init__(self, client: EscrowClient, cast: Cast, *, amount_eth: int = 10**17,
-                 amount_usd: int = 250 * 10**6,
-                 on_step: Callable[[str, Step], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: EscrowClient,
+        cast: Cast,
+        *,
+        amount_eth: int = 10**17,
+        amount_usd: int = 250 * 10**6,
+        on_step: Callable[[str, Step], None] | None = None,
+    ) -> None:
         self.client = client
         self.cast = cast
         self.amount = {"ETH": amount_eth, "tUSD": amount_usd}
@@ -100,14 +111,19 @@ class Scenarios:
         if self.on_step:
             self.on_step(result.name, step)
 
-    def _fund(self, result: ScenarioResult, symbol: str, *, permit: bool = False,
-              approve: bool = True) -> Funded:
+    def _fund(
+        self, result: ScenarioResult, symbol: str, *, permit: bool = False, approve: bool = True
+    ) -> Funded:
         c, cast = self.client, self.cast
         token, amount = self.token(symbol), self.amount[symbol]
         common = dict(
-            seller=cast.seller, arbitrator=cast.arbitrator, amount=amount,
-            ship_by=c.chain.latest_timestamp() + SHIP_WITHIN, inspection_period=INSPECTION,
-            arbitrator_fee_bps=ARBITRATOR_FEE_BPS, listing_ref=b"demo-listing",
+            seller=cast.seller,
+            arbitrator=cast.arbitrator,
+            amount=amount,
+            ship_by=c.chain.latest_timestamp() + SHIP_WITHIN,
+            inspection_period=INSPECTION,
+            arbitrator_fee_bps=ARBITRATOR_FEE_BPS,
+            listing_ref=b"demo-listing",
         )
         if permit:
             funded = c.fund_with_permit(token=token, sender=cast.buyer_signer, **common)  # type: ignore[arg-type]
@@ -133,8 +149,12 @@ class Scenarios:
         r = self._new("buyer confirms receipt" + (" (permit)" if permit else ""), symbol)
         f = self._fund(r, symbol, permit=permit)
         assert f.terms is not None
-        self._record(r, "buyer", "confirm receipt",
-                     self.client.confirm_receipt(f.trade_id, f.terms, sender=self.cast.buyer))
+        self._record(
+            r,
+            "buyer",
+            "confirm receipt",
+            self.client.confirm_receipt(f.trade_id, f.terms, sender=self.cast.buyer),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def ship_and_confirm(self, symbol: str = "ETH") -> ScenarioResult:
@@ -142,11 +162,15 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
-        self._record(r, "seller", "mark shipped",
-                     c.mark_shipped(f.trade_id, f.terms, sender=cast.seller,
-                                    shipment_ref=b"tracking-123"))
-        self._record(r, "buyer", "confirm receipt",
-                     c.confirm_receipt(f.trade_id, f.terms, sender=cast.buyer))
+        self._record(
+            r,
+            "seller",
+            "mark shipped",
+            c.mark_shipped(f.trade_id, f.terms, sender=cast.seller, shipment_ref=b"tracking-123"),
+        )
+        self._record(
+            r, "buyer", "confirm receipt", c.confirm_receipt(f.trade_id, f.terms, sender=cast.buyer)
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def release_after_inspection(self, symbol: str = "ETH") -> ScenarioResult:
@@ -154,11 +178,16 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
-        self._record(r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms,
-                                                                 sender=cast.seller))
+        self._record(
+            r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms, sender=cast.seller)
+        )
         c.chain.increase_time(INSPECTION + 1)
-        self._record(r, "keeper", "release after inspection",
-                     c.release_after_inspection(f.trade_id, f.terms, sender=cast.keeper))
+        self._record(
+            r,
+            "keeper",
+            "release after inspection",
+            c.release_after_inspection(f.trade_id, f.terms, sender=cast.keeper),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def refund_after_deadline(self, symbol: str = "ETH") -> ScenarioResult:
@@ -166,17 +195,24 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         self.client.chain.increase_time(SHIP_WITHIN + 1)
-        self._record(r, "buyer", "refund after deadline",
-                     self.client.refund_after_deadline(f.trade_id, f.terms,
-                                                       sender=self.cast.buyer))
+        self._record(
+            r,
+            "buyer",
+            "refund after deadline",
+            self.client.refund_after_deadline(f.trade_id, f.terms, sender=self.cast.buyer),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def refund_by_seller(self, symbol: str = "ETH") -> ScenarioResult:
         r = self._new("seller refunds the buyer", symbol)
         f = self._fund(r, symbol)
         assert f.terms is not None
-        self._record(r, "seller", "refund by seller",
-                     self.client.refund_by_seller(f.trade_id, f.terms, sender=self.cast.seller))
+        self._record(
+            r,
+            "seller",
+            "refund by seller",
+            self.client.refund_by_seller(f.trade_id, f.terms, sender=self.cast.seller),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def settle(self, symbol: str = "ETH", buyer_bps: int = 3_000) -> ScenarioResult:
@@ -184,30 +220,54 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
-        self._record(r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms,
-                                                                 sender=cast.seller))
-        self._record(r, "buyer", "propose split",
-                     c.propose_split(f.trade_id, f.terms, buyer_bps, sender=cast.buyer))
-        self._record(r, "seller", "accept split",
-                     c.accept_split(f.trade_id, f.terms, buyer_bps, sender=cast.seller))
+        self._record(
+            r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms, sender=cast.seller)
+        )
+        self._record(
+            r,
+            "buyer",
+            "propose split",
+            c.propose_split(f.trade_id, f.terms, buyer_bps, sender=cast.buyer),
+        )
+        self._record(
+            r,
+            "seller",
+            "accept split",
+            c.accept_split(f.trade_id, f.terms, buyer_bps, sender=cast.seller),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
-    def dispute(self, symbol: str = "ETH", buyer_bps: int = 7_000, *,
-                evidence: bool = True, ship: bool = True) -> ScenarioResult:
+    def dispute(
+        self,
+        symbol: str = "ETH",
+        buyer_bps: int = 7_000,
+        *,
+        evidence: bool = True,
+        ship: bool = True,
+    ) -> ScenarioResult:
         r = self._new(f"dispute, arbitrator rules {buyer_bps / 100:.0f}% to the buyer", symbol)
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
         if ship:
-            self._record(r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms,
-                                                                     sender=cast.seller))
-        self._record(r, "buyer", "open dispute", c.open_dispute(f.trade_id, f.terms,
-                                                                sender=cast.buyer))
+            self._record(
+                r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms, sender=cast.seller)
+            )
+        self._record(
+            r, "buyer", "open dispute", c.open_dispute(f.trade_id, f.terms, sender=cast.buyer)
+        )
         if evidence:
-            self._record(r, "buyer", "submit evidence", c.submit_evidence(
-                f.trade_id, f.terms, "ipfs://demo-photo", b"\x01" * 32, sender=cast.buyer))
-        self._record(r, "arbitrator", "rule",
-                     c.rule(f.trade_id, f.terms, buyer_bps, sender=cast.arbitrator))
+            self._record(
+                r,
+                "buyer",
+                "submit evidence",
+                c.submit_evidence(
+                    f.trade_id, f.terms, "ipfs://demo-photo", b"\x01" * 32, sender=cast.buyer
+                ),
+            )
+        self._record(
+            r, "arbitrator", "rule", c.rule(f.trade_id, f.terms, buyer_bps, sender=cast.arbitrator)
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def ruling_timeout(self, symbol: str = "ETH") -> ScenarioResult:
@@ -215,13 +275,19 @@ class Scenarios:
         f = self._fund(r, symbol)
         assert f.terms is not None
         c, cast = self.client, self.cast
-        self._record(r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms,
-                                                                 sender=cast.seller))
-        self._record(r, "seller", "open dispute", c.open_dispute(f.trade_id, f.terms,
-                                                                 sender=cast.seller))
+        self._record(
+            r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms, sender=cast.seller)
+        )
+        self._record(
+            r, "seller", "open dispute", c.open_dispute(f.trade_id, f.terms, sender=cast.seller)
+        )
         c.chain.increase_time(c.ruling_period() + 1)
-        self._record(r, "keeper", "resolve after ruling timeout",
-                     c.resolve_after_ruling_timeout(f.trade_id, f.terms, sender=cast.keeper))
+        self._record(
+            r,
+            "keeper",
+            "resolve after ruling timeout",
+            c.resolve_after_ruling_timeout(f.trade_id, f.terms, sender=cast.keeper),
+        )
         return self._finish(r, f.trade_id, f.terms)
 
     def all(self, symbols: tuple[str, ...] = ("ETH", "tUSD")) -> list[ScenarioResult]:

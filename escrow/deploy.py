@@ -177,8 +177,9 @@ def deploy(
     return deployment
 
 
-def ensure_deployment(chain: Chain, registry_dir: Path | None = None, **kwargs: Any
-                      ) -> tuple[Deployment, bool]:
+def ensure_deployment(
+    chain: Chain, registry_dir: Path | None = None, **kwargs: Any
+) -> tuple[Deployment, bool]:
     """The live recorded deployment, or a new one; the flag says whether it was just made."""
     existing = load_deployment(chain, registry_dir)
     if existing is not None:
@@ -186,8 +187,7 @@ def ensure_deployment(chain: Chain, registry_dir: Path | None = None, **kwargs: 
     return deploy(chain, registry_dir=registry_dir, force=True, **kwargs), True
 
 
-def _deploy_contract(chain: Chain, name: str, args: list[Any], deployer: Sender
-                     ) -> ContractRecord:
+def _deploy_contract(chain: Chain, name: str, args: list[Any], deployer: Sender) -> ContractRecord:
     artifact = load_artifact(name)
     factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     sender = TransactionSender(chain, ErrorDecoder([artifact.abi]))

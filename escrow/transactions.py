@@ -124,7 +124,7 @@ def _revert_data(exc: BaseException) -> bytes | None:
         prefix = "execution reverted: "
         if text.startswith(prefix):
             try:
-                value = ast.literal_eval(text[len(prefix):])
+                value = ast.literal_eval(text[len(prefix) :])
             except (ValueError, SyntaxError):
                 return b""
             return value if isinstance(value, bytes) else b""

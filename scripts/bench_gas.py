@@ -47,10 +47,12 @@ def oz_baseline(chain: Chain, owner: str, payee: str) -> tuple[int, int, int]:
     escrow = chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
     deposit = withdraw = 0
     for _ in range(2):
-        deposit = int(sender.send(PreparedCall(escrow.functions.deposit(payee), 10**17),
-                                  owner)["gasUsed"])
-        withdraw = int(sender.send(PreparedCall(escrow.functions.withdraw(payee)),
-                                   owner)["gasUsed"])
+        deposit = int(
+            sender.send(PreparedCall(escrow.functions.deposit(payee), 10**17), owner)["gasUsed"]
+        )
+        withdraw = int(
+            sender.send(PreparedCall(escrow.functions.withdraw(payee)), owner)["gasUsed"]
+        )
     return deposit, withdraw, deposit + withdraw
 
 
@@ -60,9 +62,15 @@ def keep_open_trades(client: EscrowClient, cast: Cast, chain: Chain) -> None:
     for token, amount in ((ETH, 10**16), (client.stablecoin.address, 10**6)):  # type: ignore[union-attr]
         if token != ETH:
             client.approve(token, amount, sender=other)
-        client.fund(seller=cast.seller, arbitrator=cast.arbitrator, token=token, amount=amount,
-                    ship_by=chain.latest_timestamp() + 10 * 86400, inspection_period=86400,
-                    sender=other)
+        client.fund(
+            seller=cast.seller,
+            arbitrator=cast.arbitrator,
+            token=token,
+            amount=amount,
+            ship_by=chain.latest_timestamp() + 10 * 86400,
+            inspection_period=86400,
+            sender=other,
+        )
 
 
 def measure(chain: Chain, platform_fee_bps: int) -> dict[str, Any]:
@@ -96,8 +104,11 @@ def measure(chain: Chain, platform_fee_bps: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rpc-url", default=None, help="a node to measure on (default: the "
-                        "embedded chain; gas is the same on anvil)")
+    parser.add_argument(
+        "--rpc-url",
+        default=None,
+        help="a node to measure on (default: the embedded chain; gas is the same on anvil)",
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "gas.json")
     args = parser.parse_args(argv)
 
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "dispute_path": with_fee["dispute_path"],
         "oz_escrow_baseline": oz_total,
         "conditions": "steady state (parties traded before; escrow holds other open trades); "
-                      "1% platform fee unless noted",
+        "1% platform fee unless noted",
         "targets": TARGETS,
         "with_platform_fee_1pct": with_fee,
         "without_platform_fee": without_fee,
@@ -128,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"{'path':20} {'what is counted':44} {'1% fee':>9} {'no fee':>9} {'target':>9}")
     for key, what in rows:
-        print(f"{key:20} {what:44} {with_fee[key]:>9,} {without_fee[key]:>9,} "
-              f"{TARGETS[key]:>9,}")
-    print(f"{'oz_escrow_baseline':20} {'OZ 4.9.6 Escrow deposit + withdraw':44} "
-          f"{oz_total:>9,} {oz_total:>9,} {'':>9}")
-    print(f"\nsteady state: parties traded before, escrow holds other open trades; "
-          f"written to {args.out}")
+        print(f"{key:20} {what:44} {with_fee[key]:>9,} {without_fee[key]:>9,} {TARGETS[key]:>9,}")
+    print(
+        f"{'oz_escrow_baseline':20} {'OZ 4.9.6 Escrow deposit + withdraw':44} "
+        f"{oz_total:>9,} {oz_total:>9,} {'':>9}"
+    )
+    print(
+        f"\nsteady state: parties traded before, escrow holds other open trades; "
+        f"written to {args.out}"
+    )
     failed = [k for k, _ in rows if with_fee[k] > TARGETS[k]]
     if failed:
         print(f"above target: {', '.join(failed)}", file=sys.stderr)

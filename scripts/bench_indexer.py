@@ -46,10 +46,25 @@ class Node:
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [str(anvil_binary()), "--port", str(port), "--host", "127.0.0.1", "--silent",
-             "--prune-history", "--no-mining", "--order", "fifo", "--gas-limit", "1000000000",
-             "--code-size-limit", "100000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(anvil_binary()),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--silent",
+                "--prune-history",
+                "--no-mining",
+                "--order",
+                "fifo",
+                "--gas-limit",
+                "1000000000",
+                "--code-size-limit",
+                "100000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.http = requests.Session()
         for _ in range(500):
             try:
@@ -60,15 +75,19 @@ class Node:
         raise RuntimeError("anvil did not start")
 
     def call(self, method: str, params: list[object]) -> object:
-        reply = self.http.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                               "params": params}, timeout=120).json()
+        reply = self.http.post(
+            self.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+            timeout=120,
+        ).json()
         if "error" in reply:
             raise RuntimeError(reply["error"])
         return reply["result"]
 
     def batch(self, calls: list[tuple[str, list[object]]]) -> list[object]:
-        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                for i, (m, p) in enumerate(calls)]
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)
+        ]
         replies = self.http.post(self.url, json=body, timeout=300).json()
         errors = [r["error"] for r in replies if "error" in r]
         if errors:
@@ -86,20 +105,32 @@ def create_events(node: Node, count: int) -> tuple[str, int]:
     artifact = load_artifact("P2PEscrow")
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     deploy = factory.constructor(owner, 86400).build_transaction({"from": owner, "gas": 8_000_000})
-    tx = node.call("eth_sendTransaction", [{"from": owner, "data": deploy["data"],
-                                            "gas": hex(8_000_000)}])
+    tx = node.call(
+        "eth_sendTransaction", [{"from": owner, "data": deploy["data"], "gas": hex(8_000_000)}]
+    )
     node.call("evm_mine", [])
     receipt = node.call("eth_getTransactionReceipt", [tx])
     assert isinstance(receipt, dict)
     address = receipt["contractAddress"]
     contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
-    node.call("eth_sendTransaction", [{
-        "from": owner, "to": address, "gas": hex(200_000),
-        "data": contract.encode_abi("registerArbitrator", [arbitrator, 500])}])
+    node.call(
+        "eth_sendTransaction",
+        [
+            {
+                "from": owner,
+                "to": address,
+                "gas": hex(200_000),
+                "data": contract.encode_abi("registerArbitrator", [arbitrator, 500]),
+            }
+        ],
+    )
     node.call("evm_mine", [])
     ship_by = int(w3.eth.get_block("latest")["timestamp"]) + 30 * 86400
-    template = bytes.fromhex(contract.encode_abi(
-        "fund", [seller, arbitrator, ZERO, 1000, ship_by, 86400, 100, 0, b"\0" * 32])[2:])
+    template = bytes.fromhex(
+        contract.encode_abi(
+            "fund", [seller, arbitrator, ZERO, 1000, ship_by, 86400, 100, 0, b"\0" * 32]
+        )[2:]
+    )
     lane_offset = 4 + 32 * 7
     nonce = int(str(node.call("eth_getTransactionCount", [buyer, "latest"])), 16)
     started = time.perf_counter()
@@ -107,10 +138,22 @@ def create_events(node: Node, count: int) -> tuple[str, int]:
         calls: list[tuple[str, list[object]]] = []
         for lane in range(first, min(count, first + BATCH)):
             data = bytearray(template)
-            data[lane_offset: lane_offset + 32] = lane.to_bytes(32, "big")
-            calls.append(("eth_sendTransaction", [{
-                "from": buyer, "to": address, "value": hex(1000), "gas": hex(250_000),
-                "nonce": hex(nonce), "data": "0x" + data.hex()}]))
+            data[lane_offset : lane_offset + 32] = lane.to_bytes(32, "big")
+            calls.append(
+                (
+                    "eth_sendTransaction",
+                    [
+                        {
+                            "from": buyer,
+                            "to": address,
+                            "value": hex(1000),
+                            "gas": hex(250_000),
+                            "nonce": hex(nonce),
+                            "data": "0x" + data.hex(),
+                        }
+                    ],
+                )
+            )
             nonce += 1
         node.batch(calls)
         node.call("evm_mine", [])
@@ -131,16 +174,22 @@ def measure(w3: Web3, url: str, address: str, expected: int) -> float:
     if stored != expected + 1:  # + ArbitratorRegistered (OwnershipTransferred too, below)
         if stored != expected + 2:
             raise RuntimeError(f"stored {stored} events, expected about {expected}")
-    print(f"{url.split(':')[0]}: {result.events} events in {seconds:.2f} s "
-          f"({result.events / seconds:,.0f}/s, {result.batches} batches)", file=sys.stderr)
+    print(
+        f"{url.split(':')[0]}: {result.events} events in {seconds:.2f} s "
+        f"({result.events / seconds:,.0f}/s, {result.batches} batches)",
+        file=sys.stderr,
+    )
     return result.events / seconds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--postgres-url", default=None,
-                        help="PostgreSQL database to use (default: start a throwaway cluster)")
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="PostgreSQL database to use (default: start a throwaway cluster)",
+    )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench" / "indexer.json"))
     args = parser.parse_args()
@@ -157,15 +206,23 @@ def main() -> int:
             url = args.postgres_url
             if url is None:
                 pg_dir = tempfile.mkdtemp(prefix="pgbench.")
-                url = subprocess.run([str(ROOT / "scripts" / "pg_test_server.sh"), "start",
-                                      pg_dir], check=True, capture_output=True,
-                                     text=True).stdout.strip().splitlines()[-1]
+                url = (
+                    subprocess.run(
+                        [str(ROOT / "scripts" / "pg_test_server.sh"), "start", pg_dir],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
             postgres_rate = measure(w3, url, address, args.events)
     finally:
         node.stop()
         if pg_dir:
-            subprocess.run([str(ROOT / "scripts" / "pg_test_server.sh"), "stop", pg_dir],
-                           capture_output=True)
+            subprocess.run(
+                [str(ROOT / "scripts" / "pg_test_server.sh"), "stop", pg_dir], capture_output=True
+            )
     report = {
         "events": args.events,
         "sqlite_events_per_s": round(sqlite_rate),

@@ -116,7 +116,8 @@ def _reset_on_reuse(exc: requests.ConnectionError) -> bool:
     """A connection reset or closed before any byte of the answer came back."""
     text = str(exc)
     return "Connection aborted" in text and (
-        "ConnectionResetError" in text or "RemoteDisconnected" in text)
+        "ConnectionResetError" in text or "RemoteDisconnected" in text
+    )
 
 
 class SourceAddressAdapter(HTTPAdapter):
@@ -134,9 +135,17 @@ class SourceAddressAdapter(HTTPAdapter):
 class WebUser:
     """One person with a wallet: an HTTP session on the market and a key that signs locally."""
 
-    def __init__(self, base_url: str, rpc_url: str, account: LocalAccount, *,
-                 source_ip: str | None = None, stats: Stats | None = None,
-                 timeout: float = 30.0, tx_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        rpc_url: str,
+        account: LocalAccount,
+        *,
+        source_ip: str | None = None,
+        stats: Stats | None = None,
+        timeout: float = 30.0,
+        tx_timeout: float = 60.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.rpc_url = rpc_url
         self.account = account
@@ -156,8 +165,9 @@ class WebUser:
 
     # -- HTTP
 
-    def request(self, method: str, path: str, *, page: bool = False, expect_ok: bool = True,
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, page: bool = False, expect_ok: bool = True, **kwargs: Any
+    ) -> requests.Response:
         """One request; with ``expect_ok`` anything but 2xx/3xx raises :class:`BenchError`."""
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("allow_redirects", False)
@@ -193,10 +203,16 @@ class WebUser:
             self.csrf_token = found.group(1)
         return response
 
-    def post_json(self, path: str, data: dict[str, Any] | None = None,
-                  expect_ok: bool = True) -> requests.Response:
-        return self.request("POST", path, json=data or {}, expect_ok=expect_ok,
-                            headers={"Accept": "application/json"})
+    def post_json(
+        self, path: str, data: dict[str, Any] | None = None, expect_ok: bool = True
+    ) -> requests.Response:
+        return self.request(
+            "POST",
+            path,
+            json=data or {},
+            expect_ok=expect_ok,
+            headers={"Accept": "application/json"},
+        )
 
     # -- sign-in
 
@@ -205,18 +221,25 @@ class WebUser:
         reply = self.request("GET", "/auth/message", params={"address": self.account.address})
         message = reply.json()["message"]
         signature = self.account.sign_message(encode_defunct(text=message)).signature
-        self.post_json("/auth/verify", {"message": message,
-                                        "signature": "0x" + bytes(signature).hex()})
+        self.post_json(
+            "/auth/verify", {"message": message, "signature": "0x" + bytes(signature).hex()}
+        )
         self.page("/")  # the session was renewed: a new CSRF token
 
     # -- market actions
 
     def create_listing(self, title: str, price_eth: str, quantity: int = 1) -> int:
         self.page("/listings/new")
-        form = {"csrf_token": self.csrf_token or "", "title": title,
-                "description": "Good condition; hand-over or post.", "price": price_eth,
-                "currency": "ETH", "quantity": str(quantity), "category": "other",
-                "city": "Almaty"}
+        form = {
+            "csrf_token": self.csrf_token or "",
+            "title": title,
+            "description": "Good condition; hand-over or post.",
+            "price": price_eth,
+            "currency": "ETH",
+            "quantity": str(quantity),
+            "category": "other",
+            "city": "Almaty",
+        }
         reply = self.request("POST", "/listings/new", data=form)
         found = LISTING_PATH.search(reply.headers.get("Location", ""))
         if reply.status_code not in (302, 303) or not found:
@@ -245,9 +268,11 @@ class WebUser:
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         try:
-            reply = self.rpc_http.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1,
-                                                           "method": method, "params": params},
-                                       timeout=self.timeout).json()
+            reply = self.rpc_http.post(
+                self.rpc_url,
+                json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                timeout=self.timeout,
+            ).json()
         except requests.RequestException as exc:
             raise BenchError(f"{method}: {exc.__class__.__name__}") from exc
         if "error" in reply:
@@ -264,15 +289,20 @@ class WebUser:
         if tx["from"].lower() != self.address:
             raise BenchError(f"the app prepared a transaction from {tx['from']}")
         fields = {
-            "to": Web3.to_checksum_address(tx["to"]), "data": tx["data"],
-            "value": int(tx["value"], 16), "gas": int(tx["gas"], 16),
-            "chainId": int(tx["chainId"], 16), "nonce": self._nonce,
-            "maxFeePerGas": self._fees[0], "maxPriorityFeePerGas": self._fees[1],
+            "to": Web3.to_checksum_address(tx["to"]),
+            "data": tx["data"],
+            "value": int(tx["value"], 16),
+            "gas": int(tx["gas"], 16),
+            "chainId": int(tx["chainId"], 16),
+            "nonce": self._nonce,
+            "maxFeePerGas": self._fees[0],
+            "maxPriorityFeePerGas": self._fees[1],
         }
         signed = self.account.sign_transaction(fields)
         try:
-            tx_hash = str(self.rpc("eth_sendRawTransaction",
-                                   ["0x" + bytes(signed.raw_transaction).hex()]))
+            tx_hash = str(
+                self.rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+            )
         except BenchError:
             self._nonce = None  # ask the node again next time
             raise
@@ -297,9 +327,16 @@ class WebUser:
 def fresh_account(rpc_url: str, ether: int = 1000) -> LocalAccount:
     """A new key with ``ether`` ETH set by the dev node (anvil_setBalance)."""
     account: LocalAccount = Account.create()
-    reply = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
-                                         "params": [account.address, hex(ether * 10**18)]},
-                          timeout=30).json()
+    reply = requests.post(
+        rpc_url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "anvil_setBalance",
+            "params": [account.address, hex(ether * 10**18)],
+        },
+        timeout=30,
+    ).json()
     if "error" in reply:
         raise BenchError(f"anvil_setBalance: {reply['error']}")
     return account
@@ -310,8 +347,9 @@ def dev_account(index: int) -> LocalAccount:
     from escrow.anvil import DEV_MNEMONIC
 
     Account.enable_unaudited_hdwallet_features()
-    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC,
-                                                  account_path=f"m/44'/60'/0'/0/{index}")
+    account: LocalAccount = Account.from_mnemonic(
+        DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"
+    )
     return account
 
 
@@ -333,27 +371,43 @@ class Comparison:
 
     @property
     def equal(self) -> bool:
-        return (self.reconcile_ok and not self.missing and not self.extra
-                and not self.duplicates and self.funded_on_chain == self.trades_in_db)
+        return (
+            self.reconcile_ok
+            and not self.missing
+            and not self.extra
+            and not self.duplicates
+            and self.funded_on_chain == self.trades_in_db
+        )
 
 
-def chain_log_keys(w3: Web3, address: str, from_block: int,
-                   to_block: int) -> tuple[set[tuple[str, int]], int]:
+def chain_log_keys(
+    w3: Web3, address: str, from_block: int, to_block: int
+) -> tuple[set[tuple[str, int]], int]:
     """(tx hash, log index) of every log of ``address``, and how many were TradeFunded."""
     from eth_utils import event_abi_to_log_topic
 
     from escrow.compiler import load_artifact
 
-    funded_abi = next(e for e in load_artifact("P2PEscrow").abi
-                      if e.get("type") == "event" and e.get("name") == "TradeFunded")
+    funded_abi = next(
+        e
+        for e in load_artifact("P2PEscrow").abi
+        if e.get("type") == "event" and e.get("name") == "TradeFunded"
+    )
     funded_topic = "0x" + event_abi_to_log_topic(funded_abi).hex()  # type: ignore[arg-type]
     keys: set[tuple[str, int]] = set()
     funded = 0
     step = 5_000
     for start in range(from_block, to_block + 1, step):
         reply = w3.provider.make_request(
-            RPCEndpoint("eth_getLogs"), [{"address": address, "fromBlock": hex(start),
-                             "toBlock": hex(min(to_block, start + step - 1))}])
+            RPCEndpoint("eth_getLogs"),
+            [
+                {
+                    "address": address,
+                    "fromBlock": hex(start),
+                    "toBlock": hex(min(to_block, start + step - 1)),
+                }
+            ],
+        )
         if "error" in reply:
             raise BenchError(f"eth_getLogs: {reply['error']}")
         for entry in reply["result"]:
@@ -362,25 +416,33 @@ def chain_log_keys(w3: Web3, address: str, from_block: int,
     return keys, funded
 
 
-def compare_db_with_chain(w3: Web3, engine: Engine, address: str,
-                          from_block: int) -> Comparison:
+def compare_db_with_chain(w3: Web3, engine: Engine, address: str, from_block: int) -> Comparison:
     """reconcile() plus the event sets: every log of the escrow stored exactly once."""
     address = address.lower()
     report = reconcile(w3, engine, address)
     head = int(w3.eth.block_number)
     chain_keys, funded = chain_log_keys(w3, address, from_block, head)
     with Session(engine) as session:
-        rows = session.execute(select(TradeEvent.tx_hash, TradeEvent.log_index).where(
-            TradeEvent.contract_address == address)).all()
-        trades = len(session.scalars(select(Trade.id).where(
-            Trade.contract_address == address)).all())
+        rows = session.execute(
+            select(TradeEvent.tx_hash, TradeEvent.log_index).where(
+                TradeEvent.contract_address == address
+            )
+        ).all()
+        trades = len(
+            session.scalars(select(Trade.id).where(Trade.contract_address == address)).all()
+        )
     stored = [(str(tx).lower(), int(index)) for tx, index in rows]
     stored_set = set(stored)
     return Comparison(
-        reconcile_ok=report.ok, reconcile_checked=report.checked,
-        chain_events=len(chain_keys), db_events=len(stored),
-        missing=sorted(chain_keys - stored_set), extra=sorted(stored_set - chain_keys),
-        duplicates=len(stored) - len(stored_set), funded_on_chain=funded, trades_in_db=trades,
+        reconcile_ok=report.ok,
+        reconcile_checked=report.checked,
+        chain_events=len(chain_keys),
+        db_events=len(stored),
+        missing=sorted(chain_keys - stored_set),
+        extra=sorted(stored_set - chain_keys),
+        duplicates=len(stored) - len(stored_set),
+        funded_on_chain=funded,
+        trades_in_db=trades,
         differences=[str(d) for d in report.differences],
     )
 
@@ -404,8 +466,7 @@ def price_for(rng: random.Random) -> str:
 def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats) -> None:
     """List, browse, buy, ship, confirm (or dispute): one trade from start to finish."""
     word = rng.choice(WORDS)
-    listing_id = seller.create_listing(f"{word.title()} by {seller.address[:8]}",
-                                       price_for(rng))
+    listing_id = seller.create_listing(f"{word.title()} by {seller.address[:8]}", price_for(rng))
     buyer.page("/")
     buyer.page("/", q=word)
     buyer.page(f"/listings/{listing_id}")
@@ -431,14 +492,25 @@ def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats)
     stats.completed(disputed)
 
 
-def run_user(index: int, base_url: str, rpc_url: str, stop_at: float, stats: Stats,
-             seed: int) -> None:
+def run_user(
+    index: int, base_url: str, rpc_url: str, stop_at: float, stats: Stats, seed: int
+) -> None:
     rng = random.Random(seed * 1_000 + index)
     # 127.0.0.0/8 is loopback: each user gets its own pair of client addresses.
-    seller = WebUser(base_url, rpc_url, fresh_account(rpc_url),
-                     source_ip=f"127.0.{1 + index // 120}.{2 + 2 * (index % 120)}", stats=stats)
-    buyer = WebUser(base_url, rpc_url, fresh_account(rpc_url),
-                    source_ip=f"127.0.{1 + index // 120}.{3 + 2 * (index % 120)}", stats=stats)
+    seller = WebUser(
+        base_url,
+        rpc_url,
+        fresh_account(rpc_url),
+        source_ip=f"127.0.{1 + index // 120}.{2 + 2 * (index % 120)}",
+        stats=stats,
+    )
+    buyer = WebUser(
+        base_url,
+        rpc_url,
+        fresh_account(rpc_url),
+        source_ip=f"127.0.{1 + index // 120}.{3 + 2 * (index % 120)}",
+        stats=stats,
+    )
     time.sleep(rng.random())  # people do not all arrive in the same millisecond
     while time.monotonic() < stop_at:
         try:
@@ -453,13 +525,18 @@ def run_user(index: int, base_url: str, rpc_url: str, stop_at: float, stats: Sta
             time.sleep(1.0)
 
 
-def run_load(base_url: str, rpc_url: str, users: int, seconds: float,
-             seed: int = 1) -> Stats:
+def run_load(base_url: str, rpc_url: str, users: int, seconds: float, seed: int = 1) -> Stats:
     stats = Stats()
     stop_at = time.monotonic() + seconds
-    threads = [threading.Thread(target=run_user, name=f"user-{i}", daemon=True,
-                                args=(i, base_url, rpc_url, stop_at, stats, seed))
-               for i in range(users)]
+    threads = [
+        threading.Thread(
+            target=run_user,
+            name=f"user-{i}",
+            daemon=True,
+            args=(i, base_url, rpc_url, stop_at, stats, seed),
+        )
+        for i in range(users)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -491,22 +568,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "load.json")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench-load.") as tmp, \
-            LocalStack(Path(tmp) / "stack", workers=args.workers, threads=args.threads,
-                       quiet=True) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-load.") as tmp,
+        LocalStack(
+            Path(tmp) / "stack", workers=args.workers, threads=args.threads, quiet=True
+        ) as stack,
+    ):
         assert stack.chain is not None and stack.deployment is not None
-        print(f"{args.users} users for {args.seconds:g} s against {stack.url} "
-              f"(gunicorn {args.workers}x{args.threads}, SQLite, anvil, indexer process)",
-              flush=True)
+        print(
+            f"{args.users} users for {args.seconds:g} s against {stack.url} "
+            f"(gunicorn {args.workers}x{args.threads}, SQLite, anvil, indexer process)",
+            flush=True,
+        )
         started = time.monotonic()
         stats = run_load(stack.url, stack.node.url, args.users, args.seconds, args.seed)
         elapsed = time.monotonic() - started
         stack.wait_indexed(timeout=120)
         engine = make_engine(stack.database_url)
         try:
-            comparison = compare_db_with_chain(stack.chain.w3, engine,
-                                               stack.deployment.escrow.address,
-                                               stack.deployment.escrow.block_number)
+            comparison = compare_db_with_chain(
+                stack.chain.w3,
+                engine,
+                stack.deployment.escrow.address,
+                stack.deployment.escrow.block_number,
+            )
         finally:
             engine.dispose()
         indexer_alive = stack.indexer is not None and stack.indexer.poll() is None
@@ -526,8 +611,10 @@ def main(argv: list[str] | None = None) -> int:
         "check": {
             "reconcile_ok": comparison.reconcile_ok,
             "trades_checked": comparison.reconcile_checked,
-            "chain_events": comparison.chain_events, "db_events": comparison.db_events,
-            "missing": len(comparison.missing), "extra": len(comparison.extra),
+            "chain_events": comparison.chain_events,
+            "db_events": comparison.db_events,
+            "missing": len(comparison.missing),
+            "extra": len(comparison.extra),
             "duplicates": comparison.duplicates,
             "funded_on_chain": comparison.funded_on_chain,
             "trades_in_db": comparison.trades_in_db,
@@ -538,12 +625,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("trades_completed", "errors", "p95_ms",
-                                             "db_equals_chain")}))
+    print(
+        json.dumps(
+            {k: report[k] for k in ("trades_completed", "errors", "p95_ms", "db_equals_chain")}
+        )
+    )
     if stats.errors:
         print("errors:", json.dumps(report["error_kinds"], indent=2))
-    print(f"{stats.requests} requests ({stats.keepalive_retries} GETs sent again after a "
-          f"keep-alive reset), {len(stats.page_ms)} pages; written to {args.out}")
+    print(
+        f"{stats.requests} requests ({stats.keepalive_retries} GETs sent again after a "
+        f"keep-alive reset), {len(stats.page_ms)} pages; written to {args.out}"
+    )
     return 0 if not stats.errors and comparison.equal else 1
 
 

@@ -35,8 +35,26 @@ from webapp.stack import LocalStack
 
 CATEGORIES = ["electronics", "phones", "furniture", "clothing", "bikes", "books", "kids", "home"]
 CITIES = ["Almaty", "Astana", "Shymkent", "Karaganda", "Aktobe", "Taraz", "Pavlodar"]
-WORDS = ["bike", "phone", "sofa", "jacket", "lamp", "table", "laptop", "camera", "stroller",
-         "guitar", "book", "chair", "watch", "kettle", "boots", "desk", "monitor", "tent"]
+WORDS = [
+    "bike",
+    "phone",
+    "sofa",
+    "jacket",
+    "lamp",
+    "table",
+    "laptop",
+    "camera",
+    "stroller",
+    "guitar",
+    "book",
+    "chair",
+    "watch",
+    "kettle",
+    "boots",
+    "desk",
+    "monitor",
+    "tent",
+]
 LUA = """
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"p50_us\\": %d, \\"p95_us\\": %d, \\"p99_us\\": %d, "
@@ -68,20 +86,33 @@ def fill_listings(stack: LocalStack, count: int) -> list[int]:
             for i in range(count):
                 title = f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} #{i}"
                 currency = "ETH" if rng.random() < 0.6 else "USD"
-                price = (rng.randint(1, 500) * 10**15 if currency == "ETH"
-                         else rng.randint(5, 2000) * 10**6)
-                rows.append({
-                    "ref": "0x" + secrets.token_hex(32), "seller_id": rng.choice(user_ids),
-                    "title": title, "description": f"Good condition. {title}. Pick-up or post.",
-                    "price": price, "currency": currency, "quantity": 1000,
-                    "category": rng.choice(CATEGORIES), "city": rng.choice(CITIES),
-                    "photos": [], "status": "active",
-                    "created_at": datetime.now(UTC), "updated_at": datetime.now(UTC),
-                })
+                price = (
+                    rng.randint(1, 500) * 10**15
+                    if currency == "ETH"
+                    else rng.randint(5, 2000) * 10**6
+                )
+                rows.append(
+                    {
+                        "ref": "0x" + secrets.token_hex(32),
+                        "seller_id": rng.choice(user_ids),
+                        "title": title,
+                        "description": f"Good condition. {title}. Pick-up or post.",
+                        "price": price,
+                        "currency": currency,
+                        "quantity": 1000,
+                        "category": rng.choice(CATEGORIES),
+                        "city": rng.choice(CITIES),
+                        "photos": [],
+                        "status": "active",
+                        "created_at": datetime.now(UTC),
+                        "updated_at": datetime.now(UTC),
+                    }
+                )
             for start in range(0, len(rows), 2_000):
-                session.execute(insert(Listing), rows[start:start + 2_000])
-            return list(session.scalars(select(Listing.id).order_by(Listing.id.desc())
-                                        .limit(count)))
+                session.execute(insert(Listing), rows[start : start + 2_000])
+            return list(
+                session.scalars(select(Listing.id).order_by(Listing.id.desc()).limit(count))
+            )
     finally:
         engine.dispose()
 
@@ -94,8 +125,10 @@ def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
     engine = make_engine(stack.database_url)
     with session_scope(engine) as session:
         listings = session.execute(
-            select(Listing.ref, User.address).join(User, Listing.seller_id == User.id)
-            .where(Listing.id.in_(listing_ids[:count]), Listing.currency == "ETH")).all()
+            select(Listing.ref, User.address)
+            .join(User, Listing.seller_id == User.id)
+            .where(Listing.id.in_(listing_ids[:count]), Listing.currency == "ETH")
+        ).all()
     engine.dispose()
     buyers = [a for a in chain.accounts[5:8]]
     arbitrator = deployment.arbitrators[-1]
@@ -109,18 +142,38 @@ def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
         buyer = buyers[i % len(buyers)]
         if seller.lower() == buyer.lower():
             buyer = buyers[(i + 1) % len(buyers)]
-        call = client.calls.fund(seller=seller, arbitrator=arbitrator, amount=10**15,
-                                 ship_by=ship_by, inspection_period=3 * 86400,
-                                 listing_ref=bytes.fromhex(ref[2:]), lane=lanes[buyer])
+        call = client.calls.fund(
+            seller=seller,
+            arbitrator=arbitrator,
+            amount=10**15,
+            ship_by=ship_by,
+            inspection_period=3 * 86400,
+            listing_ref=bytes.fromhex(ref[2:]),
+            lane=lanes[buyer],
+        )
         lanes[buyer] += 1
         data = call.function._encode_transaction_data()
-        calls.append({"jsonrpc": "2.0", "id": i, "method": "eth_sendTransaction", "params": [{
-            "from": buyer, "to": client.address, "data": data, "value": hex(10**15),
-            "gas": hex(300_000), "nonce": hex(nonces[buyer])}]})
+        calls.append(
+            {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "eth_sendTransaction",
+                "params": [
+                    {
+                        "from": buyer,
+                        "to": client.address,
+                        "data": data,
+                        "value": hex(10**15),
+                        "gas": hex(300_000),
+                        "nonce": hex(nonces[buyer]),
+                    }
+                ],
+            }
+        )
         nonces[buyer] += 1
     hashes = []
     for start in range(0, len(calls), 500):
-        replies = http.post(chain.url or "", json=calls[start:start + 500], timeout=300).json()
+        replies = http.post(chain.url or "", json=calls[start : start + 500], timeout=300).json()
         errors = [r["error"] for r in replies if "error" in r]
         if errors:
             raise RuntimeError(f"sending trades failed: {errors[0]}")
@@ -138,24 +191,38 @@ def sign_in(stack: LocalStack, address: str) -> str:
     page = http.get(stack.url + "/auth/signin", timeout=10).text
     token = re.search(r'name="csrf-token" content="([^"]+)"', page)
     assert token, "no CSRF token"
-    message = http.get(stack.url + "/auth/message", params={"address": address},
-                       timeout=10).json()["message"]
+    message = http.get(stack.url + "/auth/message", params={"address": address}, timeout=10).json()[
+        "message"
+    ]
     signature = stack.chain.rpc("personal_sign", ["0x" + message.encode().hex(), address])
-    reply = http.post(stack.url + "/auth/verify", json={"message": message,
-                                                         "signature": signature},
-                      headers={"X-CSRFToken": token.group(1)}, timeout=10)
+    reply = http.post(
+        stack.url + "/auth/verify",
+        json={"message": message, "signature": signature},
+        headers={"X-CSRFToken": token.group(1)},
+        timeout=10,
+    )
     reply.raise_for_status()
     return "; ".join(f"{k}={v}" for k, v in http.cookies.items())
 
 
-def run_wrk(url: str, seconds: int, cookie: str | None, threads: int, connections: int,
-            script: Path) -> dict[str, float]:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-               "-s", str(script)]
+def run_wrk(
+    url: str, seconds: int, cookie: str | None, threads: int, connections: int, script: Path
+) -> dict[str, float]:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+    ]
     if cookie:
         command += ["-H", f"Cookie: {cookie}"]
-    out = subprocess.run(command + [url], capture_output=True, text=True, check=True,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run(
+        command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("JSON "))
     raw = json.loads(line[5:])
     return {
@@ -198,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             cookie = sign_in(stack, buyer)
             engine = make_engine(stack.database_url)
             with session_scope(engine) as session:
-                trade_pk = session.scalar(select(Trade.id).where(Trade.buyer == buyer)
-                                          .order_by(Trade.id.desc()).limit(1))
+                trade_pk = session.scalar(
+                    select(Trade.id).where(Trade.buyer == buyer).order_by(Trade.id.desc()).limit(1)
+                )
                 trades = session.scalar(select(Trade.id).order_by(Trade.id.desc()).limit(1))
             engine.dispose()
             assert trade_pk is not None, "no trade of the buyer was indexed"
@@ -211,12 +279,22 @@ def main(argv: list[str] | None = None) -> int:
             }
             results: dict[str, Any] = {}
             for name, (url, page_cookie) in pages.items():
-                check = requests.get(url, headers={"Cookie": page_cookie} if page_cookie else {},
-                                     timeout=10, allow_redirects=False)
+                check = requests.get(
+                    url,
+                    headers={"Cookie": page_cookie} if page_cookie else {},
+                    timeout=10,
+                    allow_redirects=False,
+                )
                 if check.status_code != 200:
                     raise RuntimeError(f"{name} page answered {check.status_code} at {url}")
-                results[name] = run_wrk(url, args.seconds, page_cookie, threads=2,
-                                        connections=args.connections, script=script)
+                results[name] = run_wrk(
+                    url,
+                    args.seconds,
+                    page_cookie,
+                    threads=2,
+                    connections=args.connections,
+                    script=script,
+                )
     report = {
         "pages": results,
         "listings": args.listings,
@@ -231,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'page':10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
     for name, r in results.items():
-        print(f"{name:10} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
-              f"{r['req_per_s']:>8} {r['errors'] + r['non_2xx']:>7}")
+        print(
+            f"{name:10} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['req_per_s']:>8} {r['errors'] + r['non_2xx']:>7}"
+        )
     print(f"{args.listings:,} listings, {args.trades:,} trades; written to {args.out}")
     return 0
 

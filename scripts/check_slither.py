@@ -38,18 +38,26 @@ def run_slither(out: Path) -> tuple[dict[str, Any], str]:
         for path in (ROOT / "contracts").glob("*.sol"):
             shutil.copy(path, sources / path.name)
         command = [
-            str(Path(sys.executable).parent / "slither"), "contracts/",
-            "--solc", str(SHIM), "--solc-standard-json",
-            "--solc-remaps", f"@openzeppelin/contracts/={modules}/@openzeppelin/contracts/",
-            "--filter-paths", "node_modules",
-            "--exclude-informational", "--exclude-optimization",
-            "--json", str(out),
+            str(Path(sys.executable).parent / "slither"),
+            "contracts/",
+            "--solc",
+            str(SHIM),
+            "--solc-standard-json",
+            "--solc-remaps",
+            f"@openzeppelin/contracts/={modules}/@openzeppelin/contracts/",
+            "--filter-paths",
+            "node_modules",
+            "--exclude-informational",
+            "--exclude-optimization",
+            "--json",
+            str(out),
         ]
         # The contracts need viaIR, which Slither's standard JSON cannot ask for; the shim
         # adds it when SOLC_SHIM_VIA_IR is set.
         env = {**os.environ, "SOLC_SHIM_VIA_IR": "1"}
-        proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            command, cwd=tmp, env=env, capture_output=True, text=True, timeout=600
+        )
     if not out.is_file():
         raise SystemExit(f"slither produced no report (exit {proc.returncode}):\n{proc.stderr}")
     return json.loads(out.read_text()), proc.stderr
@@ -80,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if count == 0:
         print("slither analysed 0 contracts: the check is misconfigured", file=sys.stderr)
         return 1
-    triage = {(t["check"], t["target"]): t["reason"]
-              for t in json.loads(TRIAGE.read_text())["accepted"]}
+    triage = {
+        (t["check"], t["target"]): t["reason"] for t in json.loads(TRIAGE.read_text())["accepted"]
+    }
     results = report.get("results", {}).get("detectors", [])
     untriaged, explained, low = [], [], 0
     for result in results:
@@ -93,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             untriaged.append((result["impact"], key, result["description"].strip()))
     stale = sorted(set(triage) - {finding_key(r) for r in results})
-    print(f"slither: {count} contracts analysed, {len(results)} results: "
-          f"{len(explained)} high/medium explained in {TRIAGE.relative_to(ROOT)}, "
-          f"{len(untriaged)} untriaged, {low} low")
+    print(
+        f"slither: {count} contracts analysed, {len(results)} results: "
+        f"{len(explained)} high/medium explained in {TRIAGE.relative_to(ROOT)}, "
+        f"{len(untriaged)} untriaged, {low} low"
+    )
     for key in stale:
         print(f"note: triage entry {key} no longer matches a finding; remove it")
     for impact, key, description in untriaged:

@@ -38,8 +38,7 @@ def main() -> int:
         while not stop["now"]:
             for name, process in (("web server", stack.web), ("indexer", stack.indexer)):
                 if process is not None and process.poll() is not None:
-                    print(f"the {name} exited with {process.returncode}; stopping",
-                          file=sys.stderr)
+                    print(f"the {name} exited with {process.returncode}; stopping", file=sys.stderr)
                     stop["now"] = True
             time.sleep(0.5)
         return 0

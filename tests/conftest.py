@@ -49,8 +49,15 @@ def client(chain: Chain, deployment: Deployment) -> EscrowClient:
 def roles(tester_chain: Chain, tester_deployment: Deployment) -> Roles:
     a = tester_chain.accounts
     arbitrators = tester_deployment.arbitrators
-    return Roles(owner=a[0], buyer=a[1], seller=a[2], stranger=a[3], buyer2=a[4],
-                 arbitrator=arbitrators[-1], arbitrator2=arbitrators[0])
+    return Roles(
+        owner=a[0],
+        buyer=a[1],
+        seller=a[2],
+        stranger=a[3],
+        buyer2=a[4],
+        arbitrator=arbitrators[-1],
+        arbitrator2=arbitrators[0],
+    )
 
 
 @pytest.fixture(scope="session")

@@ -52,8 +52,9 @@ def postgres_server() -> Iterator[str]:
         return
     folder = tempfile.mkdtemp(prefix="pgtest.")
     try:
-        out = subprocess.run([str(PG_SCRIPT), "start", folder], capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [str(PG_SCRIPT), "start", folder], capture_output=True, text=True, timeout=120
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
         _unavailable(str(exc))
@@ -129,16 +130,28 @@ def start_anvil(*extra: str) -> AnvilProcess:
         pytest.skip(f"anvil binary missing at {binary}")
     port = free_port()
     process = subprocess.Popen(
-        [str(binary), "--port", str(port), "--host", "127.0.0.1", "--silent",
-         "--prune-history", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--silent",
+            "--prune-history",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId",
-                                     "params": []}, timeout=1).raise_for_status()
+            requests.post(
+                url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+                timeout=1,
+            ).raise_for_status()
             return AnvilProcess(process, url)
         except requests.RequestException:
             if process.poll() is not None:
@@ -169,20 +182,25 @@ class Market:
         self.owner, self.seller, self.arbitrator = accounts[0], accounts[1], accounts[2]
         self.buyers = accounts[3:]
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        receipt = self.wait(factory.constructor(self.owner, 7 * 86400).transact(
-            {"from": self.owner}))
+        receipt = self.wait(
+            factory.constructor(self.owner, 7 * 86400).transact({"from": self.owner})
+        )
         self.address: str = receipt["contractAddress"]
         self.deploy_block: int = receipt["blockNumber"]
         self.contract = w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
-        self.wait(self.contract.functions.registerArbitrator(self.arbitrator, 500).transact(
-            {"from": self.owner}))
+        self.wait(
+            self.contract.functions.registerArbitrator(self.arbitrator, 500).transact(
+                {"from": self.owner}
+            )
+        )
         self.terms: dict[int, tuple[Any, ...]] = {}
         self._lanes: dict[str, int] = {}
 
     def wait(self, tx_hash: Any) -> Any:
         while True:
             response = self.w3.provider.make_request(  # type: ignore[arg-type]
-                "eth_getTransactionReceipt", [Web3.to_hex(tx_hash)])
+                "eth_getTransactionReceipt", [Web3.to_hex(tx_hash)]
+            )
             if response.get("result"):
                 receipt = self.w3.eth.get_transaction_receipt(tx_hash)
                 assert receipt["status"] == 1, receipt
@@ -192,15 +210,29 @@ class Market:
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
-    def fund(self, amount: int = 10**18, buyer: str | None = None, listing_ref: bytes = b"",
-             fee_bps: int = 100) -> int:
+    def fund(
+        self,
+        amount: int = 10**18,
+        buyer: str | None = None,
+        listing_ref: bytes = b"",
+        fee_bps: int = 100,
+    ) -> int:
         buyer = buyer or self.buyers[0]
         ship_by = self.now() + 7 * 86400
         lane = self._lanes[buyer] = self._lanes.get(buyer, -1) + 1  # a fresh lane every time
-        receipt = self.wait(self.contract.functions.fund(
-            self.seller, self.arbitrator, ZERO_ADDRESS, amount, ship_by, 3 * 86400, fee_bps,
-            lane, listing_ref.ljust(32, b"\0"),
-        ).transact({"from": buyer, "value": amount}))
+        receipt = self.wait(
+            self.contract.functions.fund(
+                self.seller,
+                self.arbitrator,
+                ZERO_ADDRESS,
+                amount,
+                ship_by,
+                3 * 86400,
+                fee_bps,
+                lane,
+                listing_ref.ljust(32, b"\0"),
+            ).transact({"from": buyer, "value": amount})
+        )
         event = self.contract.events.TradeFunded().process_receipt(receipt)[0]
         trade_id = int(event["args"]["tradeId"])
         self.terms[trade_id] = tuple(event["args"]["terms"].values())

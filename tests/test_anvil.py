@@ -38,9 +38,14 @@ def test_happy_path_on_anvil(anvil_chain: Chain, anvil_deployment: Deployment) -
     client = anvil_deployment.client(anvil_chain)
     buyer, seller, stranger = anvil_chain.accounts[1:4]
     arbitrator = anvil_deployment.arbitrators[-1]
-    funded = client.fund(seller=seller, arbitrator=arbitrator, amount=10**18,
-                         ship_by=anvil_chain.latest_timestamp() + DAY, inspection_period=DAY,
-                         sender=buyer)
+    funded = client.fund(
+        seller=seller,
+        arbitrator=arbitrator,
+        amount=10**18,
+        ship_by=anvil_chain.latest_timestamp() + DAY,
+        inspection_period=DAY,
+        sender=buyer,
+    )
     assert funded.terms is not None and funded.terms.platform_fee_bps == 100
     client.mark_shipped(funded.trade_id, funded.terms, sender=seller)
     seller_before = client.token_balance(ETH, seller)
@@ -62,13 +67,21 @@ def test_dispute_with_permit_on_anvil(anvil_chain: Chain, anvil_deployment: Depl
     amount = 300 * 10**6
     buyer_before = client.token_balance(usd, buyer)
     # the node signs the EIP-2612 permit for its unlocked account (eth_signTypedData_v4)
-    funded = client.fund_with_permit(seller=seller, arbitrator=arbitrator, token=usd,
-                                     amount=amount, ship_by=anvil_chain.latest_timestamp() + DAY,
-                                     inspection_period=DAY, arbitrator_fee_bps=300, sender=buyer)
+    funded = client.fund_with_permit(
+        seller=seller,
+        arbitrator=arbitrator,
+        token=usd,
+        amount=amount,
+        ship_by=anvil_chain.latest_timestamp() + DAY,
+        inspection_period=DAY,
+        arbitrator_fee_bps=300,
+        sender=buyer,
+    )
     assert funded.terms is not None
     client.open_dispute(funded.trade_id, funded.terms, sender=buyer)
-    client.submit_evidence(funded.trade_id, funded.terms, "ipfs://photo", b"\x02" * 32,
-                           sender=buyer)
+    client.submit_evidence(
+        funded.trade_id, funded.terms, "ipfs://photo", b"\x02" * 32, sender=buyer
+    )
     with pytest.raises(NotArbitrator):
         client.rule(funded.trade_id, funded.terms, 10_000, sender=seller)
     with pytest.raises(DeadlineNotReached):
@@ -80,14 +93,18 @@ def test_dispute_with_permit_on_anvil(anvil_chain: Chain, anvil_deployment: Depl
     assert client.token_balance(usd, buyer) == buyer_before - resolved["arbitratorFee"]
 
 
-def test_ruling_timeout_moves_anvil_time(anvil_chain: Chain,
-                                         anvil_deployment: Deployment) -> None:
+def test_ruling_timeout_moves_anvil_time(anvil_chain: Chain, anvil_deployment: Deployment) -> None:
     client = anvil_deployment.client(anvil_chain)
     accounts = anvil_chain.accounts
     buyer, seller, keeper = accounts[6], accounts[7], accounts[3]
-    funded = client.fund(seller=seller, arbitrator=anvil_deployment.arbitrators[0],
-                         amount=4 * 10**17, ship_by=anvil_chain.latest_timestamp() + DAY,
-                         inspection_period=DAY, sender=buyer)
+    funded = client.fund(
+        seller=seller,
+        arbitrator=anvil_deployment.arbitrators[0],
+        amount=4 * 10**17,
+        ship_by=anvil_chain.latest_timestamp() + DAY,
+        inspection_period=DAY,
+        sender=buyer,
+    )
     assert funded.terms is not None
     client.mark_shipped(funded.trade_id, funded.terms, sender=seller)
     client.open_dispute(funded.trade_id, funded.terms, sender=seller)
@@ -106,9 +123,14 @@ def test_chain_state_survives_a_restart(tmp_path: Path) -> None:
         chain = connect(node.url)
         deployment = deploy(chain, registry_dir=registry)
         client = deployment.client(chain)
-        funded = client.fund(seller=chain.accounts[2], arbitrator=deployment.arbitrators[0],
-                             amount=10**17, ship_by=chain.latest_timestamp() + DAY,
-                             inspection_period=DAY, sender=chain.accounts[1])
+        funded = client.fund(
+            seller=chain.accounts[2],
+            arbitrator=deployment.arbitrators[0],
+            amount=10**17,
+            ship_by=chain.latest_timestamp() + DAY,
+            inspection_period=DAY,
+            sender=chain.accounts[1],
+        )
     finally:
         node.stop()
     assert state.is_file() and state.stat().st_size > 0

@@ -12,8 +12,9 @@ def test_compile_reports_the_artifacts(capsys: pytest.CaptureFixture[str]) -> No
     assert "P2PEscrow" in capsys.readouterr().out
 
 
-def test_demo_runs_every_eth_path(capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_every_eth_path(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ESCROW_RPC_URL", raising=False)
     assert main(["--rpc-url", "", "demo", "--token", "eth"]) == 0
     out = capsys.readouterr().out
@@ -23,8 +24,21 @@ def test_demo_runs_every_eth_path(capsys: pytest.CaptureFixture[str],
 
 
 def test_bad_amount_is_a_message_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--rpc-url", "", "fund", "--from", "1", "--seller", "0x" + "11" * 20,
-                 "--arbitrator", "0x" + "22" * 20, "--amount", "-3"])
+    code = main(
+        [
+            "--rpc-url",
+            "",
+            "fund",
+            "--from",
+            "1",
+            "--seller",
+            "0x" + "11" * 20,
+            "--arbitrator",
+            "0x" + "22" * 20,
+            "--amount",
+            "-3",
+        ]
+    )
     assert code == 1
     assert "must be more than zero" in capsys.readouterr().err
 
@@ -35,10 +49,22 @@ def test_contract_refusal_names_the_error(capsys: pytest.CaptureFixture[str]) ->
     assert "UnknownTrade" in capsys.readouterr().err
 
 
-def test_missing_sender_is_explained(capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sender_is_explained(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ESCROW_PRIVATE_KEY", raising=False)
-    code = main(["--rpc-url", "", "fund", "--seller", "0x" + "11" * 20,
-                 "--arbitrator", "0x" + "22" * 20, "--amount", "1"])
+    code = main(
+        [
+            "--rpc-url",
+            "",
+            "fund",
+            "--seller",
+            "0x" + "11" * 20,
+            "--arbitrator",
+            "0x" + "22" * 20,
+            "--amount",
+            "1",
+        ]
+    )
     assert code == 1
     assert "--from" in capsys.readouterr().err

@@ -26,7 +26,10 @@ def tiny_project(tmp_path: Path) -> Path:
 
 def _compile(root: Path, **kwargs: object) -> compiler.CompileResult:
     return compiler.compile_contracts(
-        contracts_dir=root / "contracts", out_dir=root / "build", root=root, **kwargs  # type: ignore[arg-type]
+        contracts_dir=root / "contracts",
+        out_dir=root / "build",
+        root=root,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -38,8 +38,9 @@ bench = load_script("bench_load")  # its web client is the one these tests drive
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("concurrency"), quiet=True, workers=2,
-                    seed=False) as running:
+    with LocalStack(
+        tmp_path_factory.mktemp("concurrency"), quiet=True, workers=2, seed=False
+    ) as running:
         yield running
 
 
@@ -48,9 +49,12 @@ def db_matches_chain(stack: LocalStack) -> Any:
     stack.wait_indexed()
     engine = make_engine(stack.database_url)
     try:
-        return bench.compare_db_with_chain(stack.chain.w3, engine,
-                                           stack.deployment.escrow.address,
-                                           stack.deployment.escrow.block_number)
+        return bench.compare_db_with_chain(
+            stack.chain.w3,
+            engine,
+            stack.deployment.escrow.address,
+            stack.deployment.escrow.block_number,
+        )
     finally:
         engine.dispose()
 
@@ -60,12 +64,15 @@ def db_matches_chain(stack: LocalStack) -> Any:
 
 def test_buyers_race_for_a_single_item(stack: LocalStack) -> None:
     assert stack.chain is not None
-    seller = bench.WebUser(stack.url, stack.node.url, bench.dev_account(1),
-                           source_ip="127.0.2.1")
+    seller = bench.WebUser(stack.url, stack.node.url, bench.dev_account(1), source_ip="127.0.2.1")
     seller.sign_in()
     listing_id = seller.create_listing("Single espresso machine", "0.25")
-    buyers = [bench.WebUser(stack.url, stack.node.url, bench.dev_account(i),
-                            source_ip=f"127.0.2.{10 + i}") for i in (0, 2, 3, 4, 5, 6, 7, 8)]
+    buyers = [
+        bench.WebUser(
+            stack.url, stack.node.url, bench.dev_account(i), source_ip=f"127.0.2.{10 + i}"
+        )
+        for i in (0, 2, 3, 4, 5, 6, 7, 8)
+    ]
     for buyer in buyers:
         buyer.sign_in()
         buyer.page(f"/listings/{listing_id}")
@@ -109,9 +116,10 @@ def test_buyers_race_for_a_single_item(stack: LocalStack) -> None:
     assert buyers_in_db == [winner.address]
     assert status == "sold"
     assert stack.deployment is not None
-    contract = stack.chain.w3.eth.contract(address=Web3.to_checksum_address(
-                                               stack.deployment.escrow.address),
-                                           abi=load_artifact("P2PEscrow").abi)
+    contract = stack.chain.w3.eth.contract(
+        address=Web3.to_checksum_address(stack.deployment.escrow.address),
+        abi=load_artifact("P2PEscrow").abi,
+    )
     funded = contract.events.TradeFunded.get_logs(from_block=0)
     on_chain = [e for e in funded if "0x" + bytes(e["args"]["listingRef"]).hex() == ref]
     assert len(on_chain) == 1 and on_chain[0]["args"]["buyer"].lower() == winner.address
@@ -126,13 +134,20 @@ def test_buyers_race_for_a_single_item(stack: LocalStack) -> None:
 # ---------------------------------------------------------------------------- many processes
 
 
-def send_trades(rpc_url: str, escrow: str, arbitrator: str, buyer_keys: list[str],
-                seller_key: str, per_buyer: int) -> dict[str, Any]:
+def send_trades(
+    rpc_url: str,
+    escrow: str,
+    arbitrator: str,
+    buyer_keys: list[str],
+    seller_key: str,
+    per_buyer: int,
+) -> dict[str, Any]:
     """Runs in its own process: funds ``per_buyer`` trades from each buyer (all sent before
     waiting), then the seller ships every second one and the buyer confirms every fourth."""
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
-    contract = w3.eth.contract(address=Web3.to_checksum_address(escrow),
-                               abi=load_artifact("P2PEscrow").abi)
+    contract = w3.eth.contract(
+        address=Web3.to_checksum_address(escrow), abi=load_artifact("P2PEscrow").abi
+    )
     chain_id = int(w3.eth.chain_id)
     accounts = {a.address: a for a in map(Account.from_key, [*buyer_keys, seller_key])}
     seller = Account.from_key(seller_key).address
@@ -140,16 +155,23 @@ def send_trades(rpc_url: str, escrow: str, arbitrator: str, buyer_keys: list[str
     fees = {"maxFeePerGas": 50 * GWEI, "maxPriorityFeePerGas": GWEI}
 
     def send(function: Any, sender: str, value: int = 0) -> HexBytes:
-        tx = function.build_transaction({"from": sender, "nonce": nonces[sender], "gas": 500_000,
-                                         "value": value, "chainId": chain_id, **fees})
+        tx = function.build_transaction(
+            {
+                "from": sender,
+                "nonce": nonces[sender],
+                "gas": 500_000,
+                "value": value,
+                "chainId": chain_id,
+                **fees,
+            }
+        )
         nonces[sender] += 1
         return w3.eth.send_raw_transaction(accounts[sender].sign_transaction(tx).raw_transaction)
 
     def receipts(hashes: list[HexBytes]) -> list[Any]:
         out = []
         for tx_hash in hashes:
-            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120,
-                                                          poll_latency=0.01)
+            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
             assert receipt["status"] == 1, receipt
             out.append(receipt)
         return out
@@ -160,21 +182,43 @@ def send_trades(rpc_url: str, escrow: str, arbitrator: str, buyer_keys: list[str
         for key in buyer_keys:
             buyer = Account.from_key(key).address
             amount = 10**15 + lane
-            hashes.append(send(contract.functions.fund(
-                seller, arbitrator, ZERO_ADDRESS, amount, ship_by, 3 * 86400, 100, lane,
-                lane.to_bytes(32, "big")), buyer, value=amount))
+            hashes.append(
+                send(
+                    contract.functions.fund(
+                        seller,
+                        arbitrator,
+                        ZERO_ADDRESS,
+                        amount,
+                        ship_by,
+                        3 * 86400,
+                        100,
+                        lane,
+                        lane.to_bytes(32, "big"),
+                    ),
+                    buyer,
+                    value=amount,
+                )
+            )
     funded = []
     for receipt in receipts(hashes):
         event = contract.events.TradeFunded().process_receipt(receipt)[0]["args"]
         funded.append((int(event["tradeId"]), tuple(event["terms"].values())))
     shipped = funded[::2]
-    receipts([send(contract.functions.markShipped(t, terms, b"\x01" * 32), seller)
-              for t, terms in shipped])
+    receipts(
+        [
+            send(contract.functions.markShipped(t, terms, b"\x01" * 32), seller)
+            for t, terms in shipped
+        ]
+    )
     confirmed = shipped[::2]
-    receipts([send(contract.functions.confirmReceipt(t, terms), terms[0])
-              for t, terms in confirmed])
-    return {"funded": [t for t, _ in funded], "shipped": [t for t, _ in shipped],
-            "confirmed": [t for t, _ in confirmed]}
+    receipts(
+        [send(contract.functions.confirmReceipt(t, terms), terms[0]) for t, terms in confirmed]
+    )
+    return {
+        "funded": [t for t, _ in funded],
+        "shipped": [t for t, _ in shipped],
+        "confirmed": [t for t, _ in confirmed],
+    }
 
 
 def test_trades_from_several_processes_are_indexed_exactly_once(stack: LocalStack) -> None:
@@ -185,9 +229,16 @@ def test_trades_from_several_processes_are_indexed_exactly_once(stack: LocalStac
         keys = [Account.create() for _ in range(buyers_each + 1)]
         for key in keys:
             stack.chain.rpc("anvil_setBalance", [key.address, hex(100 * 10**18)])
-        jobs.append((stack.node.url, stack.deployment.escrow.address,
-                     stack.deployment.arbitrators[0],
-                     [k.key.hex() for k in keys[:-1]], keys[-1].key.hex(), per_buyer))
+        jobs.append(
+            (
+                stack.node.url,
+                stack.deployment.escrow.address,
+                stack.deployment.arbitrators[0],
+                [k.key.hex() for k in keys[:-1]],
+                keys[-1].key.hex(),
+                per_buyer,
+            )
+        )
     started = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.starmap(send_trades, jobs, chunksize=1)
@@ -200,8 +251,12 @@ def test_trades_from_several_processes_are_indexed_exactly_once(stack: LocalStac
     engine = make_engine(stack.database_url)
     try:
         with Session(engine) as session:
-            stored = {int(onchain_id): str(status) for onchain_id, status in session.execute(
-                select(Trade.onchain_id, Trade.status)).all()}
+            stored = {
+                int(onchain_id): str(status)
+                for onchain_id, status in session.execute(
+                    select(Trade.onchain_id, Trade.status)
+                ).all()
+            }
     finally:
         engine.dispose()
     assert set(funded) <= set(stored)

@@ -24,14 +24,29 @@ ARBITRATOR = "0x" + "33" * 20
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def make_trade(session: Session, onchain_id: int = 1, amount: int = 10**18,
-               status: str = "Released") -> Trade:
+def make_trade(
+    session: Session, onchain_id: int = 1, amount: int = 10**18, status: str = "Released"
+) -> Trade:
     trade = Trade(
-        chain_id=31337, contract_address="0x" + "44" * 20, onchain_id=onchain_id,
-        listing_ref="0x" + "00" * 32, buyer=BUYER, seller=SELLER, arbitrator=ARBITRATOR,
-        token="0x" + "00" * 20, amount=amount, ship_by=NOW, inspection_period=3600,
-        arbitrator_fee_bps=100, platform_fee_bps=0, terms_hash="0x" + "00" * 24, status=status,
-        funded_at=NOW, funded_block=1, funded_tx="0x" + "55" * 32, last_event_block=1,
+        chain_id=31337,
+        contract_address="0x" + "44" * 20,
+        onchain_id=onchain_id,
+        listing_ref="0x" + "00" * 32,
+        buyer=BUYER,
+        seller=SELLER,
+        arbitrator=ARBITRATOR,
+        token="0x" + "00" * 20,
+        amount=amount,
+        ship_by=NOW,
+        inspection_period=3600,
+        arbitrator_fee_bps=100,
+        platform_fee_bps=0,
+        terms_hash="0x" + "00" * 24,
+        status=status,
+        funded_at=NOW,
+        funded_block=1,
+        funded_tx="0x" + "55" * 32,
+        last_event_block=1,
     )
     session.add(trade)
     session.flush()
@@ -47,8 +62,9 @@ def make_seller(session: Session) -> User:
 
 def test_migrations_match_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     assert diff == []
 
 
@@ -61,7 +77,8 @@ def test_migrations_go_down_and_up_again(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
     assert {"trades", "trade_events", "ratings", "listings"} <= set(
-        inspect(engine).get_table_names())
+        inspect(engine).get_table_names()
+    )
     engine.dispose()
 
 
@@ -106,8 +123,9 @@ def test_negative_amount_and_quantity_are_rejected(engine: Engine) -> None:
             make_trade(session, amount=-5)
         session.rollback()
         seller = make_seller(session)
-        session.add(Listing(ref="0x" + "02" * 32, seller_id=seller.id, title="x", price=1,
-                            quantity=-1))
+        session.add(
+            Listing(ref="0x" + "02" * 32, seller_id=seller.id, title="x", price=1, quantity=-1)
+        )
         with pytest.raises(IntegrityError):
             session.flush()
 
@@ -118,8 +136,9 @@ def test_one_rating_per_side_per_trade(engine: Engine) -> None:
         add_rating(session, trade, BUYER, 5, "quick")
         add_rating(session, trade, SELLER, 4)
         session.flush()
-        session.add(Rating(trade_id=trade.id, rater_side="buyer", rater=BUYER, ratee=SELLER,
-                           score=1))
+        session.add(
+            Rating(trade_id=trade.id, rater_side="buyer", rater=BUYER, ratee=SELLER, score=1)
+        )
         with pytest.raises(IntegrityError):
             session.flush()
 
@@ -141,16 +160,24 @@ def test_only_counterparties_of_finished_trades_rate(engine: Engine) -> None:
 def test_score_out_of_range_is_rejected_by_the_database(engine: Engine) -> None:
     with Session(engine) as session:
         trade = make_trade(session)
-        session.add(Rating(trade_id=trade.id, rater_side="buyer", rater=BUYER, ratee=SELLER,
-                           score=0))
+        session.add(
+            Rating(trade_id=trade.id, rater_side="buyer", rater=BUYER, ratee=SELLER, score=0)
+        )
         with pytest.raises(IntegrityError):
             session.flush()
 
 
 def test_trade_events_are_unique_per_log(engine: Engine) -> None:
-    row = dict(chain_id=1, contract_address="0x" + "44" * 20, block_number=5,
-               block_hash="0x" + "aa" * 32, tx_hash="0x" + "bb" * 32, log_index=0,
-               event="TradeShipped", args={"big": 2**255})
+    row = dict(
+        chain_id=1,
+        contract_address="0x" + "44" * 20,
+        block_number=5,
+        block_hash="0x" + "aa" * 32,
+        tx_hash="0x" + "bb" * 32,
+        log_index=0,
+        event="TradeShipped",
+        args={"big": 2**255},
+    )
     with Session(engine) as session:
         session.add(TradeEvent(**row))
         session.flush()

@@ -79,10 +79,21 @@ def test_every_contract_error_has_a_python_exception() -> None:
     classes = revert_classes()
     missing = {e for e in abi_errors if e not in classes}
     # Errors of OpenZeppelin internals that the escrow's own calls cannot reach are optional.
-    reachable_only = {e for e in missing if not e.startswith(("ECDSA", "Strings", "SafeCast",
-                                                             "InvalidShortString",
-                                                             "StringTooLong", "ERC20Invalid",
-                                                             "InvalidAccountNonce"))}
+    reachable_only = {
+        e
+        for e in missing
+        if not e.startswith(
+            (
+                "ECDSA",
+                "Strings",
+                "SafeCast",
+                "InvalidShortString",
+                "StringTooLong",
+                "ERC20Invalid",
+                "InvalidAccountNonce",
+            )
+        )
+    }
     assert reachable_only == set()
     for name in abi_errors & set(classes):
         assert issubclass(classes[name], ContractRevert)

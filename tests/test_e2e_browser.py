@@ -24,9 +24,16 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 TX_TIMEOUT = 60_000  # ms: a transaction is mined and indexed within a second or two
 
 
@@ -146,8 +153,10 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     shot(buyer_page, "05-trade-released")
 
     # Both rate each other.
-    for rater_page, comment in ((buyer_page, "Bike exactly as described."),
-                                (page, "Quick payment, thanks!")):
+    for rater_page, comment in (
+        (buyer_page, "Bike exactly as described."),
+        (page, "Quick payment, thanks!"),
+    ):
         rater_page.goto(trade_url)
         rater_page.check("input[name=score][value='5']")
         rater_page.fill("textarea[name=comment]", comment)
@@ -160,15 +169,19 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     assert listing_url
 
 
-def test_dispute_with_evidence_and_ruling(browser: Browser, stack: LocalStack,
-                                          tmp_path: Path) -> None:
+def test_dispute_with_evidence_and_ruling(
+    browser: Browser, stack: LocalStack, tmp_path: Path
+) -> None:
     assert stack.chain is not None and stack.deployment is not None
     buyer = stack.chain.accounts[7]
     arbitrator = stack.deployment.arbitrators[0]
     engine = make_engine(stack.database_url)
     with session_scope(engine) as session:
-        listing_id = session.scalar(select(Listing.id).where(
-            Listing.currency == "ETH", Listing.status == "active").order_by(Listing.id))
+        listing_id = session.scalar(
+            select(Listing.id)
+            .where(Listing.currency == "ETH", Listing.status == "active")
+            .order_by(Listing.id)
+        )
     engine.dispose()
     assert listing_id is not None
 
@@ -186,9 +199,12 @@ def test_dispute_with_evidence_and_ruling(browser: Browser, stack: LocalStack,
     act(page, "Open a dispute")
     assert trade_status(stack, trade_pk) == "Disputed"
     photo = tmp_path / "cracked-screen.png"
-    photo.write_bytes(bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"))
+    photo.write_bytes(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+        )
+    )
     page.set_input_files("input[type=file][name=file]", str(photo))
     page.fill("textarea[name=note]", "Photo taken at pick-up.")
     act(page, "Add evidence")
@@ -200,8 +216,9 @@ def test_dispute_with_evidence_and_ruling(browser: Browser, stack: LocalStack,
     judge.goto("/arbitration")
     shot(judge, "08-arbitration-queue")
     judge.click(f"a[href='/arbitration/{trade_pk}']")
-    judge.eval_on_selector("#buyer-percent",
-                           "el => { el.value = 70; el.dispatchEvent(new Event('input')); }")
+    judge.eval_on_selector(
+        "#buyer-percent", "el => { el.value = 70; el.dispatchEvent(new Event('input')); }"
+    )
     shot(judge, "09-arbitration-case")
     act(judge, "Rule")
     assert trade_status(stack, trade_pk) == "Resolved"

@@ -39,7 +39,6 @@ from webapp.stack import BIN, LocalStack
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
-
 bench = load_script("bench_load")  # its web client is the one these tests drive
 CHAIN_DOWN = "The blockchain node is not reachable right now"
 _addresses = itertools.count(1)
@@ -51,8 +50,13 @@ _addresses = itertools.count(1)
 def person(stack: LocalStack) -> Any:
     """A signed-in person with a fresh funded key, from their own loopback address."""
     n = next(_addresses)
-    user = bench.WebUser(stack.url, stack.node.url, bench.fresh_account(stack.node.url),
-                         source_ip=f"127.0.3.{n}", timeout=30)
+    user = bench.WebUser(
+        stack.url,
+        stack.node.url,
+        bench.fresh_account(stack.node.url),
+        source_ip=f"127.0.3.{n}",
+        timeout=30,
+    )
     user.sign_in()
     return user
 
@@ -85,9 +89,14 @@ class Trader:
     def fund(self, amount: int = 10**15) -> Funded:
         buyer = self.buyers[next(self.turn) % len(self.buyers)]
         return self.client.fund(
-            seller=self.seller, arbitrator=self.arbitrator, amount=amount,
-            ship_by=self.chain.latest_timestamp() + 7 * 86400, inspection_period=3 * 86400,
-            arbitrator_fee_bps=100, sender=buyer)
+            seller=self.seller,
+            arbitrator=self.arbitrator,
+            amount=amount,
+            ship_by=self.chain.latest_timestamp() + 7 * 86400,
+            inspection_period=3 * 86400,
+            arbitrator_fee_bps=100,
+            sender=buyer,
+        )
 
     def ship(self, funded: Funded) -> None:
         assert funded.terms is not None
@@ -102,9 +111,12 @@ def compare(stack: LocalStack) -> Any:
     assert stack.chain is not None and stack.deployment is not None
     engine = make_engine(stack.database_url)
     try:
-        return bench.compare_db_with_chain(stack.chain.w3, engine,
-                                           stack.deployment.escrow.address,
-                                           stack.deployment.escrow.block_number)
+        return bench.compare_db_with_chain(
+            stack.chain.w3,
+            engine,
+            stack.deployment.escrow.address,
+            stack.deployment.escrow.block_number,
+        )
     finally:
         engine.dispose()
 
@@ -112,7 +124,8 @@ def compare(stack: LocalStack) -> Any:
 def assert_indexer_running(stack: LocalStack) -> None:
     assert stack.indexer is not None
     assert stack.indexer.poll() is None, (
-        f"the indexer process exited with {stack.indexer.returncode}")
+        f"the indexer process exited with {stack.indexer.returncode}"
+    )
 
 
 def wait_for_state_dump(stack: LocalStack, timeout: float = 15.0) -> None:
@@ -158,8 +171,11 @@ def collect(*checks: Callable[[], object]) -> list[str]:
 def restart_indexer(stack: LocalStack) -> None:
     """Starts `escrow index` as LocalStack does (after a kill)."""
     stack.indexer = subprocess.Popen(
-        [str(BIN / "escrow"), "index", "--poll", str(stack.indexer_poll)], env=stack.env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [str(BIN / "escrow"), "index", "--poll", str(stack.indexer_poll)],
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def clear_503(reply: requests.Response, json_expected: bool, words: str = CHAIN_DOWN) -> None:
@@ -189,14 +205,29 @@ def test_the_node_stops_mid_request_and_comes_back(stack: LocalStack) -> None:
     def chain_requests() -> list[tuple[str, Callable[[], requests.Response], bool]]:
         return [
             ("buy", lambda: buyer.buy(spare), True),
-            ("ship", lambda: seller.post_json(f"/trades/{trade_pk}/actions/ship",
-                                              {"tracking": "RR1"}, expect_ok=False), True),
-            ("ship form", lambda: seller.request(
-                "POST", f"/trades/{trade_pk}/actions/ship", expect_ok=False,
-                data={"csrf_token": seller.csrf_token, "tracking": "RR1"},
-                headers={"Accept": "text/html"}), False),
-            ("tx status", lambda: buyer.request("GET", "/api/tx/0x" + "ab" * 32,
-                                                expect_ok=False), True),
+            (
+                "ship",
+                lambda: seller.post_json(
+                    f"/trades/{trade_pk}/actions/ship", {"tracking": "RR1"}, expect_ok=False
+                ),
+                True,
+            ),
+            (
+                "ship form",
+                lambda: seller.request(
+                    "POST",
+                    f"/trades/{trade_pk}/actions/ship",
+                    expect_ok=False,
+                    data={"csrf_token": seller.csrf_token, "tracking": "RR1"},
+                    headers={"Accept": "text/html"},
+                ),
+                False,
+            ),
+            (
+                "tx status",
+                lambda: buyer.request("GET", "/api/tx/0x" + "ab" * 32, expect_ok=False),
+                True,
+            ),
         ]
 
     for name, call, _ in chain_requests() * 3:  # every worker has talked to the node
@@ -207,8 +238,10 @@ def test_the_node_stops_mid_request_and_comes_back(stack: LocalStack) -> None:
     assert stack.node.process is not None
     os.kill(stack.node.process.pid, signal.SIGSTOP)
     in_flight: dict[str, requests.Response] = {}
-    threads = [threading.Thread(target=lambda n=name, c=call: in_flight.__setitem__(n, c()))
-               for name, call, _ in chain_requests()]
+    threads = [
+        threading.Thread(target=lambda n=name, c=call: in_flight.__setitem__(n, c()))
+        for name, call, _ in chain_requests()
+    ]
     for thread in threads:
         thread.start()
     time.sleep(0.5)
@@ -216,8 +249,11 @@ def test_the_node_stops_mid_request_and_comes_back(stack: LocalStack) -> None:
     stack.node.stop()
     for thread in threads:
         thread.join(30)
-    problems = [f"in flight: {name}: {reply.status_code} {reply.text[:120]!r}"
-                for name, reply in in_flight.items() if reply.status_code not in (200, 409, 503)]
+    problems = [
+        f"in flight: {name}: {reply.status_code} {reply.text[:120]!r}"
+        for name, reply in in_flight.items()
+        if reply.status_code not in (200, 409, 503)
+    ]
 
     # While it is down: a clear 503 for everything that needs the node, JSON and HTML alike;
     # pages that read only the database keep working.
@@ -352,14 +388,25 @@ def test_sqlite_locked_while_trading(stack: LocalStack) -> None:
     holder = hold_lock(12)
     more = [trader.fund() for _ in range(2)]
     started = time.monotonic()
-    reply = seller.request("POST", "/listings/new", expect_ok=False, data={
-        "csrf_token": seller.csrf_token, "title": "Armchair", "price": "0.02",
-        "currency": "ETH", "quantity": "1", "category": "home"},
-        headers={"Accept": "text/html"})
+    reply = seller.request(
+        "POST",
+        "/listings/new",
+        expect_ok=False,
+        data={
+            "csrf_token": seller.csrf_token,
+            "title": "Armchair",
+            "price": "0.02",
+            "currency": "ETH",
+            "quantity": "1",
+            "category": "home",
+        },
+        headers={"Accept": "text/html"},
+    )
     holder.join()
     assert time.monotonic() - started < 15
-    problems = collect(lambda: clear_503(reply, False, "database"),
-                       lambda: assert_db_equals_chain(stack))
+    problems = collect(
+        lambda: clear_503(reply, False, "database"), lambda: assert_db_equals_chain(stack)
+    )
     assert not problems, "\n".join(problems)
     del during, more
 
@@ -374,8 +421,9 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
             pytest.fail("PostgreSQL server binaries are required in CI")
         pytest.skip("PostgreSQL server binaries not installed")
     folder = tempfile.mkdtemp(prefix="pgfault.")
-    started = subprocess.run([str(script), "start", folder], capture_output=True, text=True,
-                             timeout=120)
+    started = subprocess.run(
+        [str(script), "start", folder], capture_output=True, text=True, timeout=120
+    )
     if started.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         reason = f"PostgreSQL did not start: {started.stderr.strip()}"
@@ -391,10 +439,19 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
         subprocess.run([*pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True)
 
     def start() -> None:
-        subprocess.run([*pg_ctl, "-l", f"{folder}/server.log", "start", "-o",
-                        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
-                        "-c synchronous_commit=off -c max_connections=100"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *pg_ctl,
+                "-l",
+                f"{folder}/server.log",
+                "start",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
+                "-c synchronous_commit=off -c max_connections=100",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     try:
         yield url, stop, start
@@ -403,10 +460,12 @@ def own_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]
 
 
 def test_postgres_unreachable_while_trading(
-        tmp_path: Path, own_postgres: tuple[str, Callable[[], None], Callable[[], None]]) -> None:
+    tmp_path: Path, own_postgres: tuple[str, Callable[[], None], Callable[[], None]]
+) -> None:
     url, stop_db, start_db = own_postgres
-    with LocalStack(tmp_path / "stack", quiet=True, seed=False, workers=2,
-                    database_url=url) as stack:
+    with LocalStack(
+        tmp_path / "stack", quiet=True, seed=False, workers=2, database_url=url
+    ) as stack:
         seller, buyer = person(stack), person(stack)
         trader = Trader(stack)
         trade_pk = web_trade(stack, seller, buyer, "Winter tyres")
@@ -414,19 +473,30 @@ def test_postgres_unreachable_while_trading(
         stop_db()
         try:
             during = [trader.fund() for _ in range(3)]  # the chain goes on without the database
-            problems = collect(*(
-                lambda p=path: clear_503(seller.request("GET", p, expect_ok=False), False,
-                                         "database")
-                for path in ("/", f"/trades/{trade_pk}")), lambda: clear_503(
-                    seller.post_json(f"/trades/{trade_pk}/actions/ship", {"tracking": "R"},
-                                     expect_ok=False), True, "database"))
+            problems = collect(
+                *(
+                    lambda p=path: clear_503(
+                        seller.request("GET", p, expect_ok=False), False, "database"
+                    )
+                    for path in ("/", f"/trades/{trade_pk}")
+                ),
+                lambda: clear_503(
+                    seller.post_json(
+                        f"/trades/{trade_pk}/actions/ship", {"tracking": "R"}, expect_ok=False
+                    ),
+                    True,
+                    "database",
+                ),
+            )
             time.sleep(1)
         finally:
             start_db()
         indexer = collect(lambda: assert_indexer_running(stack))
-        problems += indexer or collect(lambda: seller.act(trade_pk, "ship", {"tracking": "RR3"}),
-                                       lambda: trader.fund(),
-                                       lambda: assert_db_equals_chain(stack))
+        problems += indexer or collect(
+            lambda: seller.act(trade_pk, "ship", {"tracking": "RR3"}),
+            lambda: trader.fund(),
+            lambda: assert_db_equals_chain(stack),
+        )
         assert not problems, "\n".join(problems)
         del during
 

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.anvil
 
 
 def make_indexer(market: Market, engine: Engine, **kwargs: object) -> Indexer:
-    return Indexer(market.w3, engine, market.address, abi=market.abi,
-                   start_block=market.deploy_block, **kwargs)  # type: ignore[arg-type]
+    return Indexer(
+        market.w3, engine, market.address, abi=market.abi, start_block=market.deploy_block, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def count(engine: Engine, model: type) -> int:
@@ -50,8 +51,14 @@ def test_trade_lifecycles_are_projected(market: Market, engine: Engine) -> None:
         seller = User(address=market.seller.lower(), display_name="Sam")
         session.add(seller)
         session.flush()
-        session.add(Listing(ref="0x" + b"bike".ljust(32, b"\0").hex(), seller_id=seller.id,
-                            title="Bike", price=10**18))
+        session.add(
+            Listing(
+                ref="0x" + b"bike".ljust(32, b"\0").hex(),
+                seller_id=seller.id,
+                title="Bike",
+                price=10**18,
+            )
+        )
     released = market.fund(listing_ref=b"bike")
     market.ship(released)
     market.confirm(released)
@@ -88,8 +95,11 @@ def test_trade_lifecycles_are_projected(market: Market, engine: Engine) -> None:
         dispute = session.scalar(select(Dispute).where(Dispute.trade_id == second.id))
         assert dispute is not None and dispute.by_timeout is False and dispute.buyer_bps == 2500
         profile = session.scalar(select(ArbitratorProfile))
-        assert profile is not None and profile.onchain_registered and \
-            profile.onchain_max_fee_bps == 500
+        assert (
+            profile is not None
+            and profile.onchain_registered
+            and profile.onchain_max_fee_bps == 500
+        )
 
     third = trade(engine, proposed)
     assert third.status == TradeStatus.FUNDED
@@ -98,8 +108,9 @@ def test_trade_lifecycles_are_projected(market: Market, engine: Engine) -> None:
     assert indexer.sync().events == 0  # nothing new
 
 
-def test_evidence_files_are_linked_to_their_onchain_submission(market: Market,
-                                                               engine: Engine) -> None:
+def test_evidence_files_are_linked_to_their_onchain_submission(
+    market: Market, engine: Engine
+) -> None:
     trade_id = market.fund()
     indexer = make_indexer(market, engine)
     indexer.sync()
@@ -108,8 +119,16 @@ def test_evidence_files_are_linked_to_their_onchain_submission(market: Market,
     with session_scope(engine) as session:
         row = session.scalar(select(Trade).where(Trade.onchain_id == trade_id))
         assert row is not None
-        session.add(EvidenceFile(trade_id=row.id, uploaded_by=row.buyer, original_name="a.png",
-                                 size_bytes=len(content), sha256=digest, storage_path="x"))
+        session.add(
+            EvidenceFile(
+                trade_id=row.id,
+                uploaded_by=row.buyer,
+                original_name="a.png",
+                size_bytes=len(content),
+                sha256=digest,
+                storage_path="x",
+            )
+        )
     market.evidence(trade_id, "https://market/e/1", bytes.fromhex(digest))
     indexer.sync()
     with Session(engine) as session:
@@ -151,8 +170,11 @@ def test_replaying_a_range_changes_nothing(market: Market, engine: Engine) -> No
     events = count(engine, TradeEvent)
     # Rewind the checkpoint as if the last commit had not been recorded.
     with session_scope(engine) as session:
-        session.execute(update(IndexerCheckpoint).values(last_block=market.deploy_block - 1,
-                                                         last_block_hash=None))
+        session.execute(
+            update(IndexerCheckpoint).values(
+                last_block=market.deploy_block - 1, last_block_hash=None
+            )
+        )
     result = indexer.sync()
     assert result.skipped == events and result.events == 0
     assert count(engine, TradeEvent) == events
@@ -179,8 +201,7 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_inside_a_batch_loses_and_doubles_nothing(market: Market,
-                                                         engine: Engine) -> None:
+def test_a_crash_inside_a_batch_loses_and_doubles_nothing(market: Market, engine: Engine) -> None:
     ids = [market.fund(amount=10 + i) for i in range(4)]
     market.ship(ids[0])
     indexer = make_indexer(market, engine, max_blocks_per_batch=2)

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.anvil
 
 
 def make_indexer(market: Market, engine: Engine, **kwargs: object) -> Indexer:
-    return Indexer(market.w3, engine, market.address, abi=market.abi,
-                   start_block=market.deploy_block, **kwargs)  # type: ignore[arg-type]
+    return Indexer(
+        market.w3, engine, market.address, abi=market.abi, start_block=market.deploy_block, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def trades(engine: Engine) -> dict[int, Trade]:
@@ -53,8 +54,10 @@ def test_a_reorganisation_replaces_the_rewritten_blocks(market: Market, engine: 
     assert set(stored) == {kept, replacement}
     assert stored[kept].status == TradeStatus.DISPUTED
     assert stored[kept].shipped_at is None and stored[kept].shipment_ref is None
-    chain_hashes = {market.w3.eth.get_block(n)["hash"].to_0x_hex()
-                    for n in range(market.deploy_block, market.w3.eth.block_number + 1)}
+    chain_hashes = {
+        market.w3.eth.get_block(n)["hash"].to_0x_hex()
+        for n in range(market.deploy_block, market.w3.eth.block_number + 1)
+    }
     assert event_hashes(engine) <= chain_hashes
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Dispute)) == 1
@@ -129,23 +132,37 @@ def test_reconcile_reports_and_repairs_differences(market: Market, engine: Engin
     assert reconcile(market.w3, engine, market.address, abi=market.abi).ok
 
     with session_scope(engine) as session:
-        session.execute(update(Trade).where(Trade.onchain_id == shipped)
-                        .values(status=TradeStatus.RELEASED.value))
-        session.execute(update(Trade).where(Trade.onchain_id == proposed)
-                        .values(split_proposer=None, proposed_buyer_bps=None))
+        session.execute(
+            update(Trade)
+            .where(Trade.onchain_id == shipped)
+            .values(status=TradeStatus.RELEASED.value)
+        )
+        session.execute(
+            update(Trade)
+            .where(Trade.onchain_id == proposed)
+            .values(split_proposer=None, proposed_buyer_bps=None)
+        )
         # Lose an event entirely: only re-reading the chain can bring it back.
         session.execute(delete(TradeEvent).where(TradeEvent.event == "TradeReleased"))
-        session.execute(update(Trade).where(Trade.onchain_id == done)
-                        .values(status=TradeStatus.FUNDED.value, finished_block=None))
+        session.execute(
+            update(Trade)
+            .where(Trade.onchain_id == done)
+            .values(status=TradeStatus.FUNDED.value, finished_block=None)
+        )
 
     report = reconcile(market.w3, engine, market.address, abi=market.abi)
     assert report.checked == 3
     assert {(d.onchain_id, d.field) for d in report.differences} >= {
-        (shipped, "status"), (proposed, "split_proposer"), (done, "status")}
+        (shipped, "status"),
+        (proposed, "split_proposer"),
+        (done, "status"),
+    }
 
     repaired = reconcile(market.w3, engine, market.address, abi=market.abi, repair=True)
     assert sorted(repaired.repaired) == sorted({shipped, proposed, done}), (
-        [str(d) for d in repaired.differences], [str(d) for d in report.differences])
+        [str(d) for d in repaired.differences],
+        [str(d) for d in report.differences],
+    )
     assert repaired.ok
     assert reconcile(market.w3, engine, market.address, abi=market.abi).ok
     assert trades(engine)[done].status == TradeStatus.RELEASED

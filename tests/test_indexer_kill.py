@@ -28,9 +28,21 @@ def test_sigkill_between_and_inside_batches(market: Market, db_url: str) -> None
         market.fund(amount=amount)
     upgrade(db_url)
     command = [
-        sys.executable, "-m", "escrow.indexer", "--rpc-url", market.w3.provider.endpoint_uri,
-        "index", "--once", "--database-url", db_url, "--address", market.address,
-        "--from-block", str(market.deploy_block), "--max-blocks-per-batch", "1",
+        sys.executable,
+        "-m",
+        "escrow.indexer",
+        "--rpc-url",
+        market.w3.provider.endpoint_uri,
+        "index",
+        "--once",
+        "--database-url",
+        db_url,
+        "--address",
+        market.address,
+        "--from-block",
+        str(market.deploy_block),
+        "--max-blocks-per-batch",
+        "1",
     ]
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     engine = make_engine(db_url)
@@ -40,8 +52,9 @@ def test_sigkill_between_and_inside_batches(market: Market, db_url: str) -> None
             return session.scalar(select(func.count()).select_from(TradeEvent)) or 0
 
     for delay in (1.2, 1.35, 1.5):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()

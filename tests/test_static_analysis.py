@@ -23,16 +23,29 @@ def test_slither_finds_nothing_untriaged(capsys: pytest.CaptureFixture[str]) -> 
     assert "0 untriaged" in out
 
 
-def _fake_report(monkeypatch: pytest.MonkeyPatch, results: list[dict[str, Any]],
-                 log: str = "contracts/ analyzed (3 contracts with 76 detectors)") -> None:
-    monkeypatch.setattr(check, "run_slither",
-                        lambda out: ({"results": {"detectors": results}}, log))
+def _fake_report(
+    monkeypatch: pytest.MonkeyPatch,
+    results: list[dict[str, Any]],
+    log: str = "contracts/ analyzed (3 contracts with 76 detectors)",
+) -> None:
+    monkeypatch.setattr(
+        check, "run_slither", lambda out: ({"results": {"detectors": results}}, log)
+    )
 
 
 def _result(check_name: str, impact: str, function: str) -> dict[str, Any]:
-    return {"check": check_name, "impact": impact, "description": f"{check_name} in {function}",
-            "elements": [{"type": "function", "name": function,
-                          "type_specific_fields": {"parent": {"name": "P2PEscrow"}}}]}
+    return {
+        "check": check_name,
+        "impact": impact,
+        "description": f"{check_name} in {function}",
+        "elements": [
+            {
+                "type": "function",
+                "name": function,
+                "type_specific_fields": {"parent": {"name": "P2PEscrow"}},
+            }
+        ],
+    }
 
 
 def test_an_untriaged_medium_finding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,8 +54,13 @@ def test_an_untriaged_medium_finding_fails(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_triaged_and_low_findings_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_report(monkeypatch, [_result("arbitrary-send-eth", "High", "_transferOut"),
-                               _result("timestamp", "Low", "rule")])
+    _fake_report(
+        monkeypatch,
+        [
+            _result("arbitrary-send-eth", "High", "_transferOut"),
+            _result("timestamp", "Low", "rule"),
+        ],
+    )
     assert check.main([]) == 0
 
 

@@ -26,12 +26,19 @@ def disputed_trade(app: Flask, client: EscrowClient, roles: Roles, **kwargs: Any
     return pk
 
 
-@pytest.mark.parametrize("amount,arb_bps,platform_bps,buyer_bps", [
-    (ONE_ETH, 200, 100, 3000), (10**6 + 7, 500, 100, 3333), (1, 2000, 1000, 10_000),
-    (10**30 + 1, 0, 0, 0), (999, 200, 100, 5000),
-])
-def test_ruling_amounts_add_up_exactly(amount: int, arb_bps: int, platform_bps: int,
-                                       buyer_bps: int) -> None:
+@pytest.mark.parametrize(
+    "amount,arb_bps,platform_bps,buyer_bps",
+    [
+        (ONE_ETH, 200, 100, 3000),
+        (10**6 + 7, 500, 100, 3333),
+        (1, 2000, 1000, 10_000),
+        (10**30 + 1, 0, 0, 0),
+        (999, 200, 100, 5000),
+    ],
+)
+def test_ruling_amounts_add_up_exactly(
+    amount: int, arb_bps: int, platform_bps: int, buyer_bps: int
+) -> None:
     split = ruling_amounts(amount, arb_bps, platform_bps, buyer_bps)
     assert split.buyer + split.seller + split.arbitrator_fee + split.platform_fee == amount
     assert split.arbitrator_fee == amount * arb_bps // 10_000
@@ -55,8 +62,12 @@ def test_case_file_access(app: Flask, web: Any, roles: Roles, client: EscrowClie
     assert web(None).client.get(f"/arbitration/{pk}").status_code == 302
     for role in ("buyer", "seller", "stranger", "arbitrator2"):
         assert web(role, roles).client.get(f"/arbitration/{pk}").status_code == 403, role
-        assert web(role, roles).post_json(f"/arbitration/{pk}/rule",
-                                          {"buyer_percent": 100}).status_code == 403, role
+        assert (
+            web(role, roles)
+            .post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 100})
+            .status_code
+            == 403
+        ), role
     arbitrator = web("arbitrator", roles)
     assert arbitrator.client.get("/arbitration/999999").status_code == 404
     assert arbitrator.post_json("/arbitration/999999/rule").status_code == 404
@@ -65,8 +76,9 @@ def test_case_file_access(app: Flask, web: Any, roles: Roles, client: EscrowClie
     assert 'type="range"' in text and 'step="1"' in text and "data-splits=" in text
 
 
-def test_queue_is_sorted_by_ruling_deadline(app: Flask, web: Any, roles: Roles,
-                                            client: EscrowClient, chain: Chain) -> None:
+def test_queue_is_sorted_by_ruling_deadline(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
     first = disputed_trade(app, client, roles)
     chain.increase_time(3600)
     second = disputed_trade(app, client, roles, buyer=roles.buyer2)
@@ -74,8 +86,9 @@ def test_queue_is_sorted_by_ruling_deadline(app: Flask, web: Any, roles: Roles,
     assert page.index(f"/arbitration/{first}") < page.index(f"/arbitration/{second}")
 
 
-def test_ruling_end_to_end(app: Flask, web: Any, roles: Roles, client: EscrowClient,
-                           chain: Chain) -> None:
+def test_ruling_end_to_end(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
     pk = disputed_trade(app, client, roles)
     buyer, arbitrator = web("buyer", roles), web("arbitrator", roles)
     evidence = upload(buyer, pk, PNG).get_json()
@@ -87,8 +100,9 @@ def test_ruling_end_to_end(app: Flask, web: Any, roles: Roles, client: EscrowCli
     assert evidence["sha256"] in case and "seen on chain" in case and "not on chain" in case
     with db_session(app) as session:
         trade = session.get(Trade, pk)
-        expected = ruling_amounts(trade.amount, trade.arbitrator_fee_bps,
-                                  trade.platform_fee_bps, 3000)
+        expected = ruling_amounts(
+            trade.amount, trade.arbitrator_fee_bps, trade.platform_fee_bps, 3000
+        )
 
     for bad in (101, -1, "half", None, 12.5):
         response = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": bad})
@@ -101,9 +115,12 @@ def test_ruling_end_to_end(app: Flask, web: Any, roles: Roles, client: EscrowCli
     with db_session(app) as session:
         trade = session.get(Trade, pk)
         assert trade.status == TradeStatus.RESOLVED.value and trade.buyer_bps == 3000
-        assert (trade.buyer_amount, trade.seller_amount, trade.arbitrator_fee,
-                trade.platform_fee) == (expected.buyer, expected.seller,
-                                        expected.arbitrator_fee, expected.platform_fee)
+        assert (
+            trade.buyer_amount,
+            trade.seller_amount,
+            trade.arbitrator_fee,
+            trade.platform_fee,
+        ) == (expected.buyer, expected.seller, expected.arbitrator_fee, expected.platform_fee)
         assert trade.dispute is not None and trade.dispute.by_timeout is False
     console = arbitrator.client.get("/arbitration").get_data(as_text=True)
     assert "No open disputes" in console and "30%" in console
@@ -112,7 +129,11 @@ def test_ruling_end_to_end(app: Flask, web: Any, roles: Roles, client: EscrowCli
 
 
 def test_no_ruling_after_the_deadline_then_anyone_resolves(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
+    chain: Chain,
 ) -> None:
     pk = disputed_trade(app, client, roles)
     chain.increase_time(client.ruling_period() + DAY)
@@ -130,9 +151,9 @@ def test_no_ruling_after_the_deadline_then_anyone_resolves(
         assert trade.dispute is not None and trade.dispute.by_timeout is True
 
 
-def test_rule_refused_before_a_dispute(app: Flask, web: Any, roles: Roles,
-                                       client: EscrowClient) -> None:
+def test_rule_refused_before_a_dispute(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
     pk = funded_trade(app, client, roles)
-    response = web("arbitrator", roles).post_json(f"/arbitration/{pk}/rule",
-                                                  {"buyer_percent": 50})
+    response = web("arbitrator", roles).post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 50})
     assert response.status_code == 409

@@ -67,14 +67,14 @@ def test_signature_of_another_key_is_refused(
         assert "address" not in session
 
 
-def _tampered(app: Flask, roles: Roles, keys: dict[str, LocalAccount], old: str,
-              new: str) -> Any:
+def _tampered(app: Flask, roles: Roles, keys: dict[str, LocalAccount], old: str, new: str) -> Any:
     user = _fresh(app)
     message = user.client.get(f"/auth/message?address={roles.buyer}").get_json()["message"]
     assert old in message
     changed = message.replace(old, new)
-    return user.post_json("/auth/verify",
-                          {"message": changed, "signature": _signed(keys[roles.buyer], changed)})
+    return user.post_json(
+        "/auth/verify", {"message": changed, "signature": _signed(keys[roles.buyer], changed)}
+    )
 
 
 def test_wrong_domain_is_refused(app: Flask, roles: Roles, keys: dict[str, LocalAccount]) -> None:
@@ -88,8 +88,7 @@ def test_wrong_chain_is_refused(app: Flask, roles: Roles, keys: dict[str, LocalA
     assert response.status_code == 400 and "chain" in response.get_json()["error"]
 
 
-def test_unknown_nonce_is_refused(app: Flask, roles: Roles,
-                                  keys: dict[str, LocalAccount]) -> None:
+def test_unknown_nonce_is_refused(app: Flask, roles: Roles, keys: dict[str, LocalAccount]) -> None:
     user = _fresh(app)
     message = user.client.get(f"/auth/message?address={roles.buyer}").get_json()["message"]
     nonce = message.split("Nonce: ")[1].split("\n")[0]
@@ -108,8 +107,11 @@ def test_malformed_requests_get_clear_errors(app: Flask) -> None:
 
 
 def test_verify_without_csrf_token_is_refused(app: Flask, roles: Roles) -> None:
-    response = app.test_client().post("/auth/verify", json={"message": "x", "signature": "y"},
-                                      headers={"Accept": "application/json"})
+    response = app.test_client().post(
+        "/auth/verify",
+        json={"message": "x", "signature": "y"},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == 400
     assert "expired" in response.get_json()["error"]
 
@@ -130,8 +132,9 @@ def test_dev_wallet_lists_and_signs_for_node_accounts(app: Flask, roles: Roles) 
 def test_dev_wallet_refuses_foreign_accounts_and_methods(app: Flask) -> None:
     user = _fresh(app)
     stranger = "0x" + "12" * 20
-    response = user.post_json("/dev-wallet/rpc", {"method": "eth_sendTransaction",
-                                                  "params": [{"from": stranger}]})
+    response = user.post_json(
+        "/dev-wallet/rpc", {"method": "eth_sendTransaction", "params": [{"from": stranger}]}
+    )
     assert response.status_code == 400
     response = user.post_json("/dev-wallet/rpc", {"method": "eth_accounts", "params": [1]})
     assert response.status_code == 400
@@ -142,8 +145,12 @@ def test_dev_wallet_is_off_on_other_chains(app: Flask, monkeypatch: Any) -> None
     monkeypatch.setattr("webapp.chain.LOCAL_CHAIN_IDS", set())
     user = _fresh(app)
     assert user.client.get("/dev-wallet/accounts").status_code == 404
-    assert user.post_json("/dev-wallet/rpc", {"method": "personal_sign",
-                                              "params": ["0x", "0x"]}).status_code == 404
+    assert (
+        user.post_json(
+            "/dev-wallet/rpc", {"method": "personal_sign", "params": ["0x", "0x"]}
+        ).status_code
+        == 404
+    )
 
 
 def test_healthz_reports_chain_database_and_indexer(app: Flask) -> None:
@@ -159,8 +166,10 @@ def test_unknown_page_is_a_friendly_404(app: Flask) -> None:
     assert "There is nothing here" in response.get_data(as_text=True)
 
 
-def test_changed_statement_is_refused(app: Flask, roles: Roles,
-                                      keys: dict[str, LocalAccount]) -> None:
-    response = _tampered(app, roles, keys, app.config["SIWE_STATEMENT"],
-                         "I agree to send all my money.")
+def test_changed_statement_is_refused(
+    app: Flask, roles: Roles, keys: dict[str, LocalAccount]
+) -> None:
+    response = _tampered(
+        app, roles, keys, app.config["SIWE_STATEMENT"], "I agree to send all my money."
+    )
     assert response.status_code == 400 and "changed" in response.get_json()["error"]

@@ -21,8 +21,13 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 PDF = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n"
 
 
-def upload(user: WebUser, trade_pk: int, data: bytes, name: str = "photo.png",
-           note: str = "Box was crushed") -> Any:
+def upload(
+    user: WebUser,
+    trade_pk: int,
+    data: bytes,
+    name: str = "photo.png",
+    note: str = "Box was crushed",
+) -> Any:
     return user.client.post(
         f"/trades/{trade_pk}/evidence",
         data={"file": (io.BytesIO(data), name), "note": note, "csrf_token": user.csrf()},
@@ -31,19 +36,28 @@ def upload(user: WebUser, trade_pk: int, data: bytes, name: str = "photo.png",
     )
 
 
-@pytest.mark.parametrize("data,expected", [
-    (PNG, "image/png"), (b"\xff\xd8\xff\xe0rest", "image/jpeg"), (b"GIF89a...", "image/gif"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"), (PDF, "application/pdf"),
-    ("Tracking: RR123 — доставлено\n".encode(), "text/plain"),
-    (b"PK\x03\x04zip", None), (b"MZ\x90\x00\x03", None), (b"\xfe\xff\x00binary", None),
-    (b"<html>\x00</html>", None),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (PNG, "image/png"),
+        (b"\xff\xd8\xff\xe0rest", "image/jpeg"),
+        (b"GIF89a...", "image/gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (PDF, "application/pdf"),
+        ("Tracking: RR123 — доставлено\n".encode(), "text/plain"),
+        (b"PK\x03\x04zip", None),
+        (b"MZ\x90\x00\x03", None),
+        (b"\xfe\xff\x00binary", None),
+        (b"<html>\x00</html>", None),
+    ],
+)
 def test_type_is_taken_from_the_content(data: bytes, expected: str | None) -> None:
     assert sniff_type(data) == expected
 
 
-def test_evidence_hash_is_committed_on_chain(app: Flask, web: Any, roles: Roles,
-                                              client: EscrowClient, chain: Chain) -> None:
+def test_evidence_hash_is_committed_on_chain(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
     pk = funded_trade(app, client, roles)
     buyer = web("buyer", roles)
     response = upload(buyer, pk, PNG)
@@ -69,11 +83,11 @@ def test_evidence_hash_is_committed_on_chain(app: Flask, web: Any, roles: Roles,
     assert again.status_code == 200 and again.get_json()["evidence_id"] == body["evidence_id"]
 
 
-def test_evidence_download_access(app: Flask, web: Any, roles: Roles,
-                                  client: EscrowClient) -> None:
+def test_evidence_download_access(app: Flask, web: Any, roles: Roles, client: EscrowClient) -> None:
     pk = funded_trade(app, client, roles)
     evidence_id = upload(web("seller", roles), pk, PDF, name="../../receipt.pdf").get_json()[
-        "evidence_id"]
+        "evidence_id"
+    ]
     for role in ("buyer", "seller", "arbitrator"):
         response = web(role, roles).client.get(f"/evidence/{evidence_id}")
         assert response.status_code == 200, role
@@ -98,22 +112,28 @@ def test_evidence_refusals(app: Flask, web: Any, roles: Roles, client: EscrowCli
     big = upload(buyer, pk, PNG + b"\x00" * 2000)
     assert big.status_code == 413 and "too large" in big.get_json()["error"]
     assert upload(buyer, pk, b"").status_code == 400
-    missing = buyer.client.post(f"/trades/{pk}/evidence", data={"csrf_token": buyer.csrf()},
-                                headers={"Accept": "application/json"})
+    missing = buyer.client.post(
+        f"/trades/{pk}/evidence",
+        data={"csrf_token": buyer.csrf()},
+        headers={"Accept": "application/json"},
+    )
     assert missing.status_code == 400 and "Choose a file" in missing.get_json()["error"]
     assert upload(buyer, pk, PNG, note="x" * 2001).status_code == 400
     assert upload(web("stranger", roles), pk, PNG).status_code == 403
     assert upload(buyer, 999999, PNG).status_code == 404
     anonymous = web(None)
-    response = anonymous.client.post(f"/trades/{pk}/evidence", headers={
-        "X-CSRFToken": anonymous.csrf(), "Accept": "application/json"})
+    response = anonymous.client.post(
+        f"/trades/{pk}/evidence",
+        headers={"X-CSRFToken": anonymous.csrf(), "Accept": "application/json"},
+    )
     assert response.status_code == 401
     with db_session(app) as session:
         assert session.scalar(select(EvidenceFile)) is None
 
 
-def test_no_evidence_once_the_trade_is_finished(app: Flask, web: Any, roles: Roles,
-                                                client: EscrowClient) -> None:
+def test_no_evidence_once_the_trade_is_finished(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
     pk = funded_trade(app, client, roles)
     with db_session(app) as session:
         onchain_id = session.get(Trade, pk).onchain_id
@@ -134,8 +154,10 @@ def test_messages_by_role(app: Flask, web: Any, roles: Roles, client: EscrowClie
     assert "When will you ship?" in page and "Tomorrow" in page
     # The arbitrator reads along but joins only once there is a dispute.
     assert arbitrator.post_form(f"/trades/{pk}/messages", {"body": "Hello"}).status_code == 403
-    assert web("stranger", roles).post_form(f"/trades/{pk}/messages",
-                                            {"body": "Hi"}).status_code == 403
+    assert (
+        web("stranger", roles).post_form(f"/trades/{pk}/messages", {"body": "Hi"}).status_code
+        == 403
+    )
     assert web(None).post_form(f"/trades/{pk}/messages", {"body": "Hi"}).status_code == 302
     assert buyer.post_form(f"/trades/{pk}/messages", {"body": "   "}).status_code == 400
     assert buyer.post_form(f"/trades/{pk}/messages", {"body": "x" * 2001}).status_code == 400
@@ -154,7 +176,10 @@ def test_messages_by_role(app: Flask, web: Any, roles: Roles, client: EscrowClie
 
 
 def test_a_message_cannot_pose_as_the_dispute_statement(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
 ) -> None:
     pk = funded_trade(app, client, roles)
     seller = web("seller", roles)

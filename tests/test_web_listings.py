@@ -39,9 +39,16 @@ def _user(app: Flask, address: str, **fields: Any) -> int:
 
 def _listing(app: Flask, seller: str, **fields: Any) -> int:
     seller_id = _user(app, seller)
-    values: dict[str, Any] = {"title": "Bike", "description": "A good bike", "price": ONE_ETH,
-                              "currency": "ETH", "category": "bikes", "city": "Almaty",
-                              "status": "active", "photos": []}
+    values: dict[str, Any] = {
+        "title": "Bike",
+        "description": "A good bike",
+        "price": ONE_ETH,
+        "currency": "ETH",
+        "category": "bikes",
+        "city": "Almaty",
+        "status": "active",
+        "photos": [],
+    }
     values.update(fields)
     with _session(app) as session:
         import secrets
@@ -58,9 +65,15 @@ def _get(app: Flask, listing_id: int) -> Listing | None:
 
 
 def _form(**override: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"title": "Road bike", "description": "Light and fast",
-                            "price": "0.5", "currency": "ETH", "quantity": "1",
-                            "category": "bikes", "city": "Astana"}
+    data: dict[str, Any] = {
+        "title": "Road bike",
+        "description": "Light and fast",
+        "price": "0.5",
+        "currency": "ETH",
+        "quantity": "1",
+        "category": "bikes",
+        "city": "Astana",
+    }
     data.update(override)
     return data
 
@@ -98,12 +111,27 @@ def test_search_is_case_insensitive_on_title_and_description(
 
 
 def test_category_currency_city_and_price_filters(app: Flask, web: Any, roles: Roles) -> None:
-    _listing(app, roles.seller, title="Cheap phone", category="phones", price=50 * USD,
-             currency="USD", city="Almaty")
-    _listing(app, roles.seller, title="Dear phone", category="phones", price=500 * USD,
-             currency="USD", city="Astana")
-    _listing(app, roles.seller, title="Eth bike", category="bikes", price=ONE_ETH // 2,
-             city="Shymkent")
+    _listing(
+        app,
+        roles.seller,
+        title="Cheap phone",
+        category="phones",
+        price=50 * USD,
+        currency="USD",
+        city="Almaty",
+    )
+    _listing(
+        app,
+        roles.seller,
+        title="Dear phone",
+        category="phones",
+        price=500 * USD,
+        currency="USD",
+        city="Astana",
+    )
+    _listing(
+        app, roles.seller, title="Eth bike", category="bikes", price=ONE_ETH // 2, city="Shymkent"
+    )
     client = web(None).client
 
     def titles(query: str) -> list[str]:
@@ -142,14 +170,13 @@ def test_sorting(app: Flask, web: Any, roles: Roles) -> None:
     now = datetime.now(UTC)
     _listing(app, roles.seller, title="Mid", price=2 * ONE_ETH, created_at=now - timedelta(days=2))
     _listing(app, roles.seller, title="Low", price=ONE_ETH // 10, created_at=now)
-    _listing(app, roles.seller, title="High", price=30 * ONE_ETH,
-             created_at=now - timedelta(days=1))
+    _listing(
+        app, roles.seller, title="High", price=30 * ONE_ETH, created_at=now - timedelta(days=1)
+    )
     client = web(None).client
     assert _titles(client.get("/").get_data(as_text=True)) == ["Low", "High", "Mid"]
-    assert _titles(client.get("/?sort=price_asc").get_data(as_text=True)) == [
-        "Low", "Mid", "High"]
-    assert _titles(client.get("/?sort=price_desc").get_data(as_text=True)) == [
-        "High", "Mid", "Low"]
+    assert _titles(client.get("/?sort=price_asc").get_data(as_text=True)) == ["Low", "Mid", "High"]
+    assert _titles(client.get("/?sort=price_desc").get_data(as_text=True)) == ["High", "Mid", "Low"]
     assert client.get("/?sort=drop+table").status_code == 200
 
 
@@ -174,8 +201,7 @@ def test_pagination(app: Flask, web: Any, roles: Roles) -> None:
     assert "q=item&amp;category=bikes&amp;page=2" in page
 
 
-def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, roles: Roles
-                                                        ) -> None:
+def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, roles: Roles) -> None:
     from sqlalchemy import event
 
     for n in range(8):
@@ -200,8 +226,9 @@ def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, rol
 
 
 def test_listing_page_for_each_role(app: Flask, web: Any, roles: Roles) -> None:
-    listing_id = _listing(app, roles.seller, title="Camera",
-                          description="<script>alert(1)</script>")
+    listing_id = _listing(
+        app, roles.seller, title="Camera", description="<script>alert(1)</script>"
+    )
     url = f"/listings/{listing_id}"
     anonymous = web(None).client.get(url).get_data(as_text=True)
     assert "Camera" in anonymous and "Sign in to buy" in anonymous
@@ -222,8 +249,9 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
     app: Flask, web: Any, roles: Roles
 ) -> None:
     if "trades.buy" not in app.view_functions:
-        app.add_url_rule("/listings/<int:listing_id>/buy", "trades.buy",
-                         lambda listing_id: "", methods=["POST"])
+        app.add_url_rule(
+            "/listings/<int:listing_id>/buy", "trades.buy", lambda listing_id: "", methods=["POST"]
+        )
     listing_id = _listing(app, roles.seller)
     buyer = web("buyer", roles)
     assert "data-tx-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
@@ -235,8 +263,9 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
     page = buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
     assert "data-tx-url" not in page and "Reserved by another buyer" in page
     # The reserving buyer still sees the button; an expired hold frees the listing.
-    assert "data-tx-url" in web("buyer2", roles).client.get(
-        f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-tx-url" in web("buyer2", roles).client.get(f"/listings/{listing_id}").get_data(
+        as_text=True
+    )
     with _session(app) as session:
         session.get(Listing, listing_id).reserved_until = datetime.now(UTC) - timedelta(1)
         session.commit()
@@ -244,8 +273,7 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
     with _session(app) as session:
         session.get(Listing, listing_id).status = "sold"
         session.commit()
-    assert "data-tx-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(
-        as_text=True)
+    assert "data-tx-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
 
 
 def test_buy_form_offers_the_arbitrators_when_there_is_a_choice(
@@ -312,30 +340,35 @@ def test_refs_are_unique(app: Flask, web: Any, roles: Roles) -> None:
     assert len(set(refs)) == 3 and all(REF.match(r) for r in refs)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("price", "-1", "more than zero"),
-    ("price", "0", "more than zero"),
-    ("price", "abc", "as a number"),
-    ("price", "1e999999999", "too large"),
-    ("price", str(2**128), "too large"),
-    ("price", "0.0000000000000000001", "decimal places"),
-    ("price", "", "Enter a price"),
-    ("title", "ab", "3 to 200"),
-    ("title", "x" * 201, "3 to 200"),
-    ("description", "x" * 5001, "5,000"),
-    ("quantity", "0", "between 1 and 1,000"),
-    ("quantity", "1001", "between 1 and 1,000"),
-    ("quantity", "many", "between 1 and 1,000"),
-    ("category", "weapons", "Not a valid choice"),
-    ("currency", "BTC", "Not a valid choice"),
-    ("city", "x" * 101, "100 characters"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("price", "-1", "more than zero"),
+        ("price", "0", "more than zero"),
+        ("price", "abc", "as a number"),
+        ("price", "1e999999999", "too large"),
+        ("price", str(2**128), "too large"),
+        ("price", "0.0000000000000000001", "decimal places"),
+        ("price", "", "Enter a price"),
+        ("title", "ab", "3 to 200"),
+        ("title", "x" * 201, "3 to 200"),
+        ("description", "x" * 5001, "5,000"),
+        ("quantity", "0", "between 1 and 1,000"),
+        ("quantity", "1001", "between 1 and 1,000"),
+        ("quantity", "many", "between 1 and 1,000"),
+        ("category", "weapons", "Not a valid choice"),
+        ("currency", "BTC", "Not a valid choice"),
+        ("city", "x" * 101, "100 characters"),
+    ],
+)
 def test_create_rejects_bad_input_and_keeps_it(
     app: Flask, web: Any, roles: Roles, field: str, value: str, message: str
 ) -> None:
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new", _form(**{field: value, "title": "Kept title"}
-                                                       if field != "title" else {field: value}))
+    response = seller.post_form(
+        "/listings/new",
+        _form(**{field: value, "title": "Kept title"} if field != "title" else {field: value}),
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert message in page
@@ -374,9 +407,10 @@ def _files(*items: tuple[bytes, str]) -> list[tuple[io.BytesIO, str]]:
 def test_photos_upload_and_are_served(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     response = seller.post_form(
-        "/listings/new", {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"),
-                                                      (WEBP, "c.webp"))},
-        content_type="multipart/form-data")
+        "/listings/new",
+        {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"), (WEBP, "c.webp"))},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 302
     with _session(app) as session:
         photos = session.scalars(select(Listing)).one().photos
@@ -392,40 +426,54 @@ def test_photos_upload_and_are_served(app: Flask, web: Any, roles: Roles) -> Non
     assert (Path(app.config["UPLOAD_DIR"]) / photos[1]).read_bytes() == PNG
 
 
-@pytest.mark.parametrize(("data", "name", "message"), [
-    (b"GIF89a" + b"\x00" * 30, "x.gif", "not a JPEG, PNG or WebP"),
-    (b"<?php echo 1; ?>", "shell.jpg", "not a JPEG, PNG or WebP"),
-    (b"%PDF-1.4 ...", "doc.png", "not a JPEG, PNG or WebP"),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"GIF89a" + b"\x00" * 30, "x.gif", "not a JPEG, PNG or WebP"),
+        (b"<?php echo 1; ?>", "shell.jpg", "not a JPEG, PNG or WebP"),
+        (b"%PDF-1.4 ...", "doc.png", "not a JPEG, PNG or WebP"),
+    ],
+)
 def test_wrong_type_uploads_are_refused(
     app: Flask, web: Any, roles: Roles, data: bytes, name: str, message: str
 ) -> None:
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new", {**_form(), "photos": _files((data, name))},
-                                content_type="multipart/form-data")
+    response = seller.post_form(
+        "/listings/new",
+        {**_form(), "photos": _files((data, name))},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
-    assert not list(Path(app.config["UPLOAD_DIR"]).glob("*")) if Path(
-        app.config["UPLOAD_DIR"]).exists() else True
+    assert (
+        not list(Path(app.config["UPLOAD_DIR"]).glob("*"))
+        if Path(app.config["UPLOAD_DIR"]).exists()
+        else True
+    )
 
 
 def test_oversized_photo_is_refused(app: Flask, web: Any, roles: Roles) -> None:
     app.config["MAX_PHOTO_BYTES"] = 1024
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new",
-                                {**_form(), "photos": _files((JPEG + b"\x00" * 2000, "big.jpg"))},
-                                content_type="multipart/form-data")
+    response = seller.post_form(
+        "/listings/new",
+        {**_form(), "photos": _files((JPEG + b"\x00" * 2000, "big.jpg"))},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400
     assert "larger than" in response.get_data(as_text=True)
 
 
-def test_request_over_the_content_limit_is_a_friendly_413(app: Flask, web: Any, roles: Roles
-                                                           ) -> None:
+def test_request_over_the_content_limit_is_a_friendly_413(
+    app: Flask, web: Any, roles: Roles
+) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 4096
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new",
-                                {**_form(), "photos": _files((JPEG + b"\x00" * 8000, "big.jpg"))},
-                                content_type="multipart/form-data")
+    response = seller.post_form(
+        "/listings/new",
+        {**_form(), "photos": _files((JPEG + b"\x00" * 8000, "big.jpg"))},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 413
     assert "too large" in response.get_data(as_text=True)
 
@@ -433,19 +481,26 @@ def test_request_over_the_content_limit_is_a_friendly_413(app: Flask, web: Any, 
 def test_at_most_six_photos(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     response = seller.post_form(
-        "/listings/new", {**_form(), "photos": _files(*[(PNG, f"{n}.png") for n in range(7)])},
-        content_type="multipart/form-data")
+        "/listings/new",
+        {**_form(), "photos": _files(*[(PNG, f"{n}.png") for n in range(7)])},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400
     assert "At most 6 photos" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("name", [
-    "..%2F..%2Fetc%2Fpasswd", "../web.sqlite3", "%2E%2E%2Fweb.sqlite3", "web.sqlite3",
-    "0123456789abcdef0123456789abcdef.jpg", "0123456789abcdef0123456789abcdef.php",
-])
-def test_uploads_route_refuses_traversal_and_unknown_files(
-    app: Flask, web: Any, name: str
-) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2F..%2Fetc%2Fpasswd",
+        "../web.sqlite3",
+        "%2E%2E%2Fweb.sqlite3",
+        "web.sqlite3",
+        "0123456789abcdef0123456789abcdef.jpg",
+        "0123456789abcdef0123456789abcdef.php",
+    ],
+)
+def test_uploads_route_refuses_traversal_and_unknown_files(app: Flask, web: Any, name: str) -> None:
     # A real file next to the upload folder that must never be served.
     assert web(None).client.get(f"/uploads/{name}").status_code == 404
 
@@ -484,8 +539,9 @@ def test_edit_by_owner_other_and_anonymous(app: Flask, web: Any, roles: Roles) -
 def test_edit_keeps_input_on_error(app: Flask, web: Any, roles: Roles) -> None:
     listing_id = _listing(app, roles.seller)
     owner = web("seller", roles)
-    response = owner.post_form(f"/listings/{listing_id}/edit",
-                               _form(title="Typed title", price="-3"))
+    response = owner.post_form(
+        f"/listings/{listing_id}/edit", _form(title="Typed title", price="-3")
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert 'value="Typed title"' in page and 'value="-3"' in page
@@ -493,15 +549,19 @@ def test_edit_keeps_input_on_error(app: Flask, web: Any, roles: Roles) -> None:
 
 def test_edit_removes_and_adds_photos(app: Flask, web: Any, roles: Roles) -> None:
     owner = web("seller", roles)
-    owner.post_form("/listings/new", {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"))},
-                    content_type="multipart/form-data")
+    owner.post_form(
+        "/listings/new",
+        {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"))},
+        content_type="multipart/form-data",
+    )
     with _session(app) as session:
         listing = session.scalars(select(Listing)).one()
     first, second = listing.photos
-    response = owner.post_form(f"/listings/{listing.id}/edit",
-                               {**_form(), "remove_photo": first,
-                                "photos": _files((WEBP, "c.webp"))},
-                               content_type="multipart/form-data")
+    response = owner.post_form(
+        f"/listings/{listing.id}/edit",
+        {**_form(), "remove_photo": first, "photos": _files((WEBP, "c.webp"))},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 302
     edited = _get(app, listing.id)
     assert edited is not None
@@ -557,13 +617,30 @@ def test_delete_of_a_traded_listing_withdraws_it(app: Flask, web: Any, roles: Ro
     now = datetime.now(UTC)
     with _session(app) as session:
         listing = session.get(Listing, listing_id)
-        session.add(Trade(
-            chain_id=1, contract_address="0x" + "1" * 40, onchain_id=1, listing_id=listing_id,
-            listing_ref=listing.ref, buyer=roles.buyer.lower(), seller=roles.seller.lower(),
-            arbitrator=roles.arbitrator.lower(), token="0x" + "0" * 40, amount=ONE_ETH,
-            ship_by=now, inspection_period=1, arbitrator_fee_bps=0, platform_fee_bps=0,
-            terms_hash="0x", status="Funded", funded_at=now, funded_block=1,
-            funded_tx="0x" + "2" * 64, last_event_block=1))
+        session.add(
+            Trade(
+                chain_id=1,
+                contract_address="0x" + "1" * 40,
+                onchain_id=1,
+                listing_id=listing_id,
+                listing_ref=listing.ref,
+                buyer=roles.buyer.lower(),
+                seller=roles.seller.lower(),
+                arbitrator=roles.arbitrator.lower(),
+                token="0x" + "0" * 40,
+                amount=ONE_ETH,
+                ship_by=now,
+                inspection_period=1,
+                arbitrator_fee_bps=0,
+                platform_fee_bps=0,
+                terms_hash="0x",
+                status="Funded",
+                funded_at=now,
+                funded_block=1,
+                funded_tx="0x" + "2" * 64,
+                last_event_block=1,
+            )
+        )
         session.commit()
     response = web("seller", roles).post_form(f"/listings/{listing_id}/delete")
     assert response.status_code == 302

@@ -29,38 +29,70 @@ def _user(session: Session, address: str, age_days: int = 100, **fields: Any) ->
     address = address.lower()
     user = session.scalar(select(User).where(User.address == address))
     if user is None:
-        user = User(address=address, created_at=datetime.now(UTC) - timedelta(days=age_days),
-                    **{"languages": [], **fields})
+        user = User(
+            address=address,
+            created_at=datetime.now(UTC) - timedelta(days=age_days),
+            **{"languages": [], **fields},
+        )
         session.add(user)
         session.flush()
     return user
 
 
 def _listing(session: Session, seller: str, price: int = ONE_ETH, **fields: Any) -> Listing:
-    values: dict[str, Any] = {"title": "Item", "description": "", "currency": "ETH",
-                              "category": "phones", "city": "Almaty", "status": "active",
-                              "photos": []}
+    values: dict[str, Any] = {
+        "title": "Item",
+        "description": "",
+        "currency": "ETH",
+        "category": "phones",
+        "city": "Almaty",
+        "status": "active",
+        "photos": [],
+    }
     values.update(fields)
-    listing = Listing(ref="0x" + secrets.token_hex(32), seller_id=_user(session, seller).id,
-                      price=price, **values)
+    listing = Listing(
+        ref="0x" + secrets.token_hex(32), seller_id=_user(session, seller).id, price=price, **values
+    )
     session.add(listing)
     session.flush()
     return listing
 
 
-def _trade(session: Session, buyer: str, seller: str, status: str = "Released", *,
-           arbitrator: str = "0x" + "a" * 40, token: str = ZERO, amount: int = ONE_ETH,
-           listing: Listing | None = None, disputed: bool = False) -> Trade:
+def _trade(
+    session: Session,
+    buyer: str,
+    seller: str,
+    status: str = "Released",
+    *,
+    arbitrator: str = "0x" + "a" * 40,
+    token: str = ZERO,
+    amount: int = ONE_ETH,
+    listing: Listing | None = None,
+    disputed: bool = False,
+) -> Trade:
     now = datetime.now(UTC)
     n = next(_ids)
     trade = Trade(
-        chain_id=1, contract_address="0x" + "1" * 40, onchain_id=n,
+        chain_id=1,
+        contract_address="0x" + "1" * 40,
+        onchain_id=n,
         listing_id=listing.id if listing else None,
         listing_ref=listing.ref if listing else "0x" + "0" * 64,
-        buyer=buyer.lower(), seller=seller.lower(), arbitrator=arbitrator.lower(),
-        token=token.lower(), amount=amount, ship_by=now, inspection_period=1,
-        arbitrator_fee_bps=0, platform_fee_bps=0, terms_hash="0x", status=status,
-        funded_at=now, funded_block=n, funded_tx="0x" + f"{n:064x}", last_event_block=n,
+        buyer=buyer.lower(),
+        seller=seller.lower(),
+        arbitrator=arbitrator.lower(),
+        token=token.lower(),
+        amount=amount,
+        ship_by=now,
+        inspection_period=1,
+        arbitrator_fee_bps=0,
+        platform_fee_bps=0,
+        terms_hash="0x",
+        status=status,
+        funded_at=now,
+        funded_block=n,
+        funded_tx="0x" + f"{n:064x}",
+        last_event_block=n,
         disputed_at=now if disputed or status == "Disputed" else None,
     )
     session.add(trade)
@@ -78,20 +110,34 @@ def test_seller_record_counts_finished_trades_volume_disputes_and_ratings(
         seller, buyer = roles.seller, roles.buyer
         _user(session, seller, age_days=30, display_name="Dana")
         _trade(session, buyer, seller, "Released", amount=2 * ONE_ETH)
-        t2 = _trade(session, buyer, seller, "Resolved", token=stablecoin, amount=150 * USD,
-                    disputed=True)
+        t2 = _trade(
+            session, buyer, seller, "Resolved", token=stablecoin, amount=150 * USD, disputed=True
+        )
         _trade(session, buyer, seller, "Funded")  # not finished: not counted
         _trade(session, seller, buyer, "Refunded", amount=ONE_ETH)  # seller bought once
         t5 = _trade(session, buyer, seller, "Released")
-        session.add_all([
-            Rating(trade_id=t2.id, rater_side="buyer", rater=buyer.lower(),
-                   ratee=seller.lower(), score=4),
-            Rating(trade_id=t5.id, rater_side="buyer", rater=buyer.lower(),
-                   ratee=seller.lower(), score=5),
-        ])
+        session.add_all(
+            [
+                Rating(
+                    trade_id=t2.id,
+                    rater_side="buyer",
+                    rater=buyer.lower(),
+                    ratee=seller.lower(),
+                    score=4,
+                ),
+                Rating(
+                    trade_id=t5.id,
+                    rater_side="buyer",
+                    rater=buyer.lower(),
+                    ratee=seller.lower(),
+                    score=5,
+                ),
+            ]
+        )
         session.commit()
-        record = trust.seller_record(session, seller.upper().replace("0X", "0x"),
-                                     stablecoin=stablecoin)
+        record = trust.seller_record(
+            session, seller.upper().replace("0X", "0x"), stablecoin=stablecoin
+        )
     assert record.display_name == "Dana"
     assert record.completed_as_seller == 3 and record.completed_as_buyer == 1
     assert record.volume == {"ETH": 4 * ONE_ETH, "USD": 150 * USD}
@@ -102,12 +148,20 @@ def test_seller_record_counts_finished_trades_volume_disputes_and_ratings(
     assert record.account_age_days == 30
 
 
-def test_volume_currency_without_the_stablecoin_address(app: Flask, roles: Roles,
-                                                       stablecoin: str) -> None:
+def test_volume_currency_without_the_stablecoin_address(
+    app: Flask, roles: Roles, stablecoin: str
+) -> None:
     with _session(app) as session:
         listing = _listing(session, roles.seller, price=20 * USD, currency="USD")
-        _trade(session, roles.buyer, roles.seller, "Released", token=stablecoin,
-               amount=20 * USD, listing=listing)
+        _trade(
+            session,
+            roles.buyer,
+            roles.seller,
+            "Released",
+            token=stablecoin,
+            amount=20 * USD,
+            listing=listing,
+        )
         _trade(session, roles.buyer, roles.seller, "Released", token="0x" + "e" * 40, amount=7)
         session.commit()
         record = trust.seller_record(session, roles.seller)
@@ -128,13 +182,25 @@ def test_ratings_count_only_from_the_counterparty_of_a_finished_trade(
     with _session(app) as session:
         open_trade = _trade(session, roles.buyer, roles.seller, "Shipped")
         other = _trade(session, roles.buyer2, roles.stranger, "Released")
-        session.add_all([
-            Rating(trade_id=open_trade.id, rater_side="buyer", rater=roles.buyer.lower(),
-                   ratee=roles.seller.lower(), score=1),
-            # Written into the table by hand: a rating from someone outside the trade.
-            Rating(trade_id=other.id, rater_side="buyer", rater=roles.buyer2.lower(),
-                   ratee=roles.seller.lower(), score=1),
-        ])
+        session.add_all(
+            [
+                Rating(
+                    trade_id=open_trade.id,
+                    rater_side="buyer",
+                    rater=roles.buyer.lower(),
+                    ratee=roles.seller.lower(),
+                    score=1,
+                ),
+                # Written into the table by hand: a rating from someone outside the trade.
+                Rating(
+                    trade_id=other.id,
+                    rater_side="buyer",
+                    rater=roles.buyer2.lower(),
+                    ratee=roles.seller.lower(),
+                    score=1,
+                ),
+            ]
+        )
         session.commit()
         record = trust.seller_record(session, roles.seller)
     assert record.rating_count == 0
@@ -154,8 +220,7 @@ def test_signal_new_account_by_age_and_by_no_finished_trades(app: Flask, roles: 
         session.flush()
         signals = trust.risk_signals_for_listing(session, young)
         assert "new_account" in _codes(signals)
-        assert "less than 7 days" in next(s for s in signals if s.code == "new_account"
-                                          ).explanation
+        assert "less than 7 days" in next(s for s in signals if s.code == "new_account").explanation
         # Old account without finished trades: still new.
         old = _listing(session, roles.stranger)
         signals = trust.risk_signals_for_listing(session, old)
@@ -215,14 +280,28 @@ def test_signal_low_rating(app: Flask, roles: Roles) -> None:
     with _session(app) as session:
         listing = _listing(session, roles.seller)
         first = _trade(session, roles.buyer, roles.seller, "Released")
-        session.add(Rating(trade_id=first.id, rater_side="buyer", rater=roles.buyer.lower(),
-                           ratee=roles.seller.lower(), score=1))
+        session.add(
+            Rating(
+                trade_id=first.id,
+                rater_side="buyer",
+                rater=roles.buyer.lower(),
+                ratee=roles.seller.lower(),
+                score=1,
+            )
+        )
         session.flush()
         # A single bad rating is not yet a pattern.
         assert "low_rating" not in _codes(trust.risk_signals_for_listing(session, listing))
         second = _trade(session, roles.buyer2, roles.seller, "Refunded")
-        session.add(Rating(trade_id=second.id, rater_side="buyer", rater=roles.buyer2.lower(),
-                           ratee=roles.seller.lower(), score=2))
+        session.add(
+            Rating(
+                trade_id=second.id,
+                rater_side="buyer",
+                rater=roles.buyer2.lower(),
+                ratee=roles.seller.lower(),
+                score=2,
+            )
+        )
         session.flush()
         signals = trust.risk_signals_for_listing(session, listing)
         assert "low_rating" in _codes(signals)
@@ -234,8 +313,9 @@ def test_trade_signals_cover_the_price_and_the_seller(app: Flask, roles: Roles) 
         for price in (10, 11, 12, 13, 14):
             _listing(session, roles.stranger, price=price * ONE_ETH)
         listing = _listing(session, roles.seller, price=ONE_ETH)
-        trade = _trade(session, roles.buyer, roles.seller, "Funded", listing=listing,
-                       amount=ONE_ETH)
+        trade = _trade(
+            session, roles.buyer, roles.seller, "Funded", listing=listing, amount=ONE_ETH
+        )
         codes = _codes(trust.risk_signals_for_trade(session, trade))
     assert codes == {"price_far_below", "new_account"}
 
@@ -249,8 +329,16 @@ def test_profile_page(app: Flask, web: Any, roles: Roles) -> None:
         _listing(session, roles.seller, title="Phone on sale")
         _listing(session, roles.seller, title="Paused phone", status="withdrawn")
         trade = _trade(session, roles.buyer, roles.seller, "Released")
-        session.add(Rating(trade_id=trade.id, rater_side="buyer", rater=roles.buyer.lower(),
-                           ratee=roles.seller.lower(), score=5, comment="<i>Great</i>"))
+        session.add(
+            Rating(
+                trade_id=trade.id,
+                rater_side="buyer",
+                rater=roles.buyer.lower(),
+                ratee=roles.seller.lower(),
+                score=5,
+                comment="<i>Great</i>",
+            )
+        )
         session.commit()
     for who in (None, "buyer", "seller"):
         user = web(who, roles) if who else web(None)
@@ -286,8 +374,9 @@ def test_me_needs_sign_in(web: Any) -> None:
 def test_me_edits_own_name_and_languages(app: Flask, web: Any, roles: Roles) -> None:
     buyer = web("buyer", roles)
     assert buyer.client.get("/me").status_code == 200
-    response = buyer.post_form("/me", {"display_name": "  Asel  ",
-                                       "languages": "Kazakh, Russian ,English,"})
+    response = buyer.post_form(
+        "/me", {"display_name": "  Asel  ", "languages": "Kazakh, Russian ,English,"}
+    )
     assert response.status_code == 302
     with _session(app) as session:
         user = session.scalar(select(User).where(User.address == roles.buyer.lower()))
@@ -297,18 +386,23 @@ def test_me_edits_own_name_and_languages(app: Flask, web: Any, roles: Roles) -> 
     assert 'value="Asel"' in page and 'value="Kazakh, Russian, English"' in page
     # Another user's profile is untouched.
     with _session(app) as session:
-        assert session.scalar(select(func.count(User.id)).where(
-            User.display_name.is_not(None))) == 1
+        assert (
+            session.scalar(select(func.count(User.id)).where(User.display_name.is_not(None))) == 1
+        )
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"display_name": "x" * 65}, "at most 64"),
-    ({"languages": ",".join(["Kazakh"] * 9)}, "at most 8"),
-    ({"languages": "<script>"}, "as words"),
-    ({"languages": "English1"}, "as words"),
-])
-def test_me_rejects_bad_input(app: Flask, web: Any, roles: Roles, data: dict[str, str],
-                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"display_name": "x" * 65}, "at most 64"),
+        ({"languages": ",".join(["Kazakh"] * 9)}, "at most 8"),
+        ({"languages": "<script>"}, "as words"),
+        ({"languages": "English1"}, "as words"),
+    ],
+)
+def test_me_rejects_bad_input(
+    app: Flask, web: Any, roles: Roles, data: dict[str, str], message: str
+) -> None:
     response = web("buyer", roles).post_form("/me", data)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
@@ -329,21 +423,43 @@ def test_arbitrators_page_statistics(app: Flask, web: Any, roles: Roles) -> None
     base = datetime(2026, 1, 1, tzinfo=UTC)
     with _session(app) as session:
         _user(session, arb, display_name="Saule")
-        session.add_all([
-            ArbitratorProfile(address=arb, onchain_registered=True, onchain_max_fee_bps=500,
-                              languages=["Kazakh"], bio="Consumer lawyer"),
-            ArbitratorProfile(address=arb2, onchain_registered=False, languages=[]),
-        ])
-        for hours, by_timeout, resolved in ((2, False, True), (10, False, True),
-                                            (6, False, True), (200, True, True),
-                                            (None, None, False)):
-            trade = _trade(session, roles.buyer, roles.seller,
-                           "Resolved" if resolved else "Disputed", arbitrator=arb)
-            session.add(Dispute(
-                trade_id=trade.id, opened_by=roles.buyer.lower(), opened_at=base,
-                opened_block=1, ruling_deadline=base + timedelta(days=7),
-                resolved_at=base + timedelta(hours=hours) if hours else None,
-                by_timeout=by_timeout))
+        session.add_all(
+            [
+                ArbitratorProfile(
+                    address=arb,
+                    onchain_registered=True,
+                    onchain_max_fee_bps=500,
+                    languages=["Kazakh"],
+                    bio="Consumer lawyer",
+                ),
+                ArbitratorProfile(address=arb2, onchain_registered=False, languages=[]),
+            ]
+        )
+        for hours, by_timeout, resolved in (
+            (2, False, True),
+            (10, False, True),
+            (6, False, True),
+            (200, True, True),
+            (None, None, False),
+        ):
+            trade = _trade(
+                session,
+                roles.buyer,
+                roles.seller,
+                "Resolved" if resolved else "Disputed",
+                arbitrator=arb,
+            )
+            session.add(
+                Dispute(
+                    trade_id=trade.id,
+                    opened_by=roles.buyer.lower(),
+                    opened_at=base,
+                    opened_block=1,
+                    ruling_deadline=base + timedelta(days=7),
+                    resolved_at=base + timedelta(hours=hours) if hours else None,
+                    by_timeout=by_timeout,
+                )
+            )
         session.commit()
     page = web(None).client.get("/arbitrators").get_data(as_text=True)
     assert "Saule" in page and "Consumer lawyer" in page
@@ -373,8 +489,9 @@ def test_buyer_and_seller_rate_each_other_once(app: Flask, web: Any, roles: Role
     trade_id = _finished(app, roles)
     url = f"/trades/{trade_id}/rating"
     buyer, seller = web("buyer", roles), web("seller", roles)
-    response = buyer.post_form(url, {"score": "5", "comment": "Fast shipping",
-                                     "next": f"/trades/{trade_id}"})
+    response = buyer.post_form(
+        url, {"score": "5", "comment": "Fast shipping", "next": f"/trades/{trade_id}"}
+    )
     assert response.status_code == 302 and response.headers["Location"] == f"/trades/{trade_id}"
     assert seller.post_json(url, {"score": 4}).status_code == 201
     again = buyer.post_json(url, {"score": 1})
@@ -392,8 +509,7 @@ def test_rating_roles_and_states(app: Flask, web: Any, roles: Roles) -> None:
     assert web(None).post_form(url, {"score": "5"}).status_code == 302  # to sign-in
     assert web("stranger", roles).post_form(url, {"score": "5"}).status_code == 403
     assert web("arbitrator", roles).post_form(url, {"score": "5"}).status_code == 403
-    assert web("buyer", roles).post_form("/trades/9999/rating", {"score": "5"}
-                                         ).status_code == 404
+    assert web("buyer", roles).post_form("/trades/9999/rating", {"score": "5"}).status_code == 404
     with _session(app) as session:
         open_id = _trade(session, roles.buyer, roles.seller, "Shipped").id
         session.commit()
@@ -404,15 +520,18 @@ def test_rating_roles_and_states(app: Flask, web: Any, roles: Roles) -> None:
 
 
 @pytest.mark.parametrize("status", ["Released", "Refunded", "Settled", "Resolved"])
-def test_every_final_status_can_be_rated(app: Flask, web: Any, roles: Roles, status: str
-                                         ) -> None:
+def test_every_final_status_can_be_rated(app: Flask, web: Any, roles: Roles, status: str) -> None:
     trade_id = _finished(app, roles, status)
-    assert web("seller", roles).post_json(f"/trades/{trade_id}/rating",
-                                          {"score": 3}).status_code == 201
+    assert (
+        web("seller", roles).post_json(f"/trades/{trade_id}/rating", {"score": 3}).status_code
+        == 201
+    )
 
 
-@pytest.mark.parametrize("data", [{"score": "0"}, {"score": "6"}, {"score": "five"}, {},
-                                  {"score": "3", "comment": "x" * 1001}])
+@pytest.mark.parametrize(
+    "data",
+    [{"score": "0"}, {"score": "6"}, {"score": "five"}, {}, {"score": "3", "comment": "x" * 1001}],
+)
 def test_bad_rating_input(app: Flask, web: Any, roles: Roles, data: dict[str, str]) -> None:
     trade_id = _finished(app, roles)
     buyer = web("buyer", roles)
@@ -426,19 +545,28 @@ def test_bad_rating_input(app: Flask, web: Any, roles: Roles, data: dict[str, st
 
 def test_rating_redirect_stays_on_site(app: Flask, web: Any, roles: Roles) -> None:
     trade_id = _finished(app, roles)
-    response = web("buyer", roles).post_form(f"/trades/{trade_id}/rating",
-                                             {"score": "4", "next": "//evil.example/x"})
+    response = web("buyer", roles).post_form(
+        f"/trades/{trade_id}/rating", {"score": "4", "next": "//evil.example/x"}
+    )
     assert response.headers["Location"] == f"/u/{roles.seller.lower()}"
 
 
-def test_duplicate_rating_race_is_a_friendly_message(app: Flask, web: Any, roles: Roles,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicate_rating_race_is_a_friendly_message(
+    app: Flask, web: Any, roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from webapp import profiles
 
     trade_id = _finished(app, roles)
     with _session(app) as session:
-        session.add(Rating(trade_id=trade_id, rater_side="buyer", rater=roles.buyer.lower(),
-                           ratee=roles.seller.lower(), score=2))
+        session.add(
+            Rating(
+                trade_id=trade_id,
+                rater_side="buyer",
+                rater=roles.buyer.lower(),
+                ratee=roles.seller.lower(),
+                score=2,
+            )
+        )
         session.commit()
     real = profiles.rating_state
 
@@ -462,8 +590,7 @@ def _render_partial(app: Flask, user: Any, trade_id: int) -> str:
             flask_session["address"] = address
         with _session(app) as db_session:
             trade = db_session.get(Trade, trade_id)
-            return render_template_string('{% include "profiles/_rating_form.html" %}',
-                                          trade=trade)
+            return render_template_string('{% include "profiles/_rating_form.html" %}', trade=trade)
 
 
 def test_rating_partial(app: Flask, web: Any, roles: Roles) -> None:

@@ -60,8 +60,9 @@ def test_seed_is_idempotent(app: Flask, chain: Chain, deployment: Deployment) ->
         assert session.scalar(select(func.count(Listing.id))) == len(seed.LISTINGS)
 
 
-def test_seed_does_nothing_when_users_exist(app: Flask, chain: Chain,
-                                            deployment: Deployment) -> None:
+def test_seed_does_nothing_when_users_exist(
+    app: Flask, chain: Chain, deployment: Deployment
+) -> None:
     with _session(app) as session:
         session.add(User(address="0x" + "1" * 40, languages=[]))
         session.commit()
@@ -74,18 +75,21 @@ def test_seed_fills_arbitrator_profiles_the_indexer_made(
 ) -> None:
     address = deployment.arbitrators[0].lower()
     with _session(app) as session:
-        session.add(ArbitratorProfile(address=address, languages=[], onchain_registered=True,
-                                      onchain_max_fee_bps=500))
+        session.add(
+            ArbitratorProfile(
+                address=address, languages=[], onchain_registered=True, onchain_max_fee_bps=500
+            )
+        )
         session.commit()
         seed.seed_demo_data(session, deployment, chain)
-        profile = session.scalar(select(ArbitratorProfile).where(
-            ArbitratorProfile.address == address))
+        profile = session.scalar(
+            select(ArbitratorProfile).where(ArbitratorProfile.address == address)
+        )
         assert profile is not None and profile.bio and profile.onchain_max_fee_bps == 500
         assert session.scalar(select(func.count(ArbitratorProfile.id))) == 2
 
 
-def test_seeded_market_renders(app: Flask, chain: Chain, deployment: Deployment,
-                               web: Any) -> None:
+def test_seeded_market_renders(app: Flask, chain: Chain, deployment: Deployment, web: Any) -> None:
     with _session(app) as session:
         seed.seed_demo_data(session, deployment, chain)
         listing_id = session.scalars(select(Listing.id).limit(1)).one()
@@ -100,8 +104,11 @@ def test_seeded_market_renders(app: Flask, chain: Chain, deployment: Deployment,
 
 
 def test_console_entry_seeds_the_configured_database(
-    tmp_path: Path, chain: Chain, deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    chain: Chain,
+    deployment: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import escrow.chain
     import escrow.deploy

@@ -48,7 +48,10 @@ def test_buy_with_eth_end_to_end(app: Flask, web: Any, roles: Roles, chain: Chai
     trade = trade_row(app)
     assert trade.listing_id == listing_id and trade.listing_ref == ref
     assert (trade.buyer, trade.seller, trade.arbitrator) == (
-        roles.buyer.lower(), roles.seller.lower(), roles.arbitrator.lower())
+        roles.buyer.lower(),
+        roles.seller.lower(),
+        roles.arbitrator.lower(),
+    )
     assert trade.amount == 2 * ONE_ETH and trade.status == TradeStatus.FUNDED.value
     assert listing_row(app, listing_id).status == ListingStatus.SOLD.value
     page = buyer.client.get("/trades").get_data(as_text=True)
@@ -58,8 +61,13 @@ def test_buy_with_eth_end_to_end(app: Flask, web: Any, roles: Roles, chain: Chai
 
 
 def test_buy_with_dollars_through_a_permit(
-    app: Flask, web: Any, roles: Roles, chain: Chain, keys: dict[str, LocalAccount],
-    client: EscrowClient, stablecoin: str,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    chain: Chain,
+    keys: dict[str, LocalAccount],
+    client: EscrowClient,
+    stablecoin: str,
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller, price=25 * USD, currency="USD")
     buyer = web("buyer", roles)
@@ -69,9 +77,15 @@ def test_buy_with_dollars_through_a_permit(
     assert "tx" not in first.get_json()
     assert permit["primaryType"] == "Permit" and permit["message"]["value"] == str(25 * USD)
     signature = keys[roles.buyer].sign_message(encode_typed_data(full_message=permit))
-    second = buyer.post_json(f"/listings/{listing_id}/buy", {"permit": {
-        "signature": signature.signature.to_0x_hex(),
-        "deadline": first.get_json()["permit_deadline"]}})
+    second = buyer.post_json(
+        f"/listings/{listing_id}/buy",
+        {
+            "permit": {
+                "signature": signature.signature.to_0x_hex(),
+                "deadline": first.get_json()["permit_deadline"],
+            }
+        },
+    )
     assert second.status_code == 200, second.get_json()
     balance = client.token_balance(stablecoin, roles.buyer)
     send(chain, second.get_json()["tx"])
@@ -84,19 +98,30 @@ def test_buy_with_dollars_through_a_permit(
 
 
 def test_a_bad_permit_signature_is_refused_and_frees_the_item(
-    app: Flask, web: Any, roles: Roles, keys: dict[str, LocalAccount],
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    keys: dict[str, LocalAccount],
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller, price=5 * USD, currency="USD")
     buyer = web("buyer", roles)
     permit = buyer.post_json(f"/listings/{listing_id}/buy").get_json()["permit"]
     forged = keys[roles.stranger].sign_message(encode_typed_data(full_message=permit))
-    response = buyer.post_json(f"/listings/{listing_id}/buy", {"permit": {
-        "signature": forged.signature.to_0x_hex(), "deadline": permit["message"]["deadline"]}})
+    response = buyer.post_json(
+        f"/listings/{listing_id}/buy",
+        {
+            "permit": {
+                "signature": forged.signature.to_0x_hex(),
+                "deadline": permit["message"]["deadline"],
+            }
+        },
+    )
     assert response.status_code == 409
     assert "allowed" in response.get_json()["error"]
     assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
-    garbled = buyer.post_json(f"/listings/{listing_id}/buy",
-                              {"permit": {"signature": "0x12", "deadline": 1}})
+    garbled = buyer.post_json(
+        f"/listings/{listing_id}/buy", {"permit": {"signature": "0x12", "deadline": 1}}
+    )
     assert garbled.status_code == 400 and "malformed" in garbled.get_json()["error"]
 
 
@@ -116,8 +141,7 @@ def test_two_buyers_race_for_one_item(app: Flask, web: Any, roles: Roles, chain:
     assert after.status_code == 409 and "no longer for sale" in after.get_json()["error"]
 
 
-def test_an_expired_reservation_lets_the_next_buyer_in(app: Flask, web: Any,
-                                                       roles: Roles) -> None:
+def test_an_expired_reservation_lets_the_next_buyer_in(app: Flask, web: Any, roles: Roles) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     first, second = web("buyer", roles), web("buyer2", roles)
     assert first.post_json(f"/listings/{listing_id}/buy").status_code == 200
@@ -136,7 +160,10 @@ def test_multi_item_listings_are_not_reserved(app: Flask, web: Any, roles: Roles
 
 
 def test_a_contract_refusal_releases_the_reservation(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     client.set_funding_paused(True, sender=roles.owner)
@@ -172,16 +199,24 @@ BUYER, SELLER, ARB, OTHER = "0x" + "b" * 40, "0x" + "5" * 40, "0x" + "a" * 40, "
 
 def _trade(status: str, *, split_by: str | None = None) -> Trade:
     return Trade(
-        status=status, buyer=BUYER, seller=SELLER, arbitrator=ARB,
+        status=status,
+        buyer=BUYER,
+        seller=SELLER,
+        arbitrator=ARB,
         ship_by=T0 + timedelta(days=5),
         inspection_ends_at=T0 + timedelta(days=8) if status != "Funded" else None,
         ruling_deadline=T0 + timedelta(days=10) if status == "Disputed" else None,
-        split_proposer=split_by, proposed_buyer_bps=4000 if split_by else None,
+        split_proposer=split_by,
+        proposed_buyer_bps=4000 if split_by else None,
     )
 
 
 BEFORE, AFTER_SHIP_BY, AFTER_INSPECTION, AFTER_RULING = (
-    T0, T0 + timedelta(days=6), T0 + timedelta(days=9), T0 + timedelta(days=11))
+    T0,
+    T0 + timedelta(days=6),
+    T0 + timedelta(days=9),
+    T0 + timedelta(days=11),
+)
 
 ACTION_TABLE = [
     # status, proposer, who, when, expected actions
@@ -197,16 +232,26 @@ ACTION_TABLE = [
     ("Funded", "seller", SELLER, BEFORE, {"ship", "seller_refund", "propose_split", "dispute"}),
     ("Shipped", None, BUYER, AFTER_SHIP_BY, {"confirm", "propose_split", "dispute"}),
     ("Shipped", None, SELLER, AFTER_SHIP_BY, {"seller_refund", "propose_split", "dispute"}),
-    ("Shipped", "buyer", SELLER, AFTER_SHIP_BY,
-     {"seller_refund", "propose_split", "accept_split", "dispute"}),
+    (
+        "Shipped",
+        "buyer",
+        SELLER,
+        AFTER_SHIP_BY,
+        {"seller_refund", "propose_split", "accept_split", "dispute"},
+    ),
     ("Shipped", None, ARB, AFTER_SHIP_BY, set()),
     ("Shipped", None, BUYER, AFTER_INSPECTION, {"confirm", "release", "propose_split"}),
     ("Shipped", None, SELLER, AFTER_INSPECTION, {"release", "seller_refund", "propose_split"}),
     ("Shipped", None, ARB, AFTER_INSPECTION, {"release"}),
     ("Disputed", None, BUYER, AFTER_INSPECTION, {"confirm", "propose_split"}),
     ("Disputed", None, SELLER, AFTER_INSPECTION, {"seller_refund", "propose_split"}),
-    ("Disputed", "buyer", SELLER, AFTER_INSPECTION,
-     {"seller_refund", "propose_split", "accept_split"}),
+    (
+        "Disputed",
+        "buyer",
+        SELLER,
+        AFTER_INSPECTION,
+        {"seller_refund", "propose_split", "accept_split"},
+    ),
     ("Disputed", None, ARB, AFTER_INSPECTION, set()),
     ("Disputed", None, BUYER, AFTER_RULING, {"confirm", "propose_split", "resolve"}),
     ("Disputed", None, ARB, AFTER_RULING, {"resolve"}),
@@ -218,8 +263,9 @@ ACTION_TABLE = [
 
 
 @pytest.mark.parametrize("status,proposer,who,when,expected", ACTION_TABLE)
-def test_available_actions_table(status: str, proposer: str | None, who: str | None,
-                                 when: datetime, expected: set[str]) -> None:
+def test_available_actions_table(
+    status: str, proposer: str | None, who: str | None, when: datetime, expected: set[str]
+) -> None:
     actions = available_actions(_trade(status, split_by=proposer), who, when)
     assert {a.name for a in actions} == expected
 
@@ -231,8 +277,9 @@ def test_deadlines_are_exact_to_the_second() -> None:
     assert "ship" in {a.name for a in available_actions(funded, SELLER, ship_by - second)}
     assert "ship" not in {a.name for a in available_actions(funded, SELLER, ship_by)}
     assert "refund" in {a.name for a in available_actions(funded, OTHER, ship_by)}
-    assert "release" not in {a.name for a in available_actions(shipped, BUYER,
-                                                               inspection_end - second)}
+    assert "release" not in {
+        a.name for a in available_actions(shipped, BUYER, inspection_end - second)
+    }
     assert "release" in {a.name for a in available_actions(shipped, BUYER, inspection_end)}
 
 
@@ -275,15 +322,16 @@ def test_trade_list_filters(app: Flask, web: Any, roles: Roles, client: EscrowCl
     pk = funded_trade(app, client, roles)
     seller = web("seller", roles)
     assert f"/trades/{pk}" in seller.client.get("/trades?status=open&role=seller").get_data(
-        as_text=True)
+        as_text=True
+    )
     assert f"/trades/{pk}" not in seller.client.get("/trades?status=finished").get_data(
-        as_text=True)
+        as_text=True
+    )
     assert f"/trades/{pk}" not in seller.client.get("/trades?role=buyer").get_data(as_text=True)
     assert seller.client.get("/trades?status=bogus&page=x").status_code == 200
 
 
-def test_action_endpoint_by_role(app: Flask, web: Any, roles: Roles,
-                                 client: EscrowClient) -> None:
+def test_action_endpoint_by_role(app: Flask, web: Any, roles: Roles, client: EscrowClient) -> None:
     pk = funded_trade(app, client, roles)
     url = f"/trades/{pk}/actions/confirm"
     assert web(None).post_json(url).status_code == 401
@@ -306,7 +354,11 @@ def test_action_endpoint_by_role(app: Flask, web: Any, roles: Roles,
 
 
 def test_ship_then_split_proposed_and_accepted(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
+    chain: Chain,
 ) -> None:
     pk = funded_trade(app, client, roles)
     seller, buyer = web("seller", roles), web("buyer", roles)
@@ -338,7 +390,11 @@ def test_ship_then_split_proposed_and_accepted(
 
 
 def test_refund_after_the_ship_by_deadline_uses_chain_time(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
+    chain: Chain,
 ) -> None:
     pk = funded_trade(app, client, roles, ship_within=DAY)
     buyer = web("buyer", roles)
@@ -354,12 +410,17 @@ def test_refund_after_the_ship_by_deadline_uses_chain_time(
 
 
 def test_opening_a_dispute_keeps_the_statement(
-    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain,
+    app: Flask,
+    web: Any,
+    roles: Roles,
+    client: EscrowClient,
+    chain: Chain,
 ) -> None:
     pk = funded_trade(app, client, roles)
     buyer = web("buyer", roles)
-    opened = buyer.post_json(f"/trades/{pk}/actions/dispute",
-                             {"statement": "The bicycle never arrived."})
+    opened = buyer.post_json(
+        f"/trades/{pk}/actions/dispute", {"statement": "The bicycle never arrived."}
+    )
     assert opened.status_code == 200, opened.get_json()
     body = opened.get_json()
     assert body["after_send"] == f"/trades/{pk}/statement"
@@ -378,12 +439,22 @@ def test_opening_a_dispute_keeps_the_statement(
 
 
 def test_action_names_are_all_reachable() -> None:
-    assert set(ACTIONS) == {"ship", "confirm", "release", "refund", "seller_refund",
-                            "propose_split", "accept_split", "dispute", "resolve"}
+    assert set(ACTIONS) == {
+        "ship",
+        "confirm",
+        "release",
+        "refund",
+        "seller_refund",
+        "propose_split",
+        "accept_split",
+        "dispute",
+        "resolve",
+    }
 
 
-def test_chain_down_is_a_friendly_503(app: Flask, web: Any, roles: Roles,
-                                      deployment: Deployment, monkeypatch: Any) -> None:
+def test_chain_down_is_a_friendly_503(
+    app: Flask, web: Any, roles: Roles, deployment: Deployment, monkeypatch: Any
+) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     buyer = web("buyer", roles)
 
@@ -396,8 +467,9 @@ def test_chain_down_is_a_friendly_503(app: Flask, web: Any, roles: Roles,
     assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
 
 
-def test_buy_form_offers_the_indexed_arbitrators(app: Flask, roles: Roles,
-                                                 deployment: Deployment) -> None:
+def test_buy_form_offers_the_indexed_arbitrators(
+    app: Flask, roles: Roles, deployment: Deployment
+) -> None:
     from webapp.trades import buy_arbitrators
 
     listing_id, _ = add_listing(app, roles.seller)

@@ -9,18 +9,23 @@ from hypothesis import strategies as st
 from webapp.views import format_amount, to_units
 
 
-@pytest.mark.parametrize(("text", "currency", "units"), [
-    ("1.5", "ETH", 1_500_000_000_000_000_000),
-    ("0.000001", "USD", 1),
-    ("1,250.50", "USD", 1_250_500_000),
-    (" 3 ", "ETH", 3 * 10**18),
-])
+@pytest.mark.parametrize(
+    ("text", "currency", "units"),
+    [
+        ("1.5", "ETH", 1_500_000_000_000_000_000),
+        ("0.000001", "USD", 1),
+        ("1,250.50", "USD", 1_250_500_000),
+        (" 3 ", "ETH", 3 * 10**18),
+    ],
+)
 def test_to_units_parses_exactly(text: str, currency: str, units: int) -> None:
     assert to_units(text, currency) == units
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1", "0", "NaN", "Infinity", "1e999999999",
-                                  "1e-999999999", "0.0000001", "1e40"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "-1", "0", "NaN", "Infinity", "1e999999999", "1e-999999999", "0.0000001", "1e40"],
+)
 def test_to_units_refuses_with_a_message(text: str) -> None:
     with pytest.raises(ValueError) as info:
         to_units(text, "USD")

@@ -39,17 +39,19 @@ def web_db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def app(chain: Chain, deployment: Deployment, web_db_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({
-        "TESTING": True,
-        "DATABASE_URL": web_db_url,
-        "CHAIN": chain,
-        "DEPLOYMENT": deployment,
-        "DATA_DIR": str(tmp_path),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "EVIDENCE_DIR": str(tmp_path / "evidence"),
-        "SESSION_COOKIE_SECURE": False,
-        "SECRET_KEY": "test-secret-key",
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": web_db_url,
+            "CHAIN": chain,
+            "DEPLOYMENT": deployment,
+            "DATA_DIR": str(tmp_path),
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "EVIDENCE_DIR": str(tmp_path / "evidence"),
+            "SESSION_COOKIE_SECURE": False,
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
     yield app
     app.extensions["escrow_engine"].dispose()
 
@@ -69,8 +71,9 @@ class WebUser:
         return match.group(1)
 
     def post_json(self, url: str, data: dict[str, Any] | None = None) -> Any:
-        return self.client.post(url, json=data or {}, headers={"X-CSRFToken": self.csrf(),
-                                                               "Accept": "application/json"})
+        return self.client.post(
+            url, json=data or {}, headers={"X-CSRFToken": self.csrf(), "Accept": "application/json"}
+        )
 
     def post_form(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self.client.post(url, data={**(data or {}), "csrf_token": self.csrf()}, **kwargs)
@@ -103,9 +106,12 @@ def index_now(app: Flask) -> int:
     """Runs the indexer once, in-process, up to the chain head; returns events applied."""
     gateway = app.extensions["escrow_chain"]
     deployment = gateway.deployment()
-    indexer = Indexer(gateway.chain().w3, app.extensions["escrow_engine"],
-                      deployment.escrow.address.lower(),
-                      start_block=deployment.escrow.block_number)
+    indexer = Indexer(
+        gateway.chain().w3,
+        app.extensions["escrow_engine"],
+        deployment.escrow.address.lower(),
+        start_block=deployment.escrow.block_number,
+    )
     return int(indexer.sync().events)
 
 
@@ -116,8 +122,15 @@ def db_session(app: Flask) -> Any:
     return app.extensions["escrow_sessions"]()
 
 
-def add_listing(app: Flask, seller: str, *, price: int = ONE_ETH, currency: str = "ETH",
-                quantity: int = 1, title: str = "Bicycle") -> tuple[int, str]:
+def add_listing(
+    app: Flask,
+    seller: str,
+    *,
+    price: int = ONE_ETH,
+    currency: str = "ETH",
+    quantity: int = 1,
+    title: str = "Bicycle",
+) -> tuple[int, str]:
     """A listing by ``seller`` (id, ref), written straight to the database."""
     seller = seller.lower()
     with db_session(app) as session:
@@ -127,8 +140,15 @@ def add_listing(app: Flask, seller: str, *, price: int = ONE_ETH, currency: str 
             session.add(user)
             session.flush()
         ref = "0x" + hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-        listing = Listing(ref=ref, seller_id=user.id, title=title, price=price,
-                          currency=currency, quantity=quantity, photos=[])
+        listing = Listing(
+            ref=ref,
+            seller_id=user.id,
+            title=title,
+            price=price,
+            currency=currency,
+            quantity=quantity,
+            photos=[],
+        )
         session.add(listing)
         session.commit()
         return listing.id, ref

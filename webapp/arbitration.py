@@ -48,8 +48,9 @@ class SplitAmounts:
     platform_fee: int
 
 
-def ruling_amounts(amount: int, arbitrator_fee_bps: int, platform_fee_bps: int,
-                   buyer_bps: int) -> SplitAmounts:
+def ruling_amounts(
+    amount: int, arbitrator_fee_bps: int, platform_fee_bps: int, buyer_bps: int
+) -> SplitAmounts:
     """What ``rule(buyerBps)`` pays, computed exactly as the contract does."""
     fee = amount * arbitrator_fee_bps // BPS
     pot = amount - fee
@@ -60,9 +61,14 @@ def ruling_amounts(amount: int, arbitrator_fee_bps: int, platform_fee_bps: int,
 
 
 def is_arbitrator(session: Session, address: str) -> bool:
-    return bool(session.scalar(select(
-        exists().where(Trade.arbitrator == address)
-        | exists().where(ArbitratorProfile.address == address))))
+    return bool(
+        session.scalar(
+            select(
+                exists().where(Trade.arbitrator == address)
+                | exists().where(ArbitratorProfile.address == address)
+            )
+        )
+    )
 
 
 def load_case(trade_pk: int) -> Trade:
@@ -82,16 +88,31 @@ def index() -> str:
     session = db.session()
     if not is_arbitrator(session, me):
         abort(403, "This console is for arbitrators.")
-    queue = list(session.scalars(
-        select(Trade).where(Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
-        .order_by(Trade.ruling_deadline, Trade.id)))
-    past = list(session.scalars(
-        select(Trade).join(Dispute, Dispute.trade_id == Trade.id)
-        .where(Trade.arbitrator == me, Trade.status == TradeStatus.RESOLVED.value)
-        .order_by(Trade.finished_block.desc()).limit(PAST_RULINGS)))
+    queue = list(
+        session.scalars(
+            select(Trade)
+            .where(Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
+            .order_by(Trade.ruling_deadline, Trade.id)
+        )
+    )
+    past = list(
+        session.scalars(
+            select(Trade)
+            .join(Dispute, Dispute.trade_id == Trade.id)
+            .where(Trade.arbitrator == me, Trade.status == TradeStatus.RESOLVED.value)
+            .order_by(Trade.finished_block.desc())
+            .limit(PAST_RULINGS)
+        )
+    )
     currency = {t.id: currency_of(t) for t in queue + past}
-    return render_template("arbitration/index.html", queue=queue, past=past, now=page_now(),
-                           currency=currency, as_utc=as_utc)
+    return render_template(
+        "arbitration/index.html",
+        queue=queue,
+        past=past,
+        now=page_now(),
+        currency=currency,
+        as_utc=as_utc,
+    )
 
 
 @bp.get("/arbitration/<int:trade_pk>")
@@ -100,31 +121,51 @@ def case(trade_pk: int) -> str:
     trade = load_case(trade_pk)
     session = db.session()
     sync_dispute_statement(session, trade)
-    evidence = list(session.scalars(
-        select(EvidenceFile).where(EvidenceFile.trade_id == trade.id).order_by(EvidenceFile.id)))
+    evidence = list(
+        session.scalars(
+            select(EvidenceFile).where(EvidenceFile.trade_id == trade.id).order_by(EvidenceFile.id)
+        )
+    )
     committed = {
         str(args.get("contentHash", "")).lower().removeprefix("0x")
-        for args in session.scalars(select(TradeEvent.args).where(
-            TradeEvent.trade_id == trade.id, TradeEvent.event == "EvidenceSubmitted"))
+        for args in session.scalars(
+            select(TradeEvent.args).where(
+                TradeEvent.trade_id == trade.id, TradeEvent.event == "EvidenceSubmitted"
+            )
+        )
     }
     onchain = {e.id: bool(e.onchain_tx_hash) or e.sha256 in committed for e in evidence}
-    messages = list(session.scalars(
-        select(Message).where(Message.trade_id == trade.id).order_by(Message.id)))
+    messages = list(
+        session.scalars(select(Message).where(Message.trade_id == trade.id).order_by(Message.id))
+    )
     currency = currency_of(trade)
     splits = []
     for percent in range(101):
-        split = ruling_amounts(int(trade.amount), trade.arbitrator_fee_bps,
-                               trade.platform_fee_bps, percent * 100)
+        split = ruling_amounts(
+            int(trade.amount), trade.arbitrator_fee_bps, trade.platform_fee_bps, percent * 100
+        )
         splits.append({k: format_amount(v, currency) for k, v in split.__dict__.items()})
     now = page_now()
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
-    may_rule = (trade.status == TradeStatus.DISPUTED.value and ruling_deadline is not None
-                and now < ruling_deadline)
+    may_rule = (
+        trade.status == TradeStatus.DISPUTED.value
+        and ruling_deadline is not None
+        and now < ruling_deadline
+    )
     return render_template(
-        "arbitration/case.html", trade=trade, evidence=evidence, onchain=onchain,
-        messages=messages, currency=currency, splits=splits,
-        splits_json=json.dumps(splits), may_rule=may_rule, ruling_deadline=ruling_deadline,
-        now=now, may_message=trade.dispute is not None, statement_mark=DISPUTE_STATEMENT_MARK,
+        "arbitration/case.html",
+        trade=trade,
+        evidence=evidence,
+        onchain=onchain,
+        messages=messages,
+        currency=currency,
+        splits=splits,
+        splits_json=json.dumps(splits),
+        may_rule=may_rule,
+        ruling_deadline=ruling_deadline,
+        now=now,
+        may_message=trade.dispute is not None,
+        statement_mark=DISPUTE_STATEMENT_MARK,
     )
 
 
@@ -136,8 +177,9 @@ def rule(trade_pk: int) -> Any:
         return render_error(409, "This trade is not in dispute any more.")
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
     if ruling_deadline is None or chain_now() >= ruling_deadline:
-        return render_error(409, "The time to rule is over; anyone can now resolve the "
-                                 "dispute by the timeout rule.")
+        return render_error(
+            409, "The time to rule is over; anyone can now resolve the dispute by the timeout rule."
+        )
     raw = json_body().get("buyer_percent")
     try:
         percent = int(str(raw).strip())

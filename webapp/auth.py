@@ -116,8 +116,9 @@ def message() -> Response | tuple[Response, int]:
     now = datetime.now(UTC)
     ttl = timedelta(seconds=current_app.config["SIWE_NONCE_TTL_SECONDS"])
     db_session = db.session()
-    db_session.add(LoginNonce(nonce=nonce, address=address.lower(), created_at=now,
-                              expires_at=now + ttl))
+    db_session.add(
+        LoginNonce(nonce=nonce, address=address.lower(), created_at=now, expires_at=now + ttl)
+    )
     db_session.commit()
     text = SiweMessage(
         domain=request.host,
@@ -189,8 +190,12 @@ def _check_signin(text: str, signature: str) -> str:
     if row.address != parsed.address.lower():
         raise SignInError("The message was issued for another address.")
     # Every line must be the one this server wrote: nothing added, nothing changed.
-    if (parsed.statement or "") != current_app.config["SIWE_STATEMENT"] or parsed.resources \
-            or parsed.request_id or parsed.not_before:
+    if (
+        (parsed.statement or "") != current_app.config["SIWE_STATEMENT"]
+        or parsed.resources
+        or parsed.request_id
+        or parsed.not_before
+    ):
         raise SignInError("The sign-in message was changed; ask for a new one.")
     try:
         parsed.verify(signature, domain=request.host, nonce=row.nonce)
@@ -233,11 +238,16 @@ def dev_accounts() -> Response | tuple[Response, int]:
     if not dev_wallet_enabled():
         abort(404)
     accounts = [a.lower() for a in gateway().chain().accounts]
-    rows = db.session().execute(
-        select(User.address, User.display_name).where(User.address.in_(accounts))).all()
+    rows = (
+        db.session()
+        .execute(select(User.address, User.display_name).where(User.address.in_(accounts)))
+        .all()
+    )
     names = {address: name for address, name in rows}
-    return jsonify(accounts=[{"address": a, "name": names.get(a)} for a in accounts],
-                   chainId=gateway().chain().chain_id)
+    return jsonify(
+        accounts=[{"address": a, "name": names.get(a)} for a in accounts],
+        chainId=gateway().chain().chain_id,
+    )
 
 
 @bp.post("/dev-wallet/rpc")

@@ -46,8 +46,7 @@ class ChainGateway:
                     raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
                 if self._deployment is None:
                     raise DeploymentError(
-                        f"the escrow is not deployed on chain {chain.chain_id}; "
-                        "run `escrow deploy`"
+                        f"the escrow is not deployed on chain {chain.chain_id}; run `escrow deploy`"
                     )
             return self._deployment
 
@@ -79,9 +78,13 @@ class ChainGateway:
             tx = self.client().unsigned(call, sender)
         except (ConnectionError, OSError) as exc:
             raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
-        out: dict[str, Any] = {"from": tx["from"], "data": tx["data"],
-                               "value": hex(int(tx.get("value", 0))),
-                               "gas": hex(int(tx["gas"])), "chainId": hex(int(tx["chainId"]))}
+        out: dict[str, Any] = {
+            "from": tx["from"],
+            "data": tx["data"],
+            "value": hex(int(tx.get("value", 0))),
+            "gas": hex(int(tx["gas"])),
+            "chainId": hex(int(tx["chainId"])),
+        }
         if tx.get("to"):
             out["to"] = tx["to"]
         return out

@@ -43,8 +43,14 @@ bp = Blueprint("disputes", __name__)
 MAX_MESSAGE_CHARS = 2000
 MAX_NOTE_CHARS = 2000
 ALLOWED_TYPES_TEXT = "an image (JPEG, PNG, GIF or WebP), a PDF or a plain-text file"
-EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif",
-              "image/webp": ".webp", "application/pdf": ".pdf", "text/plain": ".txt"}
+EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "application/pdf": ".pdf",
+    "text/plain": ".txt",
+}
 
 
 def sniff_type(data: bytes) -> str | None:
@@ -106,24 +112,48 @@ def upload(trade_pk: int) -> Any:
 
     stored = store_evidence(data, root=Path(current_app.config["EVIDENCE_DIR"]), max_bytes=limit)
     session_db = db.session()
-    row = session_db.scalar(select(EvidenceFile).where(EvidenceFile.trade_id == trade.id,
-                                                       EvidenceFile.sha256 == stored.sha256))
+    row = session_db.scalar(
+        select(EvidenceFile).where(
+            EvidenceFile.trade_id == trade.id, EvidenceFile.sha256 == stored.sha256
+        )
+    )
     if row is None:
-        row = EvidenceFile(trade_id=trade.id, uploaded_by=me,
-                           original_name=_display_name(upload_file.filename, content_type),
-                           content_type=content_type, size_bytes=stored.size_bytes,
-                           sha256=stored.sha256, storage_path=stored.storage_path)
+        row = EvidenceFile(
+            trade_id=trade.id,
+            uploaded_by=me,
+            original_name=_display_name(upload_file.filename, content_type),
+            content_type=content_type,
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
+            storage_path=stored.storage_path,
+        )
         session_db.add(row)
         session_db.flush()
-        session_db.add(Message(trade_id=trade.id, sender=me, evidence_file_id=row.id,
-                               body=note or f"Added evidence: {row.original_name}"))
+        session_db.add(
+            Message(
+                trade_id=trade.id,
+                sender=me,
+                evidence_file_id=row.id,
+                body=note or f"Added evidence: {row.original_name}",
+            )
+        )
     session_db.commit()
     uri = url_for("disputes.download", evidence_id=row.id, _external=True)
-    call = gateway().client().calls.submit_evidence(
-        int(trade.onchain_id), terms_of(trade), uri, bytes.fromhex(stored.sha256))
+    call = (
+        gateway()
+        .client()
+        .calls.submit_evidence(
+            int(trade.onchain_id), terms_of(trade), uri, bytes.fromhex(stored.sha256)
+        )
+    )
     tx = gateway().prepare(call, me)
-    return jsonify(tx=tx, evidence_id=row.id, sha256=stored.sha256, uri=uri,
-                   redirect=url_for("trades.show", trade_pk=trade.id) + "#evidence")
+    return jsonify(
+        tx=tx,
+        evidence_id=row.id,
+        sha256=stored.sha256,
+        uri=uri,
+        redirect=url_for("trades.show", trade_pk=trade.id) + "#evidence",
+    )
 
 
 @bp.get("/evidence/<int:evidence_id>")
@@ -135,16 +165,22 @@ def download(evidence_id: int) -> Any:
         abort(404)
     trade = session_db.get(Trade, row.trade_id)
     if trade is None or role_of(trade, current_address()) is None:
-        abort(403, "Only the buyer, the seller and the arbitrator of this trade can see its "
-                   "evidence.")
+        abort(
+            403, "Only the buyer, the seller and the arbitrator of this trade can see its evidence."
+        )
     try:
         path = evidence_path(row.storage_path, Path(current_app.config["EVIDENCE_DIR"]))
     except ValueError:
         abort(404)
     if not path.is_file():
         abort(404, "The file is missing from the evidence store.")
-    response = send_file(path, mimetype=row.content_type, as_attachment=True,
-                         download_name=row.original_name, max_age=0)
+    response = send_file(
+        path,
+        mimetype=row.content_type,
+        as_attachment=True,
+        download_name=row.original_name,
+        max_age=0,
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, no-store"
@@ -157,8 +193,9 @@ def download(evidence_id: int) -> Any:
 def may_post_message(trade: Trade, role: str) -> bool:
     if role in ("buyer", "seller"):
         return True
-    return role == "arbitrator" and (trade.dispute is not None
-                                     or trade.status == TradeStatus.DISPUTED.value)
+    return role == "arbitrator" and (
+        trade.dispute is not None or trade.status == TradeStatus.DISPUTED.value
+    )
 
 
 @bp.post("/trades/<int:trade_pk>/messages")
@@ -166,8 +203,7 @@ def may_post_message(trade: Trade, role: str) -> bool:
 def post_message(trade_pk: int) -> Any:
     trade, role = load_trade(trade_pk)
     if not may_post_message(trade, role):
-        return render_error(403, "The arbitrator joins the conversation once a dispute is "
-                                 "opened.")
+        return render_error(403, "The arbitrator joins the conversation once a dispute is opened.")
     source = request.form if request.form else json_body()
     raw = source.get("body")
     if not isinstance(raw, str):
@@ -175,7 +211,7 @@ def post_message(trade_pk: int) -> Any:
     body = raw.strip()
     # Only the dispute action writes statements; a message cannot pass itself off as one.
     while body.startswith(DISPUTE_STATEMENT_MARK.strip()):
-        body = body[len(DISPUTE_STATEMENT_MARK.strip()):].strip()
+        body = body[len(DISPUTE_STATEMENT_MARK.strip()) :].strip()
     if not 1 <= len(body) <= MAX_MESSAGE_CHARS:
         return render_error(400, f"Write a message of 1 to {MAX_MESSAGE_CHARS:,} characters.")
     me = current_address()
@@ -214,7 +250,6 @@ def statement_sent(trade_pk: int) -> Any:
     me = current_address()
     assert me is not None
     session_db = db.session()
-    session_db.add(Message(trade_id=trade.id, sender=me,
-                           body=DISPUTE_STATEMENT_MARK + statement))
+    session_db.add(Message(trade_id=trade.id, sender=me, body=DISPUTE_STATEMENT_MARK + statement))
     session_db.commit()
     return jsonify(ok=True)

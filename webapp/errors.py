@@ -27,13 +27,17 @@ MESSAGES = {
     500: "Something went wrong on our side. Nothing was changed.",
     503: "The blockchain node is not reachable right now. Try again in a moment.",
 }
-DATABASE_BUSY = ("The database is busy or not reachable right now; nothing was changed. "
-                 "Try again in a moment.")
+DATABASE_BUSY = (
+    "The database is busy or not reachable right now; nothing was changed. Try again in a moment."
+)
 
 
 def _wants_json() -> bool:
-    return (request.is_json or request.path.startswith(("/api/", "/dev-wallet/"))
-            or request.accept_mimetypes.best == "application/json")
+    return (
+        request.is_json
+        or request.path.startswith(("/api/", "/dev-wallet/"))
+        or request.accept_mimetypes.best == "application/json"
+    )
 
 
 def render_error(status: int, message: str | None = None) -> tuple[Any, int]:
@@ -46,15 +50,22 @@ def render_error(status: int, message: str | None = None) -> tuple[Any, int]:
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[Any, int]:
-        return render_error(400, "The form expired or came from another site. Reload the "
-                                 "page and try again.")
+        return render_error(
+            400, "The form expired or came from another site. Reload the page and try again."
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Any, int]:
         status = exc.code or 500
-        description = exc.description if status in (400, 403, 404) and exc.description and \
-            not exc.description.startswith(("The browser", "The server", "The requested URL",
-                                            "You don't")) else None
+        description = (
+            exc.description
+            if status in (400, 403, 404)
+            and exc.description
+            and not exc.description.startswith(
+                ("The browser", "The server", "The requested URL", "You don't")
+            )
+            else None
+        )
         return render_error(status, description)
 
     @app.errorhandler(ChainUnavailable)

@@ -21,8 +21,13 @@ from wtforms import BooleanField
 class Form(FlaskForm):
     class Meta(FlaskForm.Meta):
         def wrap_formdata(self, form: Any, formdata: Any) -> Any:
-            if formdata is _Auto and _is_submitted() and request.is_json \
-                    and not request.form and not request.files:
+            if (
+                formdata is _Auto
+                and _is_submitted()
+                and request.is_json
+                and not request.form
+                and not request.files
+            ):
                 return json_as_form(request.get_json(silent=True), form)
             return super().wrap_formdata(form, formdata)
 

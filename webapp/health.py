@@ -28,12 +28,17 @@ def healthz() -> tuple[Any, int]:
         latest = int(chain.w3.eth.block_number)
         report["chain"] = {"ok": True, "chain_id": chain.chain_id, "latest_block": latest}
         address = gateway().deployment().escrow.address.lower()
-        checkpoint = db.session().scalar(select(IndexerCheckpoint).where(
-            IndexerCheckpoint.chain_id == chain.chain_id,
-            IndexerCheckpoint.contract_address == address))
+        checkpoint = db.session().scalar(
+            select(IndexerCheckpoint).where(
+                IndexerCheckpoint.chain_id == chain.chain_id,
+                IndexerCheckpoint.contract_address == address,
+            )
+        )
         indexed = checkpoint.last_block if checkpoint else None
-        report["indexer"] = {"last_block": indexed,
-                             "lag_blocks": latest - indexed if indexed is not None else None}
+        report["indexer"] = {
+            "last_block": indexed,
+            "lag_blocks": latest - indexed if indexed is not None else None,
+        }
     except Exception as exc:  # the node being down is exactly what this endpoint reports
         report["chain"] = {"ok": False, "error": str(exc)[:200]}
         report["status"] = "degraded"

@@ -176,19 +176,35 @@ def _owned_listing(listing_id: int) -> Listing:
 
 
 class ListingForm(Form):
-    title = StringField("Title", validators=[
-        DataRequired("Give the listing a title."),
-        Length(3, 200, "The title needs 3 to 200 characters.")])
-    description = TextAreaField("Description", validators=[
-        Optional(), Length(max=5000, message="The description can be at most 5,000 characters.")])
+    title = StringField(
+        "Title",
+        validators=[
+            DataRequired("Give the listing a title."),
+            Length(3, 200, "The title needs 3 to 200 characters."),
+        ],
+    )
+    description = TextAreaField(
+        "Description",
+        validators=[
+            Optional(),
+            Length(max=5000, message="The description can be at most 5,000 characters."),
+        ],
+    )
     price = StringField("Price", validators=[DataRequired("Enter a price.")])
     currency = SelectField("Currency", choices=[SelectChoice(c) for c in CURRENCIES])
-    quantity = IntegerField("Quantity", default=1, validators=[
-        InputRequired("Enter how many you sell."),
-        NumberRange(1, 1000, "The quantity must be between 1 and 1,000.")])
+    quantity = IntegerField(
+        "Quantity",
+        default=1,
+        validators=[
+            InputRequired("Enter how many you sell."),
+            NumberRange(1, 1000, "The quantity must be between 1 and 1,000."),
+        ],
+    )
     category = SelectField("Category", choices=[SelectChoice(k, v) for k, v in CATEGORIES.items()])
-    city = StringField("City", validators=[
-        Optional(), Length(max=100, message="The city can be at most 100 characters.")])
+    city = StringField(
+        "City",
+        validators=[Optional(), Length(max=100, message="The city can be at most 100 characters.")],
+    )
     photos = MultipleFileField("Photos")
 
     def price_units(self) -> int:
@@ -222,9 +238,16 @@ class Filters:
     page: int = 1
 
     def args(self, **override: Any) -> str:
-        values = {"q": self.q, "category": self.category, "currency": self.currency,
-                  "city": self.city, "min": self.min_price, "max": self.max_price,
-                  "sort": self.sort if self.sort != "newest" else "", "page": self.page}
+        values = {
+            "q": self.q,
+            "category": self.category,
+            "currency": self.currency,
+            "city": self.city,
+            "min": self.min_price,
+            "max": self.max_price,
+            "sort": self.sort if self.sort != "newest" else "",
+            "page": self.page,
+        }
         values.update(override)
         return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
 
@@ -251,8 +274,12 @@ def _read_filters() -> tuple[Filters, list[str]]:
 def _apply_filters(query: Select[Any], filters: Filters, errors: list[str]) -> Select[Any]:
     query = query.where(Listing.status == ListingStatus.ACTIVE.value)
     if filters.q:
-        query = query.where(or_(Listing.title.icontains(filters.q, autoescape=True),
-                                Listing.description.icontains(filters.q, autoescape=True)))
+        query = query.where(
+            or_(
+                Listing.title.icontains(filters.q, autoescape=True),
+                Listing.description.icontains(filters.q, autoescape=True),
+            )
+        )
     if filters.category:
         query = query.where(Listing.category == filters.category)
     if filters.currency:
@@ -287,12 +314,22 @@ def index() -> str:
     else:
         order = (Listing.created_at.desc(), Listing.id.desc())
     listings = session.scalars(
-        base.join(Listing.seller).options(contains_eager(Listing.seller))
-        .order_by(*order).limit(page_size).offset((filters.page - 1) * page_size)
+        base.join(Listing.seller)
+        .options(contains_eager(Listing.seller))
+        .order_by(*order)
+        .limit(page_size)
+        .offset((filters.page - 1) * page_size)
     ).all()
     return render_template(
-        "listings/index.html", listings=listings, filters=filters, errors=errors, total=total,
-        pages=pages, categories=CATEGORIES, currencies=CURRENCIES, sorts=SORTS,
+        "listings/index.html",
+        listings=listings,
+        filters=filters,
+        errors=errors,
+        total=total,
+        pages=pages,
+        categories=CATEGORIES,
+        currencies=CURRENCIES,
+        sorts=SORTS,
     )
 
 
@@ -309,14 +346,21 @@ def detail(listing_id: int) -> str:
     is_owner = listing.seller.address == address
     if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
         abort(404, "This listing was withdrawn by the seller.")
-    record = trust.seller_record(session, listing.seller.address,
-                                 stablecoin=gateway().stablecoin_address())
+    record = trust.seller_record(
+        session, listing.seller.address, stablecoin=gateway().stablecoin_address()
+    )
     signals = trust.risk_signals_for_listing(session, listing, record=record)
     buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None
     return render_template(
-        "listings/detail.html", listing=listing, record=record, signals=signals,
-        buy_url=buy_url, is_owner=is_owner, reserved=reserved_by_other(listing, address),
-        categories=CATEGORIES, form=ConfirmForm(),
+        "listings/detail.html",
+        listing=listing,
+        record=record,
+        signals=signals,
+        buy_url=buy_url,
+        is_owner=is_owner,
+        reserved=reserved_by_other(listing, address),
+        categories=CATEGORIES,
+        form=ConfirmForm(),
     )
 
 
@@ -326,11 +370,16 @@ def mine() -> str:
     user = current_user()
     listings: list[Listing] = []
     if user is not None:
-        listings = list(db.session().scalars(
-            select(Listing).where(Listing.seller_id == user.id)
-            .order_by(Listing.created_at.desc(), Listing.id.desc())))
-    return render_template("listings/mine.html", listings=listings, form=ConfirmForm(),
-                           categories=CATEGORIES)
+        listings = list(
+            db.session().scalars(
+                select(Listing)
+                .where(Listing.seller_id == user.id)
+                .order_by(Listing.created_at.desc(), Listing.id.desc())
+            )
+        )
+    return render_template(
+        "listings/mine.html", listings=listings, form=ConfirmForm(), categories=CATEGORIES
+    )
 
 
 @bp.route("/listings/new", methods=["GET", "POST"])
@@ -338,8 +387,11 @@ def mine() -> str:
 def create() -> Any:
     form = ListingForm()
     if request.method == "GET":
-        form.currency.data = request.args.get("currency", "ETH") \
-            if request.args.get("currency") in CURRENCIES else "ETH"
+        form.currency.data = (
+            request.args.get("currency", "ETH")
+            if request.args.get("currency") in CURRENCIES
+            else "ETH"
+        )
     if form.validate_on_submit():
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(photos) > MAX_PHOTOS:
@@ -350,20 +402,26 @@ def create() -> Any:
             session = db.session()
             user = _ensure_user(session)
             listing = Listing(
-                ref="0x" + secrets.token_hex(32), seller_id=user.id,
-                title=form.title.data.strip(), description=(form.description.data or "").strip(),
-                price=form.price_units(), currency=form.currency.data,
-                quantity=form.quantity.data, category=form.category.data,
+                ref="0x" + secrets.token_hex(32),
+                seller_id=user.id,
+                title=form.title.data.strip(),
+                description=(form.description.data or "").strip(),
+                price=form.price_units(),
+                currency=form.currency.data,
+                quantity=form.quantity.data,
+                category=form.category.data,
                 city=(form.city.data or "").strip() or None,
-                photos=[save_photo(p) for p in photos], status=ListingStatus.ACTIVE.value,
+                photos=[save_photo(p) for p in photos],
+                status=ListingStatus.ACTIVE.value,
             )
             session.add(listing)
             session.commit()
             flash("Your listing is on the market.", "success")
             return redirect(url_for("listings.detail", listing_id=listing.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("listings/form.html", form=form, listing=None,
-                           max_photos=MAX_PHOTOS), status
+    return render_template(
+        "listings/form.html", form=form, listing=None, max_photos=MAX_PHOTOS
+    ), status
 
 
 def _ensure_user(session: Any) -> User:
@@ -410,8 +468,9 @@ def edit(listing_id: int) -> Any:
             flash("Listing saved.", "success")
             return redirect(url_for("listings.detail", listing_id=listing.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("listings/form.html", form=form, listing=listing,
-                           max_photos=MAX_PHOTOS), status
+    return render_template(
+        "listings/form.html", form=form, listing=listing, max_photos=MAX_PHOTOS
+    ), status
 
 
 def _plain_amount(units: int, currency: str) -> str:
@@ -450,8 +509,9 @@ def delete(listing_id: int) -> Response:
         if listing.status in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):
             listing.status = ListingStatus.WITHDRAWN.value
         session.commit()
-        flash("This listing has trades, so it stays on record; it was withdrawn instead.",
-              "warning")
+        flash(
+            "This listing has trades, so it stays on record; it was withdrawn instead.", "warning"
+        )
         return redirect(url_for("listings.mine"))
     photos = list(listing.photos or [])
     session.delete(listing)

@@ -53,10 +53,14 @@ LANGUAGE = re.compile(r"^[^\W\d_][^\W\d_ \-]*(?:[ \-][^\W\d_]+)*$")
 
 
 class ProfileForm(Form):
-    display_name = StringField("Display name", validators=[
-        Optional(), Length(max=64, message="The name can be at most 64 characters.")])
-    languages = StringField("Languages (comma-separated)", validators=[
-        Optional(), Length(max=300, message="Too many languages.")])
+    display_name = StringField(
+        "Display name",
+        validators=[Optional(), Length(max=64, message="The name can be at most 64 characters.")],
+    )
+    languages = StringField(
+        "Languages (comma-separated)",
+        validators=[Optional(), Length(max=300, message="Too many languages.")],
+    )
 
     def language_list(self) -> list[str]:
         parts = [p.strip() for p in (self.languages.data or "").split(",")]
@@ -72,11 +76,20 @@ class ProfileForm(Form):
 
 
 class RatingForm(Form):
-    score = IntegerField("Score", validators=[
-        InputRequired("Choose a score from 1 to 5."),
-        NumberRange(1, 5, "Choose a score from 1 to 5.")])
-    comment = TextAreaField("Comment", validators=[
-        Optional(), Length(max=1000, message="The comment can be at most 1,000 characters.")])
+    score = IntegerField(
+        "Score",
+        validators=[
+            InputRequired("Choose a score from 1 to 5."),
+            NumberRange(1, 5, "Choose a score from 1 to 5."),
+        ],
+    )
+    comment = TextAreaField(
+        "Comment",
+        validators=[
+            Optional(),
+            Length(max=1000, message="The comment can be at most 1,000 characters."),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------- profiles
@@ -89,25 +102,40 @@ def profile(address: str) -> str:
     address = address.lower()
     session = db.session()
     user = session.scalar(select(User).where(User.address == address))
-    has_trades = session.scalar(select(Trade.id).where(
-        or_(Trade.buyer == address, Trade.seller == address, Trade.arbitrator == address)
-    ).limit(1))
+    has_trades = session.scalar(
+        select(Trade.id)
+        .where(or_(Trade.buyer == address, Trade.seller == address, Trade.arbitrator == address))
+        .limit(1)
+    )
     if user is None and has_trades is None:
         abort(404, "Nobody with this address has used the market yet.")
     record = trust.seller_record(session, address, stablecoin=gateway().stablecoin_address())
     ratings = session.scalars(
-        select(Rating).join(Trade, Trade.id == Rating.trade_id)
+        select(Rating)
+        .join(Trade, Trade.id == Rating.trade_id)
         .where(*trust.counted_ratings_filter(address))  # type: ignore[arg-type]
-        .order_by(Rating.created_at.desc()).limit(50)
+        .order_by(Rating.created_at.desc())
+        .limit(50)
     ).all()
-    listings = session.scalars(
-        select(Listing).where(Listing.seller_id == user.id,
-                              Listing.status == ListingStatus.ACTIVE.value)
-        .order_by(Listing.created_at.desc()).limit(48)
-    ).all() if user else []
-    return render_template("profiles/profile.html", user=user, address=address, record=record,
-                           ratings=ratings, listings=listings,
-                           is_me=address == current_address())
+    listings = (
+        session.scalars(
+            select(Listing)
+            .where(Listing.seller_id == user.id, Listing.status == ListingStatus.ACTIVE.value)
+            .order_by(Listing.created_at.desc())
+            .limit(48)
+        ).all()
+        if user
+        else []
+    )
+    return render_template(
+        "profiles/profile.html",
+        user=user,
+        address=address,
+        record=record,
+        ratings=ratings,
+        listings=listings,
+        is_me=address == current_address(),
+    )
 
 
 @bp.route("/me", methods=["GET", "POST"])
@@ -165,8 +193,11 @@ class ArbitratorStats:
 def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
     profiles = session.scalars(select(ArbitratorProfile).order_by(ArbitratorProfile.id)).all()
     addresses = [p.address for p in profiles]
-    names = dict(session.execute(
-        select(User.address, User.display_name).where(User.address.in_(addresses))).all())
+    names = dict(
+        session.execute(
+            select(User.address, User.display_name).where(User.address.in_(addresses))
+        ).all()
+    )
     stats = {p.address: ArbitratorStats(p.address, names.get(p.address), p) for p in profiles}
     durations: dict[str, list[timedelta]] = {}
     rows = session.execute(
@@ -190,15 +221,15 @@ def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
     for arbitrator, values in durations.items():
         values.sort()
         middle = len(values) // 2
-        stats[arbitrator].median_ruling = values[middle] if len(values) % 2 else (
-            (values[middle - 1] + values[middle]) / 2)
+        stats[arbitrator].median_ruling = (
+            values[middle] if len(values) % 2 else ((values[middle - 1] + values[middle]) / 2)
+        )
     return list(stats.values())
 
 
 @bp.get("/arbitrators")
 def arbitrators() -> str:
-    return render_template("profiles/arbitrators.html",
-                           arbitrators=arbitrator_stats(db.session()))
+    return render_template("profiles/arbitrators.html", arbitrators=arbitrator_stats(db.session()))
 
 
 # ---------------------------------------------------------------------------- ratings
@@ -222,7 +253,8 @@ def rating_state(trade: Trade) -> RatingState:
     else:
         return RatingState(None, False, None, None)
     given = db.session().scalar(
-        select(Rating).where(Rating.trade_id == trade.id, Rating.rater_side == side))
+        select(Rating).where(Rating.trade_id == trade.id, Rating.rater_side == side)
+    )
     final = trade.status in trust.FINAL
     return RatingState(side, final and given is None, given, ratee)
 
@@ -251,11 +283,16 @@ def rate_trade(trade_pk: int) -> Any:
     elif not form.validate_on_submit():
         error = " ".join(e for errors in form.errors.values() for e in errors)
     if error is None:
-        session.add(Rating(
-            trade_id=trade.id, rater_side=state.side, rater=current_address(),
-            ratee=state.ratee, score=form.score.data,
-            comment=(form.comment.data or "").strip() or None,
-        ))
+        session.add(
+            Rating(
+                trade_id=trade.id,
+                rater_side=state.side,
+                rater=current_address(),
+                ratee=state.ratee,
+                score=form.score.data,
+                comment=(form.comment.data or "").strip() or None,
+            )
+        )
         try:
             session.commit()
         except IntegrityError:

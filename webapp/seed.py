@@ -33,55 +33,142 @@ BUYERS = [
     ("Madina S.", ["Kazakh", "English"]),
 ]
 ARBITRATORS = [
-    ("Arbitr Almaty (Saule N.)", ["Kazakh", "Russian", "English"],
-     "Former consumer-rights lawyer; rules on electronics and phones within 48 hours."),
-    ("Fair Deal Astana (Ruslan T.)", ["Russian", "English"],
-     "Mediator for marketplace disputes since 2019; prefers photo and video evidence."),
+    (
+        "Arbitr Almaty (Saule N.)",
+        ["Kazakh", "Russian", "English"],
+        "Former consumer-rights lawyer; rules on electronics and phones within 48 hours.",
+    ),
+    (
+        "Fair Deal Astana (Ruslan T.)",
+        ["Russian", "English"],
+        "Mediator for marketplace disputes since 2019; prefers photo and video evidence.",
+    ),
 ]
 
 # (seller index, title, description, category, price, currency)
 LISTINGS: list[tuple[int, str, str, str, int, str]] = [
-    (0, "iPhone 13 128 GB, blue", "Battery 89%, always in a case, box and cable included.",
-     "phones", 310 * USD, "USD"),
-    (0, "Samsung Galaxy S22", "Small scratch on the frame, screen perfect.", "phones",
-     275 * USD, "USD"),
-    (0, "MacBook Air M1 2020", "8 GB / 256 GB, 120 battery cycles, Russian-English keyboard.",
-     "electronics", ETH // 4, "ETH"),
-    (0, "Sony WH-1000XM4 headphones", "Noise cancelling, with the travel case.", "electronics",
-     120 * USD, "USD"),
-    (0, "PlayStation 5 with two controllers", "Disc edition, bought in Almaty in 2023.",
-     "electronics", ETH * 3 // 20, "ETH"),
-    (0, "Xiaomi Redmi Note 12", "Dual SIM, 6/128 GB, works with Kcell and Beeline.", "phones",
-     140 * USD, "USD"),
-    (1, "Corner sofa, grey", "2.6 m, folds into a bed. Pick-up in Astana, Esil district.",
-     "furniture", 380 * USD, "USD"),
-    (1, "Oak dining table with 4 chairs", "Solid oak, 160x90 cm.", "furniture",
-     ETH // 10, "ETH"),
-    (1, "Wardrobe with mirror", "Two doors, 180 cm high; we help carry it down.", "furniture",
-     95 * USD, "USD"),
-    (1, "Office chair, ergonomic", "Adjustable arms and lumbar support.", "furniture",
-     60 * USD, "USD"),
+    (
+        0,
+        "iPhone 13 128 GB, blue",
+        "Battery 89%, always in a case, box and cable included.",
+        "phones",
+        310 * USD,
+        "USD",
+    ),
+    (
+        0,
+        "Samsung Galaxy S22",
+        "Small scratch on the frame, screen perfect.",
+        "phones",
+        275 * USD,
+        "USD",
+    ),
+    (
+        0,
+        "MacBook Air M1 2020",
+        "8 GB / 256 GB, 120 battery cycles, Russian-English keyboard.",
+        "electronics",
+        ETH // 4,
+        "ETH",
+    ),
+    (
+        0,
+        "Sony WH-1000XM4 headphones",
+        "Noise cancelling, with the travel case.",
+        "electronics",
+        120 * USD,
+        "USD",
+    ),
+    (
+        0,
+        "PlayStation 5 with two controllers",
+        "Disc edition, bought in Almaty in 2023.",
+        "electronics",
+        ETH * 3 // 20,
+        "ETH",
+    ),
+    (
+        0,
+        "Xiaomi Redmi Note 12",
+        "Dual SIM, 6/128 GB, works with Kcell and Beeline.",
+        "phones",
+        140 * USD,
+        "USD",
+    ),
+    (
+        1,
+        "Corner sofa, grey",
+        "2.6 m, folds into a bed. Pick-up in Astana, Esil district.",
+        "furniture",
+        380 * USD,
+        "USD",
+    ),
+    (1, "Oak dining table with 4 chairs", "Solid oak, 160x90 cm.", "furniture", ETH // 10, "ETH"),
+    (
+        1,
+        "Wardrobe with mirror",
+        "Two doors, 180 cm high; we help carry it down.",
+        "furniture",
+        95 * USD,
+        "USD",
+    ),
+    (
+        1,
+        "Office chair, ergonomic",
+        "Adjustable arms and lumbar support.",
+        "furniture",
+        60 * USD,
+        "USD",
+    ),
     (1, "Carpet 2x3 m, wool", "Traditional pattern, dry-cleaned.", "home", 150 * USD, "USD"),
-    (1, "Samovar, electric, 5 l", "Works, a little patina on the handles.", "home",
-     ETH // 50, "ETH"),
+    (
+        1,
+        "Samovar, electric, 5 l",
+        "Works, a little patina on the handles.",
+        "home",
+        ETH // 50,
+        "ETH",
+    ),
     (2, "Children's bike 16\"", "For ages 4-6, with training wheels.", "kids", 45 * USD, "USD"),
     (2, "Stroller 2-in-1", "Cradle and seat, rain cover included.", "kids", ETH // 20, "ETH"),
     (2, "Lego Classic 1500 pieces", "Complete, sorted in boxes.", "kids", 35 * USD, "USD"),
-    (2, "Abai — Book of Words (Kazakh/Russian)", "Hardcover, like new.", "books",
-     8 * USD, "USD"),
+    (2, "Abai — Book of Words (Kazakh/Russian)", "Hardcover, like new.", "books", 8 * USD, "USD"),
     (2, "Harry Potter box set (Russian)", "All seven books.", "books", ETH // 100, "ETH"),
-    (2, "Winter jacket for a child, 110 cm", "Warm down jacket, good to -25 °C.", "clothing",
-     30 * USD, "USD"),
-    (3, "Mountain bike Merida Big Nine", "29\" wheels, size L, serviced this spring.", "bikes",
-     ETH // 8, "ETH"),
+    (
+        2,
+        "Winter jacket for a child, 110 cm",
+        "Warm down jacket, good to -25 °C.",
+        "clothing",
+        30 * USD,
+        "USD",
+    ),
+    (
+        3,
+        "Mountain bike Merida Big Nine",
+        '29" wheels, size L, serviced this spring.',
+        "bikes",
+        ETH // 8,
+        "ETH",
+    ),
     (3, "Road bike Giant Contend", "Size M, Shimano Claris.", "bikes", 420 * USD, "USD"),
-    (3, "Kick scooter Xiaomi Pro 2", "Range about 30 km, new tyres.", "bikes",
-     ETH * 3 // 40, "ETH"),
+    (
+        3,
+        "Kick scooter Xiaomi Pro 2",
+        "Range about 30 km, new tyres.",
+        "bikes",
+        ETH * 3 // 40,
+        "ETH",
+    ),
     (3, "Men's leather jacket, L", "Genuine leather, worn twice.", "clothing", 90 * USD, "USD"),
-    (3, "Winter boots, size 43", "Fur lined, for Karaganda winters.", "clothing",
-     ETH // 80, "ETH"),
-    (3, "Cycling helmet and lights set", "Helmet size M, front and rear USB lights.", "bikes",
-     25 * USD, "USD"),
+    (3, "Winter boots, size 43", "Fur lined, for Karaganda winters.", "clothing", ETH // 80, "ETH"),
+    (
+        3,
+        "Cycling helmet and lights set",
+        "Helmet size M, front and rear USB lights.",
+        "bikes",
+        25 * USD,
+        "USD",
+    ),
 ]
 
 
@@ -106,7 +193,8 @@ def seed_demo_data(session: Session, deployment: Deployment, chain: Chain) -> bo
     for address, (name, languages, bio) in zip(arbitrators, ARBITRATORS, strict=False):
         user = _user(session, address, name, languages, joined)
         profile = session.scalar(
-            select(ArbitratorProfile).where(ArbitratorProfile.address == address))
+            select(ArbitratorProfile).where(ArbitratorProfile.address == address)
+        )
         if profile is None:
             profile = ArbitratorProfile(address=address)
             session.add(profile)
@@ -115,32 +203,35 @@ def seed_demo_data(session: Session, deployment: Deployment, chain: Chain) -> bo
         profile.languages = languages
 
     for position, (seller_index, title, description, category, price, currency) in enumerate(
-            LISTINGS):
+        LISTINGS
+    ):
         if seller_index >= len(sellers):
             continue
-        session.add(Listing(
-            ref="0x" + secrets.token_hex(32),
-            seller_id=sellers[seller_index].id,
-            title=title,
-            description=description,
-            price=price,
-            currency=currency,
-            quantity=1,
-            category=category,
-            city=SELLERS[seller_index][2],
-            photos=[],
-            status=ListingStatus.ACTIVE.value,
-            # Spread over the last days so "newest first" has an order to show.
-            created_at=now - timedelta(hours=6 * (len(LISTINGS) - position)),
-        ))
+        session.add(
+            Listing(
+                ref="0x" + secrets.token_hex(32),
+                seller_id=sellers[seller_index].id,
+                title=title,
+                description=description,
+                price=price,
+                currency=currency,
+                quantity=1,
+                category=category,
+                city=SELLERS[seller_index][2],
+                photos=[],
+                status=ListingStatus.ACTIVE.value,
+                # Spread over the last days so "newest first" has an order to show.
+                created_at=now - timedelta(hours=6 * (len(LISTINGS) - position)),
+            )
+        )
     session.commit()
     return True
 
 
-def _user(session: Session, address: str, name: str, languages: list[str],
-          joined: datetime) -> User:
-    user = User(address=address, display_name=name, languages=list(languages),
-                created_at=joined)
+def _user(
+    session: Session, address: str, name: str, languages: list[str], joined: datetime
+) -> User:
+    user = User(address=address, display_name=name, languages=list(languages), created_at=joined)
     session.add(user)
     session.flush()
     return user
@@ -159,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     chain = connect(rpc_url)
     deployment = load_deployment(chain)
     if deployment is None:
-        print(f"The escrow is not deployed on chain {chain.chain_id}; run `escrow deploy`.",
-              file=sys.stderr)
+        print(
+            f"The escrow is not deployed on chain {chain.chain_id}; run `escrow deploy`.",
+            file=sys.stderr,
+        )
         return 2
     url = database_url()
     upgrade(url)
@@ -170,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
             seeded = seed_demo_data(session, deployment, chain)
     finally:
         engine.dispose()
-    print("Seeded the demo market." if seeded else "The database already has users; "
-          "nothing seeded.")
+    print(
+        "Seeded the demo market." if seeded else "The database already has users; nothing seeded."
+    )
     return 0
 
 

@@ -49,9 +49,11 @@ class LocalStack:
         self.indexer_poll = indexer_poll
         self.quiet = quiet
         self.extra_env = extra_env or {}
-        self.node = AnvilNode(port=self.chain_port,
-                              state_file=data_dir / "chain" / "anvil-state.json",
-                              log_file=data_dir / "chain" / "anvil.log")
+        self.node = AnvilNode(
+            port=self.chain_port,
+            state_file=data_dir / "chain" / "anvil-state.json",
+            log_file=data_dir / "chain" / "anvil.log",
+        )
         self.started_chain = False
         self.chain: Chain | None = None
         self.deployment: Deployment | None = None
@@ -98,14 +100,30 @@ class LocalStack:
         out = subprocess.DEVNULL if self.quiet else None
         self.indexer = subprocess.Popen(
             [str(BIN / "escrow"), "index", "--poll", str(self.indexer_poll)],
-            env=env, stdout=out, stderr=out)
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
         self.web = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--workers", str(self.workers), "--threads",
-             str(self.threads), "--bind", f"127.0.0.1:{self.web_port}",
-             "--graceful-timeout", "5",
-             "--no-control-socket",
-             "--access-logfile", "-" if not self.quiet else "/dev/null",
-             "webapp:create_app()"], env=env, stdout=out, stderr=out)
+            [
+                str(BIN / "gunicorn"),
+                "--workers",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--graceful-timeout",
+                "5",
+                "--no-control-socket",
+                "--access-logfile",
+                "-" if not self.quiet else "/dev/null",
+                "webapp:create_app()",
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
         self._wait_for_web()
         self.log(f"market at {self.url}")
         return self
@@ -152,9 +170,12 @@ class LocalStack:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with session_scope(engine) as session:
-                    last = session.scalar(select(IndexerCheckpoint.last_block).where(
-                        IndexerCheckpoint.contract_address
-                        == self.deployment.escrow.address.lower()))
+                    last = session.scalar(
+                        select(IndexerCheckpoint.last_block).where(
+                            IndexerCheckpoint.contract_address
+                            == self.deployment.escrow.address.lower()
+                        )
+                    )
                 if last is not None and last >= target:
                     return
                 time.sleep(0.1)
@@ -180,6 +201,10 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

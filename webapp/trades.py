@@ -47,8 +47,7 @@ SHIP_WITHIN_SECONDS = 5 * DAY
 INSPECTION_SECONDS = 3 * DAY
 PERMIT_SECONDS = 3600
 BPS = 10_000
-OPEN_STATUSES = (TradeStatus.FUNDED.value, TradeStatus.SHIPPED.value,
-                 TradeStatus.DISPUTED.value)
+OPEN_STATUSES = (TradeStatus.FUNDED.value, TradeStatus.SHIPPED.value, TradeStatus.DISPUTED.value)
 STATUS_FILTERS = {
     "open": OPEN_STATUSES,
     "finished": tuple(s.value for s in TradeStatus if s.is_final),
@@ -83,30 +82,71 @@ class Action:
     confirm: str | None = None
 
 
-ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("ship", "Mark as shipped", frozenset({"seller"}),
-           "Starts the buyer's inspection period."),
-    Action("confirm", "Confirm receipt", frozenset({"buyer"}),
-           "Releases the money to the seller now.",
-           confirm="Release the money to the seller? This cannot be undone."),
-    Action("release", "Release after inspection", frozenset({"anyone"}),
-           "The inspection period is over; the money goes to the seller."),
-    Action("refund", "Refund after missed deadline", frozenset({"anyone"}),
-           "The seller did not ship in time; the buyer gets the money back in full."),
-    Action("seller_refund", "Refund the buyer", frozenset({"seller"}),
-           "Gives the buyer the whole amount back.", danger=True,
-           confirm="Refund the buyer in full? This cannot be undone."),
-    Action("propose_split", "Propose a split", frozenset({"buyer", "seller"}),
-           "Offer to divide the money; the other party can accept it."),
-    Action("accept_split", "Accept the proposed split", frozenset({"buyer", "seller"}),
-           "Pays out the split the other party proposed.",
-           confirm="Accept this split? The money is paid out at once."),
-    Action("dispute", "Open a dispute", frozenset({"buyer", "seller"}),
-           "The arbitrator will decide how the money is divided.", danger=True),
-    Action("resolve", "Resolve after ruling timeout", frozenset({"anyone"}),
-           "The arbitrator did not rule in time: the money is split 50/50 if the item was "
-           "shipped, and refunded to the buyer if it was not."),
-)}
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action(
+            "ship",
+            "Mark as shipped",
+            frozenset({"seller"}),
+            "Starts the buyer's inspection period.",
+        ),
+        Action(
+            "confirm",
+            "Confirm receipt",
+            frozenset({"buyer"}),
+            "Releases the money to the seller now.",
+            confirm="Release the money to the seller? This cannot be undone.",
+        ),
+        Action(
+            "release",
+            "Release after inspection",
+            frozenset({"anyone"}),
+            "The inspection period is over; the money goes to the seller.",
+        ),
+        Action(
+            "refund",
+            "Refund after missed deadline",
+            frozenset({"anyone"}),
+            "The seller did not ship in time; the buyer gets the money back in full.",
+        ),
+        Action(
+            "seller_refund",
+            "Refund the buyer",
+            frozenset({"seller"}),
+            "Gives the buyer the whole amount back.",
+            danger=True,
+            confirm="Refund the buyer in full? This cannot be undone.",
+        ),
+        Action(
+            "propose_split",
+            "Propose a split",
+            frozenset({"buyer", "seller"}),
+            "Offer to divide the money; the other party can accept it.",
+        ),
+        Action(
+            "accept_split",
+            "Accept the proposed split",
+            frozenset({"buyer", "seller"}),
+            "Pays out the split the other party proposed.",
+            confirm="Accept this split? The money is paid out at once.",
+        ),
+        Action(
+            "dispute",
+            "Open a dispute",
+            frozenset({"buyer", "seller"}),
+            "The arbitrator will decide how the money is divided.",
+            danger=True,
+        ),
+        Action(
+            "resolve",
+            "Resolve after ruling timeout",
+            frozenset({"anyone"}),
+            "The arbitrator did not rule in time: the money is split 50/50 if the item was "
+            "shipped, and refunded to the buyer if it was not.",
+        ),
+    )
+}
 
 
 def role_of(trade: Trade, address: str | None) -> str | None:
@@ -139,10 +179,10 @@ def available_actions(trade: Trade, address: str | None, now: datetime) -> list[
     assert ship_by is not None
     inspection_over = inspection_end(trade)
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
-    before_timeout = (
-        (status == TradeStatus.FUNDED.value and now < ship_by)
-        or (status == TradeStatus.SHIPPED.value and inspection_over is not None
-            and now < inspection_over)
+    before_timeout = (status == TradeStatus.FUNDED.value and now < ship_by) or (
+        status == TradeStatus.SHIPPED.value
+        and inspection_over is not None
+        and now < inspection_over
     )
     counter_side = {"buyer": "seller", "seller": "buyer"}.get(role or "")
     names = []
@@ -150,8 +190,11 @@ def available_actions(trade: Trade, address: str | None, now: datetime) -> list[
         names.append("ship")
     if role == "buyer" and is_open:
         names.append("confirm")
-    if (status == TradeStatus.SHIPPED.value and inspection_over is not None
-            and now >= inspection_over):
+    if (
+        status == TradeStatus.SHIPPED.value
+        and inspection_over is not None
+        and now >= inspection_over
+    ):
         names.append("release")
     if status == TradeStatus.FUNDED.value and now >= ship_by:
         names.append("refund")
@@ -159,13 +202,20 @@ def available_actions(trade: Trade, address: str | None, now: datetime) -> list[
         names.append("seller_refund")
     if party and is_open:
         names.append("propose_split")
-    if (party and is_open and trade.split_proposer == counter_side
-            and trade.proposed_buyer_bps is not None):
+    if (
+        party
+        and is_open
+        and trade.split_proposer == counter_side
+        and trade.proposed_buyer_bps is not None
+    ):
         names.append("accept_split")
     if party and before_timeout:
         names.append("dispute")
-    if (status == TradeStatus.DISPUTED.value and ruling_deadline is not None
-            and now >= ruling_deadline):
+    if (
+        status == TradeStatus.DISPUTED.value
+        and ruling_deadline is not None
+        and now >= ruling_deadline
+    ):
         names.append("resolve")
     return [ACTIONS[n] for n in names]
 
@@ -191,10 +241,13 @@ def terms_of(trade: Trade) -> Terms:
     ship_by = as_utc(trade.ship_by)
     assert ship_by is not None
     return Terms(
-        buyer=to_checksum_address(trade.buyer), seller=to_checksum_address(trade.seller),
+        buyer=to_checksum_address(trade.buyer),
+        seller=to_checksum_address(trade.seller),
         arbitrator=to_checksum_address(trade.arbitrator),
-        token=to_checksum_address(trade.token), amount=int(trade.amount),
-        ship_by=int(ship_by.timestamp()), inspection_period=int(trade.inspection_period),
+        token=to_checksum_address(trade.token),
+        amount=int(trade.amount),
+        ship_by=int(ship_by.timestamp()),
+        inspection_period=int(trade.inspection_period),
         arbitrator_fee_bps=int(trade.arbitrator_fee_bps),
         platform_fee_bps=int(trade.platform_fee_bps),
     )
@@ -240,10 +293,13 @@ def percent_to_bps(value: Any) -> int:
 
 
 def statement_messages(session: Session, trade: Trade) -> list[Message]:
-    return list(session.scalars(
-        select(Message).where(Message.trade_id == trade.id,
-                              Message.body.startswith(DISPUTE_STATEMENT_MARK))
-        .order_by(Message.id)))
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.trade_id == trade.id, Message.body.startswith(DISPUTE_STATEMENT_MARK))
+            .order_by(Message.id)
+        )
+    )
 
 
 def sync_dispute_statement(session: Session, trade: Trade) -> None:
@@ -253,7 +309,7 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
         return
     for message in statement_messages(session, trade):
         if message.sender == dispute.opened_by:
-            dispute.statement = message.body[len(DISPUTE_STATEMENT_MARK):]
+            dispute.statement = message.body[len(DISPUTE_STATEMENT_MARK) :]
             session.commit()
             return
 
@@ -261,16 +317,22 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
 # ------------------------------------------------------------------ buying
 
 
-def registered_arbitrators(session: Session, exclude: set[str], *, ask_chain: bool = True
-                           ) -> list[ArbitratorProfile]:
+def registered_arbitrators(
+    session: Session, exclude: set[str], *, ask_chain: bool = True
+) -> list[ArbitratorProfile]:
     """Arbitrators a buyer may choose (registered on chain), the deployment's first.
 
     The indexer's profiles say who is registered; ``ask_chain`` also asks the contract about
     the deployment's arbitrators the indexer has not seen yet.
     """
-    profiles = {p.address: p for p in session.scalars(
-        select(ArbitratorProfile).where(ArbitratorProfile.onchain_registered.is_(True))
-        .order_by(ArbitratorProfile.id))}
+    profiles = {
+        p.address: p
+        for p in session.scalars(
+            select(ArbitratorProfile)
+            .where(ArbitratorProfile.onchain_registered.is_(True))
+            .order_by(ArbitratorProfile.id)
+        )
+    }
     order = [a.lower() for a in gateway().deployment().arbitrators]
     order += [a for a in profiles if a not in order]
     chosen = []
@@ -284,8 +346,12 @@ def registered_arbitrators(session: Session, exclude: set[str], *, ask_chain: bo
             info = gateway().client().arbitrator_info(address)
             if not info.registered:
                 continue
-            profile = ArbitratorProfile(address=address, onchain_registered=True,
-                                        onchain_max_fee_bps=info.max_fee_bps, languages=[])
+            profile = ArbitratorProfile(
+                address=address,
+                onchain_registered=True,
+                onchain_max_fee_bps=info.max_fee_bps,
+                languages=[],
+            )
         chosen.append(profile)
     return chosen
 
@@ -303,11 +369,14 @@ def _reserve(session: Session, listing: Listing, buyer: str) -> bool:
     until = now + timedelta(seconds=int(current_app.config["RESERVATION_SECONDS"]))
     result = session.execute(
         update(Listing)
-        .where(Listing.id == listing.id, or_(
-            Listing.status == ListingStatus.ACTIVE.value,
-            (Listing.status == ListingStatus.RESERVED.value)
-            & or_(Listing.reserved_until < now, Listing.reserved_by == buyer),
-        ))
+        .where(
+            Listing.id == listing.id,
+            or_(
+                Listing.status == ListingStatus.ACTIVE.value,
+                (Listing.status == ListingStatus.RESERVED.value)
+                & or_(Listing.reserved_until < now, Listing.reserved_by == buyer),
+            ),
+        )
         .values(status=ListingStatus.RESERVED.value, reserved_by=buyer, reserved_until=until)
         .execution_options(synchronize_session=False)
     )
@@ -319,8 +388,11 @@ def _release_reservation(session: Session, listing_id: int, buyer: str) -> None:
     session.rollback()
     session.execute(
         update(Listing)
-        .where(Listing.id == listing_id, Listing.status == ListingStatus.RESERVED.value,
-               Listing.reserved_by == buyer)
+        .where(
+            Listing.id == listing_id,
+            Listing.status == ListingStatus.RESERVED.value,
+            Listing.reserved_by == buyer,
+        )
         .values(status=ListingStatus.ACTIVE.value, reserved_by=None, reserved_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -416,30 +488,41 @@ def buy(listing_id: int) -> Any:
         return render_error(400, "The permit signature is malformed; sign it again.")
 
     if listing.quantity == 1 and not _reserve(session, listing, buyer):
-        return render_error(409, "Someone else is buying this item right now. If they do not "
-                                 "pay, it is free again in a few minutes.")
+        return render_error(
+            409,
+            "Someone else is buying this item right now. If they do not "
+            "pay, it is free again in a few minutes.",
+        )
     try:
         client = gateway().client()
         now = client.chain.latest_timestamp()
         common: dict[str, Any] = dict(
-            seller=seller.address, arbitrator=arbitrator.address, amount=int(listing.price),
+            seller=seller.address,
+            arbitrator=arbitrator.address,
+            amount=int(listing.price),
             ship_by=now + int(current_app.config.get("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)),
-            inspection_period=int(current_app.config.get("INSPECTION_SECONDS",
-                                                         INSPECTION_SECONDS)),
+            inspection_period=int(current_app.config.get("INSPECTION_SECONDS", INSPECTION_SECONDS)),
             arbitrator_fee_bps=arbitrator_fee(arbitrator),
-            listing_ref=bytes.fromhex(listing.ref[2:]), lane=client.free_lane(buyer),
+            listing_ref=bytes.fromhex(listing.ref[2:]),
+            lane=client.free_lane(buyer),
         )
         call: PreparedCall
         if token == ETH:
             call = client.calls.fund(token=token, **common)
         elif permit is None:
-            allowance = int(client.token(token).functions.allowance(
-                to_checksum_address(buyer), client.address).call())
+            allowance = int(
+                client.token(token)
+                .functions.allowance(to_checksum_address(buyer), client.address)
+                .call()
+            )
             if allowance < listing.price:
                 deadline = now + PERMIT_SECONDS
                 typed = client.permit_typed_data(token, buyer, int(listing.price), deadline)
-                return jsonify(permit=_stringify_numbers(typed), permit_deadline=deadline,
-                               arbitrator=arbitrator.address)
+                return jsonify(
+                    permit=_stringify_numbers(typed),
+                    permit_deadline=deadline,
+                    arbitrator=arbitrator.address,
+                )
             call = client.calls.fund(token=token, **common)
         else:
             try:
@@ -451,16 +534,18 @@ def buy(listing_id: int) -> Any:
                 _release_reservation(session, listing.id, buyer)
                 message = str(exc) if "permit" in str(exc) else "The permit is malformed."
                 return render_error(400, message)
-            call = client.calls.fund_with_permit(token=token, permit_deadline=deadline,
-                                                 v=v, r=r, s=s, **common)
+            call = client.calls.fund_with_permit(
+                token=token, permit_deadline=deadline, v=v, r=r, s=s, **common
+            )
         tx = gateway().prepare(call, buyer)
     except Exception as exc:  # whatever went wrong, the item must not stay held
         _release_reservation(session, listing.id, buyer)
         if isinstance(exc, (ConnectionError, OSError)):
             raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
         raise
-    return jsonify(tx=tx, redirect=url_for("trades.index", role="buyer"),
-                   arbitrator=arbitrator.address)
+    return jsonify(
+        tx=tx, redirect=url_for("trades.index", role="buyer"), arbitrator=arbitrator.address
+    )
 
 
 # ------------------------------------------------------------------ pages
@@ -490,13 +575,25 @@ def index() -> str:
     raw_page = request.args.get("page", "1")
     page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10**6 else 1
     size = int(current_app.config["PAGE_SIZE"])
-    rows = list(session.scalars(query.order_by(Trade.funded_block.desc(), Trade.id.desc())
-                                .offset((page - 1) * size).limit(size + 1)))
+    rows = list(
+        session.scalars(
+            query.order_by(Trade.funded_block.desc(), Trade.id.desc())
+            .offset((page - 1) * size)
+            .limit(size + 1)
+        )
+    )
     trades = rows[:size]
     return render_template(
-        "trades/index.html", trades=trades, status=status, role=role, page=page,
-        has_next=len(rows) > size, filters=list(STATUS_FILTERS), me=me,
-        currency={t.id: currency_of(t) for t in trades}, role_of=role_of,
+        "trades/index.html",
+        trades=trades,
+        status=status,
+        role=role,
+        page=page,
+        has_next=len(rows) > size,
+        filters=list(STATUS_FILTERS),
+        me=me,
+        currency={t.id: currency_of(t) for t in trades},
+        role_of=role_of,
     )
 
 
@@ -534,23 +631,41 @@ def show(trade_pk: int) -> str:
     session = db.session()
     sync_dispute_statement(session, trade)
     now = page_now()
-    events = list(session.scalars(
-        select(TradeEvent).where(TradeEvent.trade_id == trade.id)
-        .order_by(TradeEvent.block_number, TradeEvent.log_index)))
-    evidence = list(session.scalars(
-        select(EvidenceFile).where(EvidenceFile.trade_id == trade.id)
-        .order_by(EvidenceFile.id)))
-    messages = list(session.scalars(
-        select(Message).where(Message.trade_id == trade.id).order_by(Message.id)))
-    may_message = role in ("buyer", "seller") or (role == "arbitrator"
-                                                  and trade.dispute is not None)
+    events = list(
+        session.scalars(
+            select(TradeEvent)
+            .where(TradeEvent.trade_id == trade.id)
+            .order_by(TradeEvent.block_number, TradeEvent.log_index)
+        )
+    )
+    evidence = list(
+        session.scalars(
+            select(EvidenceFile).where(EvidenceFile.trade_id == trade.id).order_by(EvidenceFile.id)
+        )
+    )
+    messages = list(
+        session.scalars(select(Message).where(Message.trade_id == trade.id).order_by(Message.id))
+    )
+    may_message = role in ("buyer", "seller") or (
+        role == "arbitrator" and trade.dispute is not None
+    )
     return render_template(
-        "trades/show.html", trade=trade, role=role, now=now, events=events,
-        event_words=EVENT_WORDS, actions=available_actions(trade, current_address(), now),
-        deadlines=deadlines(trade), risk_signals=_risk_signals(session, trade),
-        evidence=evidence, messages=messages, may_message=may_message,
-        currency=currency_of(trade), is_open=trade.status in OPEN_STATUSES,
-        statement_mark=DISPUTE_STATEMENT_MARK, listing_url=listing_url(trade.listing_id),
+        "trades/show.html",
+        trade=trade,
+        role=role,
+        now=now,
+        events=events,
+        event_words=EVENT_WORDS,
+        actions=available_actions(trade, current_address(), now),
+        deadlines=deadlines(trade),
+        risk_signals=_risk_signals(session, trade),
+        evidence=evidence,
+        messages=messages,
+        may_message=may_message,
+        currency=currency_of(trade),
+        is_open=trade.status in OPEN_STATUSES,
+        statement_mark=DISPUTE_STATEMENT_MARK,
+        listing_url=listing_url(trade.listing_id),
     )
 
 
@@ -588,9 +703,12 @@ def act(trade_pk: int, name: str) -> Any:
         who = " or the ".join(sorted(action.roles))
         return render_error(403, f"Only the {who} can do this.")
     if action not in available_actions(trade, me, chain_now()):
-        return render_error(409, f"“{action.label}” is not possible now: the trade is "
-                                 f"{trade.status.lower()}. Reload the page to see what you can "
-                                 "do.")
+        return render_error(
+            409,
+            f"“{action.label}” is not possible now: the trade is "
+            f"{trade.status.lower()}. Reload the page to see what you can "
+            "do.",
+        )
     body = json_body()
     calls = gateway().client().calls
     terms = terms_of(trade)
@@ -623,8 +741,9 @@ def act(trade_pk: int, name: str) -> Any:
     elif name == "dispute":
         statement = str(body.get("statement") or "").strip()
         if not 1 <= len(statement) <= 2000:
-            return render_error(400, "Explain the problem for the arbitrator "
-                                     "(1 to 2,000 characters).")
+            return render_error(
+                400, "Explain the problem for the arbitrator (1 to 2,000 characters)."
+            )
         from webapp.disputes import stash_statement
 
         stash_statement(trade.id, statement)

@@ -83,8 +83,9 @@ class SellerRecord:
         return f"{self.rating_average.quantize(Decimal('0.1'))} / 5 ({self.rating_count})"
 
 
-def currency_of_token(token: str, stablecoin: str | None,
-                      listing_currency: str | None = None) -> str:
+def currency_of_token(
+    token: str, stablecoin: str | None, listing_currency: str | None = None
+) -> str:
     """'ETH' for the zero address, 'USD' for the stablecoin, else the token's address.
 
     Without the stablecoin's address, a trade bought from a USD listing is in USD: the market
@@ -116,9 +117,16 @@ def seller_record(
 
     party = or_(Trade.seller == address, Trade.buyer == address)
     rows = session.execute(
-        select(Trade.seller, Trade.status, Trade.token, Trade.amount,
-               Trade.disputed_at.is_not(None), Listing.currency)
-        .outerjoin(Listing, Listing.id == Trade.listing_id).where(party)
+        select(
+            Trade.seller,
+            Trade.status,
+            Trade.token,
+            Trade.amount,
+            Trade.disputed_at.is_not(None),
+            Listing.currency,
+        )
+        .outerjoin(Listing, Listing.id == Trade.listing_id)
+        .where(party)
     ).all()
     completed_as_seller = completed_as_buyer = disputes = open_disputes = 0
     volume: dict[str, int] = {}
@@ -158,8 +166,10 @@ def counted_ratings_filter(address: str) -> list[object]:
     return [
         Rating.ratee == address,
         Trade.status.in_(FINAL),
-        or_(and_(Rating.rater == Trade.buyer, Trade.seller == address),
-            and_(Rating.rater == Trade.seller, Trade.buyer == address)),
+        or_(
+            and_(Rating.rater == Trade.buyer, Trade.seller == address),
+            and_(Rating.rater == Trade.seller, Trade.buyer == address),
+        ),
     ]
 
 
@@ -178,35 +188,56 @@ def _ratings(session: Session, address: str) -> tuple[int, Decimal | None]:
 # ---------------------------------------------------------------------------- risk signals
 
 
-def _person_signals(record: SellerRecord, now: datetime, *, skip_open_dispute: int = 0
-                    ) -> list[RiskSignal]:
+def _person_signals(
+    record: SellerRecord, now: datetime, *, skip_open_dispute: int = 0
+) -> list[RiskSignal]:
     signals: list[RiskSignal] = []
     young = record.member_since is None or now - record.member_since < timedelta(
-        days=NEW_ACCOUNT_DAYS)
+        days=NEW_ACCOUNT_DAYS
+    )
     if young or record.completed == 0:
-        reason = (f"joined less than {NEW_ACCOUNT_DAYS} days ago" if young
-                  else "has not finished a trade here yet")
-        signals.append(RiskSignal(
-            "new_account", "New account",
-            f"This seller {reason}. That is not wrong in itself, but there is no track record "
-            "to go on: keep all payment inside the escrow and check the item before you "
-            "confirm delivery."))
+        reason = (
+            f"joined less than {NEW_ACCOUNT_DAYS} days ago"
+            if young
+            else "has not finished a trade here yet"
+        )
+        signals.append(
+            RiskSignal(
+                "new_account",
+                "New account",
+                f"This seller {reason}. That is not wrong in itself, but there is no track record "
+                "to go on: keep all payment inside the escrow and check the item before you "
+                "confirm delivery.",
+            )
+        )
     if record.open_disputes_as_seller - skip_open_dispute > 0:
-        signals.append(RiskSignal(
-            "open_disputes", "Seller has open disputes",
-            "Another buyer is in a dispute with this seller right now. Read the seller's "
-            "ratings and ask questions before you buy."))
-    if (record.rating_average is not None and record.rating_count >= MIN_RATINGS_FOR_LOW
-            and record.rating_average < LOW_RATING):
-        signals.append(RiskSignal(
-            "low_rating", "Low rating",
-            f"People who traded with this seller rated them {record.rating_text}, below "
-            f"{LOW_RATING} on average."))
+        signals.append(
+            RiskSignal(
+                "open_disputes",
+                "Seller has open disputes",
+                "Another buyer is in a dispute with this seller right now. Read the seller's "
+                "ratings and ask questions before you buy.",
+            )
+        )
+    if (
+        record.rating_average is not None
+        and record.rating_count >= MIN_RATINGS_FOR_LOW
+        and record.rating_average < LOW_RATING
+    ):
+        signals.append(
+            RiskSignal(
+                "low_rating",
+                "Low rating",
+                f"People who traded with this seller rated them {record.rating_text}, below "
+                f"{LOW_RATING} on average.",
+            )
+        )
     return signals
 
 
-def similar_median(session: Session, category: str | None, currency: str,
-                   exclude_listing_id: int | None = None) -> int | None:
+def similar_median(
+    session: Session, category: str | None, currency: str, exclude_listing_id: int | None = None
+) -> int | None:
     """Median price of active listings in a category and currency, if there are enough.
 
     The database finds the middle rows (ordered by price, read from an index); only one or
@@ -224,35 +255,54 @@ def similar_median(session: Session, category: str | None, currency: str,
     count = session.scalar(select(func.count(Listing.id)).where(*conditions)) or 0
     if count < MIN_SIMILAR:
         return None
-    middle = [int(p) for p in session.scalars(
-        select(Listing.price).where(*conditions).order_by(Listing.price)
-        .offset((count - 1) // 2).limit(1 if count % 2 else 2))]
+    middle = [
+        int(p)
+        for p in session.scalars(
+            select(Listing.price)
+            .where(*conditions)
+            .order_by(Listing.price)
+            .offset((count - 1) // 2)
+            .limit(1 if count % 2 else 2)
+        )
+    ]
     return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) // 2  # exact integers
 
 
-def _price_signal(session: Session, price: int, category: str | None, currency: str,
-                  listing_id: int | None) -> list[RiskSignal]:
+def _price_signal(
+    session: Session, price: int, category: str | None, currency: str, listing_id: int | None
+) -> list[RiskSignal]:
     median = similar_median(session, category, currency, listing_id)
     if median is None or Decimal(price) >= CHEAP_SHARE * median:
         return []
-    return [RiskSignal(
-        "price_far_below", "Price far below similar listings",
-        "This price is less than half of what similar items in this category usually cost. "
-        "A price that looks too good is a common sign of a scam: never pay outside the escrow "
-        "and do not confirm delivery before you have the item.")]
+    return [
+        RiskSignal(
+            "price_far_below",
+            "Price far below similar listings",
+            "This price is less than half of what similar items in this category usually cost. "
+            "A price that looks too good is a common sign of a scam: never pay outside the escrow "
+            "and do not confirm delivery before you have the item.",
+        )
+    ]
 
 
-def risk_signals_for_listing(session: Session, listing: Listing, *, now: datetime | None = None,
-                             record: SellerRecord | None = None) -> list[RiskSignal]:
+def risk_signals_for_listing(
+    session: Session,
+    listing: Listing,
+    *,
+    now: datetime | None = None,
+    record: SellerRecord | None = None,
+) -> list[RiskSignal]:
     """``record`` is the seller's record when the caller already has it."""
     now = now or datetime.now(UTC)
     record = record or seller_record(session, listing.seller.address, now=now)
-    return _price_signal(session, listing.price, listing.category, listing.currency,
-                         listing.id) + _person_signals(record, now)
+    return _price_signal(
+        session, listing.price, listing.category, listing.currency, listing.id
+    ) + _person_signals(record, now)
 
 
-def risk_signals_for_trade(session: Session, trade: Trade, *, now: datetime | None = None
-                           ) -> list[RiskSignal]:
+def risk_signals_for_trade(
+    session: Session, trade: Trade, *, now: datetime | None = None
+) -> list[RiskSignal]:
     """Signals about the trade's seller; this trade's own dispute is not counted against them."""
     now = now or datetime.now(UTC)
     record = seller_record(session, trade.seller, now=now)
@@ -260,6 +310,8 @@ def risk_signals_for_trade(session: Session, trade: Trade, *, now: datetime | No
     signals = _person_signals(record, now, skip_open_dispute=own_dispute)
     listing = trade.listing
     if listing is not None:
-        signals = _price_signal(session, trade.amount, listing.category, listing.currency,
-                                listing.id) + signals
+        signals = (
+            _price_signal(session, trade.amount, listing.category, listing.currency, listing.id)
+            + signals
+        )
     return signals

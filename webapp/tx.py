@@ -29,8 +29,11 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
         return jsonify(status="pending"), 200
     block = int(receipt["blockNumber"])
     if receipt["status"] != 1:
-        return jsonify(status="failed", block=block,
-                       error="The transaction was reverted on chain; nothing changed."), 200
+        return jsonify(
+            status="failed",
+            block=block,
+            error="The transaction was reverted on chain; nothing changed.",
+        ), 200
     indexed = indexed_through(chain.chain_id) >= block
     return jsonify(status="mined", block=block, indexed=indexed), 200
 
@@ -38,6 +41,9 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
 def indexed_through(chain_id: int) -> int:
     """The last block the indexer has fully applied for our escrow (-1 if none)."""
     address = gateway().deployment().escrow.address.lower()
-    last = db.session().scalar(select(IndexerCheckpoint.last_block).where(
-        IndexerCheckpoint.chain_id == chain_id, IndexerCheckpoint.contract_address == address))
+    last = db.session().scalar(
+        select(IndexerCheckpoint.last_block).where(
+            IndexerCheckpoint.chain_id == chain_id, IndexerCheckpoint.contract_address == address
+        )
+    )
     return int(last) if last is not None else -1

@@ -29,7 +29,7 @@ def database_url() -> str:
         return f"sqlite:///{data_dir() / 'escrow.sqlite3'}"
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -34,8 +34,9 @@ class StoredFile:
         return "0x" + self.sha256
 
 
-def store_evidence(source: BinaryIO | bytes, root: Path | None = None,
-                   max_bytes: int | None = None) -> StoredFile:
+def store_evidence(
+    source: BinaryIO | bytes, root: Path | None = None, max_bytes: int | None = None
+) -> StoredFile:
     """Writes ``source`` to ``root`` (default :func:`evidence_dir`) as ``ab/cd/<sha256>``.
 
     The data is written to a temporary file in the same folder and renamed into place, so a

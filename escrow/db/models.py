@@ -152,8 +152,14 @@ class Listing(Base):
         Index("ix_listings_status_created", "status", "created_at", "id"),
         Index("ix_listings_status_currency_price", "status", "currency", "price", "id"),
         # A category page by price, and the median price of similar listings (risk signal).
-        Index("ix_listings_status_category_currency_price",
-              "status", "category", "currency", "price", "id"),
+        Index(
+            "ix_listings_status_category_currency_price",
+            "status",
+            "category",
+            "currency",
+            "price",
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -197,8 +203,9 @@ class Trade(Base):
         CheckConstraint("platform_fee IS NULL OR platform_fee >= 0", name="platform_fee"),
         CheckConstraint("arbitrator_fee IS NULL OR arbitrator_fee >= 0", name="arbitrator_fee"),
         CheckConstraint(_in("status", TradeStatus), name="status"),
-        CheckConstraint("split_proposer IS NULL OR " + _in("split_proposer", Side),
-                        name="split_proposer"),
+        CheckConstraint(
+            "split_proposer IS NULL OR " + _in("split_proposer", Side), name="split_proposer"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -29,36 +29,61 @@ class Target:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``index`` and ``reconcile`` subcommands (they read ``args.rpc_url``)."""
     index = subparsers.add_parser(
-        "index", help="keep the database equal to the escrow contract's events",
-        description="Catch up from the last checkpoint, then follow new blocks.")
+        "index",
+        help="keep the database equal to the escrow contract's events",
+        description="Catch up from the last checkpoint, then follow new blocks.",
+    )
     _common(index)
-    index.add_argument("--confirmations", type=int, default=0,
-                       help="leave the newest N blocks until they are N deep (default 0)")
+    index.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        help="leave the newest N blocks until they are N deep (default 0)",
+    )
     index.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
     index.add_argument("--once", action="store_true", help="catch up, then exit")
-    index.add_argument("--max-blocks-per-batch", type=int, default=MAX_BLOCKS_PER_BATCH,
-                       help=argparse.SUPPRESS)
-    index.add_argument("--reset", action="store_true",
-                       help="delete this contract's indexed rows first (after a chain reset)")
+    index.add_argument(
+        "--max-blocks-per-batch", type=int, default=MAX_BLOCKS_PER_BATCH, help=argparse.SUPPRESS
+    )
+    index.add_argument(
+        "--reset",
+        action="store_true",
+        help="delete this contract's indexed rows first (after a chain reset)",
+    )
     index.set_defaults(handler=run_index)
 
     rec = subparsers.add_parser(
-        "reconcile", help="compare every stored trade with the contract's state",
-        description="Exit status 1 when differences remain.")
+        "reconcile",
+        help="compare every stored trade with the contract's state",
+        description="Exit status 1 when differences remain.",
+    )
     _common(rec)
-    rec.add_argument("--repair", action="store_true",
-                     help="re-read the trades' logs and rebuild the differing trades")
+    rec.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-read the trades' logs and rebuild the differing trades",
+    )
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.set_defaults(handler=run_reconcile)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default=None,
-                        help="database (default: DATABASE_URL or the SQLite file in the data dir)")
-    parser.add_argument("--address", default=None,
-                        help="escrow contract (default: the recorded deployment on this chain)")
-    parser.add_argument("--from-block", type=int, default=None,
-                        help="first block to read (default: the deployment block)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="database (default: DATABASE_URL or the SQLite file in the data dir)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="escrow contract (default: the recorded deployment on this chain)",
+    )
+    parser.add_argument(
+        "--from-block",
+        type=int,
+        default=None,
+        help="first block to read (default: the deployment block)",
+    )
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -76,8 +101,10 @@ def _target(args: argparse.Namespace, chain: Any) -> Target:
 
     path = registry_path(chain.chain_id)
     if not path.is_file():
-        raise EscrowError(f"no deployment recorded for chain {chain.chain_id} ({path}): "
-                          "deploy first or pass --address")
+        raise EscrowError(
+            f"no deployment recorded for chain {chain.chain_id} ({path}): "
+            "deploy first or pass --address"
+        )
     record = json.loads(path.read_text())["escrow"]
     start = record["block_number"] if args.from_block is None else args.from_block
     return Target(record["address"].lower(), start)
@@ -87,11 +114,13 @@ def _progress_printer() -> Any:
     def show(p: Progress) -> None:
         if p.target - p.block > 0 or p.events:
             rate = p.events / p.elapsed if p.elapsed > 0 else 0.0
-            sys.stderr.write(f"\rindexed block {p.block}/{p.target}  events {p.events}  "
-                             f"{rate:,.0f}/s   ")
+            sys.stderr.write(
+                f"\rindexed block {p.block}/{p.target}  events {p.events}  {rate:,.0f}/s   "
+            )
             if p.block >= p.target:
                 sys.stderr.write("\n")
             sys.stderr.flush()
+
     return show
 
 
@@ -99,8 +128,9 @@ def reset_rows(engine: Any, chain_id: int, address: str) -> None:
     """Deletes one contract's indexed rows (events, trades and their dependants, checkpoint)."""
     with session_scope(engine) as session:
         for model in (TradeEvent, Trade, IndexerCheckpoint):
-            session.execute(delete(model).where(model.chain_id == chain_id,
-                                                model.contract_address == address))
+            session.execute(
+                delete(model).where(model.chain_id == chain_id, model.contract_address == address)
+            )
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -111,15 +141,22 @@ def run_index(args: argparse.Namespace) -> int:
     target = _target(args, chain)
     if args.reset:
         reset_rows(engine, chain.chain_id, target.address)
-    indexer = Indexer(chain.w3, engine, target.address, start_block=target.start_block,
-                      confirmations=args.confirmations,
-                      max_blocks_per_batch=args.max_blocks_per_batch)
+    indexer = Indexer(
+        chain.w3,
+        engine,
+        target.address,
+        start_block=target.start_block,
+        confirmations=args.confirmations,
+        max_blocks_per_batch=args.max_blocks_per_batch,
+    )
     show = _progress_printer()
     try:
         if args.once:
             result = indexer.sync(progress=show)
-            print(f"indexed blocks {result.from_block}..{result.to_block}: {result.events} "
-                  f"events in {result.seconds:.1f} s")
+            print(
+                f"indexed blocks {result.from_block}..{result.to_block}: {result.events} "
+                f"events in {result.seconds:.1f} s"
+            )
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -140,14 +177,23 @@ def run_reconcile(args: argparse.Namespace) -> int:
     target = _target(args, chain)
     report = reconcile(chain.w3, engine, target.address, repair=args.repair)
     if args.json:
-        print(json.dumps({"checked": report.checked,
-                          "repaired": [hex(i) for i in report.repaired],
-                          "differences": [str(d) for d in report.differences]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "checked": report.checked,
+                    "repaired": [hex(i) for i in report.repaired],
+                    "differences": [str(d) for d in report.differences],
+                },
+                indent=2,
+            )
+        )
     else:
         for difference in report.differences:
             print(difference)
-        print(f"{report.checked} trades checked, {len(report.differences)} differences, "
-              f"{len(report.repaired)} repaired")
+        print(
+            f"{report.checked} trades checked, {len(report.differences)} differences, "
+            f"{len(report.repaired)} repaired"
+        )
     return 0 if report.ok else 1
 
 

@@ -129,7 +129,7 @@ def _run_plan(plan: Plan, data: str, offset: int) -> tuple[dict[str, Any], int]:
         if isinstance(step, list):
             out[name], offset = _run_plan(step, data, offset)
         else:
-            out[name] = step(data[offset: offset + 64])
+            out[name] = step(data[offset : offset + 64])
             offset += 64
     return out, offset
 
@@ -186,8 +186,11 @@ class LogDecoder:
     """Decodes raw logs of one contract ABI by their first topic."""
 
     def __init__(self, abi: Sequence[dict[str, Any]]) -> None:
-        plans = [_EventPlan(item) for item in abi
-                 if item.get("type") == "event" and not item.get("anonymous")]
+        plans = [
+            _EventPlan(item)
+            for item in abi
+            if item.get("type") == "event" and not item.get("anonymous")
+        ]
         self._by_topic = {plan.topic: plan for plan in plans}
 
     @property

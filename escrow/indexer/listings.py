@@ -21,11 +21,13 @@ def refresh_listings(session: Session, listing_ids: Iterable[int | None]) -> Non
     ids = sorted({i for i in listing_ids if i is not None})
     if not ids:
         return
-    taken = dict(session.execute(
-        select(Trade.listing_id, func.count())
-        .where(Trade.listing_id.in_(ids), Trade.status != TradeStatus.REFUNDED.value)
-        .group_by(Trade.listing_id)
-    ).all())
+    taken = dict(
+        session.execute(
+            select(Trade.listing_id, func.count())
+            .where(Trade.listing_id.in_(ids), Trade.status != TradeStatus.REFUNDED.value)
+            .group_by(Trade.listing_id)
+        ).all()
+    )
     buyers: dict[int, set[str]] = {}
     for listing_id, buyer in session.execute(
         select(Trade.listing_id, Trade.buyer).where(Trade.listing_id.in_(ids))

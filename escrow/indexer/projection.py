@@ -29,17 +29,31 @@ from escrow.indexer.decoder import DecodedLog
 from escrow.indexer.listings import refresh_listings
 
 #: Events that carry a ``tradeId`` and change a trade's row.
-TRADE_EVENTS = frozenset({
-    "TradeFunded", "TradeShipped", "TradeReleased", "TradeRefunded", "SplitProposed",
-    "TradeSettled", "DisputeOpened", "EvidenceSubmitted", "DisputeResolved",
-})
+TRADE_EVENTS = frozenset(
+    {
+        "TradeFunded",
+        "TradeShipped",
+        "TradeReleased",
+        "TradeRefunded",
+        "SplitProposed",
+        "TradeSettled",
+        "DisputeOpened",
+        "EvidenceSubmitted",
+        "DisputeResolved",
+    }
+)
 ARBITRATOR_EVENTS = frozenset({"ArbitratorRegistered", "ArbitratorRemoved"})
 #: For events without a trade: the argument naming the account the event is about.
 ACCOUNT_ARG = {
-    "PaymentDeferred": "payee", "Withdrawn": "payee", "PlatformFeesWithdrawn": "recipient",
-    "ArbitratorRegistered": "arbitrator", "ArbitratorRemoved": "arbitrator",
-    "PlatformFeeUpdated": "recipient", "TokenAllowanceUpdated": "token",
-    "OwnershipTransferred": "newOwner", "OwnershipTransferStarted": "newOwner",
+    "PaymentDeferred": "payee",
+    "Withdrawn": "payee",
+    "PlatformFeesWithdrawn": "recipient",
+    "ArbitratorRegistered": "arbitrator",
+    "ArbitratorRemoved": "arbitrator",
+    "PlatformFeeUpdated": "recipient",
+    "TokenAllowanceUpdated": "token",
+    "OwnershipTransferred": "newOwner",
+    "OwnershipTransferStarted": "newOwner",
 }
 IN_CHUNK = 500  # ids per IN (...) list
 
@@ -65,9 +79,15 @@ def terms_hash(trade_id: int, terms: dict[str, Any]) -> str:
     """``bytes24(keccak256(abi.encode(tradeId, terms)))`` as 0x hex, like ``hashTerms``."""
     words = (
         trade_id,
-        int(terms["buyer"], 16), int(terms["seller"], 16), int(terms["arbitrator"], 16),
-        int(terms["token"], 16), terms["amount"], terms["shipBy"], terms["inspectionPeriod"],
-        terms["arbitratorFeeBps"], terms["platformFeeBps"],
+        int(terms["buyer"], 16),
+        int(terms["seller"], 16),
+        int(terms["arbitrator"], 16),
+        int(terms["token"], 16),
+        terms["amount"],
+        terms["shipBy"],
+        terms["inspectionPeriod"],
+        terms["arbitratorFeeBps"],
+        terms["platformFeeBps"],
     )
     encoded = b"".join(w.to_bytes(32, "big") for w in words)
     return "0x" + keccak(encoded)[:24].hex()
@@ -103,23 +123,44 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
     if name == "TradeFunded":
         terms = args["terms"]
         proj.trade = {
-            "chain_id": scope.chain_id, "contract_address": scope.contract_address,
-            "onchain_id": args["tradeId"], "listing_id": None, "listing_ref": args["listingRef"],
-            "buyer": terms["buyer"], "seller": terms["seller"], "arbitrator": terms["arbitrator"],
-            "token": terms["token"], "amount": terms["amount"], "ship_by": utc(terms["shipBy"]),
+            "chain_id": scope.chain_id,
+            "contract_address": scope.contract_address,
+            "onchain_id": args["tradeId"],
+            "listing_id": None,
+            "listing_ref": args["listingRef"],
+            "buyer": terms["buyer"],
+            "seller": terms["seller"],
+            "arbitrator": terms["arbitrator"],
+            "token": terms["token"],
+            "amount": terms["amount"],
+            "ship_by": utc(terms["shipBy"]),
             "inspection_period": terms["inspectionPeriod"],
             "arbitrator_fee_bps": terms["arbitratorFeeBps"],
             "platform_fee_bps": terms["platformFeeBps"],
             "terms_hash": terms_hash(args["tradeId"], terms),
-            "status": TradeStatus.FUNDED.value, "deadline": None, "shipment_ref": None,
-            "inspection_ends_at": None, "ruling_deadline": None, "split_proposer": None,
-            "proposed_buyer_bps": None, "released_by_buyer": None,
-            "refunded_after_deadline": None, "buyer_bps": None, "buyer_amount": None,
-            "seller_amount": None, "platform_fee": None, "arbitrator_fee": None,
-            "funded_at": when, "shipped_at": None, "split_proposed_at": None,
-            "disputed_at": None, "finished_at": None, "finished_block": None,
+            "status": TradeStatus.FUNDED.value,
+            "deadline": None,
+            "shipment_ref": None,
+            "inspection_ends_at": None,
+            "ruling_deadline": None,
+            "split_proposer": None,
+            "proposed_buyer_bps": None,
+            "released_by_buyer": None,
+            "refunded_after_deadline": None,
+            "buyer_bps": None,
+            "buyer_amount": None,
+            "seller_amount": None,
+            "platform_fee": None,
+            "arbitrator_fee": None,
+            "funded_at": when,
+            "shipped_at": None,
+            "split_proposed_at": None,
+            "disputed_at": None,
+            "finished_at": None,
+            "finished_block": None,
             "funded_block": event.block_number,
-            "funded_tx": event.tx_hash, "last_event_block": event.block_number,
+            "funded_tx": event.tx_hash,
+            "last_event_block": event.block_number,
         }
         proj.changed = True
         return True
@@ -129,45 +170,75 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
     trade["last_event_block"] = event.block_number
     proj.changed = True
     if name == "TradeShipped":
-        trade.update(status=TradeStatus.SHIPPED.value, shipment_ref=args["shipmentRef"],
-                     inspection_ends_at=utc(args["inspectionEndsAt"]),
-                     deadline=utc(args["inspectionEndsAt"]), shipped_at=when)
+        trade.update(
+            status=TradeStatus.SHIPPED.value,
+            shipment_ref=args["shipmentRef"],
+            inspection_ends_at=utc(args["inspectionEndsAt"]),
+            deadline=utc(args["inspectionEndsAt"]),
+            shipped_at=when,
+        )
         _clear_proposal(trade)
     elif name == "SplitProposed":
         side = Side.BUYER if args["proposer"] == trade["buyer"] else Side.SELLER
-        trade.update(split_proposer=side.value, proposed_buyer_bps=args["buyerBps"],
-                     split_proposed_at=when)
+        trade.update(
+            split_proposer=side.value, proposed_buyer_bps=args["buyerBps"], split_proposed_at=when
+        )
     elif name == "DisputeOpened":
-        trade.update(status=TradeStatus.DISPUTED.value, deadline=utc(args["rulingDeadline"]),
-                     ruling_deadline=utc(args["rulingDeadline"]), disputed_at=when)
+        trade.update(
+            status=TradeStatus.DISPUTED.value,
+            deadline=utc(args["rulingDeadline"]),
+            ruling_deadline=utc(args["rulingDeadline"]),
+            disputed_at=when,
+        )
         _clear_proposal(trade)
         statement = proj.dispute.get("statement") if proj.dispute else None
         proj.dispute = {
-            "opened_by": args["openedBy"], "opened_at": when,
-            "opened_block": event.block_number, "ruling_deadline": utc(args["rulingDeadline"]),
-            "statement": statement, "resolved_at": None, "by_timeout": None, "buyer_bps": None,
-            "buyer_amount": None, "seller_amount": None, "arbitrator_fee": None,
+            "opened_by": args["openedBy"],
+            "opened_at": when,
+            "opened_block": event.block_number,
+            "ruling_deadline": utc(args["rulingDeadline"]),
+            "statement": statement,
+            "resolved_at": None,
+            "by_timeout": None,
+            "buyer_bps": None,
+            "buyer_amount": None,
+            "seller_amount": None,
+            "arbitrator_fee": None,
             "platform_fee": None,
         }
     elif name == "EvidenceSubmitted":
         proj.evidence.append(event)
     elif name == "TradeReleased":
         _finish(trade, TradeStatus.RELEASED, event)
-        trade.update(released_by_buyer=args["byBuyer"], seller_amount=args["sellerAmount"],
-                     platform_fee=args["platformFee"], buyer_amount=0)
+        trade.update(
+            released_by_buyer=args["byBuyer"],
+            seller_amount=args["sellerAmount"],
+            platform_fee=args["platformFee"],
+            buyer_amount=0,
+        )
     elif name == "TradeRefunded":
         _finish(trade, TradeStatus.REFUNDED, event)
-        trade.update(refunded_after_deadline=args["afterDeadline"],
-                     buyer_amount=args["buyerAmount"], seller_amount=0, platform_fee=0)
+        trade.update(
+            refunded_after_deadline=args["afterDeadline"],
+            buyer_amount=args["buyerAmount"],
+            seller_amount=0,
+            platform_fee=0,
+        )
     elif name == "TradeSettled":
         _finish(trade, TradeStatus.SETTLED, event)
-        trade.update(buyer_bps=args["buyerBps"], buyer_amount=args["buyerAmount"],
-                     seller_amount=args["sellerAmount"], platform_fee=args["platformFee"])
+        trade.update(
+            buyer_bps=args["buyerBps"],
+            buyer_amount=args["buyerAmount"],
+            seller_amount=args["sellerAmount"],
+            platform_fee=args["platformFee"],
+        )
     elif name == "DisputeResolved":
         _finish(trade, TradeStatus.RESOLVED, event)
         outcome = {
-            "buyer_bps": args["buyerBps"], "buyer_amount": args["buyerAmount"],
-            "seller_amount": args["sellerAmount"], "platform_fee": args["platformFee"],
+            "buyer_bps": args["buyerBps"],
+            "buyer_amount": args["buyerAmount"],
+            "seller_amount": args["sellerAmount"],
+            "platform_fee": args["platformFee"],
             "arbitrator_fee": args["arbitratorFee"],
         }
         trade.update(outcome)
@@ -182,8 +253,12 @@ def _clear_proposal(trade: dict[str, Any]) -> None:
 
 
 def _finish(trade: dict[str, Any], status: TradeStatus, event: DecodedLog) -> None:
-    trade.update(status=status.value, deadline=None, finished_at=_block_time(event),
-                 finished_block=event.block_number)
+    trade.update(
+        status=status.value,
+        deadline=None,
+        finished_at=_block_time(event),
+        finished_block=event.block_number,
+    )
     _clear_proposal(trade)
 
 
@@ -192,12 +267,18 @@ def event_row(scope: Scope, event: DecodedLog) -> dict[str, Any]:
     trade_id = args.get("tradeId") if event.name in TRADE_EVENTS else None
     account_arg = ACCOUNT_ARG.get(event.name)
     return {
-        "chain_id": scope.chain_id, "contract_address": scope.contract_address,
-        "block_number": event.block_number, "block_hash": event.block_hash,
+        "chain_id": scope.chain_id,
+        "contract_address": scope.contract_address,
+        "block_number": event.block_number,
+        "block_hash": event.block_hash,
         "block_time": None if event.block_timestamp is None else utc(event.block_timestamp),
-        "tx_hash": event.tx_hash, "log_index": event.log_index, "event": event.name,
-        "trade_id": None, "onchain_trade_id": trade_id,
-        "account": args.get(account_arg) if account_arg else None, "args": args,
+        "tx_hash": event.tx_hash,
+        "log_index": event.log_index,
+        "event": event.name,
+        "trade_id": None,
+        "onchain_trade_id": trade_id,
+        "account": args.get(account_arg) if account_arg else None,
+        "args": args,
     }
 
 
@@ -213,15 +294,16 @@ class BatchResult:
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start: start + size]
+        yield items[start : start + size]
 
 
 _TRADE_STATE_COLUMNS = [c for c in Trade.__table__.columns if c.name not in ("id",)]
 _DISPUTE_COLUMNS = [c for c in Dispute.__table__.columns if c.name not in ("id", "trade_id")]
 
 
-def load_projections(session: Session, scope: Scope,
-                     onchain_ids: Iterable[int]) -> dict[int, TradeProjection]:
+def load_projections(
+    session: Session, scope: Scope, onchain_ids: Iterable[int]
+) -> dict[int, TradeProjection]:
     """The stored rows of these trades (missing ids get an empty projection)."""
     ids = sorted(set(onchain_ids))
     result = {i: TradeProjection(onchain_id=i) for i in ids}
@@ -241,7 +323,8 @@ def load_projections(session: Session, scope: Scope,
     for chunk in _chunks(list(by_pk)):
         for row in session.execute(
             select(Dispute.id, Dispute.trade_id, *_DISPUTE_COLUMNS).where(
-                Dispute.trade_id.in_(chunk))
+                Dispute.trade_id.in_(chunk)
+            )
         ).mappings():
             proj = by_pk[row["trade_id"]]
             proj.dispute_pk = row["id"]
@@ -256,35 +339,50 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
     if new:
         _link_listings(session, [p.trade for p in new if p.trade is not None])
         table = cast(Table, Trade.__table__)
-        pks = session.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [p.trade for p in new if p.trade is not None],
-        ).scalars().all()
+        pks = (
+            session.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                [p.trade for p in new if p.trade is not None],
+            )
+            .scalars()
+            .all()
+        )
         for proj, pk in zip(new, pks, strict=True):
             proj.trade_pk = pk
     new_ids = {id(p) for p in new}
-    updates = [dict(p.trade, id=p.trade_pk) for p in projections
-               if p.trade is not None and id(p) not in new_ids]
+    updates = [
+        dict(p.trade, id=p.trade_pk)
+        for p in projections
+        if p.trade is not None and id(p) not in new_ids
+    ]
     if updates:
         session.execute(update(Trade), updates)
     gone = [p.trade_pk for p in projections if p.trade is None and p.trade_pk is not None]
     touched_listings = [p.trade.get("listing_id") for p in projections if p.trade is not None]
     for chunk in _chunks(gone):
         touched_listings += session.scalars(
-            select(Trade.listing_id).where(Trade.id.in_(chunk))).all()
+            select(Trade.listing_id).where(Trade.id.in_(chunk))
+        ).all()
         session.execute(delete(Trade).where(Trade.id.in_(chunk)))
     refresh_listings(session, touched_listings)
 
-    new_disputes = [dict(p.dispute, trade_id=p.trade_pk) for p in projections
-                    if p.dispute is not None and p.dispute_pk is None and p.trade is not None]
+    new_disputes = [
+        dict(p.dispute, trade_id=p.trade_pk)
+        for p in projections
+        if p.dispute is not None and p.dispute_pk is None and p.trade is not None
+    ]
     if new_disputes:
         session.execute(insert(Dispute), new_disputes)
-    dispute_updates = [dict(p.dispute, id=p.dispute_pk) for p in projections
-                       if p.dispute is not None and p.dispute_pk is not None]
+    dispute_updates = [
+        dict(p.dispute, id=p.dispute_pk)
+        for p in projections
+        if p.dispute is not None and p.dispute_pk is not None
+    ]
     if dispute_updates:
         session.execute(update(Dispute), dispute_updates)
-    gone_disputes = [p.dispute_pk for p in projections
-                     if p.dispute is None and p.dispute_pk is not None]
+    gone_disputes = [
+        p.dispute_pk for p in projections if p.dispute is None and p.dispute_pk is not None
+    ]
     for chunk in _chunks(gone_disputes):
         session.execute(delete(Dispute).where(Dispute.id.in_(chunk)))
 
@@ -292,11 +390,16 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
         for event in proj.evidence:
             session.execute(
                 update(EvidenceFile)
-                .where(EvidenceFile.trade_id == proj.trade_pk,
-                       EvidenceFile.sha256 == event.args["contentHash"][2:],
-                       EvidenceFile.onchain_tx_hash.is_(None))
-                .values(onchain_uri=event.args["uri"][:500], onchain_tx_hash=event.tx_hash,
-                        onchain_block=event.block_number)
+                .where(
+                    EvidenceFile.trade_id == proj.trade_pk,
+                    EvidenceFile.sha256 == event.args["contentHash"][2:],
+                    EvidenceFile.onchain_tx_hash.is_(None),
+                )
+                .values(
+                    onchain_uri=event.args["uri"][:500],
+                    onchain_tx_hash=event.tx_hash,
+                    onchain_block=event.block_number,
+                )
             )
 
 
@@ -304,14 +407,16 @@ def _link_listings(session: Session, trades: list[dict[str, Any]]) -> None:
     refs = sorted({t["listing_ref"] for t in trades})
     listing_by_ref: dict[str, int] = {}
     for chunk in _chunks(refs):
-        listing_by_ref.update(session.execute(
-            select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).all())
+        listing_by_ref.update(
+            session.execute(select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).all()
+        )
     for trade in trades:
         trade["listing_id"] = listing_by_ref.get(trade["listing_ref"])
 
 
-def existing_event_keys(session: Session, scope: Scope, first_block: int,
-                        last_block: int) -> set[tuple[str, int]]:
+def existing_event_keys(
+    session: Session, scope: Scope, first_block: int, last_block: int
+) -> set[tuple[str, int]]:
     rows = session.execute(
         select(TradeEvent.tx_hash, TradeEvent.log_index).where(
             TradeEvent.chain_id == scope.chain_id,
@@ -390,9 +495,13 @@ def _apply_arbitrator_event(session: Session, event: DecodedLog) -> None:
 
 def _stored_event(row: TradeEvent) -> DecodedLog:
     return DecodedLog(
-        name=row.event, args=row.args, block_number=row.block_number, block_hash=row.block_hash,
+        name=row.event,
+        args=row.args,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
         block_timestamp=None if row.block_time is None else int(as_utc(row.block_time).timestamp()),
-        tx_hash=row.tx_hash, log_index=row.log_index,
+        tx_hash=row.tx_hash,
+        log_index=row.log_index,
     )
 
 
@@ -403,11 +512,13 @@ def rebuild_trades(session: Session, scope: Scope, onchain_ids: Iterable[int]) -
         statement = proj.dispute.get("statement") if proj.dispute else None
         proj.trade, proj.dispute, proj.changed = None, None, True
         events = session.scalars(
-            select(TradeEvent).where(
+            select(TradeEvent)
+            .where(
                 TradeEvent.chain_id == scope.chain_id,
                 TradeEvent.contract_address == scope.contract_address,
                 TradeEvent.onchain_trade_id == proj.onchain_id,
-            ).order_by(TradeEvent.block_number, TradeEvent.log_index)
+            )
+            .order_by(TradeEvent.block_number, TradeEvent.log_index)
         ).all()
         for row in events:
             apply_event(scope, proj, _stored_event(row))
@@ -422,18 +533,32 @@ def rebuild_trades(session: Session, scope: Scope, onchain_ids: Iterable[int]) -
 
 def rollback_above(session: Session, scope: Scope, block: int) -> int:
     """Removes everything that came from blocks above ``block``; returns the events removed."""
-    in_scope = and_(TradeEvent.chain_id == scope.chain_id,
-                    TradeEvent.contract_address == scope.contract_address,
-                    TradeEvent.block_number > block)
-    affected = sorted({i for i in session.scalars(
-        select(TradeEvent.onchain_trade_id).where(in_scope)) if i is not None})
-    arbitrators = sorted({a for a in session.scalars(
-        select(TradeEvent.account).where(in_scope, TradeEvent.event.in_(ARBITRATOR_EVENTS)))
-        if a is not None})
+    in_scope = and_(
+        TradeEvent.chain_id == scope.chain_id,
+        TradeEvent.contract_address == scope.contract_address,
+        TradeEvent.block_number > block,
+    )
+    affected = sorted(
+        {
+            i
+            for i in session.scalars(select(TradeEvent.onchain_trade_id).where(in_scope))
+            if i is not None
+        }
+    )
+    arbitrators = sorted(
+        {
+            a
+            for a in session.scalars(
+                select(TradeEvent.account).where(in_scope, TradeEvent.event.in_(ARBITRATOR_EVENTS))
+            )
+            if a is not None
+        }
+    )
     removed = cast(CursorResult[Any], session.execute(delete(TradeEvent).where(in_scope)))
     removed_count = removed.rowcount or 0
-    trade_pks = select(Trade.id).where(Trade.chain_id == scope.chain_id,
-                                       Trade.contract_address == scope.contract_address)
+    trade_pks = select(Trade.id).where(
+        Trade.chain_id == scope.chain_id, Trade.contract_address == scope.contract_address
+    )
     session.execute(
         update(EvidenceFile)
         .where(EvidenceFile.onchain_block > block, EvidenceFile.trade_id.in_(trade_pks))
@@ -450,12 +575,15 @@ def _rebuild_arbitrator(session: Session, scope: Scope, address: str | None) -> 
     if address is None:
         return
     last = session.scalars(
-        select(TradeEvent).where(
+        select(TradeEvent)
+        .where(
             TradeEvent.chain_id == scope.chain_id,
             TradeEvent.contract_address == scope.contract_address,
             TradeEvent.event.in_(ARBITRATOR_EVENTS),
             TradeEvent.account == address,
-        ).order_by(TradeEvent.block_number.desc(), TradeEvent.log_index.desc()).limit(1)
+        )
+        .order_by(TradeEvent.block_number.desc(), TradeEvent.log_index.desc())
+        .limit(1)
     ).first()
     profile = session.scalar(select(ArbitratorProfile).where(ArbitratorProfile.address == address))
     if profile is None:

@@ -41,8 +41,10 @@ class Difference:
     chain: Any
 
     def __str__(self) -> str:
-        return (f"trade {self.onchain_id:#x}: {self.field}: database={self.database!r} "
-                f"chain={self.chain!r}")
+        return (
+            f"trade {self.onchain_id:#x}: {self.field}: database={self.database!r} "
+            f"chain={self.chain!r}"
+        )
 
 
 @dataclass
@@ -58,10 +60,15 @@ class ReconcileReport:
 
 def _terms(trade: Trade) -> tuple[Any, ...]:
     return (
-        Web3.to_checksum_address(trade.buyer), Web3.to_checksum_address(trade.seller),
-        Web3.to_checksum_address(trade.arbitrator), Web3.to_checksum_address(trade.token),
-        trade.amount, int(as_utc(trade.ship_by).timestamp()), trade.inspection_period,
-        trade.arbitrator_fee_bps, trade.platform_fee_bps,
+        Web3.to_checksum_address(trade.buyer),
+        Web3.to_checksum_address(trade.seller),
+        Web3.to_checksum_address(trade.arbitrator),
+        Web3.to_checksum_address(trade.token),
+        trade.amount,
+        int(as_utc(trade.ship_by).timestamp()),
+        trade.inspection_period,
+        trade.arbitrator_fee_bps,
+        trade.platform_fee_bps,
     )
 
 
@@ -84,8 +91,14 @@ def compare_trade(contract: Any, trade: Trade) -> list[Difference]:
         if data.startswith(_TERMS_MISMATCH):
             # Either the lane now holds a later trade (so this one ended) or our terms are wrong.
             if not TradeStatus(trade.status).is_final:
-                diffs.append(Difference(trade.onchain_id, "terms", "stored terms",
-                                        "do not match the chain (or the lane was reused)"))
+                diffs.append(
+                    Difference(
+                        trade.onchain_id,
+                        "terms",
+                        "stored terms",
+                        "do not match the chain (or the lane was reused)",
+                    )
+                )
             return diffs
         if data.startswith(_UNKNOWN_TRADE):
             return [Difference(trade.onchain_id, "exists", True, False)]
@@ -130,8 +143,10 @@ def reconcile(
     report = ReconcileReport()
     with Session(engine) as session:
         trades = session.scalars(
-            select(Trade).where(Trade.chain_id == scope.chain_id,
-                                Trade.contract_address == scope.contract_address)
+            select(Trade)
+            .where(
+                Trade.chain_id == scope.chain_id, Trade.contract_address == scope.contract_address
+            )
             .order_by(Trade.id)
         ).all()
         session.expunge_all()
@@ -152,8 +167,9 @@ def reconcile(
     return report
 
 
-def repair_trade(source: LogSource, decoder: LogDecoder, engine: Engine, scope: Scope,
-                 trade: Trade) -> int:
+def repair_trade(
+    source: LogSource, decoder: LogDecoder, engine: Engine, scope: Scope, trade: Trade
+) -> int:
     """Stores the trade's logs that are missing and rebuilds it; returns the logs added."""
     with Session(engine) as session:
         # Up to the checkpoint: later blocks are the scanner's (and may not be confirmed yet).
@@ -164,24 +180,36 @@ def repair_trade(source: LogSource, decoder: LogDecoder, engine: Engine, scope: 
             )
         )
     topic = "0x" + trade.onchain_id.to_bytes(32, "big").hex()
-    raw = source.get_logs(scope.contract_address, trade.funded_block,
-                          last_block or trade.funded_block, [None, topic])
+    raw = source.get_logs(
+        scope.contract_address, trade.funded_block, last_block or trade.funded_block, [None, topic]
+    )
     events = [decoder.decode(r) for r in raw]
     missing_stamps = {e.block_number for e in events if e.block_timestamp is None}
     stamps = source.block_timestamps(sorted(missing_stamps))
     added = 0
     with session_scope(engine) as session:
-        stored = {(tx, index) for tx, index in session.execute(
-            select(TradeEvent.tx_hash, TradeEvent.log_index).where(
-                TradeEvent.chain_id == scope.chain_id,
-                TradeEvent.onchain_trade_id == trade.onchain_id)
-        )}
+        stored = {
+            (tx, index)
+            for tx, index in session.execute(
+                select(TradeEvent.tx_hash, TradeEvent.log_index).where(
+                    TradeEvent.chain_id == scope.chain_id,
+                    TradeEvent.onchain_trade_id == trade.onchain_id,
+                )
+            )
+        }
         for event in events:
             if (event.tx_hash, event.log_index) in stored:
                 continue
             if event.block_timestamp is None:
-                event = type(event)(event.name, event.args, event.block_number, event.block_hash,
-                                    stamps[event.block_number], event.tx_hash, event.log_index)
+                event = type(event)(
+                    event.name,
+                    event.args,
+                    event.block_number,
+                    event.block_hash,
+                    stamps[event.block_number],
+                    event.tx_hash,
+                    event.log_index,
+                )
             row = event_row(scope, event)
             row["trade_id"] = trade.id
             session.add(TradeEvent(**row))

@@ -131,14 +131,23 @@ class Indexer:
                         f"no contract at {self.scope.contract_address} on chain "
                         f"{self.scope.chain_id}: deploy it first or check the address"
                     )
-                session.add(IndexerCheckpoint(
-                    chain_id=self.scope.chain_id, contract_address=self.scope.contract_address,
-                    genesis_hash=genesis, code_hash=code, start_block=self.start_block,
-                    last_block=self.start_block - 1, last_block_hash=None,
-                ))
+                session.add(
+                    IndexerCheckpoint(
+                        chain_id=self.scope.chain_id,
+                        contract_address=self.scope.contract_address,
+                        genesis_hash=genesis,
+                        code_hash=code,
+                        start_block=self.start_block,
+                        last_block=self.start_block - 1,
+                        last_block_hash=None,
+                    )
+                )
             elif cp.genesis_hash != genesis or cp.code_hash != code:
-                what = ("genesis block" if cp.genesis_hash != genesis
-                        else "code at the contract address")
+                what = (
+                    "genesis block"
+                    if cp.genesis_hash != genesis
+                    else "code at the contract address"
+                )
                 raise ChainResetError(
                     f"the chain was reset: its {what} differs from the one this database was "
                     f"indexed from (chain {self.scope.chain_id}, contract "
@@ -173,10 +182,13 @@ class Indexer:
         """The highest stored event block still on the node's chain (binary search)."""
         blocks = session.execute(
             select(TradeEvent.block_number, TradeEvent.block_hash)
-            .where(TradeEvent.chain_id == self.scope.chain_id,
-                   TradeEvent.contract_address == self.scope.contract_address,
-                   TradeEvent.block_number <= below)
-            .distinct().order_by(TradeEvent.block_number)
+            .where(
+                TradeEvent.chain_id == self.scope.chain_id,
+                TradeEvent.contract_address == self.scope.contract_address,
+                TradeEvent.block_number <= below,
+            )
+            .distinct()
+            .order_by(TradeEvent.block_number)
         ).all()
         lo, hi = -1, len(blocks)
         while hi - lo > 1:
@@ -207,8 +219,10 @@ class Indexer:
         last = min(head, first + self._blocks_per_batch - 1)
         last_hash = self.source.block_hash(last)
         raw = self.source.get_logs(self.scope.contract_address, first, last)
-        if last_hash is None or self.source.block_hash(last) != last_hash or any(
-            r.block_number == last and r.block_hash != last_hash for r in raw
+        if (
+            last_hash is None
+            or self.source.block_hash(last) != last_hash
+            or any(r.block_number == last and r.block_hash != last_hash for r in raw)
         ):
             return (last_block, BatchResult())  # the chain moved under us: read again
         events = self._decode(raw)
@@ -233,8 +247,9 @@ class Indexer:
         self._adapt(last - first + 1, len(raw))
         return last, total
 
-    def _groups(self, events: list[DecodedLog], last: int,
-                last_hash: str) -> list[tuple[list[DecodedLog], int, str]]:
+    def _groups(
+        self, events: list[DecodedLog], last: int, last_hash: str
+    ) -> list[tuple[list[DecodedLog], int, str]]:
         groups: list[tuple[list[DecodedLog], int, str]] = []
         start = 0
         while len(events) - start > self.target_events:
@@ -260,8 +275,15 @@ class Indexer:
                 log.warning("skipping a log with an unknown topic in tx %s", entry.tx_hash)
                 continue
             if event.block_timestamp is None:
-                event = DecodedLog(event.name, event.args, event.block_number, event.block_hash,
-                                   stamps[event.block_number], event.tx_hash, event.log_index)
+                event = DecodedLog(
+                    event.name,
+                    event.args,
+                    event.block_number,
+                    event.block_hash,
+                    stamps[event.block_number],
+                    event.tx_hash,
+                    event.log_index,
+                )
             events.append(event)
         return events
 
@@ -302,8 +324,12 @@ class Indexer:
         result.seconds = time.perf_counter() - started
         return result
 
-    def follow(self, stop: threading.Event, poll_interval: float = 1.0,
-               progress: Callable[[Progress], None] | None = None) -> None:
+    def follow(
+        self,
+        stop: threading.Event,
+        poll_interval: float = 1.0,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
         """Keeps indexing new blocks until ``stop`` is set.
 
         A node that restarts or a database that is locked or down for a while is waited out
@@ -315,8 +341,12 @@ class Indexer:
             try:
                 self.sync(progress=progress)
             except TRANSIENT_ERRORS as exc:
-                log.warning("indexer waiting %.1f s after %s: %s", delay,
-                            exc.__class__.__name__, str(exc)[:200])
+                log.warning(
+                    "indexer waiting %.1f s after %s: %s",
+                    delay,
+                    exc.__class__.__name__,
+                    str(exc)[:200],
+                )
                 stop.wait(delay)
                 delay = min(max(delay * 2, 0.5), MAX_RETRY_DELAY)
                 continue
@@ -327,8 +357,12 @@ class Indexer:
 #: Errors that end when the node or the database is back: connection failures, node errors
 #: (such as a block it has just pruned), a locked or unreachable database.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    requests.RequestException, OSError, TimeoutError, Web3Exception,
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+    requests.RequestException,
+    OSError,
+    TimeoutError,
+    Web3Exception,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
 )
 MAX_RETRY_DELAY = 10.0
 

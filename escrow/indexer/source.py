@@ -87,8 +87,9 @@ class LogSource:
             code = bytes.fromhex(self._rpc("eth_getCode", [address, "latest"])[2:])
         return "0x" + keccak(code).hex()
 
-    def get_logs(self, address: str, from_block: int, to_block: int,
-                 topics: list[str | None] | None = None) -> list[RawLog]:
+    def get_logs(
+        self, address: str, from_block: int, to_block: int, topics: list[str | None] | None = None
+    ) -> list[RawLog]:
         """Logs of ``address`` in ``[from_block, to_block]``, in chain order."""
         if self._tester:
             query: Any = {
@@ -112,7 +113,10 @@ class LogSource:
                 for e in entries
             ]
         params: dict[str, Any] = {
-            "address": address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}
+            "address": address,
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
         if topics:
             params["topics"] = topics
         entries = self._rpc("eth_getLogs", [params])
