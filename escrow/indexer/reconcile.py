@@ -8,7 +8,7 @@ the missing ones and rebuilds the trade from its events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_utils import keccak
@@ -201,15 +201,7 @@ def repair_trade(
             if (event.tx_hash, event.log_index) in stored:
                 continue
             if event.block_timestamp is None:
-                event = type(event)(
-                    event.name,
-                    event.args,
-                    event.block_number,
-                    event.block_hash,
-                    stamps[event.block_number],
-                    event.tx_hash,
-                    event.log_index,
-                )
+                event = replace(event, block_timestamp=stamps[event.block_number])
             row = event_row(scope, event)
             row["trade_id"] = trade.id
             session.add(TradeEvent(**row))

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -275,15 +275,7 @@ class Indexer:
                 log.warning("skipping a log with an unknown topic in tx %s", entry.tx_hash)
                 continue
             if event.block_timestamp is None:
-                event = DecodedLog(
-                    event.name,
-                    event.args,
-                    event.block_number,
-                    event.block_hash,
-                    stamps[event.block_number],
-                    event.tx_hash,
-                    event.log_index,
-                )
+                event = replace(event, block_timestamp=stamps[event.block_number])
             events.append(event)
         return events
 
