@@ -180,12 +180,57 @@ class Listing(Base):
     #: until ``reserved_until``; the indexer ends the hold when the trade appears on chain.
     reserved_by: Mapped[str | None] = mapped_column(ADDRESS)
     reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Bumped whenever what a buyer agrees to (title, description, price, currency) changes; a
+    #: checkout quotes the version it showed and is refused when it is no longer current.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
     seller: Mapped[User] = relationship(back_populates="listings")
+
+
+class HoldState(enum.StrEnum):
+    """A checkout hold: ``wallet`` while the wallet is open, ``payment`` once a transaction
+    hash was reported, ``ended`` after that (``CheckoutHold.end_reason`` says why)."""
+
+    WALLET = "wallet"
+    PAYMENT = "payment"
+    ENDED = "ended"
+
+
+class CheckoutHold(Base):
+    """One buyer's checkout of one listing: what was quoted and how long the item is held.
+
+    The quoted seller, token and amount are what the buyer was shown and signed; the indexer
+    links a trade to a listing only when the trade matches the listing or one of these quotes.
+    Rows are kept after they end: they are the record of who abandoned how many holds.
+    """
+
+    __tablename__ = "checkout_holds"
+    __table_args__ = (
+        CheckConstraint(_in("state", HoldState), name="state"),
+        Index("ix_checkout_holds_buyer_state", "buyer", "state"),
+        Index("ix_checkout_holds_listing_state", "listing_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"))
+    buyer: Mapped[str] = mapped_column(ADDRESS)
+    seller: Mapped[str] = mapped_column(ADDRESS)
+    token: Mapped[str] = mapped_column(ADDRESS)
+    amount: Mapped[int] = mapped_column(Uint256)
+    currency: Mapped[str] = mapped_column(String(8))
+    listing_version: Mapped[int] = mapped_column(Integer)
+    arbitrator: Mapped[str | None] = mapped_column(ADDRESS)
+    state: Mapped[str] = mapped_column(String(16), default=HoldState.WALLET.value)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tx_hash: Mapped[str | None] = mapped_column(HASH32)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: 'refused', 'signed_out', 'closed', 'expired', 'failed', 'funded', 'replaced'
+    end_reason: Mapped[str | None] = mapped_column(String(16))
 
 
 # ---------------------------------------------------------------------------- trades (projected)
