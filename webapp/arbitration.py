@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, url_for
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from escrow.db.models import (
-    ArbitratorProfile,
     Dispute,
     EvidenceFile,
     Message,
@@ -23,7 +21,7 @@ from webapp import db
 from webapp.auth import current_address, login_required
 from webapp.chain import gateway
 from webapp.errors import render_error
-from webapp.trades import (
+from webapp.trade_rules import (
     BPS,
     DISPUTE_STATEMENT_MARK,
     chain_now,
@@ -33,7 +31,7 @@ from webapp.trades import (
     sync_dispute_statement,
     terms_of,
 )
-from webapp.views import as_utc, format_amount
+from webapp.views import as_utc, format_amount, is_arbitrator
 
 bp = Blueprint("arbitration", __name__)
 
@@ -58,17 +56,6 @@ def ruling_amounts(
     seller_gross = pot - buyer
     platform = seller_gross * platform_fee_bps // BPS
     return SplitAmounts(buyer, seller_gross - platform, fee, platform)
-
-
-def is_arbitrator(session: Session, address: str) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(Trade.arbitrator == address)
-                | exists().where(ArbitratorProfile.address == address)
-            )
-        )
-    )
 
 
 def load_case(trade_pk: int) -> Trade:

@@ -17,7 +17,6 @@ from flask import (
     redirect,
     request,
     send_file,
-    session,
     url_for,
 )
 from sqlalchemy import select
@@ -29,12 +28,13 @@ from webapp import db
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import render_error
-from webapp.trades import (
+from webapp.trade_rules import (
     DISPUTE_STATEMENT_MARK,
     OPEN_STATUSES,
     json_body,
     load_trade,
     role_of,
+    take_statement,
     terms_of,
 )
 
@@ -227,24 +227,13 @@ def post_message(trade_pk: int) -> Any:
 
 # ------------------------------------------------------------------ the opener's statement
 
-STASH_KEY = "dispute_statements"
-
-
-def stash_statement(trade_pk: int, statement: str) -> None:
-    """Keeps the statement until the wallet has sent the openDispute transaction."""
-    stash = dict(session.get(STASH_KEY) or {})
-    stash[str(trade_pk)] = statement
-    session[STASH_KEY] = stash
-
 
 @bp.post("/trades/<int:trade_pk>/statement")
 @login_required
 def statement_sent(trade_pk: int) -> Any:
     """Called by the wallet script once the openDispute transaction was sent."""
     trade, role = load_trade(trade_pk)
-    stash = dict(session.get(STASH_KEY) or {})
-    statement = stash.pop(str(trade_pk), None)
-    session[STASH_KEY] = stash
+    statement = take_statement(trade_pk)
     if role not in ("buyer", "seller") or not statement:
         return render_error(409, "There is no dispute statement waiting for this trade.")
     me = current_address()

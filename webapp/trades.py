@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
@@ -18,9 +17,8 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from hexbytes import HexBytes
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
-from werkzeug.routing import BuildError
 
-from escrow.client import ETH, ZERO_REF, Terms
+from escrow.client import ETH, ZERO_REF
 from escrow.db.models import (
     ArbitratorProfile,
     EvidenceFile,
@@ -29,7 +27,6 @@ from escrow.db.models import (
     Message,
     Trade,
     TradeEvent,
-    TradeStatus,
     User,
 )
 from escrow.errors import ChainUnavailable, EscrowError
@@ -38,23 +35,31 @@ from webapp import db
 from webapp.auth import current_address, login_required
 from webapp.chain import gateway
 from webapp.errors import render_error
-from webapp.views import as_utc
+from webapp.trade_rules import (
+    ACTIONS,
+    DISPUTE_STATEMENT_MARK,
+    INSPECTION_SECONDS,
+    OPEN_STATUSES,
+    SHIP_WITHIN_SECONDS,
+    STATUS_FILTERS,
+    available_actions,
+    chain_now,
+    currency_of,
+    deadlines,
+    json_body,
+    listing_url,
+    load_trade,
+    page_now,
+    percent_to_bps,
+    role_of,
+    stash_statement,
+    sync_dispute_statement,
+    terms_of,
+)
 
 bp = Blueprint("trades", __name__)
 
-DAY = 24 * 3600
-SHIP_WITHIN_SECONDS = 5 * DAY
-INSPECTION_SECONDS = 3 * DAY
 PERMIT_SECONDS = 3600
-BPS = 10_000
-OPEN_STATUSES = (TradeStatus.FUNDED.value, TradeStatus.SHIPPED.value, TradeStatus.DISPUTED.value)
-STATUS_FILTERS = {
-    "open": OPEN_STATUSES,
-    "finished": tuple(s.value for s in TradeStatus if s.is_final),
-    **{s.value.lower(): (s.value,) for s in TradeStatus if s != TradeStatus.NONE},
-}
-#: Marks the opener's statement among a trade's messages (the Dispute row is the indexer's).
-DISPUTE_STATEMENT_MARK = "[Dispute statement] "
 EVENT_WORDS = {
     "TradeFunded": "Paid into escrow",
     "TradeShipped": "Marked as shipped",
@@ -66,252 +71,6 @@ EVENT_WORDS = {
     "EvidenceSubmitted": "Evidence recorded on chain",
     "DisputeResolved": "Dispute resolved",
 }
-
-
-# ------------------------------------------------------------------ who may do what, when
-
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-    label: str
-    #: Who may ever take it: 'buyer', 'seller' or 'anyone' (any participant signed in).
-    roles: frozenset[str]
-    explanation: str
-    danger: bool = False
-    confirm: str | None = None
-
-
-ACTIONS: dict[str, Action] = {
-    a.name: a
-    for a in (
-        Action(
-            "ship",
-            "Mark as shipped",
-            frozenset({"seller"}),
-            "Starts the buyer's inspection period.",
-        ),
-        Action(
-            "confirm",
-            "Confirm receipt",
-            frozenset({"buyer"}),
-            "Releases the money to the seller now.",
-            confirm="Release the money to the seller? This cannot be undone.",
-        ),
-        Action(
-            "release",
-            "Release after inspection",
-            frozenset({"anyone"}),
-            "The inspection period is over; the money goes to the seller.",
-        ),
-        Action(
-            "refund",
-            "Refund after missed deadline",
-            frozenset({"anyone"}),
-            "The seller did not ship in time; the buyer gets the money back in full.",
-        ),
-        Action(
-            "seller_refund",
-            "Refund the buyer",
-            frozenset({"seller"}),
-            "Gives the buyer the whole amount back.",
-            danger=True,
-            confirm="Refund the buyer in full? This cannot be undone.",
-        ),
-        Action(
-            "propose_split",
-            "Propose a split",
-            frozenset({"buyer", "seller"}),
-            "Offer to divide the money; the other party can accept it.",
-        ),
-        Action(
-            "accept_split",
-            "Accept the proposed split",
-            frozenset({"buyer", "seller"}),
-            "Pays out the split the other party proposed.",
-            confirm="Accept this split? The money is paid out at once.",
-        ),
-        Action(
-            "dispute",
-            "Open a dispute",
-            frozenset({"buyer", "seller"}),
-            "The arbitrator will decide how the money is divided.",
-            danger=True,
-        ),
-        Action(
-            "resolve",
-            "Resolve after ruling timeout",
-            frozenset({"anyone"}),
-            "The arbitrator did not rule in time: the money is split 50/50 if the item was "
-            "shipped, and refunded to the buyer if it was not.",
-        ),
-    )
-}
-
-
-def role_of(trade: Trade, address: str | None) -> str | None:
-    """'buyer', 'seller', 'arbitrator' or None."""
-    if not address:
-        return None
-    address = address.lower()
-    if address == trade.buyer:
-        return "buyer"
-    if address == trade.seller:
-        return "seller"
-    if address == trade.arbitrator:
-        return "arbitrator"
-    return None
-
-
-def inspection_end(trade: Trade) -> datetime | None:
-    return as_utc(trade.inspection_ends_at or trade.deadline)
-
-
-def available_actions(trade: Trade, address: str | None, now: datetime) -> list[Action]:
-    """Exactly the actions ``address`` may take on ``trade`` at chain time ``now``."""
-    if not address:
-        return []
-    role = role_of(trade, address)
-    status = trade.status
-    is_open = status in OPEN_STATUSES
-    party = role in ("buyer", "seller")
-    ship_by = as_utc(trade.ship_by)
-    assert ship_by is not None
-    inspection_over = inspection_end(trade)
-    ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
-    before_timeout = (status == TradeStatus.FUNDED.value and now < ship_by) or (
-        status == TradeStatus.SHIPPED.value
-        and inspection_over is not None
-        and now < inspection_over
-    )
-    counter_side = {"buyer": "seller", "seller": "buyer"}.get(role or "")
-    names = []
-    if role == "seller" and status == TradeStatus.FUNDED.value and now < ship_by:
-        names.append("ship")
-    if role == "buyer" and is_open:
-        names.append("confirm")
-    if (
-        status == TradeStatus.SHIPPED.value
-        and inspection_over is not None
-        and now >= inspection_over
-    ):
-        names.append("release")
-    if status == TradeStatus.FUNDED.value and now >= ship_by:
-        names.append("refund")
-    if role == "seller" and is_open:
-        names.append("seller_refund")
-    if party and is_open:
-        names.append("propose_split")
-    if (
-        party
-        and is_open
-        and trade.split_proposer == counter_side
-        and trade.proposed_buyer_bps is not None
-    ):
-        names.append("accept_split")
-    if party and before_timeout:
-        names.append("dispute")
-    if (
-        status == TradeStatus.DISPUTED.value
-        and ruling_deadline is not None
-        and now >= ruling_deadline
-    ):
-        names.append("resolve")
-    return [ACTIONS[n] for n in names]
-
-
-# ------------------------------------------------------------------ shared helpers
-
-
-def chain_now() -> datetime:
-    """The latest block's time: deadlines on chain are measured by it, not by our clock."""
-    return datetime.fromtimestamp(gateway().chain().latest_timestamp(), UTC)
-
-
-def page_now() -> datetime:
-    """Chain time for showing a page; wall-clock time if the node does not answer."""
-    try:
-        return chain_now()
-    except Exception:  # a page that only reads the database must not fail with the node
-        return datetime.now(UTC)
-
-
-def terms_of(trade: Trade) -> Terms:
-    """The on-chain terms, rebuilt from the trade's row."""
-    ship_by = as_utc(trade.ship_by)
-    assert ship_by is not None
-    return Terms(
-        buyer=to_checksum_address(trade.buyer),
-        seller=to_checksum_address(trade.seller),
-        arbitrator=to_checksum_address(trade.arbitrator),
-        token=to_checksum_address(trade.token),
-        amount=int(trade.amount),
-        ship_by=int(ship_by.timestamp()),
-        inspection_period=int(trade.inspection_period),
-        arbitrator_fee_bps=int(trade.arbitrator_fee_bps),
-        platform_fee_bps=int(trade.platform_fee_bps),
-    )
-
-
-def currency_of(trade: Trade) -> str:
-    if int(trade.token, 16) == 0:
-        return "ETH"
-    coin = gateway().deployment().stablecoin
-    if coin is not None and coin.address.lower() == trade.token:
-        return "USD"
-    return trade.token
-
-
-def load_trade(trade_pk: int) -> tuple[Trade, str]:
-    """The trade and the signed-in user's role in it; 404 unknown, 403 not a participant."""
-    trade = db.session().get(Trade, trade_pk)
-    if trade is None:
-        abort(404)
-    role = role_of(trade, current_address())
-    if role is None:
-        abort(403, "Only the buyer, the seller and the arbitrator of this trade can see it.")
-    return trade, role
-
-
-def json_body() -> dict[str, Any]:
-    payload = request.get_json(silent=True)
-    return payload if isinstance(payload, dict) else {}
-
-
-def percent_to_bps(value: Any) -> int:
-    """'40' or '12.5' (% to the buyer) -> basis points; ValueError with a user message."""
-    try:
-        percent = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.") from None
-    if not percent.is_finite() or percent < 0 or percent > 100:
-        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.")
-    bps = percent * 100
-    if bps != bps.to_integral_value():
-        raise ValueError("The buyer's share can have at most two decimal places.")
-    return int(bps)
-
-
-def statement_messages(session: Session, trade: Trade) -> list[Message]:
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.trade_id == trade.id, Message.body.startswith(DISPUTE_STATEMENT_MARK))
-            .order_by(Message.id)
-        )
-    )
-
-
-def sync_dispute_statement(session: Session, trade: Trade) -> None:
-    """Copies the opener's statement onto the Dispute row once the indexer has created it."""
-    dispute = trade.dispute
-    if dispute is None or dispute.statement:
-        return
-    for message in statement_messages(session, trade):
-        if message.sender == dispute.opened_by:
-            dispute.statement = message.body[len(DISPUTE_STATEMENT_MARK) :]
-            session.commit()
-            return
 
 
 # ------------------------------------------------------------------ buying
@@ -609,21 +368,6 @@ def _risk_signals(session: Session, trade: Trade) -> list[Any]:
         return []
 
 
-def deadlines(trade: Trade) -> list[tuple[str, datetime]]:
-    """The deadlines that matter in the trade's current status."""
-    out: list[tuple[str, datetime]] = []
-    ship_by = as_utc(trade.ship_by)
-    if trade.status == TradeStatus.FUNDED.value and ship_by is not None:
-        out.append(("Seller must ship by", ship_by))
-    end = inspection_end(trade)
-    if trade.status == TradeStatus.SHIPPED.value and end is not None:
-        out.append(("Inspection ends", end))
-    ruling = as_utc(trade.ruling_deadline or trade.deadline)
-    if trade.status == TradeStatus.DISPUTED.value and ruling is not None:
-        out.append(("Arbitrator must rule by", ruling))
-    return out
-
-
 @bp.get("/trades/<int:trade_pk>")
 @login_required
 def show(trade_pk: int) -> str:
@@ -667,15 +411,6 @@ def show(trade_pk: int) -> str:
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
     )
-
-
-def listing_url(listing_id: int | None) -> str | None:
-    if listing_id is None:
-        return None
-    try:
-        return url_for("listings.detail", listing_id=listing_id)
-    except BuildError:  # the listings pages are not there (yet)
-        return None
 
 
 @bp.app_template_filter("bps_percent")
@@ -744,8 +479,6 @@ def act(trade_pk: int, name: str) -> Any:
             return render_error(
                 400, "Explain the problem for the arbitrator (1 to 2,000 characters)."
             )
-        from webapp.disputes import stash_statement
-
         stash_statement(trade.id, statement)
         call = calls.open_dispute(trade_id, terms)
         after_send = url_for("disputes.statement_sent", trade_pk=trade.id)

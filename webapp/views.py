@@ -7,8 +7,11 @@ from typing import Any
 
 import sqlalchemy.exc
 from flask import Flask, g
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from escrow.amounts import AmountError, format_units, parse_units
+from escrow.db.models import ArbitratorProfile, Trade
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 
 DECIMALS = {"ETH": 18, "USD": 6}
@@ -86,11 +89,22 @@ def register_template_helpers(app: Flask) -> None:
         }
 
 
+def is_arbitrator(session: Session, address: str) -> bool:
+    """Whether ``address`` arbitrates any trade or has an arbitrator profile."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(Trade.arbitrator == address)
+                | exists().where(ArbitratorProfile.address == address)
+            )
+        )
+    )
+
+
 def _is_arbitrator(address: str | None) -> bool:
     if address is None:
         return False
     from webapp import db
-    from webapp.arbitration import is_arbitrator
 
     return is_arbitrator(db.session(), address)
 
