@@ -368,8 +368,27 @@ class Dispute(Base):
     trade: Mapped[Trade] = relationship(back_populates="dispute")
 
 
-class EvidenceFile(Base):
-    """An uploaded file. Its sha256 is what goes on chain; ``onchain_*`` is projected."""
+class DetachedFromTrade:
+    """Columns of a person's record (message, rating, evidence file) that outlive its trade.
+
+    Trades are projected from the chain and a reorganisation can delete one; what people wrote
+    about it must not go with it. The indexer then sets ``trade_id`` to NULL and remembers here
+    which trade it was, and attaches the record again when a trade with the same funding
+    transaction (or the same on-chain id, between the same people) appears.
+    """
+
+    detached_chain_id: Mapped[int | None] = mapped_column(BigInteger)
+    detached_contract: Mapped[str | None] = mapped_column(ADDRESS)
+    detached_onchain_id: Mapped[int | None] = mapped_column(Uint256)
+    detached_funded_tx: Mapped[str | None] = mapped_column(HASH32)
+    detached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvidenceFile(DetachedFromTrade, Base):
+    """An uploaded file. Its sha256 is what goes on chain; ``onchain_*`` is projected.
+
+    The file on disk is never deleted, not even when a reorganisation removes the trade.
+    """
 
     __tablename__ = "evidence_files"
     __table_args__ = (
@@ -378,7 +397,10 @@ class EvidenceFile(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    #: NULL while the trade is gone after a reorganisation (see :class:`DetachedFromTrade`).
+    trade_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trades.id", ondelete="SET NULL"), index=True
+    )
     uploaded_by: Mapped[str] = mapped_column(ADDRESS)
     original_name: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
@@ -392,13 +414,16 @@ class EvidenceFile(Base):
     onchain_block: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class Message(Base):
+class Message(DetachedFromTrade, Base):
     """A message in a trade's conversation (buyer, seller and, in a dispute, the arbitrator)."""
 
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    #: NULL while the trade is gone after a reorganisation (see :class:`DetachedFromTrade`).
+    trade_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trades.id", ondelete="SET NULL"), index=True
+    )
     sender: Mapped[str] = mapped_column(ADDRESS, index=True)
     body: Mapped[str] = mapped_column(Text)
     evidence_file_id: Mapped[int | None] = mapped_column(
@@ -407,7 +432,7 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Rating(Base):
+class Rating(DetachedFromTrade, Base):
     """A rating of one party by the other after a finished trade; one per side per trade."""
 
     __tablename__ = "ratings"
@@ -419,7 +444,10 @@ class Rating(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"), index=True)
+    #: NULL while the trade is gone after a reorganisation (see :class:`DetachedFromTrade`).
+    trade_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trades.id", ondelete="SET NULL"), index=True
+    )
     rater_side: Mapped[str] = mapped_column(String(8))
     rater: Mapped[str] = mapped_column(ADDRESS)
     ratee: Mapped[str] = mapped_column(ADDRESS, index=True)
@@ -465,3 +493,32 @@ class IndexerCheckpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class UndecodedLog(Base):
+    """A log of the escrow contract that could not be turned into an event, kept as it came.
+
+    Anyone can make the contract emit a log, so one the decoder cannot read (or whose values the
+    database cannot hold) must not stop the indexer: it is stored here, counted by ``/healthz``
+    and ``escrow reconcile``, and removed like the events when its block is reorganised away.
+    """
+
+    __tablename__ = "undecoded_logs"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index"),
+        Index("ix_undecoded_logs_scope_block", "chain_id", "contract_address", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(ADDRESS)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(HASH32)
+    tx_hash: Mapped[str] = mapped_column(HASH32)
+    log_index: Mapped[int] = mapped_column(Integer)
+    #: The topics as 0x hex strings, as the node returned them.
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    #: The data as 0x hex.
+    data: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
