@@ -58,6 +58,7 @@ GWEI = 10**9
 CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
 TRADE_LINK = re.compile(r'href="/trades/(\d+)"')
 LISTING_PATH = re.compile(r"/listings/(\d+)$")
+QUOTE_FIELD = re.compile(r'<input type="hidden" name="(amount|currency|version)" value="([^"]*)">')
 WORDS = ["bike", "phone", "sofa", "jacket", "lamp", "camera", "guitar", "watch", "kettle"]
 
 
@@ -246,9 +247,16 @@ class WebUser:
             raise BenchError(f"creating a listing answered {reply.status_code}")
         return int(found.group(1))
 
-    def buy(self, listing_id: int) -> requests.Response:
-        """POST /listings/<id>/buy; returns the response (409 when someone else holds it)."""
-        return self.post_json(f"/listings/{listing_id}/buy", expect_ok=False)
+    def quote(self, listing_id: int) -> dict[str, str]:
+        """The quote (amount, currency, listing version) the listing page's Buy form sends."""
+        fields = dict(QUOTE_FIELD.findall(self.page(f"/listings/{listing_id}").text))
+        return fields if set(fields) == {"amount", "currency", "version"} else {}
+
+    def buy(self, listing_id: int, quote: dict[str, str] | None = None) -> requests.Response:
+        """POST /listings/<id>/buy with the quote the page showed (``quote``: read earlier);
+        returns the response (409 when someone else holds it or the price changed)."""
+        body = {"quote": quote if quote is not None else self.quote(listing_id)}
+        return self.post_json(f"/listings/{listing_id}/buy", body, expect_ok=False)
 
     def act(self, trade_pk: int, action: str, body: dict[str, Any] | None = None) -> str:
         """Prepares a trade action, signs and sends it, waits until it is mined and indexed."""
@@ -469,11 +477,11 @@ def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats)
     listing_id = seller.create_listing(f"{word.title()} by {seller.address[:8]}", price_for(rng))
     buyer.page("/")
     buyer.page("/", q=word)
-    buyer.page(f"/listings/{listing_id}")
-    reply = buyer.buy(listing_id)
+    reply = buyer.buy(listing_id, buyer.quote(listing_id))
     if reply.status_code != 200:
         raise BenchError(f"buy answered {reply.status_code} {reply.text[:200]!r}")
     tx_hash = buyer.send(reply.json()["tx"])
+    buyer.post_json(reply.json()["paid_url"], {"tx_hash": tx_hash})
     buyer.wait_indexed(tx_hash)
     new = [pk for pk in buyer.trade_pks("buyer", "funded") if pk not in buyer.known_trades]
     if len(new) != 1:

@@ -73,16 +73,17 @@ def test_buyers_race_for_a_single_item(stack: LocalStack) -> None:
         )
         for i in (0, 2, 3, 4, 5, 6, 7, 8)
     ]
+    quotes = []
     for buyer in buyers:
         buyer.sign_in()
-        buyer.page(f"/listings/{listing_id}")
+        quotes.append(buyer.quote(listing_id))  # every buyer has the page open
 
     start = threading.Barrier(len(buyers))
     replies: dict[int, requests.Response] = {}
 
     def attempt(index: int) -> None:
         start.wait()
-        replies[index] = buyers[index].buy(listing_id)
+        replies[index] = buyers[index].buy(listing_id, quotes[index])
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(buyers))]
     for thread in threads:

@@ -36,7 +36,7 @@ from flask import Flask
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
-from helpers import Roles
+from helpers import ONE_ETH, USD, Roles
 from web_fixtures import WebUser
 
 SIGNIN = "signin"
@@ -88,6 +88,10 @@ RPC_SIGN = {
     "method": "eth_sendTransaction",
     "params": [{"from": "{owner_address}", "to": "{owner_address}", "value": 0, "gas": 21_000}],
 }
+RPC_SIGN_AS_BUYER = {
+    "method": "eth_sendTransaction",
+    "params": [{"from": "{buyer_address}", "to": "{buyer_address}", "value": 0, "gas": 21_000}],
+}
 
 # endpoint, method, path -> anonymous, buyer, seller, arbitrator, stranger
 # fmt: off
@@ -120,9 +124,18 @@ MATRIX: tuple[Case, ...] = (
     Case("listings.upload", "GET", "/uploads/" + "f" * 32 + ".png", everyone(404)),
     # ---------------------------------------------------------------- buying
     # The arbitrator may buy from others (another arbitrator is chosen for that trade).
-    Case("trades.buy", "POST", "/listings/{listing}/buy", cells(401, 200, 409, 200, 200), "json"),
+    # Another buyer's checkout hold is not there for anyone else (404, nothing changes);
+    # these come before the buyer's new checkouts below, which replace the open hold.
+    Case("trades.release_hold", "POST", "/checkout/{hold_release}/release",
+         cells(401, 200, 404, 404, 404), "json", {"reason": "refused"}),
+    Case("trades.hold_paid", "POST", "/checkout/{hold_paid}/paid",
+         cells(401, 400, 404, 404, 404), "json", {"tx_hash": "{tx_hash}"}),
+    Case("trades.hold_paid", "POST", f"/checkout/{NOWHERE}/paid",
+         cells(401, 404, 404, 404, 404), "json", {"tx_hash": "0x" + "00" * 32}),
+    Case("trades.buy", "POST", "/listings/{listing}/buy", cells(401, 200, 409, 200, 200), "json",
+         {"quote": {"amount": str(ONE_ETH), "currency": "ETH", "version": "1"}}),
     Case("trades.buy", "POST", "/listings/{listing_usd}/buy", cells(401, 200, 409, 200, 200),
-         "json"),
+         "json", {"quote": {"amount": str(25 * USD), "currency": "USD", "version": "1"}}),
     Case("trades.buy", "POST", "/listings/{listing_withdrawn}/buy",
          cells(401, 409, 409, 409, 409), "json"),
     Case("trades.buy", "POST", f"/listings/{NOWHERE}/buy", cells(401, 404, 404, 404, 404), "json"),
@@ -165,6 +178,9 @@ MATRIX: tuple[Case, ...] = (
     # ---------------------------------------------------------------- evidence and messages
     Case("disputes.upload", "POST", "/trades/{disputed}/evidence",
          cells(401, 200, 200, 200, 403), "file"),
+    # Like messages: the arbitrator adds evidence only once there is a dispute.
+    Case("disputes.upload", "POST", "/trades/{open}/evidence", cells(401, 200, 200, 403, 403),
+         "file"),
     Case("disputes.upload", "POST", "/trades/{done}/evidence", cells(401, 409, 409, 409, 403),
          "file"),
     Case("disputes.upload", "POST", f"/trades/{NOWHERE}/evidence",
@@ -211,10 +227,12 @@ MATRIX: tuple[Case, ...] = (
     Case("auth.message", "GET", "/auth/message?address=nobody", everyone(400)),
     Case("auth.verify", "POST", "/auth/verify", everyone(400), "json",
          {"message": "example.com wants you to sign in", "signature": "0x00"}),
-    # By design on a local chain only (see test_dev_wallet_is_off_on_other_chains): anyone may
-    # use the node's unlocked demo accounts, but no other account.
+    # By design on a local chain only (see test_dev_wallet_is_off_on_other_chains), for this
+    # computer: the node's unlocked demo accounts, each signing only as the signed-in one.
     Case("auth.dev_accounts", "GET", "/dev-wallet/accounts", everyone(200)),
-    Case("auth.dev_rpc", "POST", "/dev-wallet/rpc", everyone(200), "json", RPC_SIGN),
+    Case("auth.dev_rpc", "POST", "/dev-wallet/rpc", everyone(403), "json", RPC_SIGN),
+    Case("auth.dev_rpc", "POST", "/dev-wallet/rpc", cells(403, 200, 403, 403, 403), "json",
+         RPC_SIGN_AS_BUYER),
     Case("auth.dev_rpc", "POST", "/dev-wallet/rpc", everyone(400), "json",
          {"method": "eth_sendTransaction", "params": [{"from": "0x" + "12" * 20}]}),
     Case("auth.logout", "POST", "/auth/logout", everyone(MOVED), "form", last=True),

@@ -10,6 +10,7 @@ examples). Known bugs have an explicit ``@example`` and a plain regression test 
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from sqlalchemy import delete, func, select, update
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.models import (
+    CheckoutHold,
     EvidenceFile,
     Listing,
     ListingStatus,
@@ -502,13 +504,37 @@ def test_profile_edit(market: Market, name: str, languages: str) -> None:
 
 
 def _free_listings(app: Flask, *ids: int) -> None:
+    """Every example starts with the items free and no checkout history."""
     with db_session(app) as session:
         session.execute(
             update(Listing)
             .where(Listing.id.in_(ids))
             .values(status=ListingStatus.ACTIVE.value, reserved_by=None, reserved_until=None)
         )
+        # Checkout holds (the scene's too) would end or be replaced by the next checkout.
+        session.execute(delete(CheckoutHold))
+        session.execute(update(Listing).values(reserved_by=None, reserved_until=None))
         session.commit()
+
+
+def count_open_holds(app: Flask) -> int:
+    with db_session(app) as session:
+        return int(
+            session.scalar(select(func.count(CheckoutHold.id)).where(CheckoutHold.state != "ended"))
+            or 0
+        )
+
+
+def _quote(app: Flask, pk: int) -> dict[str, str]:
+    """The quote the listing page shows (what a real buyer's request carries)."""
+    with db_session(app) as session:
+        listing = session.get(Listing, pk)
+        assert listing is not None
+        return {
+            "amount": str(listing.price),
+            "currency": listing.currency,
+            "version": str(listing.version),
+        }
 
 
 signatures = st.one_of(
@@ -567,17 +593,20 @@ def test_buy_with_bogus_payloads(
     scene = market.scene
     pk = scene.listing_usd if usd else scene.listing
     _free_listings(app, scene.listing_usd, scene.listing)
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = {"quote": _quote(app, pk)}
     if arbitrator is not None:
         body["arbitrator"] = arbitrator
     if with_permit:
         body["permit"] = permit
-    # A refused purchase may have held the item for a moment: only its timestamp may change.
-    before = db_state(app, ignore=("updated_at",))
+    # A refused purchase may have held the item for a moment: only its timestamp may change,
+    # and the ended hold is kept as the record of an unfinished checkout.
+    before = db_state(app, ignore=("updated_at",), tables_ignored=("checkout_holds",))
     response = market.post_json("buyer", f"/listings/{pk}/buy", body)
     check(response, {200, 400, 409}, f"buy {body!r}")
     if response.status_code != 200:
-        assert not state_diff(before, db_state(app, ignore=("updated_at",))), body
+        after = db_state(app, ignore=("updated_at",), tables_ignored=("checkout_holds",))
+        assert not state_diff(before, after), body
+        assert count_open_holds(app) == 0, body
         return
     data = response.get_json()
     assert "tx" in data or "permit" in data
@@ -938,11 +967,16 @@ def test_rating_score_of_infinity_is_refused(market: Market) -> None:
 @pytest.mark.parametrize("deadline", ["1e309", "-5", str(2**300)])
 def test_buy_permit_deadline_out_of_range_is_refused(market: Market, deadline: str) -> None:
     pk = market.scene.listing_usd
-    raw = '{"permit": {"signature": "0x' + "11" * 65 + '", "deadline": ' + deadline + "}}"
+    _free_listings(market.app, pk)
+    quoted = json.dumps({"quote": _quote(market.app, pk)})[1:-1]
+    raw = "{" + quoted + ', "permit": {"signature": "0x' + "11" * 65 + '", "deadline": '
+    raw += deadline + "}}"
     check(market.post_raw_json("buyer", f"/listings/{pk}/buy", raw), {400})
     with db_session(market.app) as session:
         listing = session.get(Listing, pk)
         assert listing is not None and listing.status == ListingStatus.ACTIVE.value
+        assert listing.reserved_by is None
+    assert count_open_holds(market.app) == 0
 
 
 @pytest.mark.parametrize(

@@ -34,14 +34,14 @@ from webapp.trades import ACTIONS, available_actions, percent_to_bps
 def test_buy_with_eth_end_to_end(app: Flask, web: Any, roles: Roles, chain: Chain) -> None:
     listing_id, ref = add_listing(app, roles.seller, price=2 * ONE_ETH)
     buyer = web("buyer", roles)
-    response = buyer.post_json(f"/listings/{listing_id}/buy", {"arbitrator": roles.arbitrator})
+    response = buyer.buy(listing_id, {"arbitrator": roles.arbitrator})
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["redirect"].startswith("/trades")
     assert body["tx"]["from"].lower() == roles.buyer.lower()
     assert int(body["tx"]["value"], 16) == 2 * ONE_ETH
     listing = listing_row(app, listing_id)
-    assert listing.status == ListingStatus.RESERVED.value and listing.reserved_by == buyer.address
+    assert listing.status == ListingStatus.ACTIVE.value and listing.reserved_by == buyer.address
 
     send(chain, body["tx"])
     index_now(app)
@@ -71,19 +71,20 @@ def test_buy_with_dollars_through_a_permit(
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller, price=25 * USD, currency="USD")
     buyer = web("buyer", roles)
-    first = buyer.post_json(f"/listings/{listing_id}/buy")
+    first = buyer.buy(listing_id)
     assert first.status_code == 200, first.get_json()
     permit = first.get_json()["permit"]
     assert "tx" not in first.get_json()
     assert permit["primaryType"] == "Permit" and permit["message"]["value"] == str(25 * USD)
     signature = keys[roles.buyer].sign_message(encode_typed_data(full_message=permit))
-    second = buyer.post_json(
-        f"/listings/{listing_id}/buy",
+    second = buyer.buy(
+        listing_id,
         {
+            "hold": first.get_json()["hold"],
             "permit": {
                 "signature": signature.signature.to_0x_hex(),
                 "deadline": first.get_json()["permit_deadline"],
-            }
+            },
         },
     )
     assert second.status_code == 200, second.get_json()
@@ -105,22 +106,25 @@ def test_a_bad_permit_signature_is_refused_and_frees_the_item(
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller, price=5 * USD, currency="USD")
     buyer = web("buyer", roles)
-    permit = buyer.post_json(f"/listings/{listing_id}/buy").get_json()["permit"]
+    first = buyer.buy(listing_id).get_json()
+    permit = first["permit"]
     forged = keys[roles.stranger].sign_message(encode_typed_data(full_message=permit))
-    response = buyer.post_json(
-        f"/listings/{listing_id}/buy",
+    response = buyer.buy(
+        listing_id,
         {
+            "hold": first["hold"],
             "permit": {
                 "signature": forged.signature.to_0x_hex(),
                 "deadline": permit["message"]["deadline"],
-            }
+            },
         },
     )
     assert response.status_code == 409
     assert "allowed" in response.get_json()["error"]
-    assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
-    garbled = buyer.post_json(
-        f"/listings/{listing_id}/buy", {"permit": {"signature": "0x12", "deadline": 1}}
+    assert listing_row(app, listing_id).reserved_by is None
+    again = buyer.buy(listing_id).get_json()
+    garbled = buyer.buy(
+        listing_id, {"hold": again["hold"], "permit": {"signature": "0x12", "deadline": 1}}
     )
     assert garbled.status_code == 400 and "malformed" in garbled.get_json()["error"]
 
@@ -128,13 +132,14 @@ def test_a_bad_permit_signature_is_refused_and_frees_the_item(
 def test_two_buyers_race_for_one_item(app: Flask, web: Any, roles: Roles, chain: Chain) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     first, second = web("buyer", roles), web("buyer2", roles)
-    won = first.post_json(f"/listings/{listing_id}/buy")
-    lost = second.post_json(f"/listings/{listing_id}/buy")
+    seen = second.quote(listing_id)  # both have the page open
+    won = first.buy(listing_id)
+    lost = second.buy(listing_id, quote=seen)
     assert won.status_code == 200 and "tx" in won.get_json()
     assert lost.status_code == 409 and "tx" not in lost.get_json()
     assert "Someone else is buying this item" in lost.get_json()["error"]
     # The winner may ask again (e.g. after closing the wallet) and still holds it.
-    assert first.post_json(f"/listings/{listing_id}/buy").status_code == 200
+    assert first.buy(listing_id).status_code == 200
     send(chain, won.get_json()["tx"])
     index_now(app)
     after = second.post_json(f"/listings/{listing_id}/buy")
@@ -144,18 +149,18 @@ def test_two_buyers_race_for_one_item(app: Flask, web: Any, roles: Roles, chain:
 def test_an_expired_reservation_lets_the_next_buyer_in(app: Flask, web: Any, roles: Roles) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     first, second = web("buyer", roles), web("buyer2", roles)
-    assert first.post_json(f"/listings/{listing_id}/buy").status_code == 200
+    assert first.buy(listing_id).status_code == 200
     with db_session(app) as session:
         session.get(Listing, listing_id).reserved_until = datetime.now(UTC) - timedelta(seconds=1)
         session.commit()
-    assert second.post_json(f"/listings/{listing_id}/buy").status_code == 200
+    assert second.buy(listing_id).status_code == 200
     assert listing_row(app, listing_id).reserved_by == second.address
 
 
 def test_multi_item_listings_are_not_reserved(app: Flask, web: Any, roles: Roles) -> None:
     listing_id, _ = add_listing(app, roles.seller, quantity=3)
-    assert web("buyer", roles).post_json(f"/listings/{listing_id}/buy").status_code == 200
-    assert web("buyer2", roles).post_json(f"/listings/{listing_id}/buy").status_code == 200
+    assert web("buyer", roles).buy(listing_id).status_code == 200
+    assert web("buyer2", roles).buy(listing_id).status_code == 200
     assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
 
 
@@ -167,7 +172,7 @@ def test_a_contract_refusal_releases_the_reservation(
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller)
     client.set_funding_paused(True, sender=roles.owner)
-    response = web("buyer", roles).post_json(f"/listings/{listing_id}/buy")
+    response = web("buyer", roles).buy(listing_id)
     assert response.status_code == 409
     assert "paused" in response.get_json()["error"]
     listing = listing_row(app, listing_id)
@@ -462,7 +467,7 @@ def test_chain_down_is_a_friendly_503(
         raise ConnectionError("node gone")
 
     monkeypatch.setattr("escrow.client.EscrowClient.free_lane", down)
-    response = buyer.post_json(f"/listings/{listing_id}/buy")
+    response = buyer.buy(listing_id)
     assert response.status_code == 503
     assert listing_row(app, listing_id).status == ListingStatus.ACTIVE.value
 

@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from escrow.chain import Chain
 from escrow.client import EscrowClient
 from escrow.db.engine import upgrade
-from escrow.db.models import Listing, Trade, User
+from escrow.db.models import CheckoutHold, Listing, Trade, User
 from escrow.deploy import Deployment
 from escrow.indexer.scanner import Indexer
 from helpers import ONE_ETH, Roles, open_trade
@@ -50,6 +51,10 @@ def app(chain: Chain, deployment: Deployment, web_db_url: str, tmp_path: Path) -
             "EVIDENCE_DIR": str(tmp_path / "evidence"),
             "SESSION_COOKIE_SECURE": False,
             "SECRET_KEY": "test-secret-key",
+            # The test client's default host: messages are written for it and only it is served.
+            "SITE_URL": "http://localhost",
+            "TRUSTED_HOSTS": ["localhost"],
+            "DEV_WALLET": True,
         }
     )
     yield app
@@ -77,6 +82,21 @@ class WebUser:
 
     def post_form(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self.client.post(url, data={**(data or {}), "csrf_token": self.csrf()}, **kwargs)
+
+    def quote(self, listing_id: int) -> dict[str, str]:
+        """The quote the listing page's Buy form would send now."""
+        return quote_on_page(self.client.get(f"/listings/{listing_id}").get_data(as_text=True))
+
+    def buy(
+        self,
+        listing_id: int,
+        data: dict[str, Any] | None = None,
+        quote: dict[str, str] | None = None,
+    ) -> Any:
+        """Buys as the page does: the quote shown on the listing page goes with the request
+        (``quote``: one read earlier, as a tab left open would send)."""
+        body = {"quote": quote or self.quote(listing_id), **(data or {})}
+        return self.post_json(f"/listings/{listing_id}/buy", body)
 
 
 def sign_in(client: FlaskClient, account: LocalAccount) -> WebUser:
@@ -152,6 +172,42 @@ def add_listing(
         session.add(listing)
         session.commit()
         return listing.id, ref
+
+
+def add_hold(app: Flask, listing_id: int, buyer: str, *, seconds: int = 120) -> int:
+    """A wallet hold of ``listing_id`` by ``buyer`` as a checkout starts it (its id)."""
+    now = datetime.now(UTC)
+    with db_session(app) as session:
+        listing = session.get(Listing, listing_id)
+        assert listing is not None
+        hold = CheckoutHold(
+            listing_id=listing_id,
+            buyer=buyer.lower(),
+            seller=listing.seller.address,
+            token="0x" + "00" * 20,
+            amount=int(listing.price),
+            currency=listing.currency,
+            listing_version=listing.version or 1,
+            state="wallet",
+            created_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+        )
+        session.add(hold)
+        if listing.quantity == 1:
+            listing.reserved_by = buyer.lower()
+            listing.reserved_until = hold.expires_at
+        session.commit()
+        return hold.id
+
+
+QUOTE_FIELD = re.compile(r'<input type="hidden" name="(amount|currency|version)" value="([^"]*)">')
+
+
+def quote_on_page(html: str) -> dict[str, str]:
+    """The quote a listing page's Buy form sends (amount, currency, version)."""
+    quote = dict(QUOTE_FIELD.findall(html))
+    assert set(quote) == {"amount", "currency", "version"}, "no Buy form on the page"
+    return quote
 
 
 def send(chain: Chain, tx: dict[str, Any]) -> Any:

@@ -8,15 +8,17 @@ checks here only spare people a transaction that would fail.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
 from hexbytes import HexBytes
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from web3.exceptions import TransactionNotFound
 
 from escrow.client import ETH, ZERO_REF
 from escrow.db.models import (
@@ -31,8 +33,8 @@ from escrow.db.models import (
 )
 from escrow.errors import ChainUnavailable, EscrowError
 from escrow.transactions import PreparedCall
-from webapp import db
-from webapp.auth import current_address, login_required
+from webapp import checkout, db
+from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import render_error
 from webapp.trade_rules import (
@@ -58,6 +60,7 @@ from webapp.trade_rules import (
 )
 
 bp = Blueprint("trades", __name__)
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 PERMIT_SECONDS = 3600
 EVENT_WORDS = {
@@ -122,42 +125,6 @@ def arbitrator_fee(profile: ArbitratorProfile) -> int:
     return min(profile.fee_bps, cap) if profile.fee_bps is not None else cap
 
 
-def _reserve(session: Session, listing: Listing, buyer: str) -> bool:
-    """Holds a single item for ``buyer``; only one buyer at a time can win this UPDATE."""
-    now = datetime.now(UTC)
-    until = now + timedelta(seconds=int(current_app.config["RESERVATION_SECONDS"]))
-    result = session.execute(
-        update(Listing)
-        .where(
-            Listing.id == listing.id,
-            or_(
-                Listing.status == ListingStatus.ACTIVE.value,
-                (Listing.status == ListingStatus.RESERVED.value)
-                & or_(Listing.reserved_until < now, Listing.reserved_by == buyer),
-            ),
-        )
-        .values(status=ListingStatus.RESERVED.value, reserved_by=buyer, reserved_until=until)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def _release_reservation(session: Session, listing_id: int, buyer: str) -> None:
-    session.rollback()
-    session.execute(
-        update(Listing)
-        .where(
-            Listing.id == listing_id,
-            Listing.status == ListingStatus.RESERVED.value,
-            Listing.reserved_by == buyer,
-        )
-        .values(status=ListingStatus.ACTIVE.value, reserved_by=None, reserved_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-
-
 def _split_signature(signature: Any) -> tuple[int, bytes, bytes]:
     try:
         raw = HexBytes(signature)
@@ -181,6 +148,16 @@ class ArbitratorChoice:
     fee_bps: int
 
 
+@bp.app_template_global("held_until")
+def held_until(listing: Listing) -> datetime | None:
+    return checkout.held_until(listing)
+
+
+@bp.app_template_global("listing_terms")
+def listing_terms(listing: Listing) -> dict[str, Any]:
+    return checkout.listing_terms(listing)
+
+
 @bp.app_template_global("buy_arbitrators")
 def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
     """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble.
@@ -201,10 +178,13 @@ def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
 @bp.post("/listings/<int:listing_id>/buy")
 @login_required
 def buy(listing_id: int) -> Any:
-    """Reserves the listing (single items) and prepares the funding transaction.
+    """Starts or continues a checkout: checks the quote, holds the item, prepares the payment.
 
-    USD listings take two requests: the first returns the EIP-2612 permit to sign, the second
-    (with ``permit: {signature, deadline}``) the ``fundWithPermit`` transaction.
+    The body carries what the page showed (``quote``: amount, currency, listing version); a
+    different price or version is refused with 409 and the current ``terms``. The answer has
+    the ``review`` the page shows before any signature, and either the ``tx`` to send or, for
+    dollars, the EIP-2612 ``permit`` to sign first; the second request (with ``hold`` and
+    ``permit: {signature, deadline}``) returns the ``fundWithPermit`` transaction.
     """
     session = db.session()
     buyer = current_address()
@@ -246,25 +226,51 @@ def buy(listing_id: int) -> Any:
     if permit is not None and not isinstance(permit, dict):
         return render_error(400, "The permit signature is malformed; sign it again.")
 
-    if listing.quantity == 1 and not _reserve(session, listing, buyer):
-        return render_error(
-            409,
-            "Someone else is buying this item right now. If they do not "
-            "pay, it is free again in a few minutes.",
+    try:
+        hold = checkout.start(
+            session,
+            listing,
+            buyer,
+            token=token,
+            arbitrator=arbitrator.address,
+            quote=checkout.read_quote(body),
+            hold_id=body.get("hold"),
         )
+    except checkout.CheckoutRefused as exc:
+        return checkout_refusal(exc)
     try:
         client = gateway().client()
         now = client.chain.latest_timestamp()
+        fee_bps = arbitrator_fee(arbitrator)
         common: dict[str, Any] = dict(
             seller=seller.address,
             arbitrator=arbitrator.address,
-            amount=int(listing.price),
+            amount=int(hold.amount),
             ship_by=now + int(current_app.config.get("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)),
             inspection_period=int(current_app.config.get("INSPECTION_SECONDS", INSPECTION_SECONDS)),
-            arbitrator_fee_bps=arbitrator_fee(arbitrator),
+            arbitrator_fee_bps=fee_bps,
             listing_ref=bytes.fromhex(listing.ref[2:]),
             lane=client.free_lane(buyer),
         )
+        review = checkout.review(
+            listing,
+            seller,
+            hold,
+            arbitrator=session.scalar(select(User).where(User.address == arbitrator.address)),
+            arbitrator_address=arbitrator.address,
+            arbitrator_fee_bps=fee_bps,
+            platform_fee_bps=client.platform_fee()[1],
+            ship_by=common["ship_by"],
+            inspection_period=common["inspection_period"],
+        )
+        answer: dict[str, Any] = {
+            "review": review,
+            "hold": hold.id,
+            "arbitrator": arbitrator.address,
+            "redirect": url_for("trades.index", role="buyer"),
+            "release_url": url_for("trades.release_hold", hold_id=hold.id),
+            "paid_url": url_for("trades.hold_paid", hold_id=hold.id),
+        }
         call: PreparedCall
         if token == ETH:
             call = client.calls.fund(token=token, **common)
@@ -274,14 +280,10 @@ def buy(listing_id: int) -> Any:
                 .functions.allowance(to_checksum_address(buyer), client.address)
                 .call()
             )
-            if allowance < listing.price:
+            if allowance < hold.amount:
                 deadline = now + PERMIT_SECONDS
-                typed = client.permit_typed_data(token, buyer, int(listing.price), deadline)
-                return jsonify(
-                    permit=_stringify_numbers(typed),
-                    permit_deadline=deadline,
-                    arbitrator=arbitrator.address,
-                )
+                typed = client.permit_typed_data(token, buyer, int(hold.amount), deadline)
+                return jsonify(permit=_stringify_numbers(typed), permit_deadline=deadline, **answer)
             call = client.calls.fund(token=token, **common)
         else:
             try:
@@ -290,7 +292,7 @@ def buy(listing_id: int) -> Any:
                 if not now < deadline < 2**256:
                     raise ValueError("The permit has expired or its deadline is malformed.")
             except (TypeError, ValueError, OverflowError) as exc:
-                _release_reservation(session, listing.id, buyer)
+                checkout.release(session, hold, "refused")
                 message = str(exc) if "permit" in str(exc) else "The permit is malformed."
                 return render_error(400, message)
             call = client.calls.fund_with_permit(
@@ -298,13 +300,66 @@ def buy(listing_id: int) -> Any:
             )
         tx = gateway().prepare(call, buyer)
     except Exception as exc:  # whatever went wrong, the item must not stay held
-        _release_reservation(session, listing.id, buyer)
+        session.rollback()
+        checkout.release(session, hold, "failed")
         if isinstance(exc, (ConnectionError, OSError)):
             raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
         raise
-    return jsonify(
-        tx=tx, redirect=url_for("trades.index", role="buyer"), arbitrator=arbitrator.address
-    )
+    if int(tx.get("value", "0x0"), 16) != (int(hold.amount) if token == ETH else 0):
+        checkout.release(session, hold, "failed")  # never hand out a payment of another amount
+        return render_error(409, "The payment could not be prepared; nothing was sent.")
+    return jsonify(tx=tx, **answer)
+
+
+def checkout_refusal(exc: checkout.CheckoutRefused) -> Any:
+    if wants_json():
+        return jsonify(error=exc.message, **exc.payload), exc.status
+    return render_error(exc.status, exc.message)
+
+
+def _own_hold(hold_id: int) -> checkout.CheckoutHold:
+    me = current_address()
+    assert me is not None
+    hold = checkout.hold_for(db.session(), hold_id, me)
+    if hold is None:
+        abort(404)
+    return hold
+
+
+@bp.post("/checkout/<int:hold_id>/release")
+@login_required
+def release_hold(hold_id: int) -> Any:
+    """The page lets the item go: the wallet refused, the tab closed or the buyer cancelled."""
+    hold = _own_hold(hold_id)
+    source = request.form if request.form else json_body()
+    reason = source.get("reason")
+    reason = reason if reason in ("refused", "closed") else "refused"
+    released = checkout.release(db.session(), hold, reason)
+    return jsonify(released=released)
+
+
+@bp.post("/checkout/<int:hold_id>/paid")
+@login_required
+def hold_paid(hold_id: int) -> Any:
+    """The wallet sent the payment: the hold lasts until it is mined and indexed, or fails."""
+    hold = _own_hold(hold_id)
+    tx_hash = json_body().get("tx_hash")
+    if not isinstance(tx_hash, str) or not TX_HASH.match(tx_hash):
+        return render_error(400, "Send the payment's transaction hash.")
+    tx_hash = tx_hash.lower()
+    try:
+        found: dict[str, Any] | None = dict(
+            gateway().chain().w3.eth.get_transaction(HexBytes(tx_hash))
+        )
+    except TransactionNotFound:
+        found = None
+    try:
+        until = checkout.mark_paid(
+            db.session(), hold, tx_hash, found, gateway().deployment().escrow.address
+        )
+    except checkout.CheckoutRefused as exc:
+        return checkout_refusal(exc)
+    return jsonify(held_until=until.isoformat())
 
 
 # ------------------------------------------------------------------ pages

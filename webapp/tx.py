@@ -11,7 +11,7 @@ from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
 from escrow.db.models import IndexerCheckpoint
-from webapp import db
+from webapp import checkout, db
 from webapp.chain import gateway
 
 bp = Blueprint("tx", __name__)
@@ -29,6 +29,7 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
         return jsonify(status="pending"), 200
     block = int(receipt["blockNumber"])
     if receipt["status"] != 1:
+        checkout.transaction_failed(db.session(), tx_hash.lower())
         return jsonify(
             status="failed",
             block=block,

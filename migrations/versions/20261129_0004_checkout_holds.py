@@ -55,6 +55,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_checkout_holds_listing_state", "checkout_holds", ["listing_id", "state"]
     )
+    # A hold no longer hides the item: it stays listed as "on hold until ...".
+    op.execute("UPDATE listings SET status = 'active' WHERE status = 'reserved'")
 
 
 def downgrade() -> None:

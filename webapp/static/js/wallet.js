@@ -154,6 +154,12 @@
     if (prepared.after_send) {
       await postJSON(prepared.after_send, {tx_hash: hash}).catch(() => null);
     }
+    const state = await waitForTx(hash);
+    return Object.assign({hash}, prepared, state);
+  }
+
+  // Follows a sent transaction until it is mined and the indexer has recorded it.
+  async function waitForTx(hash) {
     status('Sent. Waiting for the chain to confirm it… (' + hash.slice(0, 10) + '…)');
     for (let attempt = 0; attempt < 600; attempt++) {
       const state = await getJSON('/api/tx/' + hash).catch(() => ({status: 'pending'}));
@@ -162,7 +168,7 @@
       }
       if (state.status === 'mined' && state.indexed) {
         status('Confirmed in block ' + state.block + '.', 'ok');
-        return Object.assign({hash}, prepared, state);
+        return state;
       }
       if (state.status === 'mined') status('Mined in block ' + state.block + '. Updating the page…');
       await sleep(attempt < 20 ? 250 : 1000);
@@ -277,5 +283,6 @@
   tickCountdowns();
   setInterval(tickCountdowns, 1000);
 
-  window.EscrowWallet = {provider, account, signIn, sendPrepared, postJSON, getJSON, status};
+  window.EscrowWallet = {provider, account, signIn, sendPrepared, waitForTx, postJSON, getJSON,
+                         status, goTo, csrfToken};
 })();

@@ -1,0 +1,496 @@
+"""Checkout: what a buyer is quoted, the hold that keeps the item for them, and its end.
+
+A checkout is bound to what the page showed. The buy request carries the amount, the currency
+and the listing version the buyer saw; anything else is refused with the current terms
+(:class:`QuoteChanged`), and the page asks the buyer to confirm the new price.
+
+Holds keep a single item for one buyer while they pay, and nobody can keep items locked:
+
+* ``wallet``: while the wallet is open, at most :data:`WALLET_HOLD_SECONDS`. The page ends it
+  at once when the wallet refuses, the tab closes or the buyer signs out.
+* ``payment``: once the page reports a transaction hash that the node knows as this buyer's
+  funding of this listing, for at most :data:`PAYMENT_HOLD_SECONDS`. It ends when the indexer
+  sees the trade (``funded``), when the transaction fails, or when it is not mined in time.
+* A buyer has one open hold at a time; a new checkout ends their previous wallet hold.
+* A buyer who left :data:`ABANDON_LIMIT` checkouts unfinished within
+  :data:`ABANDON_WINDOW_SECONDS` must wait before the next one.
+
+An item on hold stays listed, shown as "on hold until HH:MM". While any hold of a listing is
+open or one of its trades is open, its price and currency cannot change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eth_utils import to_checksum_address
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from escrow.client import ETH
+from escrow.db.models import (
+    CheckoutHold,
+    HoldState,
+    Listing,
+    ListingStatus,
+    Trade,
+    User,
+)
+from webapp.auth import signed_out
+from webapp.trade_rules import OPEN_STATUSES
+from webapp.views import format_amount
+
+WALLET_HOLD_SECONDS = 120
+PAYMENT_HOLD_SECONDS = 600
+ABANDON_LIMIT = 5
+ABANDON_WINDOW_SECONDS = 30 * 60
+#: End reasons that count as a checkout left unfinished.
+ABANDONED = ("refused", "closed", "signed_out", "expired", "replaced")
+OPEN_STATES = (HoldState.WALLET.value, HoldState.PAYMENT.value)
+END_REASONS = frozenset({*ABANDONED, "failed", "funded"})
+
+
+class CheckoutRefused(Exception):
+    """The checkout cannot go on; ``status`` and the message are for the buyer."""
+
+    def __init__(self, status: int, message: str, **payload: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.payload = payload
+
+
+class QuoteChanged(CheckoutRefused):
+    """What the buyer saw is no longer what the listing asks; ``payload['terms']`` is current."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _setting(name: str, default: int) -> int:
+    return int(current_app.config.get(name, default))
+
+
+# ---------------------------------------------------------------------------- quotes
+
+
+def listing_terms(listing: Listing) -> dict[str, Any]:
+    """What a page shows a buyer and sends back with the buy request."""
+    return {
+        "listing": listing.id,
+        "title": listing.title,
+        "amount": str(int(listing.price)),
+        "currency": listing.currency,
+        "version": int(listing.version or 1),
+        "amount_text": format_amount(int(listing.price), listing.currency),
+    }
+
+
+@dataclass(frozen=True)
+class Quote:
+    amount: int
+    currency: str
+    version: int
+
+
+def read_quote(body: dict[str, Any]) -> Quote | None:
+    """The quote from the request body (``amount``, ``currency``, ``version``), or None."""
+    raw = body.get("quote")
+    source = raw if isinstance(raw, dict) else body
+    amount, currency, version = (
+        source.get("amount"),
+        source.get("currency"),
+        source.get("version"),
+    )
+    if amount is None and currency is None and version is None:
+        return None
+    try:
+        amount_int = int(str(amount))
+        version_int = int(str(version))
+    except ValueError:
+        raise CheckoutRefused(400, "The price on the page is malformed; reload it.") from None
+    if amount_int < 0 or amount_int >= 2**256 or not isinstance(currency, str):
+        raise CheckoutRefused(400, "The price on the page is malformed; reload it.")
+    return Quote(amount_int, currency, version_int)
+
+
+def check_quote(listing: Listing, quote: Quote | None) -> None:
+    """Refuses (409 with the current terms) unless the buyer saw exactly the listing's terms."""
+    terms = listing_terms(listing)
+    if quote is None:
+        raise QuoteChanged(
+            409,
+            "The page did not say which price you agreed to. Check the price and buy again.",
+            terms=terms,
+        )
+    if (
+        quote.amount != int(listing.price)
+        or quote.currency != listing.currency
+        or quote.version != int(listing.version or 1)
+    ):
+        if quote.amount == int(listing.price) and quote.currency == listing.currency:
+            message = "The seller changed this listing since you opened it. Check it again."
+        else:
+            shown = format_amount(quote.amount, quote.currency)
+            message = (
+                f"The price changed from {shown} to {terms['amount_text']}. "
+                "Confirm the new price to buy."
+            )
+        raise QuoteChanged(409, message, terms=terms)
+
+
+# ---------------------------------------------------------------------------- holds
+
+
+def _open_clause(now: datetime) -> Any:
+    return and_(CheckoutHold.state.in_(OPEN_STATES), CheckoutHold.expires_at > now)
+
+
+def open_hold_of(session: Session, buyer: str, now: datetime | None = None) -> CheckoutHold | None:
+    now = now or now_utc()
+    return session.scalars(
+        select(CheckoutHold)
+        .where(CheckoutHold.buyer == buyer, _open_clause(now))
+        .order_by(CheckoutHold.id.desc())
+        .limit(1)
+    ).first()
+
+
+def listing_is_held(session: Session, listing_id: int, now: datetime | None = None) -> bool:
+    now = now or now_utc()
+    return (
+        session.scalar(
+            select(func.count(CheckoutHold.id)).where(
+                CheckoutHold.listing_id == listing_id, _open_clause(now)
+            )
+        )
+        or 0
+    ) > 0
+
+
+def terms_locked(session: Session, listing: Listing) -> str | None:
+    """Why the listing's price and currency cannot change now, or None if they can."""
+    if listing_is_held(session, listing.id):
+        return "A buyer is paying for this item right now."
+    open_trades = session.scalar(
+        select(func.count(Trade.id)).where(
+            Trade.listing_id == listing.id, Trade.status.in_(OPEN_STATUSES)
+        )
+    )
+    if open_trades:
+        return "This item has an open trade."
+    return None
+
+
+def abandoned_recently(session: Session, buyer: str, now: datetime) -> tuple[int, datetime | None]:
+    """How many checkouts ``buyer`` left unfinished in the window, and when they may go on."""
+    since = now - timedelta(seconds=_setting("ABANDON_WINDOW_SECONDS", ABANDON_WINDOW_SECONDS))
+    ended_at = func.coalesce(CheckoutHold.ended_at, CheckoutHold.expires_at)
+    rows = list(
+        session.scalars(
+            select(ended_at)
+            .where(
+                CheckoutHold.buyer == buyer,
+                or_(
+                    and_(
+                        CheckoutHold.state == HoldState.ENDED.value,
+                        CheckoutHold.end_reason.in_(ABANDONED),
+                        CheckoutHold.ended_at > since,
+                    ),
+                    and_(
+                        CheckoutHold.state.in_(OPEN_STATES),
+                        CheckoutHold.expires_at <= now,
+                        CheckoutHold.expires_at > since,
+                    ),
+                ),
+            )
+            .order_by(ended_at)
+        )
+    )
+    limit = _setting("ABANDON_LIMIT", ABANDON_LIMIT)
+    if len(rows) < limit:
+        return len(rows), None
+    oldest_counted = _aware(rows[len(rows) - limit])
+    assert oldest_counted is not None
+    return len(rows), oldest_counted + timedelta(
+        seconds=_setting("ABANDON_WINDOW_SECONDS", ABANDON_WINDOW_SECONDS)
+    )
+
+
+def _free_listing(session: Session, listing_id: int, buyer: str) -> None:
+    session.execute(
+        update(Listing)
+        .where(Listing.id == listing_id, Listing.reserved_by == buyer)
+        .values(reserved_by=None, reserved_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def end_hold(session: Session, hold: CheckoutHold, reason: str) -> None:
+    """Ends an open hold and frees its item (the caller commits)."""
+    assert reason in END_REASONS, reason
+    if hold.state == HoldState.ENDED.value:
+        return
+    hold.state = HoldState.ENDED.value
+    hold.end_reason = reason
+    hold.ended_at = now_utc()
+    _free_listing(session, hold.listing_id, hold.buyer)
+
+
+def start(
+    session: Session,
+    listing: Listing,
+    buyer: str,
+    *,
+    token: str,
+    arbitrator: str,
+    quote: Quote | None,
+    hold_id: Any = None,
+) -> CheckoutHold:
+    """Checks the quote and returns the buyer's hold of ``listing`` (reused or new).
+
+    Raises :class:`CheckoutRefused` when the buyer cannot check out now.
+    """
+    check_quote(listing, quote)
+    now = now_utc()
+    current = open_hold_of(session, buyer, now)
+    if current is not None and current.listing_id == listing.id:
+        if hold_id is not None and str(hold_id) != str(current.id):
+            raise CheckoutRefused(409, "This checkout was replaced by a newer one; start again.")
+        if current.state == HoldState.PAYMENT.value:
+            raise CheckoutRefused(
+                409,
+                "Your payment for this item is being confirmed. Wait for it on your trades page.",
+            )
+        if current.arbitrator != arbitrator.lower() or current.token != token.lower():
+            end_hold(session, current, "replaced")
+            session.commit()
+        else:
+            return current
+    elif hold_id is not None:
+        raise CheckoutRefused(
+            409, "Your hold on this item ended (it lasts two minutes). Start the purchase again."
+        )
+    elif current is not None and current.state == HoldState.PAYMENT.value:
+        held = session.get(Listing, current.listing_id)
+        raise CheckoutRefused(
+            409,
+            f"Your payment for “{held.title if held else 'another item'}” is still being "
+            "confirmed. You can buy again once it is.",
+        )
+    elif current is not None:
+        end_hold(session, current, "replaced")
+        session.commit()
+
+    count, retry_at = abandoned_recently(session, buyer, now)
+    if retry_at is not None:
+        raise CheckoutRefused(
+            429,
+            f"You left {count} purchases unfinished in the last "
+            f"{_setting('ABANDON_WINDOW_SECONDS', ABANDON_WINDOW_SECONDS) // 60} minutes, "
+            "so items are not held for you for a while. Try again later.",
+            retry_at=retry_at.isoformat(),
+        )
+
+    expires = now + timedelta(seconds=_setting("WALLET_HOLD_SECONDS", WALLET_HOLD_SECONDS))
+    if listing.quantity == 1 and not _reserve(session, listing, buyer, expires, now):
+        session.rollback()
+        other = session.get(Listing, listing.id)
+        until = _aware(other.reserved_until) if other is not None else None
+        raise CheckoutRefused(
+            409,
+            "Someone else is buying this item right now. If they do not pay, it is free again "
+            "within a few minutes.",
+            held_until=until.isoformat() if until else None,
+        )
+    seller = session.get(User, listing.seller_id)
+    assert seller is not None
+    hold = CheckoutHold(
+        listing_id=listing.id,
+        buyer=buyer,
+        seller=seller.address,
+        token=token.lower(),
+        amount=int(listing.price),
+        currency=listing.currency,
+        listing_version=int(listing.version or 1),
+        arbitrator=arbitrator.lower(),
+        state=HoldState.WALLET.value,
+        created_at=now,
+        expires_at=expires,
+    )
+    session.add(hold)
+    session.commit()
+    return hold
+
+
+def _reserve(
+    session: Session, listing: Listing, buyer: str, until: datetime, now: datetime
+) -> bool:
+    """Holds a single item for ``buyer``; only one buyer at a time can win this UPDATE."""
+    result = session.execute(
+        update(Listing)
+        .where(
+            Listing.id == listing.id,
+            Listing.status.in_((ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value)),
+            or_(
+                Listing.reserved_by.is_(None),
+                Listing.reserved_until.is_(None),
+                Listing.reserved_until <= now,
+                Listing.reserved_by == buyer,
+            ),
+        )
+        .values(status=ListingStatus.ACTIVE.value, reserved_by=buyer, reserved_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def hold_for(session: Session, hold_id: int, buyer: str) -> CheckoutHold | None:
+    hold = session.get(CheckoutHold, hold_id)
+    if hold is None or hold.buyer != buyer:
+        return None
+    return hold
+
+
+def release(session: Session, hold: CheckoutHold, reason: str) -> bool:
+    """The buyer let go (wallet refused, tab closed): ends a wallet hold. False if too late."""
+    if hold.state != HoldState.WALLET.value:
+        return False
+    end_hold(session, hold, reason)
+    session.commit()
+    return True
+
+
+def release_all(session: Session, buyer: str, reason: str = "signed_out") -> int:
+    """Ends every wallet hold of ``buyer`` (sign-out); payments in flight keep theirs."""
+    holds = list(
+        session.scalars(
+            select(CheckoutHold).where(
+                CheckoutHold.buyer == buyer, CheckoutHold.state == HoldState.WALLET.value
+            )
+        )
+    )
+    for hold in holds:
+        end_hold(session, hold, reason)
+    session.commit()
+    return len(holds)
+
+
+def mark_paid(
+    session: Session, hold: CheckoutHold, tx_hash: str, found: dict[str, Any] | None, escrow: str
+) -> datetime:
+    """Turns a wallet hold into a payment hold for ``tx_hash``; returns its end.
+
+    ``found`` is the transaction as the node knows it (None while the node has not seen it):
+    it must come from the buyer, go to the escrow and name this listing. A transaction the
+    node does not know yet keeps the short hold; one that does not match ends it.
+    """
+    now = now_utc()
+    if hold.state == HoldState.PAYMENT.value and hold.tx_hash == tx_hash:
+        expires = _aware(hold.expires_at)
+        assert expires is not None
+        return expires
+    if hold.state != HoldState.WALLET.value or (_aware(hold.expires_at) or now) <= now:
+        raise CheckoutRefused(409, "This hold has already ended.")
+    if found is not None:
+        listing = session.get(Listing, hold.listing_id)
+        ref = (listing.ref[2:] if listing else "").lower()
+        data = found.get("input") or found.get("data") or ""
+        data_hex = (data.hex() if isinstance(data, bytes | bytearray) else str(data)).lower()
+        if (
+            str(found.get("from", "")).lower() != hold.buyer
+            or str(found.get("to", "")).lower() != escrow.lower()
+            or not ref
+            or ref not in data_hex
+        ):
+            # The hold is not extended; it ends by itself when its two minutes are over.
+            raise CheckoutRefused(400, "That transaction is not the payment for this item.")
+        seconds = _setting("PAYMENT_HOLD_SECONDS", PAYMENT_HOLD_SECONDS)
+    else:
+        seconds = _setting("WALLET_HOLD_SECONDS", WALLET_HOLD_SECONDS)
+    expires = now + timedelta(seconds=seconds)
+    hold.state = HoldState.PAYMENT.value
+    hold.tx_hash = tx_hash
+    hold.expires_at = expires
+    session.execute(
+        update(Listing)
+        .where(Listing.id == hold.listing_id, Listing.reserved_by == hold.buyer)
+        .values(reserved_until=expires)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return expires
+
+
+def transaction_failed(session: Session, tx_hash: str) -> None:
+    """A reported payment failed on chain: its hold ends and the item is free again."""
+    for hold in session.scalars(
+        select(CheckoutHold).where(
+            CheckoutHold.tx_hash == tx_hash, CheckoutHold.state == HoldState.PAYMENT.value
+        )
+    ):
+        end_hold(session, hold, "failed")
+    session.commit()
+
+
+def review(
+    listing: Listing,
+    seller: User,
+    hold: CheckoutHold,
+    *,
+    arbitrator: User | None,
+    arbitrator_address: str,
+    arbitrator_fee_bps: int,
+    platform_fee_bps: int,
+    ship_by: int,
+    inspection_period: int,
+) -> dict[str, Any]:
+    """Everything the buyer reviews before any signature, in words and exact numbers."""
+    expires = _aware(hold.expires_at)
+    assert expires is not None
+    return {
+        "hold": hold.id,
+        "hold_expires": expires.isoformat(),
+        "title": listing.title,
+        "amount": str(int(hold.amount)),
+        "amount_text": format_amount(int(hold.amount), hold.currency),
+        "currency": hold.currency,
+        "token": to_checksum_address(hold.token) if int(hold.token, 16) else ETH,
+        "seller": {"address": seller.address, "name": seller.display_name or ""},
+        "arbitrator": {
+            "address": arbitrator_address.lower(),
+            "name": (arbitrator.display_name or "") if arbitrator else "",
+            "fee_bps": arbitrator_fee_bps,
+        },
+        "platform_fee_bps": platform_fee_bps,
+        "ship_by": datetime.fromtimestamp(ship_by, UTC).isoformat(),
+        "inspection_seconds": inspection_period,
+        "version": hold.listing_version,
+    }
+
+
+def held_until(listing: Listing, now: datetime | None = None) -> datetime | None:
+    """When the hold on ``listing`` ends, if a buyer holds it now."""
+    until = _aware(listing.reserved_until)
+    if not listing.reserved_by or until is None or until <= (now or now_utc()):
+        return None
+    return until
+
+
+@signed_out.connect
+def _let_go_on_sign_out(sender: Any, address: str = "", **_: Any) -> None:
+    """Signing out mid-payment ends the wallet holds at once (payments already sent go on)."""
+    from webapp import db
+
+    if address:
+        release_all(db.session(), address.lower(), "signed_out")

@@ -1,0 +1,216 @@
+// Checkout of a listing: the quote the page showed goes with the request, the buyer reviews
+// every term before any wallet prompt, and the item's hold is let go the moment the buyer
+// refuses, cancels or closes the tab. Needs wallet.js (window.EscrowWallet).
+(function () {
+  'use strict';
+
+  const W = window.EscrowWallet;
+  if (!W) return;
+
+  // POSTs JSON and returns {ok, status, payload} (refusals carry data the page needs).
+  async function post(url, data) {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: {'Accept': 'application/json', 'Content-Type': 'application/json',
+                'X-CSRFToken': W.csrfToken()},
+      body: JSON.stringify(data || {}),
+      credentials: 'same-origin',
+    });
+    let payload = {};
+    try { payload = await response.json(); } catch (e) { payload = {}; }
+    return {ok: response.ok, status: response.status, payload};
+  }
+
+  function percent(bps) {
+    const whole = Math.floor(bps / 100), rest = bps % 100;
+    return (rest ? whole + '.' + String(rest).padStart(2, '0').replace(/0$/, '') : String(whole)) + '%';
+  }
+
+  function shortAddress(address) {
+    return address ? address.slice(0, 6) + '…' + address.slice(-4) : '—';
+  }
+
+  function person(who) {
+    const short = shortAddress(who.address);
+    return who.name ? who.name + ' (' + short + ')' : short;
+  }
+
+  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov',
+                  'Dec'];
+  function when(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    const hh = String(d.getUTCHours()).padStart(2, '0');
+    const mm = String(d.getUTCMinutes()).padStart(2, '0');
+    return d.getUTCDate() + ' ' + MONTHS[d.getUTCMonth()] + ' ' + d.getUTCFullYear() + ', ' +
+      hh + ':' + mm + ' UTC';
+  }
+
+  function duration(seconds) {
+    const days = Math.floor(seconds / 86400), hours = Math.floor((seconds % 86400) / 3600);
+    const parts = [];
+    if (days) parts.push(days + (days === 1 ? ' day' : ' days'));
+    if (hours) parts.push(hours + (hours === 1 ? ' hour' : ' hours'));
+    return parts.join(' ') || Math.round(seconds / 60) + ' minutes';
+  }
+
+  // Shows the review dialog; resolves true when the buyer chooses to pay.
+  function review(dialog, r) {
+    const set = (key, text) => {
+      const el = dialog.querySelector('[data-review="' + key + '"]');
+      if (el) el.textContent = text;
+    };
+    set('title', r.title);
+    set('amount', r.amount_text);
+    set('token', r.currency === 'ETH' ? '(ether)' : '(token ' + shortAddress(r.token) + ')');
+    set('seller', person(r.seller));
+    set('arbitrator', person(r.arbitrator));
+    set('arbitrator_fee', percent(r.arbitrator.fee_bps) +
+        ' of the amount, only if they have to rule on a dispute');
+    set('platform_fee', r.platform_fee_bps ?
+      percent(r.platform_fee_bps) + " of the seller's part, paid by the seller" : 'none');
+    set('ship_by', when(r.ship_by));
+    set('inspection', duration(r.inspection_seconds) + ' after the seller marks it shipped');
+    set('hold_expires', when(r.hold_expires));
+    const pay = dialog.querySelector('[data-review-pay]');
+    if (pay) pay.textContent = 'Pay ' + r.amount_text;
+    return new Promise((resolve) => {
+      dialog.addEventListener('close', () => resolve(dialog.returnValue === 'pay'), {once: true});
+      dialog.returnValue = '';
+      dialog.showModal();
+    });
+  }
+
+  // The page's price is gone: show the new one and let the buyer choose to go on with it.
+  function priceChanged(form, payload) {
+    const terms = payload.terms || {};
+    const note = form.querySelector('[data-price-changed]') || document.createElement('div');
+    note.setAttribute('data-price-changed', '');
+    note.setAttribute('role', 'alert');
+    note.className = 'card notice warning';
+    note.textContent = '';
+    const text = document.createElement('p');
+    text.textContent = payload.error || 'The listing changed.';
+    note.appendChild(text);
+    const accept = document.createElement('button');
+    accept.type = 'button';
+    accept.className = 'primary';
+    accept.textContent = 'Continue at ' + terms.amount_text;
+    accept.addEventListener('click', () => {
+      form.elements.amount.value = terms.amount;
+      form.elements.currency.value = terms.currency;
+      form.elements.version.value = terms.version;
+      const label = form.querySelector('[data-buy-label]');
+      if (label) label.textContent = 'Buy with escrow · ' + terms.amount_text;
+      document.querySelectorAll('[data-listing-price]').forEach((el) => {
+        el.textContent = terms.amount_text;
+      });
+      note.remove();
+      W.status('Price updated to ' + terms.amount_text + '. Press Buy to continue.', 'ok');
+    });
+    note.appendChild(accept);
+    form.prepend(note);
+    accept.focus();
+  }
+
+  function wire(form) {
+    const dialog = document.querySelector('[data-checkout-review]');
+    const button = form.querySelector('button[type="submit"]');
+    let busy = false;
+    let hold = null;  // {release_url} while the item is held and nothing was sent yet
+
+    function letGo(reason) {
+      if (!hold) return Promise.resolve();
+      const url = hold.release_url;
+      hold = null;
+      return post(url, {reason}).catch(() => null);
+    }
+
+    window.addEventListener('pagehide', () => {
+      if (!hold) return;
+      const data = new FormData();
+      data.append('csrf_token', W.csrfToken());
+      data.append('reason', 'closed');
+      navigator.sendBeacon(hold.release_url, data);
+      hold = null;
+    });
+
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (busy) return;  // a double click starts one checkout
+      busy = true;
+      button.disabled = true;
+      const quote = {amount: form.elements.amount.value, currency: form.elements.currency.value,
+                     version: form.elements.version.value};
+      const base = {quote, arbitrator: form.elements.arbitrator ? form.elements.arbitrator.value : ''};
+      let sent = false;
+      try {
+        W.status('Checking the price and holding the item for you…');
+        let answer = await post(form.dataset.checkoutUrl, base);
+        if (answer.status === 409 && answer.payload.terms) {
+          priceChanged(form, answer.payload);
+          W.status('');
+          return;
+        }
+        if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+        let prepared = answer.payload;
+        hold = {release_url: prepared.release_url};
+        const r = prepared.review;
+        if (r.amount !== quote.amount || r.currency !== quote.currency) {
+          await letGo('refused');
+          throw new Error('The payment offered differs from the price shown; nothing was signed.');
+        }
+        W.status('Review the purchase.');
+        if (!(await review(dialog, r))) {
+          await letGo('refused');
+          W.status('Purchase cancelled. The item is free again.', 'ok');
+          return;
+        }
+        const from = await W.account();
+        if (prepared.permit) {
+          const message = prepared.permit.message || {};
+          if (String(message.owner || '').toLowerCase() !== from) {
+            throw new Error('Your wallet is on ' + from + ', but you are signed in as ' +
+                            String(message.owner || '').toLowerCase() + '. Switch accounts or sign in again.');
+          }
+          if (String(message.value) !== r.amount) {
+            throw new Error('The permit is for another amount than the price; nothing was signed.');
+          }
+          W.status('Sign the permit for ' + r.amount_text + ' in your wallet (no fee)…');
+          const signature = await W.provider().request({
+            method: 'eth_signTypedData_v4', params: [from, JSON.stringify(prepared.permit)]});
+          W.status('Preparing the payment…');
+          answer = await post(form.dataset.checkoutUrl, Object.assign({}, base, {
+            hold: prepared.hold, permit: {signature, deadline: prepared.permit_deadline}}));
+          if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+          prepared = answer.payload;
+        }
+        const tx = prepared.tx;
+        if (!tx) throw new Error('The server prepared no payment.');
+        if (String(tx.from || '').toLowerCase() !== from) {
+          throw new Error('Your wallet is on ' + from + ', but you are signed in as ' +
+                          String(tx.from || '').toLowerCase() + '. Switch accounts or sign in again.');
+        }
+        const expectedValue = r.currency === 'ETH' ? BigInt(r.amount) : 0n;
+        if (BigInt(tx.value || '0x0') !== expectedValue) {
+          throw new Error('The transaction sends another amount than the price; nothing was sent.');
+        }
+        W.status('Confirm the payment of ' + r.amount_text + ' in your wallet…');
+        const hash = await W.provider().request({method: 'eth_sendTransaction', params: [tx]});
+        sent = true;
+        hold = null;
+        await post(prepared.paid_url, {tx_hash: hash}).catch(() => null);
+        await W.waitForTx(hash);
+        W.goTo(prepared.redirect);
+      } catch (error) {
+        if (!sent) await letGo('refused');
+        W.status((error && error.message) || String(error), 'error');
+      } finally {
+        busy = false;
+        button.disabled = false;
+      }
+    });
+  }
+
+  document.querySelectorAll('form[data-checkout-url]').forEach(wire);
+})();
