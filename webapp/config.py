@@ -66,4 +66,49 @@ def from_environment() -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": os.environ.get("ESCROW_RATELIMIT_STORAGE", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "SIGNIN_RATE_LIMIT": "20 per minute",
+        **limits_and_headers(),
+    }
+
+
+def _env_int(name: str, default: int) -> int:
+    value = int(os.environ.get(name, default))
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, not {value}")
+    return value
+
+
+def limits_and_headers() -> dict[str, Any]:
+    """Write quotas, the request rate limit, the proxy in front and the HTTPS header.
+
+    Each can be set from the environment (``ESCROW_`` + the setting's name, e.g.
+    ``ESCROW_LISTINGS_PER_DAY=50``); the quotas are counted in the database (webapp/quotas.py).
+    """
+    quotas = {
+        # Photos are decoded to check them; more pixels than this are refused unread.
+        "MAX_PHOTO_PIXELS": 40_000_000,
+        "PHOTO_BYTES_PER_SELLER": 250 * MiB,
+        "LISTINGS_PER_DAY": 20,
+        "ACTIVE_LISTINGS_PER_SELLER": 100,
+        "MESSAGES_PER_MINUTE": 10,
+        "MESSAGES_PER_HOUR": 100,
+        "EVIDENCE_FILES_PER_TRADE": 20,
+        "EVIDENCE_BYTES_PER_TRADE": 50 * MiB,
+        "EVIDENCE_FILES_PER_USER_DAY": 40,
+        "EVIDENCE_BYTES_PER_USER_DAY": 100 * MiB,
+    }
+    return {
+        **{name: _env_int("ESCROW_" + name, default) for name, default in quotas.items()},
+        # Every POST, per signed-in user (per client address before sign-in), counted by
+        # Flask-Limiter in RATELIMIT_STORAGE_URI: "memory://" is one count per worker process;
+        # a shared store (redis://...) makes it one count for the whole server.
+        "WRITE_RATE_LIMIT": os.environ.get(
+            "ESCROW_WRITE_RATE_LIMIT", "60 per minute; 600 per hour"
+        ),
+        # How many reverse proxies in front add X-Forwarded-For and X-Forwarded-Proto; their
+        # values are believed for that many hops only. 0: clients connect directly.
+        "PROXY_COUNT": _env_int("ESCROW_PROXY_COUNT", 0),
+        # Strict-Transport-Security goes on every response served over HTTPS; with
+        # ESCROW_HSTS=1 also when the TLS proxy does not say so (no X-Forwarded-Proto).
+        "HSTS_ALWAYS": os.environ.get("ESCROW_HSTS", "0") == "1",
+        "HSTS_MAX_AGE": 365 * 24 * 3600,
     }

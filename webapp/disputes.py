@@ -6,6 +6,7 @@ so everyone can later check that the file the arbitrator saw is the one that was
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from webapp import db
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import render_error
+from webapp.security_headers import FILE_POLICY
 from webapp.trade_rules import (
     DISPUTE_STATEMENT_MARK,
     OPEN_STATUSES,
@@ -89,11 +91,13 @@ def _display_name(filename: str | None, content_type: str) -> str:
 @login_required
 def upload(trade_pk: int) -> Any:
     """Stores a file for the trade and returns the ``submitEvidence`` transaction for its hash."""
-    trade, _role = load_trade(trade_pk)
+    trade, role = load_trade(trade_pk)
     me = current_address()
     assert me is not None
     if trade.status not in OPEN_STATUSES:
         return render_error(409, "The trade is finished; evidence can no longer be added.")
+    if not may_post(trade, role):
+        return render_error(403, ARBITRATOR_WAITS)
     upload_file = request.files.get("file")
     if upload_file is None or not upload_file.filename:
         return render_error(400, f"Choose a file: {ALLOWED_TYPES_TEXT}.")
@@ -110,13 +114,14 @@ def upload(trade_pk: int) -> Any:
     if content_type is None:
         return render_error(400, f"That file type is not accepted. Upload {ALLOWED_TYPES_TEXT}.")
 
-    stored = store_evidence(data, root=Path(current_app.config["EVIDENCE_DIR"]), max_bytes=limit)
     session_db = db.session()
     row = session_db.scalar(
         select(EvidenceFile).where(
-            EvidenceFile.trade_id == trade.id, EvidenceFile.sha256 == stored.sha256
+            EvidenceFile.trade_id == trade.id,
+            EvidenceFile.sha256 == hashlib.sha256(data).hexdigest(),
         )
     )
+    stored = store_evidence(data, root=Path(current_app.config["EVIDENCE_DIR"]), max_bytes=limit)
     if row is None:
         row = EvidenceFile(
             trade_id=trade.id,
@@ -177,12 +182,13 @@ def download(evidence_id: int) -> Any:
     response = send_file(
         path,
         mimetype=row.content_type,
-        as_attachment=True,
+        # Images open in the browser; a PDF or a text file is downloaded, never shown as a page.
+        as_attachment=not row.content_type.startswith("image/"),
         download_name=row.original_name,
         max_age=0,
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Content-Security-Policy"] = FILE_POLICY
     response.headers["Cache-Control"] = "private, no-store"
     return response
 
@@ -190,7 +196,12 @@ def download(evidence_id: int) -> Any:
 # ------------------------------------------------------------------ messages
 
 
-def may_post_message(trade: Trade, role: str) -> bool:
+ARBITRATOR_WAITS = "The arbitrator joins the conversation once a dispute is opened."
+
+
+def may_post(trade: Trade, role: str) -> bool:
+    """Who may add messages and evidence files to a trade: its buyer and seller, and its
+    arbitrator once a dispute is opened."""
     if role in ("buyer", "seller"):
         return True
     return role == "arbitrator" and (
@@ -202,8 +213,8 @@ def may_post_message(trade: Trade, role: str) -> bool:
 @login_required
 def post_message(trade_pk: int) -> Any:
     trade, role = load_trade(trade_pk)
-    if not may_post_message(trade, role):
-        return render_error(403, "The arbitrator joins the conversation once a dispute is opened.")
+    if not may_post(trade, role):
+        return render_error(403, ARBITRATOR_WAITS)
     source = request.form if request.form else json_body()
     raw = source.get("body")
     if not isinstance(raw, str):

@@ -6,6 +6,7 @@ listings joined to their sellers), whatever the filters.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import secrets
@@ -27,6 +28,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.file import MultipleFileField
+from PIL import Image, ImageOps
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import contains_eager
 from werkzeug.datastructures import FileStorage
@@ -48,6 +50,7 @@ from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.views import as_utc, to_units
 
+from webapp.security_headers import FILE_POLICY
 bp = Blueprint("listings", __name__)
 
 CATEGORIES: dict[str, str] = {
@@ -70,6 +73,9 @@ SORTS: dict[str, str] = {
 MAX_PHOTOS = 6
 MAX_PRICE_TEXT = 60
 PHOTO_NAME = re.compile(r"^[0-9a-f]{32}\.(?:jpg|png|webp)$")
+#: What Pillow calls each photo type, and what the uploads route serves it as.
+PHOTO_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+PHOTO_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -130,8 +136,63 @@ class CheckedPhoto:
     kind: str
 
 
+class PhotoRefused(ValueError):
+    """A photo that cannot be stored; the message completes "<file name> ..."."""
+
+
+def clean_photo(data: bytes, kind: str, max_pixels: int) -> bytes:
+    """The photo decoded and encoded again from its pixels alone.
+
+    What a camera or phone writes next to the pixels (EXIF with the GPS position, the time and
+    the device, XMP, comments, text chunks) is not carried over; the EXIF orientation is
+    applied to the pixels first, so the photo still stands the right way up. Only the colour
+    profile is kept. A file that does not decode as the type its first bytes claim is refused,
+    and so is one with more than ``max_pixels`` pixels, which is read from the header before
+    any pixel is decoded (a small file can unpack to gigabytes).
+    """
+    fmt = PHOTO_FORMATS[kind]
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PhotoRefused(
+                    f"has {width} × {height} pixels; "
+                    f"at most {max_pixels / 1_000_000:g} million are accepted."
+                )
+            image.load()
+            icc_profile = image.info.get("icc_profile")
+            transparency = image.info.get("transparency")
+            upright = ImageOps.exif_transpose(image)
+    except PhotoRefused:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoRefused("has too many pixels.") from None
+    except Exception:  # Pillow raises many kinds of errors for damaged files
+        raise PhotoRefused("could not be read as an image; it may be damaged.") from None
+    pixels = upright  # a new image: exif_transpose copies
+    pixels.info = {}  # nothing from the original file goes along
+    options: dict[str, Any] = {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if fmt == "JPEG":
+        if pixels.mode not in ("L", "RGB"):
+            pixels = pixels.convert("RGB")
+        options.update(quality=90)
+    elif fmt == "PNG":
+        if transparency is not None and pixels.mode in ("P", "L", "RGB"):
+            options["transparency"] = transparency
+    else:
+        if pixels.mode not in ("RGB", "RGBA"):
+            pixels = pixels.convert("RGBA" if pixels.has_transparency_data else "RGB")
+        options.update(quality=90)
+    out = io.BytesIO()
+    pixels.save(out, fmt, **options)
+    return out.getvalue()
+
+
 def check_photos(files: list[FileStorage]) -> tuple[list[CheckedPhoto], list[str]]:
     limit = int(current_app.config["MAX_PHOTO_BYTES"])
+    max_pixels = int(current_app.config["MAX_PHOTO_PIXELS"])
     photos: list[CheckedPhoto] = []
     errors: list[str] = []
     for storage in files:
@@ -146,8 +207,16 @@ def check_photos(files: list[FileStorage]) -> tuple[list[CheckedPhoto], list[str
         if kind is None:
             errors.append(f"{name} is not a JPEG, PNG or WebP image.")
             continue
-        photos.append(CheckedPhoto(data, kind))
+        try:
+            photos.append(CheckedPhoto(clean_photo(data, kind, max_pixels), kind))
+        except PhotoRefused as refused:
+            errors.append(f"{name} {refused}")
     return photos, errors
+
+
+def owned_photos(listing: Listing, names: list[str]) -> set[str]:
+    """The names among ``names`` that are this listing's photos: a form can name any file."""
+    return set(names) & set(listing.photos or [])
 
 
 def save_photo(photo: CheckedPhoto) -> str:
@@ -446,7 +515,7 @@ def edit(listing_id: int) -> Any:
         form.price.data = _plain_amount(listing.price, listing.currency)
         form.city.data = listing.city or ""
     if form.validate_on_submit():
-        remove = set(request.form.getlist("remove_photo"))
+        remove = owned_photos(listing, request.form.getlist("remove_photo"))
         kept = [p for p in listing.photos if p not in remove]
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(kept) + len(photos) > MAX_PHOTOS:
@@ -537,6 +606,8 @@ def upload(name: str) -> Response:
     folder = Path(current_app.config["UPLOAD_DIR"])
     if not (folder / name).is_file():
         abort(404)
-    response = send_from_directory(folder, name, max_age=7 * 24 * 3600)
+    kind = name.rsplit(".", 1)[1]
+    response = send_from_directory(folder, name, mimetype=PHOTO_TYPES[kind], max_age=7 * 24 * 3600)
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = FILE_POLICY
     return response

@@ -465,7 +465,15 @@ def show(trade_pk: int) -> str:
         is_open=trade.status in OPEN_STATUSES,
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
+        unlinked_listing=_unlinked_listing(session, trade),
     )
+
+
+def _unlinked_listing(session: Session, trade: Trade) -> Listing | None:
+    """The listing a trade quotes by reference without matching its terms (so not linked)."""
+    if trade.listing_id is not None or int(trade.listing_ref, 16) == 0:
+        return None
+    return session.scalar(select(Listing).where(Listing.ref == trade.listing_ref))
 
 
 @bp.app_template_filter("bps_percent")
