@@ -586,13 +586,25 @@ class EscrowClient:
         return self._state(trade_id_of(buyer, lane, 0), raw)
 
     def free_lane(self, buyer: str, start: int = 0) -> int:
-        """The buyer's lowest lane that a new trade can use in the next block."""
+        """The buyer's lowest lane that a new trade can use now.
+
+        The contract reuses a lane whose trade is final only from the block after the one it
+        ended in (it reverts ``LaneBusy`` while ``ended block >= block.number``). A new trade
+        must pass that check twice: in the gas estimate sent before it, and in the block that
+        includes it, which is always after the latest block. anvil runs ``eth_estimateGas``
+        (without a block, i.e. at ``latest``) in the latest block itself (``block.number ==
+        latest``, with automine and with interval mining), so a lane whose trade ended in the
+        latest block fails the estimate there; eth-tester estimates in the pending block
+        (``latest + 1``). Hence ``ended block < estimate block``: a lane this skips costs a
+        fresh slot once, a lane it let through would fail the purchase.
+        """
         latest = int(self.w3.eth.block_number)
+        estimate_block = latest + 1 if self.chain.is_tester else latest
         lane = start
         while True:
             state = self.lane_state(buyer, lane)
             if state.status == Status.NONE or (
-                not state.status.is_open and state.deadline <= latest
+                not state.status.is_open and state.deadline < estimate_block
             ):
                 return lane
             lane += 1
