@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from escrow.errors import ChainUnavailable, ContractRevert, DeploymentError, EscrowError
 from webapp import db
+from webapp.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ChainUnavailable)
     def chain_down(exc: ChainUnavailable) -> tuple[Any, int]:
-        log.warning("chain unavailable: %s", exc)
+        log.warning("chain unavailable: %s", redact(exc))
         return render_error(503)
 
     @app.errorhandler(requests.RequestException)
     def node_unreachable(exc: requests.RequestException) -> tuple[Any, int]:
         # Raised by web3's HTTP provider when a node that was up stops answering.
-        log.warning("chain node unreachable: %s", exc)
+        log.warning("chain node unreachable: %s", redact(exc))
         return render_error(503)
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
@@ -100,8 +101,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(EscrowError)
     def escrow_error(exc: EscrowError) -> tuple[Any, int]:
-        log.warning("escrow error: %s", exc)
-        return render_error(400, str(exc))
+        log.warning("escrow error: %s", redact(exc))
+        return render_error(400, redact(exc))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Any, int]:

@@ -7,6 +7,7 @@ the other party; profiles count only such ratings.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -41,12 +42,33 @@ from webapp import db, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.forms import Form
+from webapp.urls import safe_next
 from webapp.views import as_utc
 
 bp = Blueprint("profiles", __name__)
 
 MAX_LANGUAGES = 8
 LANGUAGE = re.compile(r"^[^\W\d_][^\W\d_ \-]*(?:[ \-][^\W\d_]+)*$")
+# Characters drawn like 0 and x in other scripts (Cyrillic, Greek, signs); NFKC already folds
+# full-width and mathematical forms.
+ZERO_LIKE = "ОоΟο〇٠۰߀"
+X_LIKE = "хХχΧ×ⅹⅩᕁ"
+ADDRESS_LIKE_NAME = str.maketrans({**dict.fromkeys(ZERO_LIKE, "0"), **dict.fromkeys(X_LIKE, "x")})
+#: An ``0x`` and a few hex digits anywhere in the name, with a Latin o for the zero too.
+ADDRESS_TOKEN = re.compile(r"(?<![0-9a-z])[0o]x[0-9a-f]{4}")
+ADDRESS_NAME_ERROR = (
+    "A display name cannot look like a wallet address (0x…): people could take it for "
+    "someone else's address."
+)
+
+
+def looks_like_address(name: str) -> bool:
+    """Whether a display name starts like an address (``0x``, in any case, also with
+    look-alike letters such as Cyrillic ``х``) or holds an ``0x1234``-like token."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+    text = text.translate(ADDRESS_LIKE_NAME).casefold()
+    return text.startswith("0x") or ADDRESS_TOKEN.search(text) is not None
 
 
 # ---------------------------------------------------------------------------- forms
@@ -61,6 +83,10 @@ class ProfileForm(Form):
         "Languages (comma-separated)",
         validators=[Optional(), Length(max=300, message="Too many languages.")],
     )
+
+    def validate_display_name(self, field: StringField) -> None:
+        if field.data and looks_like_address(field.data):
+            raise ValidationError(ADDRESS_NAME_ERROR)
 
     def language_list(self) -> list[str]:
         parts = [p.strip() for p in (self.languages.data or "").split(",")]
@@ -309,6 +335,5 @@ def rate_trade(trade_pk: int) -> Any:
 
 
 def _safe_next(value: str | None, ratee: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return url_for("profiles.profile", address=ratee) if ratee else url_for("listings.index")
+    default = url_for("profiles.profile", address=ratee) if ratee else url_for("listings.index")
+    return safe_next(value, default)
