@@ -88,6 +88,9 @@ class AnvilNode:
             # estimate that races a new block fails with "block out of range".
             "--prune-history",
             "64",
+            # No CORS headers: a web page the developer visits cannot read from or send to the
+            # node's unlocked accounts through the browser (the market talks to it server-side).
+            "--no-cors",
         ]
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +113,12 @@ class AnvilNode:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # The saved chain state and the log are the owner's only.
+                umask=0o077 if self.state_file is not None else -1,
             )
         finally:
             if self.log_file:

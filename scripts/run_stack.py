@@ -2,7 +2,10 @@
 indexer and the web server, started together and stopped together (Ctrl-C).
 
 Environment: ESCROW_DATA_DIR (default ./data), ESCROW_CHAIN_PORT (8545), ESCROW_WEB_PORT (5000),
-DATABASE_URL (default: SQLite in the data folder), ESCROW_SECRET_KEY (default: random per run).
+DATABASE_URL (default: SQLite in the data folder), ESCROW_SECRET_KEY (default: random per run),
+ESCROW_SITE_URL (the address sign-in messages name; default http://127.0.0.1:<web port>) and
+ESCROW_TRUSTED_HOSTS (host names served; default 127.0.0.1 and localhost). The dev wallet is on
+(for loopback clients only); the data folder is readable by its owner only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ def main() -> int:
         web_port=int(os.environ.get("ESCROW_WEB_PORT", "5000")),
         database_url=database_url(),
         indexer_poll=0.5,
+        dev_wallet=True,
+        extra_env={
+            name: os.environ[name]
+            for name in ("ESCROW_SITE_URL", "ESCROW_TRUSTED_HOSTS")
+            if os.environ.get(name)
+        },
     )
     stop = {"now": False}
 

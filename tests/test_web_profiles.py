@@ -583,11 +583,10 @@ def test_duplicate_rating_race_is_a_friendly_message(
 def _render_partial(app: Flask, user: Any, trade_id: int) -> str:
     with app.test_request_context():
         with user.client.session_transaction() as saved:
-            address = saved.get("address")
+            stored = dict(saved)  # the address and the sign-in it belongs to
         from flask import session as flask_session
 
-        if address:
-            flask_session["address"] = address
+        flask_session.update(stored)
         with _session(app) as db_session:
             trade = db_session.get(Trade, trade_id)
             return render_template_string('{% include "profiles/_rating_form.html" %}', trade=trade)

@@ -6,11 +6,15 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from escrow import settings
 from escrow.db.engine import database_url
 
 MiB = 1024 * 1024
+#: The site's address when ``ESCROW_SITE_URL`` is not set: what ``make run`` serves.
+LOCAL_SITE_URL = "http://127.0.0.1:5000"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
 def _local_secret_key(data: Path) -> str:
@@ -38,8 +42,37 @@ def _local_secret_key(data: Path) -> str:
     return path.read_text().strip()
 
 
+def site_url(value: str | None) -> str:
+    """The canonical origin (``scheme://host[:port]``) sign-in messages are written for and
+    checked against, whatever Host header a request names. Anything else is a setup error."""
+    url = (value or LOCAL_SITE_URL).strip().rstrip("/")
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"ESCROW_SITE_URL must look like https://market.example, not {url!r}")
+    return url
+
+
+def trusted_hosts(value: str | None, site: str) -> list[str]:
+    """Host names requests may name (ports are not compared): ``ESCROW_TRUSTED_HOSTS``
+    (comma-separated), by default the site's own host, and both loopback names for a site on
+    loopback. Requests naming another host are refused."""
+    names = [n.strip().lower() for n in (value or "").split(",") if n.strip()]
+    if names:
+        return names
+    host = (urlsplit(site).hostname or "").lower()
+    return [host, *(n for n in LOOPBACK_NAMES if n != host)] if host in LOOPBACK_NAMES else [host]
+
+
 def from_environment() -> dict[str, Any]:
     data = settings.data_dir()
+    site = site_url(os.environ.get("ESCROW_SITE_URL"))
     return {
         "SECRET_KEY": os.environ.get("ESCROW_SECRET_KEY") or _local_secret_key(data),
         "DATABASE_URL": database_url(),
@@ -50,11 +83,15 @@ def from_environment() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 12 * MiB,
         "MAX_PHOTO_BYTES": 5 * MiB,
         "MAX_EVIDENCE_BYTES": 10 * MiB,
-        # The dev wallet signs with the local chain's unlocked accounts. It is only ever on
-        # for a local chain id, whatever this says.
-        "DEV_WALLET": os.environ.get("ESCROW_DEV_WALLET", "1") != "0",
+        # The dev wallet signs with the local chain's unlocked accounts: off unless the local
+        # stack turns it on, and even then only for a local chain id and loopback clients.
+        "DEV_WALLET": os.environ.get("ESCROW_DEV_WALLET", "0") == "1",
+        "SITE_URL": site,
+        "TRUSTED_HOSTS": trusted_hosts(os.environ.get("ESCROW_TRUSTED_HOSTS"), site),
         "SIWE_STATEMENT": "Sign in to the P2P Escrow market.",
         "SIWE_NONCE_TTL_SECONDS": 10 * 60,
+        # A message this server writes is about 300 characters; longer ones are refused unread.
+        "SIWE_MAX_MESSAGE_CHARS": 1000,
         "RESERVATION_SECONDS": 15 * 60,
         "PAGE_SIZE": 24,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -8,11 +8,14 @@ the same way, so what is tested is what users run.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -22,6 +25,39 @@ from escrow.db.engine import make_engine, session_scope, upgrade
 from escrow.deploy import Deployment, ensure_deployment
 
 BIN = Path(sys.executable).parent
+#: Files the stack and its processes create are the owner's only (0600 files, 0700 folders).
+PRIVATE_UMASK = 0o077
+#: What the stack keeps in its data folder: made owner-only on start, also from older runs.
+DATA_ENTRIES = ("chain", "deployments", "uploads", "evidence", "secret_key")
+LOCAL_HOSTS = "127.0.0.1,localhost"
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def make_private(data_dir: Path, *, created: bool = False) -> None:
+    """Owner-only access to the stack's own files in ``data_dir`` (database, chain state,
+    deployments, uploads, evidence, secret key). The folder itself too when the stack created
+    it or it is clearly the stack's (never a shared folder such as /tmp)."""
+    info = data_dir.stat()
+    ours = info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
+    if created or (ours and any((data_dir / name).exists() for name in DATA_ENTRIES)):
+        data_dir.chmod(0o700)
+    entries = [data_dir / name for name in DATA_ENTRIES]
+    entries += list(data_dir.glob("escrow.sqlite3*"))
+    for entry in entries:
+        if entry.is_symlink() or not entry.exists():
+            continue
+        paths = [entry, *entry.rglob("*")] if entry.is_dir() else [entry]
+        for path in paths:
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 class LocalStack:
@@ -37,6 +73,7 @@ class LocalStack:
         seed: bool = True,
         indexer_poll: float = 0.2,
         quiet: bool = False,
+        dev_wallet: bool = True,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
@@ -48,6 +85,7 @@ class LocalStack:
         self.seed = seed
         self.indexer_poll = indexer_poll
         self.quiet = quiet
+        self.dev_wallet = dev_wallet
         self.extra_env = extra_env or {}
         self.node = AnvilNode(
             port=self.chain_port,
@@ -73,6 +111,11 @@ class LocalStack:
             "DATABASE_URL": self.database_url,
             # Loopback over plain HTTP: a Secure cookie would never come back.
             "ESCROW_INSECURE_COOKIES": "1",
+            # Sign-in messages name this address; only loopback host names are served.
+            "ESCROW_SITE_URL": self.url,
+            "ESCROW_TRUSTED_HOSTS": LOCAL_HOSTS,
+            # The dev wallet is for this local stack only; the app keeps it off otherwise.
+            "ESCROW_DEV_WALLET": "1" if self.dev_wallet else "0",
             **self.extra_env,
         }
 
@@ -81,7 +124,15 @@ class LocalStack:
             print(message, flush=True)
 
     def start(self) -> LocalStack:
+        # Everything created while starting (database, chain state, deployments) and by the
+        # processes started here (uploads, evidence) is readable by the owner only.
+        with private_umask():
+            return self._start()
+
+    def _start(self) -> LocalStack:
+        created = not self.data_dir.exists()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.data_dir, created=created)
         if rpc_ready(self.node.url):
             self.log(f"using the chain already running at {self.node.url}")
         else:
@@ -103,6 +154,7 @@ class LocalStack:
             env=env,
             stdout=out,
             stderr=out,
+            umask=PRIVATE_UMASK,
         )
         self.web = subprocess.Popen(
             [
@@ -123,8 +175,10 @@ class LocalStack:
             env=env,
             stdout=out,
             stderr=out,
+            umask=PRIVATE_UMASK,
         )
         self._wait_for_web()
+        make_private(self.data_dir)
         self.log(f"market at {self.url}")
         return self
 
