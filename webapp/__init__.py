@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webapp import config
 
@@ -15,6 +16,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.from_environment())
     if test_config:
         app.config.update(test_config)
+    proxies = int(app.config.get("PROXY_COUNT") or 0)
+    if proxies:
+        # The client's address and scheme as the proxies in front saw them, believed for
+        # exactly that many hops; the Host header is not taken from X-Forwarded-Host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     from webapp import chain, db, errors
     from webapp.extensions import csrf, limiter

@@ -29,6 +29,7 @@ from webapp import db
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import render_error
+from webapp.quotas import evidence_refusal, message_refusal
 from webapp.security_headers import FILE_POLICY
 from webapp.trade_rules import (
     DISPUTE_STATEMENT_MARK,
@@ -121,6 +122,10 @@ def upload(trade_pk: int) -> Any:
             EvidenceFile.sha256 == hashlib.sha256(data).hexdigest(),
         )
     )
+    if row is None:  # the same file again takes no more room
+        refusal = evidence_refusal(session_db, trade.id, me, len(data))
+        if refusal:
+            return render_error(429, refusal)
     stored = store_evidence(data, root=Path(current_app.config["EVIDENCE_DIR"]), max_bytes=limit)
     if row is None:
         row = EvidenceFile(
@@ -228,6 +233,9 @@ def post_message(trade_pk: int) -> Any:
     me = current_address()
     assert me is not None
     session_db = db.session()
+    refusal = message_refusal(session_db, me)
+    if refusal:
+        return render_error(429, refusal)
     message = Message(trade_id=trade.id, sender=me, body=body)
     session_db.add(message)
     session_db.commit()

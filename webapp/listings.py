@@ -50,6 +50,7 @@ from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.views import as_utc, to_units
 
+from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
 bp = Blueprint("listings", __name__)
 
@@ -217,6 +218,35 @@ def check_photos(files: list[FileStorage]) -> tuple[list[CheckedPhoto], list[str
 def owned_photos(listing: Listing, names: list[str]) -> set[str]:
     """The names among ``names`` that are this listing's photos: a form can name any file."""
     return set(names) & set(listing.photos or [])
+
+
+def photo_space_errors(new: list[CheckedPhoto], freed: set[str] | None = None) -> list[str]:
+    """The seller's photos on disk, over all their listings, stay within PHOTO_BYTES_PER_SELLER
+    (``freed``: the names this change removes)."""
+    if not new:
+        return []
+    folder = Path(current_app.config["UPLOAD_DIR"])
+    used = 0
+    for photos in db.session().scalars(
+        select(Listing.photos)
+        .join(User, Listing.seller_id == User.id)
+        .where(User.address == current_address())
+    ):
+        for name in photos or []:
+            if name in (freed or ()) or not PHOTO_NAME.match(name):
+                continue
+            try:
+                used += (folder / name).stat().st_size
+            except OSError:
+                continue
+    limit = int(current_app.config["PHOTO_BYTES_PER_SELLER"])
+    if used + sum(len(p.data) for p in new) <= limit:
+        return []
+    return [
+        f"Your photos would take more than the {limit // (1024 * 1024)} MB allowed per seller "
+        f"({used // (1024 * 1024)} MB in use). Remove photos from other listings, or add "
+        "smaller ones."
+    ]
 
 
 def save_photo(photo: CheckedPhoto) -> str:
@@ -462,9 +492,16 @@ def create() -> Any:
             else "ETH"
         )
     if form.validate_on_submit():
+        refusal = listing_refusal(db.session(), current_address() or "")
+        if refusal:
+            flash(refusal, "error")
+            return render_template(
+                "listings/form.html", form=form, listing=None, max_photos=MAX_PHOTOS
+            ), 429
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(photos) > MAX_PHOTOS:
             photo_errors.append(f"At most {MAX_PHOTOS} photos per listing.")
+        photo_errors += photo_space_errors(photos)
         if photo_errors:
             form.photos.errors = photo_errors
         else:
@@ -520,6 +557,7 @@ def edit(listing_id: int) -> Any:
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(kept) + len(photos) > MAX_PHOTOS:
             photo_errors.append(f"At most {MAX_PHOTOS} photos per listing; remove some first.")
+        photo_errors += photo_space_errors(photos, freed=remove)
         if photo_errors:
             form.photos.errors = photo_errors
         else:
