@@ -48,10 +48,10 @@ from webapp import db, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
 from webapp.forms import Form
-from webapp.views import as_utc, to_units
-
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
+from webapp.views import as_utc, to_units
+
 bp = Blueprint("listings", __name__)
 
 CATEGORIES: dict[str, str] = {
