@@ -17,13 +17,17 @@ from sqlalchemy.orm import Session
 
 from escrow.db.models import (
     ArbitratorProfile,
+    CheckoutHold,
+    Currency,
     Dispute,
     EvidenceFile,
+    HoldState,
     Listing,
     Side,
     Trade,
     TradeEvent,
     TradeStatus,
+    User,
 )
 from escrow.indexer.decoder import DecodedLog
 from escrow.indexer.listings import refresh_listings
@@ -56,14 +60,17 @@ ACCOUNT_ARG = {
     "OwnershipTransferStarted": "newOwner",
 }
 IN_CHUNK = 500  # ids per IN (...) list
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 @dataclass(frozen=True)
 class Scope:
-    """One deployed contract on one chain."""
+    """One deployed contract on one chain (and the deployment's dollar stablecoin, if known:
+    a USD listing is bought with that token)."""
 
     chain_id: int
     contract_address: str  # lower-case
+    stablecoin: str | None = None  # lower-case
 
 
 def utc(seconds: int) -> datetime:
@@ -332,12 +339,14 @@ def load_projections(
     return result
 
 
-def store_projections(session: Session, projections: Iterable[TradeProjection]) -> None:
+def store_projections(
+    session: Session, projections: Iterable[TradeProjection], scope: Scope | None = None
+) -> None:
     """Writes changed projections: inserts, updates by primary key, deletes emptied rows."""
     projections = [p for p in projections if p.changed]
     new = [p for p in projections if p.trade is not None and p.trade_pk is None]
     if new:
-        _link_listings(session, [p.trade for p in new if p.trade is not None])
+        _link_listings(session, scope, [p.trade for p in new if p.trade is not None])
         table = cast(Table, Trade.__table__)
         pks = (
             session.execute(
@@ -403,15 +412,111 @@ def store_projections(session: Session, projections: Iterable[TradeProjection]) 
             )
 
 
-def _link_listings(session: Session, trades: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class _ListingTerms:
+    id: int
+    seller: str
+    price: int
+    currency: str
+
+
+def _link_listings(session: Session, scope: Scope | None, trades: list[dict[str, Any]]) -> None:
+    """Sets each new trade's ``listing_id``: the listing it quotes, if it buys that listing.
+
+    The listing reference is public, so quoting it proves nothing. A trade buys the listing
+    only when it pays the listing's seller its price in its currency, or matches what a checkout
+    hold of that listing quoted to that buyer (the price may have changed since). Other trades
+    keep ``listing_id`` NULL and never change the listing. Open holds of the buyer on a listing
+    they bought end as 'funded'.
+    """
     refs = sorted({t["listing_ref"] for t in trades})
-    listing_by_ref: dict[str, int] = {}
+    listing_by_ref: dict[str, _ListingTerms] = {}
     for chunk in _chunks(refs):
-        listing_by_ref.update(
-            session.execute(select(Listing.ref, Listing.id).where(Listing.ref.in_(chunk))).all()
-        )
+        for listing_id, ref, seller, price, currency in session.execute(
+            select(Listing.id, Listing.ref, User.address, Listing.price, Listing.currency)
+            .join(User, User.id == Listing.seller_id)
+            .where(Listing.ref.in_(chunk))
+        ):
+            listing_by_ref[ref] = _ListingTerms(listing_id, seller.lower(), price, currency)
     for trade in trades:
-        trade["listing_id"] = listing_by_ref.get(trade["listing_ref"])
+        trade["listing_id"] = None
+    quoting = [
+        (t, listing_by_ref[t["listing_ref"]]) for t in trades if t["listing_ref"] in listing_by_ref
+    ]
+    if not quoting:
+        return
+    tokens = _currency_tokens(session, scope, {listing.currency for _, listing in quoting})
+    unmatched: list[tuple[dict[str, Any], _ListingTerms]] = []
+    for trade, listing in quoting:
+        if (
+            trade["seller"].lower() == listing.seller
+            and trade["amount"] == listing.price
+            and trade["token"].lower() in tokens.get(listing.currency, ())
+        ):
+            trade["listing_id"] = listing.id
+        else:
+            unmatched.append((trade, listing))
+    if unmatched:
+        quotes: set[tuple[int, str, str, str, int]] = set()
+        listing_ids = sorted({listing.id for _, listing in unmatched})
+        for chunk in _chunks(listing_ids):
+            for row in session.execute(
+                select(
+                    CheckoutHold.listing_id,
+                    CheckoutHold.buyer,
+                    CheckoutHold.seller,
+                    CheckoutHold.token,
+                    CheckoutHold.amount,
+                ).where(CheckoutHold.listing_id.in_(chunk))
+            ):
+                listing_id, buyer, seller, token, amount = row
+                quotes.add((listing_id, buyer.lower(), seller.lower(), token.lower(), amount))
+        for trade, listing in unmatched:
+            quote = (
+                listing.id,
+                trade["buyer"].lower(),
+                trade["seller"].lower(),
+                trade["token"].lower(),
+                trade["amount"],
+            )
+            if quote in quotes:
+                trade["listing_id"] = listing.id
+    now = datetime.now(UTC)
+    for trade in trades:
+        if trade["listing_id"] is None:
+            continue
+        session.execute(
+            update(CheckoutHold)
+            .where(
+                CheckoutHold.listing_id == trade["listing_id"],
+                CheckoutHold.buyer == trade["buyer"],
+                CheckoutHold.state.in_([HoldState.WALLET.value, HoldState.PAYMENT.value]),
+            )
+            .values(state=HoldState.ENDED.value, end_reason="funded", ended_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _currency_tokens(
+    session: Session, scope: Scope | None, currencies: set[str]
+) -> dict[str, set[str]]:
+    """The tokens (lower-case addresses) that pay a listing in each of ``currencies``."""
+    tokens: dict[str, set[str]] = {Currency.ETH.value: {ZERO_ADDRESS}}
+    if Currency.USD.value in currencies:
+        if scope is not None and scope.stablecoin:
+            tokens[Currency.USD.value] = {scope.stablecoin.lower()}
+        else:
+            # The deployment record is not at hand: the web app quotes USD holds in the
+            # deployment's stablecoin, so those are the tokens it knows as dollars.
+            tokens[Currency.USD.value] = {
+                t.lower()
+                for t in session.scalars(
+                    select(CheckoutHold.token)
+                    .where(CheckoutHold.currency == Currency.USD.value)
+                    .distinct()
+                )
+            }
+    return tokens
 
 
 def existing_event_keys(
@@ -466,7 +571,7 @@ def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -
         rows.append(row)
         row_projection.append(proj)
 
-    store_projections(session, projections.values())
+    store_projections(session, projections.values(), scope)
     for row, proj in zip(rows, row_projection, strict=True):
         if proj is not None:
             row["trade_id"] = proj.trade_pk
@@ -528,7 +633,7 @@ def rebuild_trades(session: Session, scope: Scope, onchain_ids: Iterable[int]) -
         if proj.trade is not None and proj.trade_pk is not None:
             listing_id = session.scalar(select(Trade.listing_id).where(Trade.id == proj.trade_pk))
             proj.trade["listing_id"] = listing_id
-    store_projections(session, projections.values())
+    store_projections(session, projections.values(), scope)
 
 
 def rollback_above(session: Session, scope: Scope, block: int) -> int:

@@ -11,6 +11,7 @@ above it and reads on from there.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -68,6 +69,8 @@ class Indexer:
 
     ``confirmations`` blocks at the chain head are left unread until they are that deep.
     ``start_block`` should be the deployment block (nothing before it concerns the contract).
+    ``stablecoin`` is the token USD listings are paid in; by default the one recorded with this
+    contract's deployment (``data/deployments/<chain id>.json``), if any.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Indexer:
         confirmations: int = 0,
         max_blocks_per_batch: int = MAX_BLOCKS_PER_BATCH,
         target_events_per_batch: int = TARGET_EVENTS_PER_BATCH,
+        stablecoin: str | None = None,
     ) -> None:
         if abi is None:
             from escrow.compiler import load_artifact
@@ -89,7 +93,12 @@ class Indexer:
         self.source = LogSource(w3)
         self.engine = engine
         self.decoder = LogDecoder(abi)
-        self.scope = Scope(self.source.chain_id, contract_address.lower())
+        chain_id = self.source.chain_id
+        if stablecoin is None:
+            stablecoin = recorded_stablecoin(chain_id, contract_address)
+        self.scope = Scope(
+            chain_id, contract_address.lower(), stablecoin.lower() if stablecoin else None
+        )
         self.start_block = start_block
         self.confirmations = confirmations
         self.max_blocks = max_blocks_per_batch
@@ -344,6 +353,20 @@ class Indexer:
                 continue
             delay = poll_interval
             stop.wait(poll_interval)
+
+
+def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
+    """The stablecoin recorded with this contract's deployment on this chain, or None."""
+    from escrow.deploy import registry_path
+
+    try:
+        record = json.loads(registry_path(chain_id).read_text())
+        if str(record["escrow"]["address"]).lower() != contract_address.lower():
+            return None
+        coin = record.get("stablecoin")
+        return str(coin["address"]).lower() if coin else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 #: Errors that end when the node or the database is back: connection failures, node errors
