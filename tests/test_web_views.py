@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from webapp.views import format_amount, to_units
+from webapp.views import MAX_PRICE_UNITS, format_amount, to_units
 
 
 @pytest.mark.parametrize(
@@ -32,10 +34,19 @@ def test_to_units_refuses_with_a_message(text: str) -> None:
     assert str(info.value)
 
 
-@given(st.integers(min_value=1, max_value=2**128 - 1), st.sampled_from(["ETH", "USD"]))
-def test_format_then_parse_round_trips(units: int, currency: str) -> None:
+@given(st.sampled_from(["ETH", "USD"]), st.integers(min_value=1, max_value=2**128 - 1))
+@example("USD", 1_500 * 10**6)
+@example("ETH", 12_345 * 10**17)
+def test_format_then_parse_round_trips(currency: str, units: int) -> None:
+    units = units % MAX_PRICE_UNITS[currency] + 1
     text = format_amount(units, currency).rsplit(" ", 1)[0]
-    assert to_units(text, currency) == units
+    if re.fullmatch(r"[1-9][0-9]{0,2},[0-9]{3}", text):
+        # "1,500": thousands or a decimal comma? Refused, never guessed (escrow.amounts).
+        with pytest.raises(ValueError, match="could mean"):
+            to_units(text, currency)
+    else:
+        assert to_units(text, currency) == units
+    assert to_units(text.replace(",", ""), currency) == units  # as the edit form writes it
 
 
 def test_format_amount() -> None:

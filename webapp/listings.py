@@ -43,6 +43,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from escrow.amounts import show_units, strip_amount
 from escrow.db.models import Listing, ListingStatus, Trade, User
 from webapp import db, trust
 from webapp.auth import current_address, current_user, login_required
@@ -50,7 +51,7 @@ from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
-from webapp.views import as_utc, to_units
+from webapp.views import DECIMALS, as_utc, to_units
 
 bp = Blueprint("listings", __name__)
 
@@ -90,13 +91,19 @@ def tx_url(endpoint: str, **values: Any) -> str | None:
 
 
 def parse_amount(text: str, currency: str) -> int:
-    """``views.to_units`` for a form field: empty and overlong text get their own message."""
-    text = (text or "").strip()
+    """``views.to_units`` for the price field and the price filters: empty and overlong text
+    get their own message. ``static/js/amount_preview.js`` ``parsePrice`` mirrors this."""
+    text = strip_amount(text or "")
     if not text:
         raise ValueError("Enter a price.")
     if len(text) > MAX_PRICE_TEXT:
         raise ValueError("That price is too long.")
     return to_units(text, currency)
+
+
+def understood_price(units: int, currency: str) -> str:
+    """``'1 500.5 ETH'``: a price as the parser understood it, shown back to who typed it."""
+    return f"{show_units(units, DECIMALS.get(currency, 18))} {currency}"
 
 
 def reserved_by_other(listing: Listing, address: str | None, now: datetime | None = None) -> bool:
@@ -359,8 +366,10 @@ def _read_filters() -> tuple[Filters, list[str]]:
         category=args.get("category", "") if args.get("category", "") in CATEGORIES else "",
         currency=args.get("currency", "") if args.get("currency", "") in CURRENCIES else "",
         city=args.get("city", "").strip()[:100],
-        min_price=args.get("min", "").strip()[:MAX_PRICE_TEXT],
-        max_price=args.get("max", "").strip()[:MAX_PRICE_TEXT],
+        # One character more than a price may have, so that overlong text is refused by
+        # parse_amount, not cut into a different amount.
+        min_price=args.get("min", "").strip()[: MAX_PRICE_TEXT + 1],
+        max_price=args.get("max", "").strip()[: MAX_PRICE_TEXT + 1],
         sort=args.get("sort", "newest") if args.get("sort") in SORTS else "newest",
     )
     page = args.get("page", "1")
@@ -522,7 +531,11 @@ def create() -> Any:
             )
             session.add(listing)
             session.commit()
-            flash("Your listing is on the market.", "success")
+            flash(
+                "Your listing is on the market. "
+                f"Price: {understood_price(listing.price, listing.currency)}.",
+                "success",
+            )
             return redirect(url_for("listings.detail", listing_id=listing.id))
     status = 400 if request.method == "POST" else 200
     return render_template(
@@ -572,7 +585,10 @@ def edit(listing_id: int) -> Any:
             listing.photos = kept + [save_photo(p) for p in photos]
             session.commit()
             delete_photo_files([p for p in remove if p not in kept])
-            flash("Listing saved.", "success")
+            flash(
+                f"Listing saved. Price: {understood_price(listing.price, listing.currency)}.",
+                "success",
+            )
             return redirect(url_for("listings.detail", listing_id=listing.id))
     status = 400 if request.method == "POST" else 200
     return render_template(

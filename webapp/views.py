@@ -10,12 +10,20 @@ from flask import Flask, g
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from escrow.amounts import AmountError, format_units, parse_units
+from escrow.amounts import format_units, parse_units
 from escrow.db.models import ArbitratorProfile, Trade
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 
 DECIMALS = {"ETH": 18, "USD": 6}
 SYMBOLS = {"ETH": "ETH", "USD": "USD"}
+# The largest price a listing may ask, in whole tokens: far above anything sold person to
+# person, low enough that a slip of several zeros is refused instead of published.
+MAX_PRICE_ETH = 10_000
+MAX_PRICE_USD = 10_000_000
+MAX_PRICE_UNITS = {
+    "ETH": MAX_PRICE_ETH * 10 ** DECIMALS["ETH"],
+    "USD": MAX_PRICE_USD * 10 ** DECIMALS["USD"],
+}
 
 
 def format_amount(amount: int | None, currency: str = "ETH", places: int | None = None) -> str:
@@ -27,17 +35,18 @@ def format_amount(amount: int | None, currency: str = "ETH", places: int | None 
 
 
 def to_units(text: str, currency: str) -> int:
-    """Parses a user-typed price (``'1.25'``) into the token's smallest unit.
+    """Parses a user-typed price (``'1,25'``, ``'1 500.5'``) into the token's smallest unit,
+    by the rules of ``escrow.amounts.parse_units``.
 
-    Raises ``ValueError`` with a message fit for the user.
+    Raises ``AmountError`` (a ``ValueError``) with a message fit for the user.
     """
-    try:
-        return parse_units(text, DECIMALS.get(currency, 18))
-    except AmountError as exc:
-        message = str(exc).replace("amount", "price")
-        if message.startswith("At most"):
-            message = f"{currency} prices have at most {DECIMALS.get(currency, 18)} decimal places."
-        raise ValueError(message) from None
+    return parse_units(
+        text,
+        DECIMALS.get(currency, 18),
+        max_units=MAX_PRICE_UNITS.get(currency, MAX_PRICE_UNITS["ETH"]),
+        noun="price",
+        symbol=SYMBOLS.get(currency, currency),
+    )
 
 
 def short_address(address: str | None) -> str:
