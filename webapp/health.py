@@ -6,9 +6,9 @@ import logging
 from typing import Any
 
 from flask import Blueprint, jsonify
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from escrow.db.models import IndexerCheckpoint
+from escrow.db.models import IndexerCheckpoint, UndecodedLog
 from webapp import db
 from webapp.chain import gateway
 from webapp.urls import redact
@@ -38,9 +38,20 @@ def healthz() -> tuple[Any, int]:
             )
         )
         indexed = checkpoint.last_block if checkpoint else None
+        # Logs stored raw because they could not be decoded: worth a look, but anyone can
+        # emit one, so they never make the service unhealthy.
+        undecoded = db.session().scalar(
+            select(func.count())
+            .select_from(UndecodedLog)
+            .where(
+                UndecodedLog.chain_id == chain.chain_id,
+                UndecodedLog.contract_address == address,
+            )
+        )
         report["indexer"] = {
             "last_block": indexed,
             "lag_blocks": latest - indexed if indexed is not None else None,
+            "undecoded_logs": int(undecoded or 0),
         }
     except Exception as exc:  # the node being down is exactly what this endpoint reports
         # The node's address can hold credentials (user:password@, an API key in the path):

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from escrow.db.engine import database_url, make_engine, session_scope, upgrade
-from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent
+from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, UndecodedLog
 from escrow.errors import EscrowError
 from escrow.indexer.reconcile import reconcile
 from escrow.indexer.scanner import MAX_BLOCKS_PER_BATCH, ChainResetError, Indexer, Progress
@@ -127,7 +127,7 @@ def _progress_printer() -> Any:
 def reset_rows(engine: Any, chain_id: int, address: str) -> None:
     """Deletes one contract's indexed rows (events, trades and their dependants, checkpoint)."""
     with session_scope(engine) as session:
-        for model in (TradeEvent, Trade, IndexerCheckpoint):
+        for model in (TradeEvent, UndecodedLog, Trade, IndexerCheckpoint):
             session.execute(
                 delete(model).where(model.chain_id == chain_id, model.contract_address == address)
             )
@@ -137,6 +137,13 @@ def run_index(args: argparse.Namespace) -> int:
     url = args.database_url or database_url()
     upgrade(url)
     engine = make_engine(url)
+    try:
+        return _run_index(args, engine)
+    finally:
+        engine.dispose()
+
+
+def _run_index(args: argparse.Namespace, engine: Any) -> int:
     chain = _connect(args)
     target = _target(args, chain)
     if args.reset:
@@ -153,9 +160,10 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         if args.once:
             result = indexer.sync(progress=show)
+            undecoded = f", {result.undecoded} logs stored undecoded" if result.undecoded else ""
             print(
                 f"indexed blocks {result.from_block}..{result.to_block}: {result.events} "
-                f"events in {result.seconds:.1f} s"
+                f"events in {result.seconds:.1f} s{undecoded}"
             )
             return 0
         stop = threading.Event()
@@ -173,6 +181,13 @@ def run_index(args: argparse.Namespace) -> int:
 def run_reconcile(args: argparse.Namespace) -> int:
     url = args.database_url or database_url()
     engine = make_engine(url)
+    try:
+        return _run_reconcile(args, engine)
+    finally:
+        engine.dispose()
+
+
+def _run_reconcile(args: argparse.Namespace, engine: Any) -> int:
     chain = _connect(args)
     target = _target(args, chain)
     report = reconcile(chain.w3, engine, target.address, repair=args.repair)
@@ -183,6 +198,16 @@ def run_reconcile(args: argparse.Namespace) -> int:
                     "checked": report.checked,
                     "repaired": [hex(i) for i in report.repaired],
                     "differences": [str(d) for d in report.differences],
+                    "undecoded_logs": report.undecoded_logs,
+                    "undecoded": [
+                        {
+                            "block": u.block_number,
+                            "tx_hash": u.tx_hash,
+                            "log_index": u.log_index,
+                            "error": u.error,
+                        }
+                        for u in report.undecoded
+                    ],
                 },
                 indent=2,
             )
@@ -190,9 +215,11 @@ def run_reconcile(args: argparse.Namespace) -> int:
     else:
         for difference in report.differences:
             print(difference)
+        for entry in report.undecoded:
+            print(entry)
         print(
             f"{report.checked} trades checked, {len(report.differences)} differences, "
-            f"{len(report.repaired)} repaired"
+            f"{len(report.repaired)} repaired, {report.undecoded_logs} undecoded logs"
         )
     return 0 if report.ok else 1
 

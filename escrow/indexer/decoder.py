@@ -6,10 +6,16 @@ from the topics, static data words are sliced straight out of the hex string (ad
 integers, booleans, fixed bytes, static tuples), and only events with dynamic data (strings)
 fall back to ``eth_abi``. Values come out JSON-ready: addresses and bytes as lower-case ``0x``
 hex, integers as ``int``, booleans as ``bool``.
+
+Anyone can make the contract emit a log (``submitEvidence`` takes any bytes as its URI), so
+decoding must not trust the data: a string that is not UTF-8 is kept with replacement
+characters and its exact bytes go alongside as ``<name>_hex``; a log that cannot be decoded at
+all raises :class:`UndecodableLog` (never anything else), and the indexer stores it raw.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +24,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 Converter = Callable[[str], Any]  # from one 64-hex-digit word
+_is_hex = re.compile("[0-9a-fA-F]*").fullmatch
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,28 @@ class DecodedLog:
     log_index: int
 
 
-class UnknownEvent(Exception):
+@dataclass(frozen=True)
+class Undecoded:
+    """A log that could not be decoded, and why."""
+
+    log: RawLog
+    error: str
+
+
+class UndecodableLog(Exception):
+    """A log that cannot be decoded as an event of the ABI (the message says why)."""
+
+
+class UnknownEvent(UndecodableLog):
     """A log whose topic is not an event of the ABI."""
+
+
+def text_of(raw: bytes) -> tuple[str, bool]:
+    """``raw`` as text, and whether it was valid UTF-8 (if not, bad bytes become U+FFFD)."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), False
 
 
 def _address(word: str) -> str:
@@ -92,10 +119,16 @@ def _word_converter(abi_type: str) -> Converter | None:
     return None
 
 
-def _canonical_type(param: dict[str, Any]) -> str:
+def _canonical_type(param: dict[str, Any], *, strings_as_bytes: bool = False) -> str:
+    """The type as in an event signature; ``strings_as_bytes`` reads ``string`` as ``bytes``
+    (same encoding), so that text which is not UTF-8 can be decoded leniently afterwards."""
     if param["type"].startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in param["components"])
+        inner = ",".join(
+            _canonical_type(c, strings_as_bytes=strings_as_bytes) for c in param["components"]
+        )
         return f"({inner}){param['type'][5:]}"
+    if strings_as_bytes and param["type"].startswith("string"):
+        return "bytes" + param["type"][6:]
     return str(param["type"])
 
 
@@ -139,6 +172,11 @@ def _jsonable(value: Any, param: dict[str, Any]) -> Any:
     abi_type = param["type"]
     if abi_type == "tuple":
         return {c["name"]: _jsonable(v, c) for c, v in zip(param["components"], value, strict=True)}
+    if abi_type == "string" and isinstance(value, bytes):
+        return text_of(value)[0]
+    if isinstance(value, list | tuple) and abi_type.endswith("]"):
+        inner = dict(param, type=abi_type[: abi_type.rindex("[")])
+        return [_jsonable(v, inner) for v in value]
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if abi_type == "address":
@@ -161,24 +199,38 @@ class _EventPlan:
         self.data_params = [p for p in inputs if not p["indexed"]]
         self.static_plan = _static_plan(self.data_params)
         self.data_words = _plan_words(self.static_plan) if self.static_plan is not None else 0
-        self.data_types = [_canonical_type(p) for p in self.data_params]
+        self.data_types = [_canonical_type(p, strings_as_bytes=True) for p in self.data_params]
 
     def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         if len(topics) != len(self.indexed) + 1:
-            raise ValueError(f"{self.name}: expected {len(self.indexed) + 1} topics")
+            raise ValueError(f"expected {len(self.indexed) + 1} topics, got {len(topics)}")
         args: dict[str, Any] = {}
-        for (name, converter), topic in zip(self.indexed, topics[1:], strict=True):
+        words = [topic[2:] if topic.startswith("0x") else topic for topic in topics[1:]]
+        for (name, converter), word in zip(self.indexed, words, strict=True):
             assert converter is not None
-            args[name] = converter(topic[2:] if topic.startswith("0x") else topic)
+            if len(word) != 64:
+                raise ValueError(f"topic {name} is not 64 hex digits: {word[:80]!r}")
+            args[name] = converter(word)
         if self.static_plan is not None:
-            if len(data) < 64 * self.data_words:
-                raise ValueError(f"{self.name}: data too short")
+            # The converters slice words without checking them: check everything once.
+            if len(data) != 64 * self.data_words:
+                raise ValueError(f"data is {len(data)} hex digits, not {64 * self.data_words}")
+            if not _is_hex(data + "".join(words)):
+                raise ValueError("data or topics are not hex")
             values, _ = _run_plan(self.static_plan, data, 0)
             args.update(values)
         else:
+            if not _is_hex("".join(words)):
+                raise ValueError("topics are not hex")
             decoded = abi_decode(self.data_types, bytes.fromhex(data))
             for param, value in zip(self.data_params, decoded, strict=True):
-                args[param["name"]] = _jsonable(value, param)
+                name = param["name"]
+                if param["type"] == "string":
+                    args[name], valid = text_of(value)
+                    if not valid:
+                        args[name + "_hex"] = "0x" + value.hex()
+                else:
+                    args[name] = _jsonable(value, param)
         return args
 
 
@@ -199,14 +251,20 @@ class LogDecoder:
         return {topic: plan.name for topic, plan in self._by_topic.items()}
 
     def decode(self, log: RawLog) -> DecodedLog:
+        """The event of ``log``; raises :class:`UndecodableLog` and nothing else."""
         if not log.topics:
-            raise UnknownEvent("anonymous log")
-        plan = self._by_topic.get(log.topics[0].lower())
+            raise UnknownEvent("log without topics")
+        first = log.topics[0]
+        plan = self._by_topic.get(first.lower()) if isinstance(first, str) else None
         if plan is None:
-            raise UnknownEvent(f"unknown topic {log.topics[0]}")
+            raise UnknownEvent(f"unknown topic {str(first)[:80]}")
+        try:
+            args = plan.decode(log.topics, log.data)
+        except Exception as exc:  # whatever malformed data makes the parsers raise
+            raise UndecodableLog(f"{plan.name}: {exc.__class__.__name__}: {exc}"[:1000]) from exc
         return DecodedLog(
             name=plan.name,
-            args=plan.decode(log.topics, log.data),
+            args=args,
             block_number=log.block_number,
             block_hash=log.block_hash,
             block_timestamp=log.block_timestamp,

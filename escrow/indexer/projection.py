@@ -27,9 +27,10 @@ from escrow.db.models import (
     Trade,
     TradeEvent,
     TradeStatus,
+    UndecodedLog,
     User,
 )
-from escrow.indexer.decoder import DecodedLog
+from escrow.indexer.decoder import DecodedLog, Undecoded
 from escrow.indexer.listings import refresh_listings
 
 #: Events that carry a ``tradeId`` and change a trade's row.
@@ -61,6 +62,11 @@ ACCOUNT_ARG = {
 }
 IN_CHUNK = 500  # ids per IN (...) list
 ZERO_ADDRESS = "0x" + "00" * 20
+#: The latest time the database's timestamp columns (and Python's datetime) can hold.
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31 23:59:59 UTC
+INT32_MAX = 2**31 - 1
+#: Length of ``EvidenceFile.onchain_uri``.
+URI_COLUMN_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,41 @@ def terms_hash(trade_id: int, terms: dict[str, Any]) -> str:
     )
     encoded = b"".join(w.to_bytes(32, "big") for w in words)
     return "0x" + keccak(encoded)[:24].hex()
+
+
+def unstorable(event: DecodedLog) -> str | None:
+    """Why the rows of ``event`` cannot be stored (a value out of the columns' range), or None.
+
+    The contract bounds these values far below the limits; a log that still exceeds them is
+    kept raw instead of failing the batch.
+    """
+    name = event.name
+    args = event.args
+    if name == "TradeFunded":
+        terms = args["terms"]
+        if terms["shipBy"] > MAX_TIMESTAMP:
+            return f"{name}: shipBy {terms['shipBy']} is beyond the year 9999"
+        if terms["inspectionPeriod"] > INT32_MAX:
+            return f"{name}: inspectionPeriod {terms['inspectionPeriod']} is too large"
+    elif name == "TradeShipped":
+        if args["inspectionEndsAt"] > MAX_TIMESTAMP:
+            return f"{name}: inspectionEndsAt {args['inspectionEndsAt']} is beyond the year 9999"
+    elif name == "DisputeOpened":
+        if args["rulingDeadline"] > MAX_TIMESTAMP:
+            return f"{name}: rulingDeadline {args['rulingDeadline']} is beyond the year 9999"
+    if event.block_timestamp is not None and not 0 <= event.block_timestamp <= MAX_TIMESTAMP:
+        return f"block time {event.block_timestamp} out of range"
+    return None
+
+
+def column_text(value: str, length: int) -> str:
+    """``value`` fit for a text column of ``length`` characters on every database: NUL
+    characters (PostgreSQL refuses them) become U+FFFD, and a longer text is cut with '…'."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if len(value) > length:
+        value = value[: length - 1] + "\u2026"
+    return value
 
 
 # ---------------------------------------------------------------------------- state machine
@@ -297,6 +338,7 @@ class BatchResult:
     applied: int = 0  # new events stored
     skipped: int = 0  # already in the database (replay)
     orphans: int = 0  # trade events of trades funded before the start block
+    undecoded: int = 0  # logs that could not be decoded, stored raw
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -405,7 +447,7 @@ def store_projections(
                     EvidenceFile.onchain_tx_hash.is_(None),
                 )
                 .values(
-                    onchain_uri=event.args["uri"][:500],
+                    onchain_uri=column_text(str(event.args["uri"]), URI_COLUMN_LENGTH),
                     onchain_tx_hash=event.tx_hash,
                     onchain_block=event.block_number,
                 )
@@ -532,13 +574,59 @@ def existing_event_keys(
     return {(tx, index) for tx, index in rows}
 
 
-def apply_events(session: Session, scope: Scope, events: Sequence[DecodedLog]) -> BatchResult:
-    """Stores ``events`` (in chain order) and updates the rows they change.
+def store_undecoded(session: Session, scope: Scope, logs: Sequence[Undecoded]) -> int:
+    """Stores logs that could not be decoded, raw (skipping ones already stored)."""
+    if not logs:
+        return 0
+    seen: set[tuple[str, int]] = set()
+    for chunk in _chunks(sorted({u.log.tx_hash for u in logs})):
+        seen.update(
+            (tx, index)
+            for tx, index in session.execute(
+                select(UndecodedLog.tx_hash, UndecodedLog.log_index).where(
+                    UndecodedLog.chain_id == scope.chain_id, UndecodedLog.tx_hash.in_(chunk)
+                )
+            )
+        )
+    rows = []
+    for entry in logs:
+        raw = entry.log
+        if (raw.tx_hash, raw.log_index) in seen:
+            continue
+        seen.add((raw.tx_hash, raw.log_index))
+        rows.append(
+            {
+                "chain_id": scope.chain_id,
+                "contract_address": scope.contract_address,
+                "block_number": raw.block_number,
+                "block_hash": raw.block_hash,
+                "tx_hash": raw.tx_hash,
+                "log_index": raw.log_index,
+                "topics": [str(t) for t in raw.topics],
+                "data": "0x" + raw.data,
+                "error": column_text(entry.error, 2000),
+                "created_at": datetime.now(UTC),
+            }
+        )
+    if rows:
+        session.execute(insert(cast(Table, UndecodedLog.__table__)), rows)
+    return len(rows)
+
+
+def apply_events(
+    session: Session,
+    scope: Scope,
+    events: Sequence[DecodedLog],
+    undecoded: Sequence[Undecoded] = (),
+) -> BatchResult:
+    """Stores ``events`` (in chain order) and updates the rows they change; ``undecoded`` logs
+    of the same blocks are stored raw.
 
     Events already stored (same chain, tx hash and log index) are skipped, so replaying a range
     changes nothing. Runs inside the caller's transaction.
     """
     result = BatchResult()
+    result.undecoded = store_undecoded(session, scope, undecoded)
     if not events:
         return result
     seen = existing_event_keys(session, scope, events[0].block_number, events[-1].block_number)
@@ -661,6 +749,13 @@ def rollback_above(session: Session, scope: Scope, block: int) -> int:
     )
     removed = cast(CursorResult[Any], session.execute(delete(TradeEvent).where(in_scope)))
     removed_count = removed.rowcount or 0
+    session.execute(
+        delete(UndecodedLog).where(
+            UndecodedLog.chain_id == scope.chain_id,
+            UndecodedLog.contract_address == scope.contract_address,
+            UndecodedLog.block_number > block,
+        )
+    )
     trade_pks = select(Trade.id).where(
         Trade.chain_id == scope.chain_id, Trade.contract_address == scope.contract_address
     )

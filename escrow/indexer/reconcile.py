@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from escrow.db.engine import session_scope
-from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, TradeStatus
-from escrow.indexer.decoder import LogDecoder
+from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, TradeStatus, UndecodedLog
+from escrow.indexer.decoder import DecodedLog, LogDecoder, UndecodableLog
 from escrow.indexer.projection import (
     Scope,
     as_utc,
@@ -47,15 +47,61 @@ class Difference:
         )
 
 
+@dataclass(frozen=True)
+class UndecodedEntry:
+    """A log of the contract the indexer stored raw because it could not decode it."""
+
+    block_number: int
+    tx_hash: str
+    log_index: int
+    error: str
+
+    def __str__(self) -> str:
+        return (
+            f"undecoded log in block {self.block_number}, tx {self.tx_hash} "
+            f"log {self.log_index}: {self.error[:200]}"
+        )
+
+
+#: How many undecoded logs a report lists (all are counted).
+UNDECODED_LISTED = 20
+
+
 @dataclass
 class ReconcileReport:
     checked: int = 0
     differences: list[Difference] = field(default_factory=list)
     repaired: list[int] = field(default_factory=list)
+    #: Logs stored raw (anyone can make the contract emit one: they are reported, not failed).
+    undecoded_logs: int = 0
+    undecoded: list[UndecodedEntry] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.differences
+
+
+def undecoded_logs(
+    session: Session, scope: Scope, limit: int = UNDECODED_LISTED
+) -> tuple[int, list[UndecodedEntry]]:
+    """How many logs of the contract are stored undecoded, and the latest ``limit`` of them."""
+    in_scope = (
+        UndecodedLog.chain_id == scope.chain_id,
+        UndecodedLog.contract_address == scope.contract_address,
+    )
+    count = session.scalar(select(func.count()).select_from(UndecodedLog).where(*in_scope)) or 0
+    rows = session.execute(
+        select(
+            UndecodedLog.block_number,
+            UndecodedLog.tx_hash,
+            UndecodedLog.log_index,
+            UndecodedLog.error,
+        )
+        .where(*in_scope)
+        .order_by(UndecodedLog.block_number.desc(), UndecodedLog.log_index.desc())
+        .limit(limit)
+    ).all()
+    return int(count), [UndecodedEntry(*row) for row in rows]
 
 
 def _terms(trade: Trade) -> tuple[Any, ...]:
@@ -150,6 +196,7 @@ def reconcile(
             .order_by(Trade.id)
         ).all()
         session.expunge_all()
+        report.undecoded_logs, report.undecoded = undecoded_logs(session, scope)
     for trade in trades:
         report.checked += 1
         diffs = compare_trade(contract, trade)
@@ -183,7 +230,12 @@ def repair_trade(
     raw = source.get_logs(
         scope.contract_address, trade.funded_block, last_block or trade.funded_block, [None, topic]
     )
-    events = [decoder.decode(r) for r in raw]
+    events: list[DecodedLog] = []
+    for entry in raw:
+        try:
+            events.append(decoder.decode(entry))
+        except UndecodableLog:
+            continue  # the scanner keeps these raw; they change no trade
     missing_stamps = {e.block_number for e in events if e.block_timestamp is None}
     stamps = source.block_timestamps(sorted(missing_stamps))
     added = 0

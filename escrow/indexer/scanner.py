@@ -29,8 +29,14 @@ from web3.exceptions import Web3Exception
 from escrow.db.engine import session_scope
 from escrow.db.models import IndexerCheckpoint, TradeEvent
 from escrow.errors import EscrowError
-from escrow.indexer.decoder import DecodedLog, LogDecoder, RawLog, UnknownEvent
-from escrow.indexer.projection import BatchResult, Scope, apply_events, rollback_above
+from escrow.indexer.decoder import DecodedLog, LogDecoder, RawLog, UndecodableLog, Undecoded
+from escrow.indexer.projection import (
+    BatchResult,
+    Scope,
+    apply_events,
+    rollback_above,
+    unstorable,
+)
 from escrow.indexer.source import LogSource
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ class SyncResult:
     events: int = 0
     skipped: int = 0
     orphans: int = 0
+    undecoded: int = 0
     batches: int = 0
     reorgs: int = 0
     seconds: float = 0.0
@@ -234,14 +241,15 @@ class Indexer:
             or any(r.block_number == last and r.block_hash != last_hash for r in raw)
         ):
             return (last_block, BatchResult())  # the chain moved under us: read again
-        events = self._decode(raw)
+        events, undecoded = self._decode_all(raw)
         total = BatchResult()
         committed = last_block
         # Crowded blocks can put many more events in the range than wanted: commit them in
         # groups of whole blocks, each with its own checkpoint.
         for group, group_last, group_hash in self._groups(events, last, last_hash):
+            raw_here = [u for u in undecoded if committed < u.log.block_number <= group_last]
             with session_scope(self.engine) as session:
-                result = apply_events(session, self.scope, group)
+                result = apply_events(session, self.scope, group, raw_here)
                 cp = self._checkpoint(session)
                 assert cp is not None
                 if cp.last_block != committed:
@@ -253,6 +261,7 @@ class Indexer:
             total.applied += result.applied
             total.skipped += result.skipped
             total.orphans += result.orphans
+            total.undecoded += result.undecoded
         self._adapt(last - first + 1, len(raw))
         return last, total
 
@@ -274,19 +283,36 @@ class Indexer:
         return groups
 
     def _decode(self, raw: list[RawLog]) -> list[DecodedLog]:
+        return self._decode_all(raw)[0]
+
+    def _decode_all(self, raw: list[RawLog]) -> tuple[list[DecodedLog], list[Undecoded]]:
+        """The decoded events, and the logs that could not be decoded or stored (any log the
+        contract emits may come from a stranger: none may stop the indexer)."""
         missing = {r.block_number for r in raw if r.block_timestamp is None}
         stamps = self.source.block_timestamps(sorted(missing)) if missing else {}
         events = []
+        undecoded = []
         for entry in raw:
             try:
                 event = self.decoder.decode(entry)
-            except UnknownEvent:
-                log.warning("skipping a log with an unknown topic in tx %s", entry.tx_hash)
+            except UndecodableLog as exc:
+                log.warning(
+                    "storing an undecodable log raw (tx %s, log %d): %s",
+                    entry.tx_hash,
+                    entry.log_index,
+                    str(exc)[:200],
+                )
+                undecoded.append(Undecoded(entry, str(exc)))
                 continue
             if event.block_timestamp is None:
                 event = replace(event, block_timestamp=stamps[event.block_number])
+            problem = unstorable(event)
+            if problem is not None:
+                log.warning("storing a log raw (tx %s): %s", entry.tx_hash, problem)
+                undecoded.append(Undecoded(entry, problem))
+                continue
             events.append(event)
-        return events
+        return events, undecoded
 
     def _adapt(self, blocks: int, logs: int) -> None:
         if logs == 0:
@@ -319,6 +345,7 @@ class Indexer:
             result.events += batch.applied
             result.skipped += batch.skipped
             result.orphans += batch.orphans
+            result.undecoded += batch.undecoded
             result.batches += 1
             if progress is not None:
                 progress(Progress(block, target, result.events, time.perf_counter() - started))
