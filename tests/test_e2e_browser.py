@@ -124,8 +124,9 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     shot(buyer_page, "02-market-search")
     buyer_page.click("text=Trek Marlin 5 mountain bike")
     shot(buyer_page, "03-listing-page")
+    buyer_page.get_by_role("button", name="Buy with escrow · 0.35 ETH").click()
     with buyer_page.expect_navigation(url="**/trades**", timeout=TX_TIMEOUT):
-        buyer_page.get_by_role("button", name="Buy with escrow · 0.35 ETH").click()
+        buyer_page.click("[data-review-pay]")  # the review opens before the wallet
     wait_for_tx(buyer_page)
     buyer_page.click("a[href^='/trades/']")
     trade_url = buyer_page.url
@@ -187,8 +188,9 @@ def test_dispute_with_evidence_and_ruling(
 
     page = open_as(browser, stack, buyer)
     page.goto(f"/listings/{listing_id}")
+    page.get_by_role("button", name="Buy with escrow").click()
     with page.expect_navigation(url="**/trades**", timeout=TX_TIMEOUT):
-        page.get_by_role("button", name="Buy with escrow").click()
+        page.click("[data-review-pay]")
     wait_for_tx(page)
     page.click("a[href^='/trades/']")
     trade_url = page.url
