@@ -16,6 +16,7 @@ from sqlalchemy import delete
 from escrow.db.engine import database_url, make_engine, session_scope, upgrade
 from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, UndecodedLog
 from escrow.errors import EscrowError
+from escrow.indexer.projection import detach_records
 from escrow.indexer.reconcile import reconcile
 from escrow.indexer.scanner import MAX_BLOCKS_PER_BATCH, ChainResetError, Indexer, Progress
 
@@ -125,8 +126,13 @@ def _progress_printer() -> Any:
 
 
 def reset_rows(engine: Any, chain_id: int, address: str) -> None:
-    """Deletes one contract's indexed rows (events, trades and their dependants, checkpoint)."""
+    """Deletes one contract's indexed rows (events, trades and disputes, checkpoint).
+
+    Messages, ratings and evidence files are people's words: they are detached from the
+    trades, not deleted, and come back if the same funding appears again.
+    """
     with session_scope(engine) as session:
+        detach_records(session, (Trade.chain_id == chain_id) & (Trade.contract_address == address))
         for model in (TradeEvent, UndecodedLog, Trade, IndexerCheckpoint):
             session.execute(
                 delete(model).where(model.chain_id == chain_id, model.contract_address == address)

@@ -23,6 +23,8 @@ from escrow.db.models import (
     EvidenceFile,
     HoldState,
     Listing,
+    Message,
+    Rating,
     Side,
     Trade,
     TradeEvent,
@@ -384,7 +386,11 @@ def load_projections(
 def store_projections(
     session: Session, projections: Iterable[TradeProjection], scope: Scope | None = None
 ) -> None:
-    """Writes changed projections: inserts, updates by primary key, deletes emptied rows."""
+    """Writes changed projections: inserts, updates by primary key, deletes emptied rows.
+
+    A deleted trade's messages, ratings and evidence files are detached, not deleted; a new
+    trade takes back the ones that belong to it (see :func:`reattach_records`).
+    """
     projections = [p for p in projections if p.changed]
     new = [p for p in projections if p.trade is not None and p.trade_pk is None]
     if new:
@@ -400,6 +406,9 @@ def store_projections(
         )
         for proj, pk in zip(new, pks, strict=True):
             proj.trade_pk = pk
+        reattach_records(
+            session, [(pk, p.trade) for p, pk in zip(new, pks, strict=True) if p.trade is not None]
+        )
     new_ids = {id(p) for p in new}
     updates = [
         dict(p.trade, id=p.trade_pk)
@@ -414,6 +423,7 @@ def store_projections(
         touched_listings += session.scalars(
             select(Trade.listing_id).where(Trade.id.in_(chunk))
         ).all()
+        detach_records(session, Trade.id.in_(chunk))
         session.execute(delete(Trade).where(Trade.id.in_(chunk)))
     refresh_listings(session, touched_listings)
 
@@ -559,6 +569,119 @@ def _currency_tokens(
                 )
             }
     return tokens
+
+
+# ---------------------------------------------------------------------------- people's records
+
+#: Rows people wrote about a trade; they outlive the trade's row (see ``DetachedFromTrade``).
+RECORD_MODELS: tuple[type[Message] | type[Rating] | type[EvidenceFile], ...] = (
+    Message,
+    Rating,
+    EvidenceFile,
+)
+
+
+def detach_records(session: Session, trades: Any) -> None:
+    """Detaches the records of the trades ``trades`` (a condition on ``Trade``) before they are
+    deleted: ``trade_id`` NULL, and the trade's chain, contract, on-chain id and funding
+    transaction remembered. Files on disk stay where they are."""
+    now = datetime.now(UTC)
+    for model in RECORD_MODELS:
+
+        def of_trade(column: Any, model: Any = model) -> Any:
+            return select(column).where(Trade.id == model.trade_id).scalar_subquery()
+
+        session.execute(
+            update(model)
+            .where(model.trade_id.in_(select(Trade.id).where(trades)))
+            .values(
+                detached_chain_id=of_trade(Trade.chain_id),
+                detached_contract=of_trade(Trade.contract_address),
+                detached_onchain_id=of_trade(Trade.onchain_id),
+                detached_funded_tx=of_trade(Trade.funded_tx),
+                detached_at=now,
+                trade_id=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def reattach_records(session: Session, trades: Sequence[tuple[int, dict[str, Any]]]) -> int:
+    """Gives new trades back the detached records that belong to them; returns how many.
+
+    Records go back to the trade funded by the same transaction (a reorganisation can move it
+    to another block, which changes the on-chain id), or else to the trade with the same
+    on-chain id when everyone who wrote them is a party of it (the id fixes the buyer, not the
+    seller or the arbitrator, and nobody may read a conversation they were not part of).
+    """
+    if not trades:
+        return 0
+    first = trades[0][1]
+    chain_id, contract = first["chain_id"], first["contract_address"]
+    detached: list[tuple[Any, Any]] = []  # (model, row)
+    for model in RECORD_MODELS:
+        found = session.scalars(
+            select(model).where(
+                model.trade_id.is_(None),
+                model.detached_chain_id == chain_id,
+                model.detached_contract == contract,
+            )
+        )
+        detached.extend((model, row) for row in found)
+    if not detached:
+        return 0
+    groups: dict[tuple[int | None, str | None], list[tuple[Any, Any]]] = {}
+    for model, row in detached:
+        groups.setdefault((row.detached_onchain_id, row.detached_funded_tx), []).append(
+            (model, row)
+        )
+    by_tx = {t["funded_tx"]: (pk, t) for pk, t in trades}
+    by_id = {t["onchain_id"]: (pk, t) for pk, t in trades}
+    chosen: dict[int, list[list[tuple[Any, Any]]]] = {}
+    for (onchain_id, funded_tx), rows in groups.items():
+        if funded_tx in by_tx:
+            chosen.setdefault(by_tx[funded_tx][0], []).insert(0, rows)
+        elif onchain_id in by_id and _all_parties(rows, by_id[onchain_id][1]):
+            chosen.setdefault(by_id[onchain_id][0], []).append(rows)
+    attached = 0
+    for trade_pk, row_groups in chosen.items():
+        taken: set[tuple[Any, ...]] = set()
+        for rows in row_groups:
+            for model, row in rows:
+                key = _unique_key(model, row)
+                if key is not None and key in taken:
+                    continue  # the same rating or file came back twice: keep one attached
+                if key is not None:
+                    taken.add(key)
+                row.trade_id = trade_pk
+                row.detached_chain_id = row.detached_contract = None
+                row.detached_onchain_id = row.detached_funded_tx = row.detached_at = None
+                attached += 1
+    session.flush()
+    return attached
+
+
+def _unique_key(model: Any, row: Any) -> tuple[Any, ...] | None:
+    if model is Rating:
+        return ("rating", row.rater_side)
+    if model is EvidenceFile:
+        return ("file", row.sha256)
+    return None
+
+
+def _all_parties(rows: list[tuple[Any, Any]], trade: dict[str, Any]) -> bool:
+    buyer, seller = trade["buyer"].lower(), trade["seller"].lower()
+    people = {buyer, seller, trade["arbitrator"].lower()}
+    for model, row in rows:
+        if model is Message and row.sender.lower() not in people:
+            return False
+        if model is EvidenceFile and row.uploaded_by.lower() not in people:
+            return False
+        if model is Rating:
+            sides = (buyer, seller) if row.rater_side == Side.BUYER.value else (seller, buyer)
+            if (row.rater.lower(), row.ratee.lower()) != sides:
+                return False
+    return True
 
 
 def existing_event_keys(
