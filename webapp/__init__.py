@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # exactly that many hops; the Host header is not taken from X-Forwarded-Host.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
-    from webapp import chain, db, errors
+    from webapp import chain, db, errors, security_headers
     from webapp.extensions import csrf, limiter
 
     db.init_app(app)
@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     errors.init_app(app)
+    security_headers.init_app(app)
 
     from webapp import arbitration, auth, disputes, health, listings, profiles, trades, tx
 
