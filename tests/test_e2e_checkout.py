@@ -569,11 +569,6 @@ def test_buy_again_right_after_a_trade_ends(
 # ---------------------------------------------------------------------------- a hold that ran out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkout.js sends the transaction prepared before the review without asking the "
-    "server whether the hold is still open",
-)
 def test_pay_after_the_hold_ran_out_sends_nothing(
     browser: Browser, stack: LocalStack, engine: Engine
 ) -> None:

@@ -245,13 +245,13 @@ def test_listing_page_for_each_role(app: Flask, web: Any, roles: Roles) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in anonymous
     assert "Verified record" in anonymous
     owner = web("seller", roles).client.get(url).get_data(as_text=True)
-    assert "Edit" in owner and "data-tx-url" not in owner
+    assert "Edit" in owner and "data-checkout-url" not in owner
     other = web("buyer", roles).client.get(url).get_data(as_text=True)
     assert "Edit</a>" not in other
     if "trades.buy" in app.view_functions:
-        assert f'data-tx-url="/listings/{listing_id}/buy"' in other
+        assert f'data-checkout-url="/listings/{listing_id}/buy"' in other
     else:
-        assert "data-tx-url" not in other
+        assert "data-checkout-url" not in other
 
 
 def test_buy_button_needs_the_endpoint_and_an_available_listing(
@@ -263,26 +263,27 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
         )
     listing_id = _listing(app, roles.seller)
     buyer = web("buyer", roles)
-    assert "data-tx-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-checkout-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
     with _session(app) as session:
         listing = session.get(Listing, listing_id)
         listing.reserved_by = roles.buyer2.lower()
         listing.reserved_until = datetime.now(UTC) + timedelta(minutes=10)
         session.commit()
     page = buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
-    assert "data-tx-url" not in page and "Reserved by another buyer" in page
+    assert "data-checkout-url" not in page and "On hold until" in page
+    assert "Another buyer is paying for this item" in page
     # The reserving buyer still sees the button; an expired hold frees the listing.
-    assert "data-tx-url" in web("buyer2", roles).client.get(f"/listings/{listing_id}").get_data(
+    assert "data-checkout-url" in web("buyer2", roles).client.get(f"/listings/{listing_id}").get_data(
         as_text=True
     )
     with _session(app) as session:
         session.get(Listing, listing_id).reserved_until = datetime.now(UTC) - timedelta(1)
         session.commit()
-    assert "data-tx-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-checkout-url" in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
     with _session(app) as session:
         session.get(Listing, listing_id).status = "sold"
         session.commit()
-    assert "data-tx-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-checkout-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
 
 
 def test_buy_form_offers_the_arbitrators_when_there_is_a_choice(
@@ -291,7 +292,7 @@ def test_buy_form_offers_the_arbitrators_when_there_is_a_choice(
     index_now(app)  # the arbitrators' registrations
     listing_id = _listing(app, roles.seller)
     page = web("buyer", roles).client.get(f"/listings/{listing_id}").get_data(as_text=True)
-    assert f'data-tx-url="/listings/{listing_id}/buy"' in page
+    assert f'data-checkout-url="/listings/{listing_id}/buy"' in page
     with app.test_request_context():
         with _session(app) as session:
             choices = app.jinja_env.globals["buy_arbitrators"](session.get(Listing, listing_id))

@@ -92,7 +92,12 @@ def from_environment() -> dict[str, Any]:
         "SIWE_NONCE_TTL_SECONDS": 10 * 60,
         # A message this server writes is about 300 characters; longer ones are refused unread.
         "SIWE_MAX_MESSAGE_CHARS": 1000,
-        "RESERVATION_SECONDS": 15 * 60,
+        # Checkout holds (webapp/checkout.py): while the wallet is open, while a reported
+        # payment is mined, and how many unfinished checkouts a buyer may leave per window.
+        "WALLET_HOLD_SECONDS": 120,
+        "PAYMENT_HOLD_SECONDS": 10 * 60,
+        "ABANDON_LIMIT": 5,
+        "ABANDON_WINDOW_SECONDS": 30 * 60,
         "PAGE_SIZE": 24,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

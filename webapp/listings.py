@@ -45,7 +45,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from escrow.amounts import show_units, strip_amount
 from escrow.db.models import Listing, ListingStatus, Trade, User
-from webapp import db, trust
+from webapp import checkout, db, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
 from webapp.forms import Form
@@ -571,10 +571,14 @@ def edit(listing_id: int) -> Any:
         if len(kept) + len(photos) > MAX_PHOTOS:
             photo_errors.append(f"At most {MAX_PHOTOS} photos per listing; remove some first.")
         photo_errors += photo_space_errors(photos, freed=remove)
-        if photo_errors:
+        locked = _terms_change_refused(listing, form)
+        if locked:
+            form.price.errors = [*form.price.errors, locked]
+        elif photo_errors:
             form.photos.errors = photo_errors
         else:
             session = db.session()
+            _bump_version(listing, form)
             listing.title = form.title.data.strip()
             listing.description = (form.description.data or "").strip()
             listing.price = form.price_units()
@@ -596,6 +600,31 @@ def edit(listing_id: int) -> Any:
     ), status
 
 
+def _terms_change_refused(listing: Listing, form: ListingForm) -> str | None:
+    """Why the price or currency may not change now (a buyer is paying, or a trade is open)."""
+    try:
+        price = form.price_units()
+    except ValueError:
+        return None  # the price field reports its own error
+    if price == listing.price and form.currency.data == listing.currency:
+        return None
+    reason = checkout.terms_locked(db.session(), listing)
+    if reason is None:
+        return None
+    return f"{reason} The price and currency cannot change until it is over."
+
+
+def _bump_version(listing: Listing, form: ListingForm) -> None:
+    """A new version whenever what a buyer agrees to changes: open checkouts must re-confirm."""
+    if (
+        form.title.data.strip() != listing.title
+        or (form.description.data or "").strip() != (listing.description or "")
+        or form.price_units() != listing.price
+        or form.currency.data != listing.currency
+    ):
+        listing.version = int(listing.version or 1) + 1
+
+
 def _plain_amount(units: int, currency: str) -> str:
     from webapp.views import format_amount
 
@@ -608,7 +637,9 @@ def pause(listing_id: int) -> Response:
     listing = _owned_listing(listing_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    if listing.status == ListingStatus.ACTIVE.value:
+    if checkout.listing_is_held(db.session(), listing.id):
+        flash("A buyer is paying for this item right now; try again in a few minutes.", "error")
+    elif listing.status == ListingStatus.ACTIVE.value:
         listing.status = ListingStatus.WITHDRAWN.value
         flash("Listing paused: buyers no longer see it.", "success")
     elif listing.status == ListingStatus.WITHDRAWN.value:
@@ -627,6 +658,9 @@ def delete(listing_id: int) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     session = db.session()
+    if checkout.listing_is_held(session, listing.id):
+        flash("A buyer is paying for this item right now; try again in a few minutes.", "error")
+        return redirect(_back(listing))
     used = session.scalar(select(func.count(Trade.id)).where(Trade.listing_id == listing.id))
     if used:
         if listing.status in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):

@@ -95,8 +95,23 @@
     const accept = document.createElement('button');
     accept.type = 'button';
     accept.className = 'primary';
+    const buy = form.querySelector('[data-buy-label]');
+    const samePrice = terms.amount === form.elements.amount.value &&
+      terms.currency === form.elements.currency.value;
+    if (samePrice) {
+      // The words changed, not the price: the buyer must read them before buying.
+      accept.textContent = 'Show the changes';
+      accept.addEventListener('click', () => window.location.reload());
+      note.appendChild(accept);
+      if (buy) buy.hidden = true;
+      form.prepend(note);
+      accept.focus();
+      return;
+    }
     accept.textContent = 'Continue at ' + terms.amount_text;
+    if (buy) buy.hidden = true;  // the stale price is not offered while the alert shows
     accept.addEventListener('click', () => {
+      if (buy) buy.hidden = false;
       form.elements.amount.value = terms.amount;
       form.elements.currency.value = terms.currency;
       form.elements.version.value = terms.version;
@@ -167,6 +182,13 @@
           return;
         }
         const from = await W.account();
+        if (!prepared.permit) {
+          // The hold may have ended while the review was open: the server checks it again and
+          // prepares the payment only if the item is still held for this buyer.
+          answer = await post(form.dataset.checkoutUrl, Object.assign({}, base, {hold: prepared.hold}));
+          if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+          prepared = answer.payload;
+        }
         if (prepared.permit) {
           const message = prepared.permit.message || {};
           if (String(message.owner || '').toLowerCase() !== from) {
@@ -199,7 +221,10 @@
         const hash = await W.provider().request({method: 'eth_sendTransaction', params: [tx]});
         sent = true;
         hold = null;
-        await post(prepared.paid_url, {tx_hash: hash}).catch(() => null);
+        const reported = await post(prepared.paid_url, {tx_hash: hash}).catch(() => null);
+        if (reported && !reported.ok && reported.payload.error) {
+          W.status(reported.payload.error + ' Waiting for the transaction anyway…', 'error');
+        }
         await W.waitForTx(hash);
         W.goTo(prepared.redirect);
       } catch (error) {
