@@ -1,14 +1,19 @@
 """The local stack as `make run` starts it (anvil, the indexer, gunicorn), as an attacker on
 the same computer or a web page in the developer's browser would see it: the data folder is
 the owner's only, anvil answers no cross-site requests, only the site's own host names are
-served, and sign-in works under both of them.
+served, sign-in works under both of them, and junk sign-in messages do not stall the server.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import stat
+import statistics
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     (data / "secret_key").write_text("0" * 64)
     for path in (data, data / "uploads", data / "uploads" / "old.png", data / "secret_key"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-    with LocalStack(data, quiet=True, seed=False, workers=1, threads=2) as running:
+    with LocalStack(data, quiet=True, seed=False) as running:
         yield running
 
 
@@ -149,3 +154,65 @@ def test_private_umask_is_given_back(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "after").stat().st_mode) == 0o644
     finally:
         os.umask(before)
+
+
+def _junk_message() -> str:
+    """A message-shaped text of the largest accepted length (1,000 characters)."""
+    head = "127.0.0.1 wants you to sign in with your Ethereum account:\n0x" + "Ab" * 20
+    return (head + "\n\nSign in: " + "a-b " * 400)[:1000]
+
+
+def _post_from(source_ip: str, port: int, path: str, body: str, headers: dict[str, str]) -> int:
+    """A POST from its own loopback address (so each gets its own rate-limit count)."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=120, source_address=(source_ip, 0)
+    )
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_healthz_stays_fast_while_junk_signins_arrive(stack: LocalStack) -> None:
+    """20 junk sign-in messages at once against gunicorn as `make run` starts it: the server
+    refuses them unread, so `/healthz` keeps answering quickly."""
+    with requests.Session() as browser:
+        page = browser.get(stack.url + "/auth/signin", timeout=10).text
+        token = CSRF_META.search(page)
+        assert token
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.get_dict().items())
+        for _ in range(5):
+            browser.get(stack.url + "/healthz", timeout=10)  # every worker warmed up
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-CSRFToken": token.group(1),
+        "Cookie": cookie,
+    }
+    body = json.dumps({"message": _junk_message(), "signature": "0x00"})
+    start = threading.Barrier(21)
+    statuses: list[int] = []
+
+    def junk(n: int) -> None:
+        start.wait()
+        statuses.append(
+            _post_from(f"127.0.9.{10 + n}", stack.web_port, "/auth/verify", body, headers)
+        )
+
+    threads = [threading.Thread(target=junk, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    latencies = []
+    with requests.Session() as monitor:
+        start.wait()
+        for _ in range(30):
+            started = time.perf_counter()
+            assert monitor.get(stack.url + "/healthz", timeout=120).status_code in (200, 503)
+            latencies.append((time.perf_counter() - started) * 1000)
+    for thread in threads:
+        thread.join(timeout=120)
+    p95 = statistics.quantiles(latencies, n=20)[-1]
+    print(f"/healthz under 20 junk sign-ins: p95 {p95:.1f} ms, max {max(latencies):.1f} ms")
+    assert sorted(statuses) == [400] * 20
+    assert p95 < 200, f"/healthz p95 {p95:.0f} ms while junk sign-ins arrived"
