@@ -313,3 +313,27 @@ def test_abandoning_checkouts_in_a_loop_locks_nothing(app: Flask, web: Any, role
             ):
                 hold.end_reason = "funded"  # as if each had been paid
             session.commit()
+
+
+def test_a_payment_reported_after_the_indexer_saw_it_stays_ended(
+    app: Flask, web: Any, roles: Roles, chain: Chain
+) -> None:
+    """The page reports the hash while the indexer (another process) ends the hold as funded:
+    the report must not bring the hold back, or the buyer could buy nothing for ten minutes."""
+    from webapp import checkout
+
+    listing_id, _ = add_listing(app, roles.seller)
+    buyer = web("buyer", roles)
+    started = buyer.buy(listing_id).get_json()
+    tx_hex = send(chain, started["tx"])["transactionHash"].to_0x_hex()
+    with app.app_context(), db_session(app) as web_session:
+        stale = web_session.get(CheckoutHold, started["hold"])  # read before the indexer ran
+        assert stale is not None and stale.state == "wallet"
+        index_now(app)  # ends the hold as 'funded' in its own session
+        found = dict(chain.w3.eth.get_transaction(tx_hex))
+        escrow = app.extensions["escrow_chain"].deployment().escrow.address
+        checkout.mark_paid(web_session, stale, tx_hex.lower(), found, escrow)
+    hold = _holds(app, listing_id)[0]
+    assert (hold.state, hold.end_reason) == ("ended", "funded")
+    other_id, _ = add_listing(app, roles.seller, title="Lamp")
+    assert buyer.buy(other_id).status_code == 200

@@ -236,15 +236,25 @@ def _free_listing(session: Session, listing_id: int, buyer: str) -> None:
     )
 
 
-def end_hold(session: Session, hold: CheckoutHold, reason: str) -> None:
-    """Ends an open hold and frees its item (the caller commits)."""
+def end_hold(session: Session, hold: CheckoutHold, reason: str) -> bool:
+    """Ends an open hold and frees its item (the caller commits); False if it had ended.
+
+    A conditional UPDATE: the indexer may have ended it as 'funded' a moment ago, in another
+    process, and that must not be overwritten.
+    """
     assert reason in END_REASONS, reason
-    if hold.state == HoldState.ENDED.value:
-        return
-    hold.state = HoldState.ENDED.value
-    hold.end_reason = reason
-    hold.ended_at = now_utc()
+    now = now_utc()
+    result = session.execute(
+        update(CheckoutHold)
+        .where(CheckoutHold.id == hold.id, CheckoutHold.state.in_(OPEN_STATES))
+        .values(state=HoldState.ENDED.value, end_reason=reason, ended_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(hold)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
     _free_listing(session, hold.listing_id, hold.buyer)
+    return True
 
 
 def start(
@@ -366,9 +376,9 @@ def release(session: Session, hold: CheckoutHold, reason: str) -> bool:
     """The buyer let go (wallet refused, tab closed): ends a wallet hold. False if too late."""
     if hold.state != HoldState.WALLET.value:
         return False
-    end_hold(session, hold, reason)
+    ended = end_hold(session, hold, reason)
     session.commit()
-    return True
+    return ended
 
 
 def release_all(session: Session, buyer: str, reason: str = "signed_out") -> int:
@@ -393,13 +403,16 @@ def mark_paid(
 
     ``found`` is the transaction as the node knows it (None while the node has not seen it):
     it must come from the buyer, go to the escrow and name this listing. A transaction the
-    node does not know yet keeps the short hold; one that does not match ends it.
+    node does not know yet keeps the short hold; one that does not match is refused and the
+    hold is not extended.
     """
     now = now_utc()
     if hold.state == HoldState.PAYMENT.value and hold.tx_hash == tx_hash:
         expires = _aware(hold.expires_at)
         assert expires is not None
         return expires
+    if hold.state == HoldState.ENDED.value and hold.end_reason == "funded":
+        return now  # the indexer saw the payment before the page reported it
     if hold.state != HoldState.WALLET.value or (_aware(hold.expires_at) or now) <= now:
         raise CheckoutRefused(409, "This hold has already ended.")
     if found is not None:
@@ -419,9 +432,19 @@ def mark_paid(
     else:
         seconds = _setting("WALLET_HOLD_SECONDS", WALLET_HOLD_SECONDS)
     expires = now + timedelta(seconds=seconds)
-    hold.state = HoldState.PAYMENT.value
-    hold.tx_hash = tx_hash
-    hold.expires_at = expires
+    # Conditional: the indexer (another process) may end the hold as 'funded' at any moment.
+    result = session.execute(
+        update(CheckoutHold)
+        .where(CheckoutHold.id == hold.id, CheckoutHold.state == HoldState.WALLET.value)
+        .values(state=HoldState.PAYMENT.value, tx_hash=tx_hash, expires_at=expires)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        session.refresh(hold)
+        if hold.state == HoldState.ENDED.value and hold.end_reason == "funded":
+            return now
+        raise CheckoutRefused(409, "This hold has already ended.")
     session.execute(
         update(Listing)
         .where(Listing.id == hold.listing_id, Listing.reserved_by == hold.buyer)
@@ -429,6 +452,7 @@ def mark_paid(
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    session.expire(hold)
     return expires
 
 
