@@ -188,3 +188,18 @@ def test_a_message_cannot_pose_as_the_dispute_statement(
         bodies = session.scalars(select(Message.body).where(Message.trade_id == pk)).all()
     assert bodies == ["I shipped it"]
     assert seller.post_json(f"/trades/{pk}/statement", {"tx_hash": "0x"}).status_code == 409
+
+
+def test_a_detached_evidence_file_is_kept_but_not_served(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    """A reorganisation that undoes the trade detaches its files (the indexer reattaches them
+    when the trade reappears); meanwhile nobody is served the file and nothing fails."""
+    pk = funded_trade(app, client, roles)
+    evidence_id = upload(web("seller", roles), pk, PDF).get_json()["evidence_id"]
+    with db_session(app) as session:
+        session.get(EvidenceFile, evidence_id).trade_id = None
+        session.commit()
+    for role in ("buyer", "seller", "stranger"):
+        response = web(role, roles).client.get(f"/evidence/{evidence_id}")
+        assert response.status_code == 403, role

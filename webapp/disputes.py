@@ -173,7 +173,8 @@ def download(evidence_id: int) -> Any:
     row = session_db.get(EvidenceFile, evidence_id)
     if row is None:
         abort(404)
-    trade = session_db.get(Trade, row.trade_id)
+    # A file whose trade was undone by a reorganisation is kept detached until it reappears.
+    trade = session_db.get(Trade, row.trade_id) if row.trade_id is not None else None
     if trade is None or role_of(trade, current_address()) is None:
         abort(
             403, "Only the buyer, the seller and the arbitrator of this trade can see its evidence."
