@@ -337,3 +337,66 @@ def test_a_payment_reported_after_the_indexer_saw_it_stays_ended(
     assert (hold.state, hold.end_reason) == ("ended", "funded")
     other_id, _ = add_listing(app, roles.seller, title="Lamp")
     assert buyer.buy(other_id).status_code == 200
+
+
+# ---------------------------------------------------------------------------- after payment
+
+
+def test_the_trade_shows_the_listing_as_bought_after_the_seller_rewrites_it(
+    app: Flask, web: Any, roles: Roles, chain: Chain
+) -> None:
+    """A seller edits the listing's words after the buyer paid ("Phone case (no phone)"): the
+    trade page and the arbitrator still see what the buyer bought."""
+    listing_id, _ = add_listing(app, roles.seller, title="Phone", quantity=2)
+    buyer, seller = web("buyer", roles), web("seller", roles)
+    started = buyer.buy(listing_id, {"arbitrator": roles.arbitrator}).get_json()
+    send(chain, started["tx"])
+    index_now(app)
+    trade = trade_row(app)
+    edited = _edit_price(
+        seller,
+        listing_id,
+        "1",
+        title="Phone case (no phone)",
+        description="Only the case.",
+        quantity="2",
+    )
+    assert edited.status_code == 302, edited.get_data(as_text=True)
+    for who in ("buyer", "seller", "arbitrator"):
+        page = web(who, roles).client.get(f"/trades/{trade.id}").get_data(as_text=True)
+        assert "What was bought" in page and "the seller has changed it since" in page, who
+        assert "Only the case." not in page and "Phone case (no phone)" not in page, who
+    trades_page = buyer.client.get("/trades").get_data(as_text=True)
+    assert "Phone case" not in trades_page
+    client = app.extensions["escrow_chain"].client()
+    terms, _ = client.terms_of(int(trade.onchain_id))
+    client.open_dispute(int(trade.onchain_id), terms, sender=roles.buyer)
+    index_now(app)
+    case = web("arbitrator", roles).client.get(f"/arbitration/{trade.id}").get_data(as_text=True)
+    assert "Case: Phone" in case and "Phone case (no phone)" not in case
+    assert "What was bought" in case
+
+
+def test_a_strangers_trade_naming_a_listing_is_shown_as_not_linked(
+    app: Flask, web: Any, roles: Roles, chain: Chain
+) -> None:
+    """Anyone can fund a trade quoting a listing's public reference: a trade that does not pay
+    the listing's price to its seller leaves the listing for sale and says so on its page."""
+    listing_id, ref = add_listing(app, roles.seller, price=2 * ONE_ETH)
+    client = app.extensions["escrow_chain"].client()
+    funded = client.fund(
+        seller=roles.seller,
+        arbitrator=roles.arbitrator,
+        amount=1,
+        ship_by=client.chain.latest_timestamp() + 3 * 86400,
+        inspection_period=2 * 86400,
+        listing_ref=bytes.fromhex(ref[2:]),
+        sender=roles.stranger,
+    )
+    assert funded.trade_id
+    index_now(app)
+    trade = trade_row(app)
+    assert trade.listing_id is None and trade.listing_ref == ref
+    assert listing_row(app, listing_id).status == "active"
+    page = web("stranger", roles).client.get(f"/trades/{trade.id}").get_data(as_text=True)
+    assert "data-unlinked-listing" in page

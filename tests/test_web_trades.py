@@ -429,10 +429,14 @@ def test_opening_a_dispute_keeps_the_statement(
     assert opened.status_code == 200, opened.get_json()
     body = opened.get_json()
     assert body["after_send"] == f"/trades/{pk}/statement"
-    send(chain, body["tx"])
-    assert buyer.post_json(body["after_send"], {"tx_hash": "0x00"}).status_code == 200
-    # A second call has nothing left to store.
-    assert buyer.post_json(body["after_send"], {"tx_hash": "0x00"}).status_code == 409
+    tx_hash = send(chain, body["tx"])["transactionHash"].to_0x_hex()
+    assert buyer.post_json(body["after_send"], {"tx_hash": tx_hash}).status_code == 200
+    # Until the chain shows the dispute, the statement is nowhere to be seen.
+    assert "The bicycle never arrived." not in buyer.client.get(f"/trades/{pk}").get_data(
+        as_text=True
+    )
+    # The wallet script calling again (a retry) changes nothing.
+    assert buyer.post_json(body["after_send"], {"tx_hash": tx_hash}).status_code == 200
     index_now(app)
     page = web("arbitrator", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
     assert "The bicycle never arrived." in page and "Dispute opened" in page
@@ -440,7 +444,53 @@ def test_opening_a_dispute_keeps_the_statement(
         trade = session.get(Trade, pk)
         assert trade.dispute is not None
         assert trade.dispute.statement == "The bicycle never arrived."
-        assert session.scalar(select(Message).where(Message.trade_id == pk)) is not None
+        messages = session.scalars(select(Message).where(Message.trade_id == pk)).all()
+        assert [m.body for m in messages] == ["[Dispute statement] The bicycle never arrived."]
+    # Used once: a later call (an old tab or cookie) has nothing to publish.
+    assert buyer.post_json(body["after_send"], {"tx_hash": tx_hash}).status_code == 409
+
+
+def test_a_statement_without_a_dispute_is_never_shown(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    """Asking to open a dispute and then not sending it leaves no statement on the trade,
+    however often the page reports it, and an old browser session cannot replay it."""
+    pk = funded_trade(app, client, roles)
+    seller = web("seller", roles)
+    opened = seller.post_json(f"/trades/{pk}/actions/dispute", {"statement": "Buyer lies."})
+    assert opened.status_code == 200
+    for _ in range(3):
+        assert seller.post_json(opened.get_json()["after_send"], {}).status_code == 200
+    index_now(app)
+    with db_session(app) as session:
+        trade = session.get(Trade, pk)
+        assert trade.status == TradeStatus.FUNDED.value and trade.dispute is None
+        assert session.scalars(select(Message).where(Message.trade_id == pk)).all() == []
+    for role in ("buyer", "seller"):
+        page = web(role, roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+        assert "Buyer lies." not in page
+
+
+def test_the_statement_goes_with_the_party_who_opened_the_dispute(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    """The seller wrote a statement but the buyer opened the dispute: the seller's text is not
+    published as the dispute's statement."""
+    pk = funded_trade(app, client, roles)
+    seller = web("seller", roles)
+    assert (
+        seller.post_json(
+            f"/trades/{pk}/actions/dispute", {"statement": "Not mine to open."}
+        ).status_code
+        == 200
+    )
+    with db_session(app) as session:
+        onchain = int(session.get(Trade, pk).onchain_id)
+    terms, _ = client.terms_of(onchain)
+    client.open_dispute(onchain, terms, sender=roles.buyer)
+    index_now(app)
+    page = web("arbitrator", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "Dispute opened" in page and "Not mine to open." not in page
 
 
 def test_action_names_are_all_reachable() -> None:

@@ -17,7 +17,7 @@ from escrow.db.models import (
     TradeEvent,
     TradeStatus,
 )
-from webapp import db
+from webapp import checkout, db
 from webapp.auth import current_address, login_required
 from webapp.chain import gateway
 from webapp.errors import render_error
@@ -99,6 +99,7 @@ def index() -> str:
         now=page_now(),
         currency=currency,
         as_utc=as_utc,
+        bought=checkout.bought_snapshots(session, queue + past),
     )
 
 
@@ -153,6 +154,7 @@ def case(trade_pk: int) -> str:
         now=now,
         may_message=trade.dispute is not None,
         statement_mark=DISPUTE_STATEMENT_MARK,
+        bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
     )
 
 

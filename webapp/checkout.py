@@ -337,6 +337,7 @@ def start(
         state=HoldState.WALLET.value,
         created_at=now,
         expires_at=expires,
+        listing_snapshot=snapshot_of(listing),
     )
     session.add(hold)
     session.commit()
@@ -518,3 +519,67 @@ def _let_go_on_sign_out(sender: Any, address: str = "", **_: Any) -> None:
 
     if address:
         release_all(db.session(), address.lower(), "signed_out")
+
+
+# ---------------------------------------------------------------------------- what was bought
+
+
+def snapshot_of(listing: Listing) -> dict[str, Any]:
+    """The listing as a buyer sees it now: kept with the hold, shown with the trade later."""
+    return {
+        "version": int(listing.version or 1),
+        "title": listing.title,
+        "description": listing.description or "",
+        "category": listing.category,
+        "city": listing.city,
+        "photos": list(listing.photos or []),
+    }
+
+
+def bought_snapshots(session: Session, trades: list[Trade]) -> dict[int, dict[str, Any]]:
+    """For each trade bought through a checkout, the listing as its buyer saw it (by trade id).
+
+    The hold that the trade ended (``funded``) carries it; a trade's own funding transaction
+    picks its hold when the buyer bought the same listing more than once.
+    """
+    linked = [t for t in trades if t.listing_id is not None]
+    if not linked:
+        return {}
+    holds = session.scalars(
+        select(CheckoutHold)
+        .where(
+            CheckoutHold.listing_id.in_({t.listing_id for t in linked}),
+            CheckoutHold.end_reason == "funded",
+            CheckoutHold.listing_snapshot.is_not(None),
+        )
+        .order_by(CheckoutHold.id)
+    ).all()
+    found: dict[int, dict[str, Any]] = {}
+    for trade in linked:
+        mine = [
+            h
+            for h in holds
+            if h.listing_id == trade.listing_id
+            and h.buyer == trade.buyer
+            and int(h.amount) == int(trade.amount)
+            and h.token == trade.token
+        ]
+        exact = [h for h in mine if h.tx_hash and h.tx_hash == trade.funded_tx]
+        chosen = (exact or mine)[-1:] if (exact or mine) else []
+        if chosen and chosen[0].listing_snapshot:
+            found[trade.id] = dict(chosen[0].listing_snapshot)
+    return found
+
+
+def kept_photos(session: Session, listing_id: int) -> set[str]:
+    """Photo names that a buyer of ``listing_id`` saw (open or paid checkouts): never deleted."""
+    names: set[str] = set()
+    for snapshot in session.scalars(
+        select(CheckoutHold.listing_snapshot).where(
+            CheckoutHold.listing_id == listing_id,
+            or_(CheckoutHold.state.in_(OPEN_STATES), CheckoutHold.end_reason == "funded"),
+        )
+    ):
+        if snapshot:
+            names.update(str(n) for n in snapshot.get("photos") or [])
+    return names

@@ -36,8 +36,8 @@ from webapp.trade_rules import (
     OPEN_STATUSES,
     json_body,
     load_trade,
+    note_statement_sent,
     role_of,
-    take_statement,
     terms_of,
 )
 
@@ -251,14 +251,13 @@ def post_message(trade_pk: int) -> Any:
 @bp.post("/trades/<int:trade_pk>/statement")
 @login_required
 def statement_sent(trade_pk: int) -> Any:
-    """Called by the wallet script once the openDispute transaction was sent."""
+    """Called by the wallet script once the openDispute transaction was sent. The statement
+    stays on the server and is published when the chain shows the dispute (see
+    ``trade_rules.sync_dispute_statement``)."""
     trade, role = load_trade(trade_pk)
-    statement = take_statement(trade_pk)
-    if role not in ("buyer", "seller") or not statement:
-        return render_error(409, "There is no dispute statement waiting for this trade.")
     me = current_address()
     assert me is not None
-    session_db = db.session()
-    session_db.add(Message(trade_id=trade.id, sender=me, body=DISPUTE_STATEMENT_MARK + statement))
-    session_db.commit()
+    tx_hash = json_body().get("tx_hash")
+    if role not in ("buyer", "seller") or not note_statement_sent(db.session(), trade, me, tx_hash):
+        return render_error(409, "There is no dispute statement waiting for this trade.")
     return jsonify(ok=True)

@@ -578,7 +578,7 @@ def edit(listing_id: int) -> Any:
             form.photos.errors = photo_errors
         else:
             session = db.session()
-            _bump_version(listing, form)
+            _bump_version(listing, form, photos_changed=bool(remove or photos))
             listing.title = form.title.data.strip()
             listing.description = (form.description.data or "").strip()
             listing.price = form.price_units()
@@ -588,7 +588,9 @@ def edit(listing_id: int) -> Any:
             listing.city = (form.city.data or "").strip() or None
             listing.photos = kept + [save_photo(p) for p in photos]
             session.commit()
-            delete_photo_files([p for p in remove if p not in kept])
+            # Photos a buyer saw stay on disk: the trade page shows the listing as bought.
+            seen = checkout.kept_photos(session, listing.id)
+            delete_photo_files([p for p in remove if p not in kept and p not in seen])
             flash(
                 f"Listing saved. Price: {understood_price(listing.price, listing.currency)}.",
                 "success",
@@ -614,10 +616,11 @@ def _terms_change_refused(listing: Listing, form: ListingForm) -> str | None:
     return f"{reason} The price and currency cannot change until it is over."
 
 
-def _bump_version(listing: Listing, form: ListingForm) -> None:
+def _bump_version(listing: Listing, form: ListingForm, *, photos_changed: bool) -> None:
     """A new version whenever what a buyer agrees to changes: open checkouts must re-confirm."""
     if (
-        form.title.data.strip() != listing.title
+        photos_changed
+        or form.title.data.strip() != listing.title
         or (form.description.data or "").strip() != (listing.description or "")
         or form.price_units() != listing.price
         or form.currency.data != listing.currency

@@ -13,13 +13,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from eth_utils import to_checksum_address
-from flask import abort, request, session, url_for
-from sqlalchemy import select
+from flask import abort, request, url_for
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
 
 from escrow.client import Terms
-from escrow.db.models import Message, Trade, TradeStatus
+from escrow.db.models import Message, PendingStatement, Trade, TradeStatus
 from webapp import db
 from webapp.auth import current_address
 from webapp.chain import gateway
@@ -37,7 +37,6 @@ STATUS_FILTERS = {
 }
 #: Marks the opener's statement among a trade's messages (the Dispute row is the indexer's).
 DISPUTE_STATEMENT_MARK = "[Dispute statement] "
-STATEMENT_STASH_KEY = "dispute_statements"
 
 
 # ------------------------------------------------------------------ who may do what, when
@@ -264,41 +263,71 @@ def percent_to_bps(value: Any) -> int:
     return int(bps)
 
 
-def statement_messages(session: Session, trade: Trade) -> list[Message]:
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.trade_id == trade.id, Message.body.startswith(DISPUTE_STATEMENT_MARK))
-            .order_by(Message.id)
-        )
-    )
-
-
 def sync_dispute_statement(session: Session, trade: Trade) -> None:
-    """Copies the opener's statement onto the Dispute row once the indexer has created it."""
+    """Publishes the opener's statement once the indexer has seen their ``DisputeOpened``.
+
+    The statement waits on the server (:class:`PendingStatement`) from the moment the party
+    asks to open the dispute; it becomes the dispute's statement and a message only when the
+    chain shows that this party opened the dispute, and only once.
+    """
     dispute = trade.dispute
     if dispute is None or dispute.statement:
         return
-    for message in statement_messages(session, trade):
-        if message.sender == dispute.opened_by:
-            dispute.statement = message.body[len(DISPUTE_STATEMENT_MARK) :]
-            session.commit()
-            return
+    pending = session.scalars(
+        select(PendingStatement)
+        .where(
+            PendingStatement.trade_id == trade.id,
+            PendingStatement.sender == dispute.opened_by,
+            PendingStatement.used_at.is_(None),
+        )
+        .order_by(PendingStatement.id.desc())
+        .limit(1)
+    ).first()
+    if pending is None:
+        return
+    pending.used_at = datetime.now(UTC)
+    dispute.statement = pending.body
+    session.add(
+        Message(
+            trade_id=trade.id, sender=pending.sender, body=DISPUTE_STATEMENT_MARK + pending.body
+        )
+    )
+    session.commit()
 
 
-def stash_statement(trade_pk: int, statement: str) -> None:
-    """Keeps the statement until the wallet has sent the openDispute transaction."""
-    stash = dict(session.get(STATEMENT_STASH_KEY) or {})
-    stash[str(trade_pk)] = statement
-    session[STATEMENT_STASH_KEY] = stash
+def keep_statement(session_db: Session, trade: Trade, sender: str, statement: str) -> None:
+    """Keeps ``sender``'s statement on the server until their dispute is on chain (replacing
+    one they wrote before that was never used)."""
+    session_db.execute(
+        delete(PendingStatement).where(
+            PendingStatement.trade_id == trade.id,
+            PendingStatement.sender == sender,
+            PendingStatement.used_at.is_(None),
+        )
+    )
+    session_db.add(PendingStatement(trade_id=trade.id, sender=sender, body=statement))
+    session_db.commit()
 
 
-def take_statement(trade_pk: int) -> str | None:
-    """The stashed statement for ``trade_pk``, removed from the session (used once)."""
-    stash = dict(session.get(STATEMENT_STASH_KEY) or {})
-    statement = stash.pop(str(trade_pk), None)
-    session[STATEMENT_STASH_KEY] = stash
-    return statement if isinstance(statement, str) else None
+def note_statement_sent(session_db: Session, trade: Trade, sender: str, tx_hash: Any) -> bool:
+    """The wallet sent the dispute: notes its hash; False if no statement is waiting."""
+    pending = session_db.scalars(
+        select(PendingStatement)
+        .where(
+            PendingStatement.trade_id == trade.id,
+            PendingStatement.sender == sender,
+            PendingStatement.used_at.is_(None),
+        )
+        .order_by(PendingStatement.id.desc())
+        .limit(1)
+    ).first()
+    if pending is None:
+        return False
+    if isinstance(tx_hash, str) and len(tx_hash) == 66 and tx_hash.startswith("0x"):
+        pending.tx_hash = tx_hash.lower()
+        session_db.commit()
+    sync_dispute_statement(session_db, trade)
+    return True
 
 
 def deadlines(trade: Trade) -> list[tuple[str, datetime]]:

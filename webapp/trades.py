@@ -49,12 +49,12 @@ from webapp.trade_rules import (
     currency_of,
     deadlines,
     json_body,
+    keep_statement,
     listing_url,
     load_trade,
     page_now,
     percent_to_bps,
     role_of,
-    stash_statement,
     sync_dispute_statement,
     terms_of,
 )
@@ -408,6 +408,7 @@ def index() -> str:
         me=me,
         currency={t.id: currency_of(t) for t in trades},
         role_of=role_of,
+        bought=checkout.bought_snapshots(session, trades),
     )
 
 
@@ -466,6 +467,7 @@ def show(trade_pk: int) -> str:
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
         unlinked_listing=_unlinked_listing(session, trade),
+        bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
     )
 
 
@@ -542,7 +544,7 @@ def act(trade_pk: int, name: str) -> Any:
             return render_error(
                 400, "Explain the problem for the arbitrator (1 to 2,000 characters)."
             )
-        stash_statement(trade.id, statement)
+        keep_statement(db.session(), trade, me, statement)
         call = calls.open_dispute(trade_id, terms)
         after_send = url_for("disputes.statement_sent", trade_pk=trade.id)
     else:  # resolve

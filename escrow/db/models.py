@@ -231,6 +231,9 @@ class CheckoutHold(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: 'refused', 'signed_out', 'closed', 'expired', 'failed', 'funded', 'replaced'
     end_reason: Mapped[str | None] = mapped_column(String(16))
+    #: The listing as the buyer saw it (title, description, category, city, photos, version):
+    #: what the trade page and the arbitrator show after the seller edits the listing.
+    listing_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 # ---------------------------------------------------------------------------- trades (projected)
@@ -454,6 +457,24 @@ class Rating(DetachedFromTrade, Base):
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PendingStatement(Base):
+    """A party's statement for a dispute they are opening, kept on the server until the
+    indexer has seen their ``DisputeOpened``; then it becomes the dispute's statement and a
+    message, once. Until then it is shown nowhere."""
+
+    __tablename__ = "pending_statements"
+    __table_args__ = (Index("ix_pending_statements_trade_sender", "trade_id", "sender"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("trades.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(ADDRESS)
+    body: Mapped[str] = mapped_column(Text)
+    #: The openDispute transaction the wallet reported sending (None until it does).
+    tx_hash: Mapped[str | None] = mapped_column(HASH32)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------------------- sign-in
