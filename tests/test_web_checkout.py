@@ -400,3 +400,16 @@ def test_a_strangers_trade_naming_a_listing_is_shown_as_not_linked(
     assert listing_row(app, listing_id).status == "active"
     page = web("stranger", roles).client.get(f"/trades/{trade.id}").get_data(as_text=True)
     assert "data-unlinked-listing" in page
+
+
+def test_signing_in_as_another_account_frees_the_first_accounts_item(
+    app: Flask, web: Any, roles: Roles, keys: dict[str, Any]
+) -> None:
+    from web_fixtures import sign_in
+
+    listing_id, _ = add_listing(app, roles.seller)
+    first = web("buyer", roles)
+    assert first.buy(listing_id).status_code == 200
+    sign_in(first.client, keys[roles.buyer2])  # the same browser, another account
+    assert listing_row(app, listing_id).reserved_by is None
+    assert _holds(app, listing_id)[0].end_reason == "signed_out"

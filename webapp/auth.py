@@ -231,10 +231,14 @@ def verify() -> Response | tuple[Response, int]:
     if db_session.scalar(select(User).where(User.address == address)) is None:
         db_session.add(User(address=address))
     previous = session.get("login")
+    previous_address = session.get("address")
     if isinstance(previous, int) and previous != login:
         # Signing in again (as another account) ends the sign-in this browser had.
         db_session.execute(delete(LoginNonce).where(LoginNonce.id == previous))
     db_session.commit()
+    if isinstance(previous_address, str) and previous_address != address:
+        # As at sign-out: what the previous account held in this browser is let go.
+        signed_out.send(current_app._get_current_object(), address=previous_address)  # type: ignore[attr-defined]
     session.clear()
     session.permanent = True
     session["address"] = address
