@@ -273,9 +273,9 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
     assert "data-checkout-url" not in page and "On hold until" in page
     assert "Another buyer is paying for this item" in page
     # The reserving buyer still sees the button; an expired hold frees the listing.
-    assert "data-checkout-url" in web("buyer2", roles).client.get(f"/listings/{listing_id}").get_data(
-        as_text=True
-    )
+    assert "data-checkout-url" in web("buyer2", roles).client.get(
+        f"/listings/{listing_id}"
+    ).get_data(as_text=True)
     with _session(app) as session:
         session.get(Listing, listing_id).reserved_until = datetime.now(UTC) - timedelta(1)
         session.commit()
@@ -283,7 +283,9 @@ def test_buy_button_needs_the_endpoint_and_an_available_listing(
     with _session(app) as session:
         session.get(Listing, listing_id).status = "sold"
         session.commit()
-    assert "data-checkout-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "data-checkout-url" not in buyer.client.get(f"/listings/{listing_id}").get_data(
+        as_text=True
+    )
 
 
 def test_buy_form_offers_the_arbitrators_when_there_is_a_choice(
