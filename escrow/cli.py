@@ -1,27 +1,56 @@
-"""The ``escrow`` command line: compile, run a local chain, deploy, demo and trade actions."""
+"""The ``escrow`` command line: compile, run a local chain, deploy, demo and trade actions.
+
+Every error is one line on stderr (``escrow fund: error: ...``), never a traceback; ``--debug``
+(or ``ESCROW_DEBUG=1``) prints the traceback before that line. The exit status says whose move
+it is:
+
+* 2, a usage error: what was typed is wrong and the message says what to write instead. A
+  malformed address, amount, trade id, share, hash or number; an account index the node does
+  not have; no sender (neither ``--from`` nor ``ESCROW_PRIVATE_KEY``) or a key that is not one;
+  a file that cannot be read. argparse's own errors have status 2 as well.
+* 1, refused or failed: the command was well formed but could not be done. The node is down or
+  answered with an error, there is no deployment, no such trade, or the contract reverted (the
+  message names its custom error and puts it in words); anything unexpected.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlparse
 
 from eth_account import Account
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
 from escrow import settings
 from escrow.amounts import AmountError, parse_units
-from escrow.errors import ContractRevert, EscrowError
+from escrow.errors import CompilationFailed, ContractRevert, DeploymentError, EscrowError
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_ERROR = 1  # refused or failed
+EXIT_USAGE = 2  # what was typed is wrong (argparse's status too)
+EXIT_INTERRUPTED = 130
+
+MAX_BPS = 10_000
+MAX_HOURS = 1_000_000  # about 114 years: keeps the seconds inside the contract's integers
+MAX_UINT32 = 2**32 - 1
+MAX_MESSAGE = 600  # characters of one error line
+
+
+class UsageError(EscrowError):
+    """What was typed is wrong (exit status 2); the message says what to write instead."""
 
 
 @contextmanager
@@ -42,14 +71,166 @@ def progress(message: str, stream: Any = None) -> Iterator[None]:
         ticker.start()
     else:
         stream.write(f"{message} …\n")
+    finished = False
     try:
         yield
+        finished = True
     finally:
         done.set()
         if ticker:
             ticker.join()
-        stream.write(f"\r{message}: done in {time.monotonic() - start:.1f} s\n")
+        outcome = "done in" if finished else "failed after"
+        stream.write(f"\r{message}: {outcome} {time.monotonic() - start:.1f} s\n")
         stream.flush()
+
+
+# ------------------------------------------------------------------ argument types
+# Each checks the form of one value while the command line is parsed, so a typo is reported
+# (status 2) before anything connects to a chain.
+
+
+def account_arg(text: str) -> str:
+    """An address (checksummed) or a dev account index (decimal digits, kept as text).
+
+    An address in mixed case must carry a valid EIP-55 checksum: a typo in it is refused
+    rather than sent money to.
+    """
+    value = text.strip()
+    if value.isascii() and value.isdigit() and len(value) < 40:
+        return str(int(value))
+    if not is_hex_address(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an address (0x and 40 hex digits) nor a dev account index"
+        )
+    prefixed = value if value[:2].lower() == "0x" else "0x" + value
+    body = prefixed[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(prefixed):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is in mixed case but its checksum is wrong: check it for a typo "
+            "(or write it all in lower case)"
+        )
+    return to_checksum_address(prefixed)
+
+
+def trade_id_arg(text: str) -> int:
+    """A trade id in hex as the commands print it (``0x…``) or in decimal."""
+    value = text.strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", value):
+        trade_id = int(value, 16)
+    elif value.isascii() and value.isdigit():
+        trade_id = int(value)
+    else:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a trade id: write it in hex as `escrow fund` prints it (0x…) "
+            "or in decimal"
+        )
+    if trade_id == 0:
+        raise argparse.ArgumentTypeError("0 is not a trade id")
+    if trade_id >= 2**256:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 256 bits: not a trade id")
+    return trade_id
+
+
+_PERCENT = re.compile(r"([0-9]+)(?:[.,]([0-9]+))?\s*%")
+
+
+def share_arg(text: str) -> int:
+    """A share in basis points (0-10000) or as a percentage (``62.5%``); returns basis points."""
+    value = text.strip()
+    percent = _PERCENT.fullmatch(value)
+    if percent:
+        bps = Decimal(f"{percent[1]}.{percent[2] or 0}") * 100
+        if bps != bps.to_integral_value():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is finer than the contract's unit, 0.01 % (one basis point)"
+            )
+        shown = f"{text!r} ({int(bps)} basis points)"
+    elif value.isascii() and value.isdigit():
+        bps = Decimal(int(value))
+        shown = f"{text!r} basis points"
+    else:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share: give basis points from 0 to 10000 (2500 is 25 %) "
+            "or a percentage (25%)"
+        )
+    if bps > MAX_BPS:
+        raise argparse.ArgumentTypeError(f"{shown} is more than 100 % (10000 basis points)")
+    return int(bps)
+
+
+def token_arg(text: str) -> str:
+    """``eth``, ``usd`` (the test stablecoin) or a token address."""
+    value = text.strip()
+    if value.lower() in ("eth", "usd", "tusd"):
+        return value.lower()
+    try:
+        address = account_arg(value)
+    except argparse.ArgumentTypeError:
+        address = ""
+    if not address.startswith("0x"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a token: use eth, usd or a token address"
+        )
+    return address
+
+
+def hours_arg(*, allow_zero: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            hours = float(text)
+        except ValueError:
+            hours = math.nan
+        if not math.isfinite(hours) or hours < 0 or (hours == 0 and not allow_zero):
+            floor = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours ({floor})")
+        if hours > MAX_HOURS:
+            raise argparse.ArgumentTypeError(f"{text!r} hours is more than {MAX_HOURS:,}")
+        return hours
+
+    parse.__name__ = "hours"
+    return parse
+
+
+def int_range_arg(low: int, high: int, unit: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = text.strip()
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number of {unit} from {low} to {high:,}"
+            )
+        return int(value)
+
+    parse.__name__ = unit
+    return parse
+
+
+def positive_seconds_arg(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (more than 0)")
+    return seconds
+
+
+def bytes32_text_arg(text: str) -> bytes:
+    """Text stored in a bytes32 field of the contract: at most 32 bytes of UTF-8."""
+    raw = text.encode()
+    if len(raw) > 32:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {len(raw)} bytes in UTF-8; the contract keeps at most 32"
+        )
+    return raw
+
+
+def hash_arg(text: str) -> bytes:
+    """A 32-byte hash: 64 hex digits, 0x-prefixed or not."""
+    value = text.strip()
+    value = value[2:] if value[:2].lower() == "0x" else value
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 32-byte hash (0x and 64 hex digits)")
+    return bytes.fromhex(value)
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -58,61 +239,123 @@ def progress(message: str, stream: Any = None) -> Iterator[None]:
 def _connect(args: argparse.Namespace) -> Any:
     from escrow.chain import connect
 
-    return connect(args.rpc_url or None)  # "" too means the embedded chain
+    url = args.rpc_url or None  # "" too means the embedded chain
+    if url is not None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise UsageError(
+                f"--rpc-url {url!r} (or ESCROW_RPC_URL) is not an http:// or https:// URL"
+            )
+    return connect(url)
+
+
+def _load_deployment(chain: Any) -> Any:
+    """The recorded live deployment or None; an unreadable record is an error that says so."""
+    from escrow.deploy import load_deployment, registry_path
+
+    try:
+        return load_deployment(chain)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError too
+        raise DeploymentError(
+            f"the deployment record {registry_path(chain.chain_id)} cannot be read "
+            f"({exc.__class__.__name__}: {exc}); `escrow deploy --force` records a new one"
+        ) from exc
 
 
 def _deployment(args: argparse.Namespace, chain: Any) -> Any:
-    from escrow.deploy import deploy, load_deployment
+    from escrow.deploy import deploy
 
     if chain.is_tester:
         return deploy(chain)  # the embedded chain lives only as long as this command
-    deployment = load_deployment(chain)
+    deployment = _load_deployment(chain)
     if deployment is None:
-        raise EscrowError(
+        raise DeploymentError(
             f"no live deployment on chain {chain.chain_id}: run `escrow deploy` first"
         )
     return deployment
 
 
+def _account(value: str, chain: Any, option: str) -> str:
+    """An address as given, or the node's unlocked account at an index.
+
+    The indexes are those of ``eth_accounts``: the embedded chain's ten accounts, or the ten
+    dev accounts anvil unlocks (``escrow chain``), the same list ``--from`` indexes into.
+    """
+    if value.startswith("0x"):
+        return value
+    accounts = chain.accounts
+    if not accounts:
+        raise UsageError(
+            f"{option} {value}: the node has no unlocked accounts, so no index works; "
+            "give an address"
+        )
+    if int(value) >= len(accounts):
+        raise UsageError(
+            f"{option} {value}: the node has {len(accounts)} unlocked accounts, "
+            f"indexes 0 to {len(accounts) - 1}"
+        )
+    return str(accounts[int(value)])
+
+
 def _sender(args: argparse.Namespace, chain: Any) -> Any:
     """``--from`` (an unlocked address or the index of a dev account) or ESCROW_PRIVATE_KEY."""
-    key = settings.private_key()
-    if getattr(args, "sender", None) is None:
-        if key:
+    value = getattr(args, "sender", None)
+    if value is None:
+        key = settings.private_key()
+        if not key:
+            raise UsageError("say who sends: --from ADDRESS|INDEX, or set ESCROW_PRIVATE_KEY")
+        try:
             return Account.from_key(key)
-        raise EscrowError("say who sends: --from ADDRESS|INDEX, or set ESCROW_PRIVATE_KEY")
-    value = str(args.sender)
-    if value.isdigit():
-        accounts = chain.accounts
-        if int(value) >= len(accounts):
-            raise EscrowError(f"the node has {len(accounts)} unlocked accounts, not {value}")
-        return accounts[int(value)]
-    if not is_address(value):
-        raise EscrowError(f"--from {value!r} is neither an address nor an account index")
-    return to_checksum_address(value)
+        except (ValueError, TypeError):  # binascii.Error is a ValueError; never show the key
+            raise UsageError(
+                "ESCROW_PRIVATE_KEY is not a private key (64 hex digits, 0x-prefixed or not)"
+            ) from None
+    address = _account(value, chain, "--from")
+    if chain.is_tester and address not in chain.accounts:
+        raise UsageError(
+            f"--from {value}: the embedded chain signs only for its own accounts; "
+            f"give an index from 0 to {len(chain.accounts) - 1}"
+        )
+    return address
 
 
-def _token(value: str, deployment: Any) -> tuple[str, int]:
-    """(address, decimals) for 'eth', 'usd' (the test stablecoin) or a token address."""
+def _decimals(token: str) -> int:
+    """Decimals of a token as named on the command line (a token address is taken as 18)."""
+    return 6 if token in ("usd", "tusd") else 18
+
+
+def _token(value: str, deployment: Any) -> str:
+    """The address of 'eth', 'usd' (the test stablecoin) or a token address."""
     from escrow.client import ETH
 
-    lowered = value.lower()
-    if lowered == "eth":
-        return ETH, 18
-    if lowered in ("usd", "tusd"):
+    if value == "eth":
+        return ETH
+    if value in ("usd", "tusd"):
         if deployment.stablecoin is None:
-            raise EscrowError("this deployment has no test stablecoin")
-        return deployment.stablecoin.address, 6
-    if is_address(value):
-        return to_checksum_address(value), 18
-    raise EscrowError(f"unknown token {value!r}: use eth, usd or an address")
+            raise DeploymentError("this deployment has no test stablecoin")
+        return str(deployment.stablecoin.address)
+    return value
 
 
 def _units(amount: str, decimals: int) -> int:
     try:
         return parse_units(amount, decimals)
     except AmountError as exc:
-        raise EscrowError(f"amount {amount!r}: {exc}") from None
+        raise UsageError(f"--amount {amount!r}: {exc}") from None
+
+
+def _terms(client: Any, trade_id: int) -> Any:
+    """The trade's terms; a funding block after the chain's head is no trade either."""
+    from escrow.client import funding_block
+
+    block, head = funding_block(trade_id), int(client.w3.eth.block_number)
+    if block > head:
+        raise EscrowError(
+            f"there is no trade {trade_id:#x}: its funding block {block:,} is after the "
+            f"chain's latest block {head:,}"
+        )
+    terms, _ = client.terms_of(trade_id)
+    return terms
 
 
 def _print_tx(result: Any, label: str) -> None:
@@ -120,6 +363,203 @@ def _print_tx(result: Any, label: str) -> None:
     print(
         f"{label}: tx {result.tx_hash} block {result.block_number} gas {result.gas_used:,} "
         f"({events})"
+    )
+
+
+# ------------------------------------------------------------------ error messages
+
+
+def _when(timestamp: int) -> str:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"timestamp {timestamp}"
+
+
+def _hours(seconds: int) -> str:
+    return f"{seconds / 3600:g} hours"
+
+
+def _pct(bps: int) -> str:
+    return f"{bps / 100:g} % ({bps} basis points)"
+
+
+def _status(value: int) -> str:
+    from escrow.client import Status
+
+    try:
+        return Status(value).name.lower()
+    except ValueError:
+        return f"status {value}"
+
+
+def _asset(token: str) -> str:
+    return "ETH" if int(token, 16) == 0 else f"token {token}"
+
+
+# One sentence per custom error of the contracts (escrow/errors.py), from its arguments.
+_REVERT_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "ZeroAmount": lambda a: "the amount (or period) is zero",
+    "AmountTooLarge": lambda a: (
+        f"the amount {a['amount']:,} is above the maximum of {a['maxAmount']:,} "
+        "(in the token's smallest units)"
+    ),
+    "FundingPaused": lambda a: "the owner has paused new trades",
+    "ZeroAddress": lambda a: "an address is the zero address",
+    "SellerIsBuyer": lambda a: f"the seller {a['account']} is also the buyer",
+    "ArbitratorIsParty": lambda a: f"the arbitrator {a['arbitrator']} is the buyer or the seller",
+    "EscrowCannotBeParty": lambda a: "the escrow contract itself cannot take part in a trade",
+    "UnknownTrade": lambda a: f"there is no trade {a['tradeId']:#x}",
+    "LaneBusy": lambda a: (
+        f"lane {a['lane']} of buyer {a['buyer']} holds an open trade or one that ended in "
+        "this block; try again"
+    ),
+    "TermsMismatch": lambda a: (
+        f"trade {a['tradeId']:#x} no longer matches its terms: a later trade uses its lane"
+    ),
+    "InvalidBps": lambda a: f"{a['bps']} basis points is more than 100 %",
+    "ArbitratorNotRegistered": lambda a: f"{a['arbitrator']} is not a registered arbitrator",
+    "ArbitratorFeeTooHigh": lambda a: (
+        f"an arbitrator fee of {_pct(a['feeBps'])} is above the cap of {_pct(a['maxFeeBps'])}"
+    ),
+    "PlatformFeeTooHigh": lambda a: (
+        f"a platform fee of {_pct(a['feeBps'])} is above the cap of {_pct(a['maxFeeBps'])}"
+    ),
+    "DeadlineInPast": lambda a: (
+        f"the ship-by time {_when(a['deadline'])} is not after the chain's time "
+        f"{_when(a['nowTime'])}"
+    ),
+    "DeadlineTooFar": lambda a: (
+        f"the ship-by time {_when(a['deadline'])} is after the latest allowed, {_when(a['latest'])}"
+    ),
+    "InspectionPeriodTooLong": lambda a: (
+        f"an inspection period of {_hours(a['period'])} is longer than the maximum of "
+        f"{_hours(a['maxPeriod'])}"
+    ),
+    "InvalidStatus": lambda a: (
+        f"trade {a['tradeId']:#x} is {_status(a['status'])}, which does not allow this"
+    ),
+    "NotBuyer": lambda a: f"only the trade's buyer may do this, and {a['caller']} is not the buyer",
+    "NotSeller": lambda a: (
+        f"only the trade's seller may do this, and {a['caller']} is not the seller"
+    ),
+    "NotArbitrator": lambda a: (
+        f"only the trade's arbitrator may do this, and {a['caller']} is not its arbitrator"
+    ),
+    "NotParty": lambda a: f"only the buyer or the seller may do this, and {a['caller']} is neither",
+    "NotPartyOrArbitrator": lambda a: (
+        f"only the buyer, the seller or the arbitrator may do this, and {a['caller']} is none "
+        "of them"
+    ),
+    "DeadlineNotReached": lambda a: (
+        f"trade {a['tradeId']:#x}: this is allowed only after {_when(a['deadline'])}"
+    ),
+    "DeadlinePassed": lambda a: (
+        f"trade {a['tradeId']:#x}: the time for this ended at {_when(a['deadline'])}"
+    ),
+    "NoMatchingProposal": lambda a: (
+        f"trade {a['tradeId']:#x}: the other party has not proposed {_pct(a['buyerBps'])} "
+        "for the buyer"
+    ),
+    "WrongPayment": lambda a: f"{a['sent']:,} wei were sent but the trade needs {a['expected']:,}",
+    "TokenNotAllowed": lambda a: f"token {a['token']} is not allowed for trades",
+    "FeeOnTransferToken": lambda a: (
+        f"token {a['token']} delivered {a['received']:,} of {a['expected']:,} units; "
+        "tokens that take a fee on transfer cannot be used"
+    ),
+    "NothingToWithdraw": lambda a: f"no {_asset(a['token'])} is credited to {a['payee']}",
+    "NotFeeRecipient": lambda a: (
+        f"only the fee recipient or the owner may do this, and {a['caller']} is neither"
+    ),
+    "TransferFailed": lambda a: (
+        f"a transfer of {a['amount']:,} units of {_asset(a['token'])} to {a['to']} failed"
+    ),
+    "ReentrancyGuardReentrantCall": lambda a: "a re-entrant call was refused",
+    "OwnableUnauthorizedAccount": lambda a: (
+        f"only the owner may do this, and {a['account']} is not the owner"
+    ),
+    "OwnableInvalidOwner": lambda a: f"{a['owner']} cannot be the owner",
+    "SafeERC20FailedOperation": lambda a: f"a transfer of token {a['token']} failed",
+    "ERC20InsufficientBalance": lambda a: (
+        f"{a['sender']} holds {a['balance']:,} of the token's smallest units and "
+        f"{a['needed']:,} are needed"
+    ),
+    "ERC20InsufficientAllowance": lambda a: (
+        f"the escrow may take {a['allowance']:,} of the token's smallest units and needs "
+        f"{a['needed']:,}: approve it first (without --no-approve)"
+    ),
+    "ERC2612ExpiredSignature": lambda a: f"the permit expired at {_when(a['deadline'])}",
+    "ERC2612InvalidSigner": lambda a: (
+        f"the permit was signed by {a['signer']}, not by the owner {a['owner']}"
+    ),
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+def describe_revert(exc: ContractRevert) -> str:
+    """``the contract refused (NotBuyer): only the trade's buyer may do this, and 0x… is not``."""
+    name = exc.error_name or type(exc).__name__
+    words = _REVERT_WORDS.get(name)
+    if words is not None:
+        try:
+            return f"the contract refused ({name}): {words(exc.args_by_name)}"
+        except (KeyError, TypeError, ValueError):
+            pass  # arguments other than expected: the plain form below
+    shown = ", ".join(f"{k}={_shown(v)}" for k, v in exc.args_by_name.items())
+    doc = (type(exc).__doc__ or "").strip()
+    sentence = f": {doc[0].lower()}{doc[1:].rstrip('.')}" if doc and "\n" not in doc else ""
+    return f"the contract refused with {name}({shown}){sentence}"
+
+
+def _one_line(text: str) -> str:
+    """The first line of a message (noting what is left out), at most MAX_MESSAGE long."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = " ".join(lines[0].split())
+    if len(line) > MAX_MESSAGE:
+        line = line[: MAX_MESSAGE - 1] + "…"
+    if len(lines) > 1:
+        line += f" (and {len(lines) - 1} more lines: --debug shows them)"
+    return line
+
+
+def explain(exc: BaseException) -> tuple[int, str]:
+    """(exit status, one-line message) for an exception that ended a command."""
+    import requests
+    from eth_utils import ValidationError
+    from web3.exceptions import Web3Exception, Web3RPCError
+
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, _one_line(str(exc))
+    if isinstance(exc, ContractRevert):
+        return EXIT_ERROR, _one_line(describe_revert(exc))
+    if isinstance(exc, CompilationFailed):
+        return EXIT_ERROR, "the compiler rejected the sources: " + _one_line(str(exc))
+    if isinstance(exc, EscrowError):
+        return EXIT_ERROR, _one_line(str(exc))
+    if isinstance(exc, requests.RequestException | ConnectionError):
+        return EXIT_ERROR, _one_line(
+            f"the chain node stopped answering ({exc.__class__.__name__}): {exc}"
+        )
+    if isinstance(exc, Web3RPCError):
+        message = exc.rpc_response.get("error", {}) if exc.rpc_response else {}
+        text = message.get("message") if isinstance(message, dict) else None
+        return EXIT_ERROR, _one_line(f"the chain node refused: {text or exc}")
+    if isinstance(exc, Web3Exception):
+        return EXIT_ERROR, _one_line(f"the chain node refused: {exc}")
+    if isinstance(exc, ValidationError):  # the embedded chain's refusals (e.g. no funds)
+        return EXIT_ERROR, _one_line(f"the embedded chain refused: {exc}")
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return EXIT_ERROR, _one_line(f"{exc.strerror}{where}")
+    return EXIT_ERROR, _one_line(
+        f"unexpected {exc.__class__.__name__}: {exc} (--debug shows the traceback)"
     )
 
 
@@ -168,20 +608,19 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from escrow.deploy import deploy, ensure_deployment
+    from escrow.deploy import deploy
 
     chain = _connect(args)
     deployer = _sender(args, chain) if (args.sender or settings.private_key()) else None
-    with progress(f"deploying to chain {chain.chain_id}"):
-        if args.force:
-            deployment, created = (
-                deploy(chain, deployer=deployer, force=True, ruling_period=args.ruling_period),
-                True,
+    existing = None if args.force else _load_deployment(chain)
+    if existing is not None:
+        deployment, created = existing, False
+    else:
+        with progress(f"deploying to chain {chain.chain_id}"):
+            deployment = deploy(
+                chain, deployer=deployer, force=True, ruling_period=args.ruling_period
             )
-        else:
-            deployment, created = ensure_deployment(
-                chain, deployer=deployer, ruling_period=args.ruling_period
-            )
+        created = True
     print(
         ("deployed" if created else "already deployed (reused)") + f" on chain "
         f"{deployment.chain_id}"
@@ -239,28 +678,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trade_context(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _trade_context(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(chain, client, sender, terms) of a trade action; the sender is checked first."""
     chain = _connect(args)
-    deployment = _deployment(args, chain)
-    return chain, deployment, deployment.client(chain)
+    sender = _sender(args, chain)
+    client = _deployment(args, chain).client(chain)
+    return chain, client, sender, _terms(client, args.trade_id)
 
 
 def cmd_fund(args: argparse.Namespace) -> int:
-    chain, deployment, client = _trade_context(args)
+    amount = _units(args.amount, _decimals(args.token))
+    chain = _connect(args)
     sender = _sender(args, chain)
-    token, decimals = _token(args.token, deployment)
-    amount = _units(args.amount, decimals)
+    seller = _account(args.seller, chain, "--seller")
+    arbitrator = _account(args.arbitrator, chain, "--arbitrator")
+    deployment = _deployment(args, chain)
+    client = deployment.client(chain)
+    token = _token(args.token, deployment)
     if int(token, 16) != 0 and not args.no_approve:
         _print_tx(client.approve(token, amount, sender=sender), "approve")
     funded = client.fund(
-        seller=args.seller,
-        arbitrator=args.arbitrator,
+        seller=seller,
+        arbitrator=arbitrator,
         token=token,
         amount=amount,
         ship_by=chain.latest_timestamp() + int(args.ship_within_hours * 3600),
         inspection_period=int(args.inspection_hours * 3600),
         arbitrator_fee_bps=args.arbitrator_fee_bps,
-        listing_ref=args.listing_ref.encode()[:32],
+        listing_ref=args.listing_ref,
         sender=sender,
     )
     _print_tx(funded, "fund")
@@ -270,10 +715,9 @@ def cmd_fund(args: argparse.Namespace) -> int:
 
 def _simple_action(method: str, label: str, *extra: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        chain, _, client = _trade_context(args)
-        terms, _ = client.terms_of(args.trade_id)
+        _, client, sender, terms = _trade_context(args)
         values = [getattr(args, name) for name in extra]
-        result = getattr(client, method)(args.trade_id, terms, *values, sender=_sender(args, chain))
+        result = getattr(client, method)(args.trade_id, terms, *values, sender=sender)
         _print_tx(result, label)
         return 0
 
@@ -281,11 +725,8 @@ def _simple_action(method: str, label: str, *extra: str) -> Callable[[argparse.N
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    chain, _, client = _trade_context(args)
-    terms, _ = client.terms_of(args.trade_id)
-    result = client.mark_shipped(
-        args.trade_id, terms, sender=_sender(args, chain), shipment_ref=args.reference.encode()[:32]
-    )
+    _, client, sender, terms = _trade_context(args)
+    result = client.mark_shipped(args.trade_id, terms, sender=sender, shipment_ref=args.reference)
     _print_tx(result, "mark shipped")
     return 0
 
@@ -293,29 +734,32 @@ def cmd_ship(args: argparse.Namespace) -> int:
 def cmd_evidence(args: argparse.Namespace) -> int:
     import hashlib
 
-    chain, _, client = _trade_context(args)
-    terms, _ = client.terms_of(args.trade_id)
-    digest = (
-        hashlib.sha256(Path(args.file).read_bytes()).digest()
-        if args.file
-        else bytes.fromhex(args.content_hash.removeprefix("0x"))
-    )
-    result = client.submit_evidence(
-        args.trade_id, terms, args.uri, digest, sender=_sender(args, chain)
-    )
+    if args.file:
+        try:
+            digest = hashlib.sha256(Path(args.file).read_bytes()).digest()
+        except OSError as exc:
+            raise UsageError(f"--file {args.file}: {exc.strerror or exc}") from None
+    else:
+        digest = args.content_hash
+    _, client, sender, terms = _trade_context(args)
+    result = client.submit_evidence(args.trade_id, terms, args.uri, digest, sender=sender)
     _print_tx(result, "submit evidence")
     return 0
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    chain, deployment, client = _trade_context(args)
-    token, _ = _token(args.token, deployment)
-    _print_tx(client.withdraw(token=token, sender=_sender(args, chain)), "withdraw")
+    chain = _connect(args)
+    sender = _sender(args, chain)
+    deployment = _deployment(args, chain)
+    token = _token(args.token, deployment)
+    _print_tx(deployment.client(chain).withdraw(token=token, sender=sender), "withdraw")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _, _, client = _trade_context(args)
+    chain = _connect(args)
+    client = _deployment(args, chain).client(chain)
+    _terms(client, args.trade_id)
     trade = client.trade(args.trade_id)
     state, terms = trade.state, trade.terms
     print(
@@ -344,9 +788,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``escrow fund: error: argument --seller: …``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+ACCOUNT_HELP = "address or dev account index"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="escrow", description="Escrow for person-to-person trades on an EVM chain."
+    parser = _Parser(
+        prog="escrow",
+        description="Escrow for person-to-person trades on an EVM chain.",
+        epilog="Errors are one line; exit status 2 means the command line is wrong, 1 that "
+        "the action was refused or failed. --debug (or ESCROW_DEBUG=1) adds the traceback.",
     )
     parser.add_argument(
         "--rpc-url",
@@ -354,18 +811,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-RPC URL of the chain (env ESCROW_RPC_URL); without it, "
         "an embedded chain that lives for one command",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False,
+        help="print the traceback of an error (env ESCROW_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "compile", help="compile the contracts (cached by source hash)"
+    )
     p.add_argument("--force", action="store_true", help="recompile even if nothing changed")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("chain", help="run a local anvil chain whose state survives restarts")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8545)
+    p.add_argument("--port", type=int_range_arg(1, 65535, "port"), default=8545)
     p.add_argument("--state-file", help="default: <data dir>/chain/anvil-state.json")
     p.add_argument(
-        "--block-time", type=float, help="seconds per block (default: a block per transaction)"
+        "--block-time",
+        type=positive_seconds_arg,
+        help="seconds per block (default: a block per transaction)",
     )
     p.add_argument("--fresh", action="store_true", help="forget the saved state first")
     p.set_defaults(func=cmd_chain)
@@ -374,11 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="deploy anew over a live deployment")
     p.add_argument(
         "--ruling-period",
-        type=int,
+        type=int_range_arg(1, MAX_UINT32, "seconds"),
         default=7 * 24 * 3600,
         help="seconds an arbitrator has to rule (default 7 days)",
     )
-    p.add_argument("--from", dest="sender", help="deployer: unlocked address or account index")
+    p.add_argument(
+        "--from", dest="sender", type=account_arg, help=f"deployer: unlocked {ACCOUNT_HELP}"
+    )
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("demo", help="run every trade path and print each step's gas")
@@ -387,29 +856,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     def trade_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         tp = sub.add_parser(name, help=help_text)
-        tp.add_argument("trade_id", type=lambda v: int(v, 0), help="trade id")
+        tp.add_argument(
+            "trade_id", type=trade_id_arg, help="trade id, in hex as printed (0x…) or decimal"
+        )
         tp.add_argument(
             "--from",
             dest="sender",
-            help="sender: unlocked address or dev account index (default: ESCROW_PRIVATE_KEY)",
+            type=account_arg,
+            help=f"sender: unlocked {ACCOUNT_HELP} (default: ESCROW_PRIVATE_KEY)",
         )
         return tp
 
     p = sub.add_parser("fund", help="open and fund a trade as the buyer")
-    p.add_argument("--seller", required=True)
-    p.add_argument("--arbitrator", required=True)
-    p.add_argument("--amount", required=True, help="in whole units, e.g. 0.25 (ETH) or 120 (USD)")
-    p.add_argument("--token", default="eth", help="eth, usd or a token address")
-    p.add_argument("--ship-within-hours", type=float, default=72)
-    p.add_argument("--inspection-hours", type=float, default=48)
-    p.add_argument("--arbitrator-fee-bps", type=int, default=0)
-    p.add_argument("--listing-ref", default="")
+    p.add_argument("--seller", required=True, type=account_arg, help=ACCOUNT_HELP)
+    p.add_argument("--arbitrator", required=True, type=account_arg, help=ACCOUNT_HELP)
+    p.add_argument(
+        "--amount", required=True, help="in whole units, e.g. 0.25 or 0,25 (ETH) or 120 (USD)"
+    )
+    p.add_argument("--token", type=token_arg, default="eth", help="eth, usd or a token address")
+    p.add_argument("--ship-within-hours", type=hours_arg(allow_zero=False), default=72.0)
+    p.add_argument("--inspection-hours", type=hours_arg(allow_zero=True), default=48.0)
+    p.add_argument(
+        "--arbitrator-fee-bps",
+        type=share_arg,
+        default=0,
+        help="basis points of the amount (or a percentage, 1.5%%)",
+    )
+    p.add_argument(
+        "--listing-ref", type=bytes32_text_arg, default=b"", help="at most 32 bytes of text"
+    )
     p.add_argument("--no-approve", action="store_true", help="the allowance is already set")
-    p.add_argument("--from", dest="sender")
+    p.add_argument(
+        "--from",
+        dest="sender",
+        type=account_arg,
+        help=f"buyer: unlocked {ACCOUNT_HELP} (default: ESCROW_PRIVATE_KEY)",
+    )
     p.set_defaults(func=cmd_fund)
 
     p = trade_parser("ship", "seller marks the trade shipped")
-    p.add_argument("--reference", default="", help="tracking reference (hashed on chain)")
+    p.add_argument(
+        "--reference",
+        type=bytes32_text_arg,
+        default=b"",
+        help="tracking reference, at most 32 bytes (in the TradeShipped event)",
+    )
     p.set_defaults(func=cmd_ship)
     trade_parser("confirm", "buyer confirms receipt; seller is paid").set_defaults(
         func=_simple_action("confirm_receipt", "confirm receipt")
@@ -428,8 +919,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("accept-split", "accept_split"),
         ("rule", "rule"),
     ):
-        p = trade_parser(name, f"{name.replace('-', ' ')} (buyer's share in basis points)")
-        p.add_argument("buyer_bps", type=int)
+        p = trade_parser(name, f"{name.replace('-', ' ')} (the buyer's share)")
+        p.add_argument(
+            "buyer_bps",
+            type=share_arg,
+            metavar="buyer_share",
+            help="the buyer's share: basis points 0-10000 or a percentage (62.5%%)",
+        )
         p.set_defaults(func=_simple_action(method, name, "buyer_bps"))
     trade_parser("dispute", "open a dispute").set_defaults(
         func=_simple_action("open_dispute", "open dispute")
@@ -441,13 +937,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--file", help="hash this file's content")
-    group.add_argument("--content-hash", help="0x-prefixed 32-byte hash")
+    group.add_argument("--content-hash", type=hash_arg, help="0x-prefixed 32-byte hash")
     p.set_defaults(func=cmd_evidence)
     trade_parser("show", "show a trade's terms and state").set_defaults(func=cmd_show)
 
     p = sub.add_parser("withdraw", help="take payments credited after a failed payout")
-    p.add_argument("--token", default="eth")
-    p.add_argument("--from", dest="sender")
+    p.add_argument("--token", type=token_arg, default="eth", help="eth, usd or a token address")
+    p.add_argument(
+        "--from",
+        dest="sender",
+        type=account_arg,
+        help=f"payee: unlocked {ACCOUNT_HELP} (default: ESCROW_PRIVATE_KEY)",
+    )
     p.set_defaults(func=cmd_withdraw)
 
     try:
@@ -456,25 +957,39 @@ def build_parser() -> argparse.ArgumentParser:
         indexer_commands = None  # type: ignore[assignment]
     if indexer_commands is not None and hasattr(indexer_commands, "register"):
         indexer_commands.register(sub)
+
+    for command in sub.choices.values():  # --debug after the command name works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
+
+
+def _debugging(args: argparse.Namespace | None) -> bool:
+    env = os.environ.get("ESCROW_DEBUG", "").strip().lower()
+    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler = getattr(args, "func", None) or args.handler
+    prog = f"escrow {args.command}"
     try:
         return int(handler(args) or 0)
-    except ContractRevert as exc:
-        print(f"error: the contract refused: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except EscrowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         os._exit(0)
+    except Exception as exc:
+        status, message = explain(exc)
+        if _debugging(args):
+            traceback.print_exc()
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

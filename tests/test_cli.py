@@ -39,8 +39,10 @@ def test_bad_amount_is_a_message_not_a_traceback(capsys: pytest.CaptureFixture[s
             "-3",
         ]
     )
-    assert code == 1
-    assert "must be more than zero" in capsys.readouterr().err
+    assert code == 2  # what was typed is wrong: a usage error, as argparse's own
+    err = capsys.readouterr().err
+    assert "must be more than zero" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_contract_refusal_names_the_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,5 +68,5 @@ def test_missing_sender_is_explained(
             "1",
         ]
     )
-    assert code == 1
+    assert code == 2
     assert "--from" in capsys.readouterr().err
