@@ -78,7 +78,14 @@ def width_name(mobile: bool) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("e2e-checkout"), quiet=True, workers=2) as running:
+    # The browser signs in about 30 times a minute, always from 127.0.0.1, and both workers
+    # count sign-ins against one limit (20 per minute by default).
+    with LocalStack(
+        tmp_path_factory.mktemp("e2e-checkout"),
+        quiet=True,
+        workers=2,
+        extra_env={"ESCROW_SIGNIN_RATE_LIMIT": "120 per minute"},
+    ) as running:
         yield running
 
 

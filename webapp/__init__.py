@@ -24,6 +24,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from webapp import chain, db, errors, security_headers
     from webapp.extensions import csrf, limiter
+    from webapp.ratelimit_storage import storage_uri  # also registers the db+ schemes
+
+    if not app.config.get("RATELIMIT_STORAGE_URI"):
+        # Rate-limit counts shared by every worker, in the database the app already uses.
+        app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config["DATABASE_URL"])
 
     db.init_app(app)
     chain.init_app(app)

@@ -105,9 +105,12 @@ def from_environment() -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": os.environ.get("ESCROW_INSECURE_COOKIES", "0") != "1",
         "PERMANENT_SESSION_LIFETIME": 7 * 24 * 3600,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-        "RATELIMIT_STORAGE_URI": os.environ.get("ESCROW_RATELIMIT_STORAGE", "memory://"),
+        # Where Flask-Limiter counts requests (SIGNIN_RATE_LIMIT, WRITE_RATE_LIMIT). Empty: in
+        # the app's own database (DATABASE_URL, see webapp/ratelimit_storage.py), one count for
+        # all workers; or a limits URI such as "redis://host:6379" or "memory://" (per worker).
+        "RATELIMIT_STORAGE_URI": os.environ.get("ESCROW_RATELIMIT_STORAGE", ""),
         "RATELIMIT_HEADERS_ENABLED": True,
-        "SIGNIN_RATE_LIMIT": "20 per minute",
+        "SIGNIN_RATE_LIMIT": os.environ.get("ESCROW_SIGNIN_RATE_LIMIT", "20 per minute"),
         **limits_and_headers(),
     }
 
@@ -141,8 +144,8 @@ def limits_and_headers() -> dict[str, Any]:
     return {
         **{name: _env_int("ESCROW_" + name, default) for name, default in quotas.items()},
         # Every POST, per signed-in user (per client address before sign-in), counted by
-        # Flask-Limiter in RATELIMIT_STORAGE_URI: "memory://" is one count per worker process;
-        # a shared store (redis://...) makes it one count for the whole server.
+        # Flask-Limiter in RATELIMIT_STORAGE_URI: by default the database, one count for the
+        # whole server; "memory://" would make it one count per worker process.
         "WRITE_RATE_LIMIT": os.environ.get(
             "ESCROW_WRITE_RATE_LIMIT", "60 per minute; 600 per hour"
         ),

@@ -1,8 +1,8 @@
 """Per-user write quotas, counted from the rows in the database.
 
 Every gunicorn worker sees the same database, so these quotas hold for the whole server. The
-request rate limit (Flask-Limiter, ``WRITE_RATE_LIMIT``) counts in each worker's memory until
-``RATELIMIT_STORAGE_URI`` names a shared store such as Redis; the quotas here do not depend on
+request rate limit (Flask-Limiter, ``WRITE_RATE_LIMIT``) is counted apart, in the store
+``RATELIMIT_STORAGE_URI`` names (by default the database too); the quotas here do not depend on
 it. Each check returns the message to show, or None when the write may go ahead.
 
 Two requests of one user that arrive at the same moment can both pass a check, so a quota can

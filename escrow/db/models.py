@@ -21,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -491,6 +492,23 @@ class LoginNonce(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimitCounter(Base):
+    """One fixed-window request counter of Flask-Limiter (webapp/ratelimit_storage.py), kept
+    here so that every gunicorn worker counts in the same place.
+
+    ``expires_at`` is seconds since the epoch (UTC) as a double, the unit ``limits`` works in:
+    the window arithmetic and the comparison with the clock are plain number comparisons in
+    SQL on both databases, with no time zone or SQLite date-string handling involved. A row
+    whose ``expires_at`` has passed counts as absent and is deleted now and then.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 
 # ---------------------------------------------------------------------------- indexer state
