@@ -33,6 +33,7 @@ from escrow.db.engine import make_engine
 from escrow.db.models import RateLimitCounter
 from escrow.deploy import Deployment
 from escrow.settings import PROJECT_ROOT
+from web_fixtures import app_settings
 from webapp import config, create_app
 from webapp.extensions import limiter
 from webapp.ratelimit_storage import DatabaseStorage, storage_uri
@@ -274,17 +275,7 @@ def test_memory_storage_when_the_setting_says_so(
     monkeypatch.setenv("ESCROW_RATELIMIT_STORAGE", "memory://")
     assert config.from_environment()["RATELIMIT_STORAGE_URI"] == "memory://"
     app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": web_db_url,
-            "CHAIN": chain,
-            "DEPLOYMENT": deployment,
-            "DATA_DIR": str(tmp_path),
-            "SECRET_KEY": "test-secret-key",
-            "SITE_URL": "http://localhost",
-            "TRUSTED_HOSTS": ["localhost"],
-            "SIGNIN_RATE_LIMIT": "2 per minute",
-        }
+        app_settings(web_db_url, tmp_path, chain, deployment, SIGNIN_RATE_LIMIT="2 per minute")
     )
     try:
         assert isinstance(limiter.storage, MemoryStorage)

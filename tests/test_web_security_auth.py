@@ -26,7 +26,7 @@ from sqlalchemy import select
 from escrow.chain import Chain
 from escrow.db.models import LoginNonce, Rating, Trade, User
 from helpers import ONE_ETH, Roles
-from web_fixtures import CSRF_META, WebUser, db_session, sign_in
+from web_fixtures import CSRF_META, WebUser, app_settings, db_session, sign_in
 from webapp import config, create_app
 from webapp.urls import redact, safe_next
 
@@ -267,21 +267,7 @@ def test_rating_next_stays_on_site(app: Flask, web: Any, roles: Roles, target: s
 @pytest.fixture
 def app_node_down(web_db_url: str, tmp_path: Path) -> Iterator[Flask]:
     """The app with a node URL holding credentials and an API key, and nothing listening."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": web_db_url,
-            "RPC_URL": NODE_URL,
-            "DATA_DIR": str(tmp_path),
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "EVIDENCE_DIR": str(tmp_path / "evidence"),
-            "SESSION_COOKIE_SECURE": False,
-            "SECRET_KEY": "test-secret-key",
-            "SITE_URL": "http://localhost",
-            "TRUSTED_HOSTS": ["localhost"],
-            "DEV_WALLET": True,
-        }
-    )
+    app = create_app(app_settings(web_db_url, tmp_path, RPC_URL=NODE_URL))
     yield app
     app.extensions["escrow_engine"].dispose()
 

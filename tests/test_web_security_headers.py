@@ -23,7 +23,7 @@ from escrow.db.engine import make_engine, session_scope
 from escrow.db.models import Listing, Trade
 from escrow.deploy import Deployment
 from helpers import Roles, open_trade
-from web_fixtures import WebUser, db_session, funded_trade, index_now
+from web_fixtures import WebUser, app_settings, db_session, funded_trade, index_now
 from webapp import create_app
 from webapp.security_headers import CONTENT_SECURITY_POLICY, FILE_POLICY
 from webapp.stack import LocalStack
@@ -184,17 +184,7 @@ def test_hsts_over_https_only(app: Flask) -> None:
 def test_hsts_behind_a_tls_proxy(
     chain: Chain, deployment: Deployment, web_db_url: str, tmp_path: Path
 ) -> None:
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": web_db_url,
-            "CHAIN": chain,
-            "DEPLOYMENT": deployment,
-            "DATA_DIR": str(tmp_path),
-            "SECRET_KEY": "test-secret-key",
-            "PROXY_COUNT": 1,
-        }
-    )
+    app = create_app(app_settings(web_db_url, tmp_path, chain, deployment, PROXY_COUNT=1))
     try:
         client = app.test_client()
         behind = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})

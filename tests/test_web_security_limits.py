@@ -22,7 +22,7 @@ from escrow.client import EscrowClient
 from escrow.db.models import EvidenceFile, Listing, Message, User
 from escrow.deploy import Deployment
 from helpers import Roles
-from web_fixtures import WebUser, add_listing, db_session, funded_trade
+from web_fixtures import WebUser, add_listing, app_settings, db_session, funded_trade
 from webapp import create_app
 
 LISTING = {
@@ -263,19 +263,9 @@ def make_app(
     chain: Chain, deployment: Deployment, web_db_url: str, tmp_path: Path, **settings: Any
 ) -> Flask:
     return create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": web_db_url,
-            "CHAIN": chain,
-            "DEPLOYMENT": deployment,
-            "DATA_DIR": str(tmp_path),
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "EVIDENCE_DIR": str(tmp_path / "evidence"),
-            "SESSION_COOKIE_SECURE": False,
-            "SECRET_KEY": "test-secret-key",
-            "WRITE_RATE_LIMIT": "2 per minute",
-            **settings,
-        }
+        app_settings(
+            web_db_url, tmp_path, chain, deployment, WRITE_RATE_LIMIT="2 per minute", **settings
+        )
     )
 
 

@@ -38,25 +38,37 @@ def web_db_url(tmp_path: Path) -> str:
     return url
 
 
+def app_settings(
+    web_db_url: str,
+    tmp_path: Path,
+    chain: Chain | None = None,
+    deployment: Deployment | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The test app's settings (``create_app``'s test config), with ``overrides`` on top."""
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "DATABASE_URL": web_db_url,
+        "DATA_DIR": str(tmp_path),
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "EVIDENCE_DIR": str(tmp_path / "evidence"),
+        "SESSION_COOKIE_SECURE": False,
+        "SECRET_KEY": "test-secret-key",
+        # The test client's default host: messages are written for it and only it is served.
+        "SITE_URL": "http://localhost",
+        "TRUSTED_HOSTS": ["localhost"],
+        "DEV_WALLET": True,
+    }
+    if chain is not None:
+        settings["CHAIN"] = chain
+    if deployment is not None:
+        settings["DEPLOYMENT"] = deployment
+    return {**settings, **overrides}
+
+
 @pytest.fixture
 def app(chain: Chain, deployment: Deployment, web_db_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": web_db_url,
-            "CHAIN": chain,
-            "DEPLOYMENT": deployment,
-            "DATA_DIR": str(tmp_path),
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "EVIDENCE_DIR": str(tmp_path / "evidence"),
-            "SESSION_COOKIE_SECURE": False,
-            "SECRET_KEY": "test-secret-key",
-            # The test client's default host: messages are written for it and only it is served.
-            "SITE_URL": "http://localhost",
-            "TRUSTED_HOSTS": ["localhost"],
-            "DEV_WALLET": True,
-        }
-    )
+    app = create_app(app_settings(web_db_url, tmp_path, chain, deployment))
     yield app
     app.extensions["escrow_engine"].dispose()
 
