@@ -21,6 +21,7 @@ open or one of its trades is open, its price and currency cannot change.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,8 +42,10 @@ from escrow.db.models import (
 )
 from webapp.auth import signed_out
 from webapp.trade_rules import OPEN_STATUSES
-from webapp.views import format_amount
+from webapp.views import as_utc, format_amount
 
+#: A transaction hash as the wallet reports it.
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 WALLET_HOLD_SECONDS = 120
 PAYMENT_HOLD_SECONDS = 600
 ABANDON_LIMIT = 5
@@ -69,12 +72,6 @@ class QuoteChanged(CheckoutRefused):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _setting(name: str, default: int) -> int:
@@ -220,7 +217,7 @@ def abandoned_recently(session: Session, buyer: str, now: datetime) -> tuple[int
     limit = _setting("ABANDON_LIMIT", ABANDON_LIMIT)
     if len(rows) < limit:
         return len(rows), None
-    oldest_counted = _aware(rows[len(rows) - limit])
+    oldest_counted = as_utc(rows[len(rows) - limit])
     assert oldest_counted is not None
     return len(rows), oldest_counted + timedelta(
         seconds=_setting("ABANDON_WINDOW_SECONDS", ABANDON_WINDOW_SECONDS)
@@ -316,7 +313,7 @@ def start(
     if listing.quantity == 1 and not _reserve(session, listing, buyer, expires, now):
         session.rollback()
         other = session.get(Listing, listing.id)
-        until = _aware(other.reserved_until) if other is not None else None
+        until = as_utc(other.reserved_until) if other is not None else None
         raise CheckoutRefused(
             409,
             "Someone else is buying this item right now. If they do not pay, it is free again "
@@ -409,12 +406,12 @@ def mark_paid(
     """
     now = now_utc()
     if hold.state == HoldState.PAYMENT.value and hold.tx_hash == tx_hash:
-        expires = _aware(hold.expires_at)
+        expires = as_utc(hold.expires_at)
         assert expires is not None
         return expires
     if hold.state == HoldState.ENDED.value and hold.end_reason == "funded":
         return now  # the indexer saw the payment before the page reported it
-    if hold.state != HoldState.WALLET.value or (_aware(hold.expires_at) or now) <= now:
+    if hold.state != HoldState.WALLET.value or (as_utc(hold.expires_at) or now) <= now:
         raise CheckoutRefused(409, "This hold has already ended.")
     if found is not None:
         listing = session.get(Listing, hold.listing_id)
@@ -481,7 +478,7 @@ def review(
     inspection_period: int,
 ) -> dict[str, Any]:
     """Everything the buyer reviews before any signature, in words and exact numbers."""
-    expires = _aware(hold.expires_at)
+    expires = as_utc(hold.expires_at)
     assert expires is not None
     return {
         "hold": hold.id,
@@ -506,7 +503,7 @@ def review(
 
 def held_until(listing: Listing, now: datetime | None = None) -> datetime | None:
     """When the hold on ``listing`` ends, if a buyer holds it now."""
-    until = _aware(listing.reserved_until)
+    until = as_utc(listing.reserved_until)
     if not listing.reserved_by or until is None or until <= (now or now_utc()):
         return None
     return until
@@ -549,6 +546,7 @@ def bought_snapshots(session: Session, trades: list[Trade]) -> dict[int, dict[st
         select(CheckoutHold)
         .where(
             CheckoutHold.listing_id.in_({t.listing_id for t in linked}),
+            CheckoutHold.buyer.in_({t.buyer for t in linked}),
             CheckoutHold.end_reason == "funded",
             CheckoutHold.listing_snapshot.is_not(None),
         )
@@ -565,9 +563,9 @@ def bought_snapshots(session: Session, trades: list[Trade]) -> dict[int, dict[st
             and h.token == trade.token
         ]
         exact = [h for h in mine if h.tx_hash and h.tx_hash == trade.funded_tx]
-        chosen = (exact or mine)[-1:] if (exact or mine) else []
-        if chosen and chosen[0].listing_snapshot:
-            found[trade.id] = dict(chosen[0].listing_snapshot)
+        candidates = exact or mine
+        if candidates and candidates[-1].listing_snapshot:
+            found[trade.id] = dict(candidates[-1].listing_snapshot)
     return found
 
 

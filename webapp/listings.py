@@ -11,7 +11,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +51,7 @@ from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
-from webapp.views import DECIMALS, as_utc, to_units
+from webapp.views import DECIMALS, to_units
 
 bp = Blueprint("listings", __name__)
 
@@ -107,10 +107,7 @@ def understood_price(units: int, currency: str) -> str:
 
 
 def reserved_by_other(listing: Listing, address: str | None, now: datetime | None = None) -> bool:
-    until = as_utc(listing.reserved_until)
-    if not listing.reserved_by or until is None or until <= (now or datetime.now(UTC)):
-        return False
-    return listing.reserved_by != address
+    return checkout.held_until(listing, now) is not None and listing.reserved_by != address
 
 
 def can_buy(listing: Listing, address: str | None) -> bool:

@@ -263,6 +263,24 @@ def percent_to_bps(value: Any) -> int:
     return int(bps)
 
 
+def _waiting(trade: Trade, sender: str) -> tuple[Any, ...]:
+    """The conditions of ``sender``'s statements on ``trade`` that were not published yet."""
+    return (
+        PendingStatement.trade_id == trade.id,
+        PendingStatement.sender == sender,
+        PendingStatement.used_at.is_(None),
+    )
+
+
+def _waiting_statement(session: Session, trade: Trade, sender: str) -> PendingStatement | None:
+    return session.scalars(
+        select(PendingStatement)
+        .where(*_waiting(trade, sender))
+        .order_by(PendingStatement.id.desc())
+        .limit(1)
+    ).first()
+
+
 def sync_dispute_statement(session: Session, trade: Trade) -> None:
     """Publishes the opener's statement once the indexer has seen their ``DisputeOpened``.
 
@@ -273,16 +291,7 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
     dispute = trade.dispute
     if dispute is None or dispute.statement:
         return
-    pending = session.scalars(
-        select(PendingStatement)
-        .where(
-            PendingStatement.trade_id == trade.id,
-            PendingStatement.sender == dispute.opened_by,
-            PendingStatement.used_at.is_(None),
-        )
-        .order_by(PendingStatement.id.desc())
-        .limit(1)
-    ).first()
+    pending = _waiting_statement(session, trade, dispute.opened_by)
     if pending is None:
         return
     pending.used_at = datetime.now(UTC)
@@ -298,29 +307,14 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
 def keep_statement(session_db: Session, trade: Trade, sender: str, statement: str) -> None:
     """Keeps ``sender``'s statement on the server until their dispute is on chain (replacing
     one they wrote before that was never used)."""
-    session_db.execute(
-        delete(PendingStatement).where(
-            PendingStatement.trade_id == trade.id,
-            PendingStatement.sender == sender,
-            PendingStatement.used_at.is_(None),
-        )
-    )
+    session_db.execute(delete(PendingStatement).where(*_waiting(trade, sender)))
     session_db.add(PendingStatement(trade_id=trade.id, sender=sender, body=statement))
     session_db.commit()
 
 
 def note_statement_sent(session_db: Session, trade: Trade, sender: str, tx_hash: Any) -> bool:
     """The wallet sent the dispute: notes its hash; False if no statement is waiting."""
-    pending = session_db.scalars(
-        select(PendingStatement)
-        .where(
-            PendingStatement.trade_id == trade.id,
-            PendingStatement.sender == sender,
-            PendingStatement.used_at.is_(None),
-        )
-        .order_by(PendingStatement.id.desc())
-        .limit(1)
-    ).first()
+    pending = _waiting_statement(session_db, trade, sender)
     if pending is None:
         return False
     if isinstance(tx_hash, str) and len(tx_hash) == 66 and tx_hash.startswith("0x"):

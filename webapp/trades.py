@@ -8,7 +8,6 @@ checks here only spare people a transaction that would fail.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,7 +59,6 @@ from webapp.trade_rules import (
 )
 
 bp = Blueprint("trades", __name__)
-TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 PERMIT_SECONDS = 3600
 EVENT_WORDS = {
@@ -344,7 +342,7 @@ def hold_paid(hold_id: int) -> Any:
     """The wallet sent the payment: the hold lasts until it is mined and indexed, or fails."""
     hold = _own_hold(hold_id)
     tx_hash = json_body().get("tx_hash")
-    if not isinstance(tx_hash, str) or not TX_HASH.match(tx_hash):
+    if not isinstance(tx_hash, str) or not checkout.TX_HASH.match(tx_hash):
         return render_error(400, "Send the payment's transaction hash.")
     tx_hash = tx_hash.lower()
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, abort, jsonify
@@ -15,12 +14,11 @@ from webapp import checkout, db
 from webapp.chain import gateway
 
 bp = Blueprint("tx", __name__)
-TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 @bp.get("/api/tx/<tx_hash>")
 def tx_status(tx_hash: str) -> tuple[Any, int]:
-    if not TX_HASH.match(tx_hash):
+    if not checkout.TX_HASH.match(tx_hash):
         abort(404)
     chain = gateway().chain()
     try:
