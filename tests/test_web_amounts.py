@@ -15,25 +15,11 @@ from test_amounts import run_js
 
 from escrow.db.models import Listing
 from helpers import ONE_ETH, USD, Roles
-from web_fixtures import add_listing, db_session, listing_row
+from web_fixtures import add_listing, db_session, listing_form, listing_row
 from webapp.listings import MAX_PRICE_TEXT, parse_amount
 from webapp.views import DECIMALS, MAX_PRICE_ETH, MAX_PRICE_UNITS, MAX_PRICE_USD
 
 NBSP, NNBSP = "\u00a0", "\u202f"
-
-
-def _form(**override: str) -> dict[str, str]:
-    data = {
-        "title": "Road bike",
-        "description": "Light and fast",
-        "price": "0.5",
-        "currency": "ETH",
-        "quantity": "1",
-        "category": "bikes",
-        "city": "Astana",
-    }
-    data.update(override)
-    return data
 
 
 def _text(response: Any) -> str:
@@ -58,7 +44,7 @@ def _last_price(app: Flask) -> tuple[int, str]:
 def test_decimal_comma_price_is_one_and_a_half(app: Flask, web: Any, roles: Roles) -> None:
     """The old parser dropped the comma and saved 15 ETH."""
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new", _form(price="1,5"), follow_redirects=True)
+    response = seller.post_form("/listings/new", listing_form(price="1,5"), follow_redirects=True)
     assert response.status_code == 200
     assert _last_price(app) == (ONE_ETH * 3 // 2, "ETH")
     assert "Your listing is on the market. Price: 1.5 ETH." in _text(response)
@@ -84,7 +70,7 @@ def test_prices_as_people_write_them(
 ) -> None:
     seller = web("seller", roles)
     response = seller.post_form(
-        "/listings/new", _form(price=price, currency=currency), follow_redirects=True
+        "/listings/new", listing_form(price=price, currency=currency), follow_redirects=True
     )
     assert response.status_code == 200
     assert _last_price(app) == (units, currency)
@@ -122,7 +108,7 @@ def test_unclear_or_wrong_prices_are_refused_on_the_form(
     app: Flask, web: Any, roles: Roles, price: str, currency: str, message: str
 ) -> None:
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new", _form(price=price, currency=currency))
+    response = seller.post_form("/listings/new", listing_form(price=price, currency=currency))
     assert response.status_code == 400
     page = _text(response)
     assert message in page
@@ -138,7 +124,7 @@ def test_edit_reads_a_decimal_comma_and_says_what_it_saved(
     page = seller.client.get(f"/listings/{listing_id}/edit").get_data(as_text=True)
     assert re.search(r'name="price"[^>]*value="1.5"', page)
     response = seller.post_form(
-        f"/listings/{listing_id}/edit", _form(price="2,25"), follow_redirects=True
+        f"/listings/{listing_id}/edit", listing_form(price="2,25"), follow_redirects=True
     )
     assert response.status_code == 200
     assert "Listing saved. Price: 2.25 ETH." in _text(response)
@@ -150,7 +136,7 @@ def test_edit_refuses_an_unclear_price_and_keeps_the_old_one(
 ) -> None:
     listing_id, _ = add_listing(app, roles.seller, price=ONE_ETH)
     seller = web("seller", roles)
-    response = seller.post_form(f"/listings/{listing_id}/edit", _form(price="2,500"))
+    response = seller.post_form(f"/listings/{listing_id}/edit", listing_form(price="2,500"))
     assert response.status_code == 400
     assert "2,500 could mean 2500 or 2,5" in _text(response)
     assert listing_row(app, listing_id).price == ONE_ETH

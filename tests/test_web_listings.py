@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from escrow.db.models import Listing, Trade, User
 from helpers import ONE_ETH, USD, Roles
-from web_fixtures import WebUser, index_now
+from web_fixtures import WebUser, index_now, listing_form
 
 
 def _image(fmt: str) -> bytes:
@@ -71,20 +71,6 @@ def _listing(app: Flask, seller: str, **fields: Any) -> int:
 def _get(app: Flask, listing_id: int) -> Listing | None:
     with _session(app) as session:
         return session.get(Listing, listing_id)  # type: ignore[no-any-return]
-
-
-def _form(**override: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "title": "Road bike",
-        "description": "Light and fast",
-        "price": "0.5",
-        "currency": "ETH",
-        "quantity": "1",
-        "category": "bikes",
-        "city": "Astana",
-    }
-    data.update(override)
-    return data
 
 
 def _titles(page: str) -> list[str]:
@@ -323,13 +309,13 @@ def test_listing_page_shows_risk_signals(app: Flask, web: Any, roles: Roles) -> 
 def test_create_needs_sign_in(web: Any) -> None:
     anonymous = web(None)
     assert anonymous.client.get("/listings/new").status_code == 302
-    assert anonymous.post_form("/listings/new", _form()).status_code == 302
+    assert anonymous.post_form("/listings/new", listing_form()).status_code == 302
 
 
 def test_create_listing(app: Flask, web: Any, roles: Roles) -> None:
     seller: WebUser = web("seller", roles)
     assert seller.client.get("/listings/new").status_code == 200
-    response = seller.post_form("/listings/new", _form(price="1,250.75", currency="USD"))
+    response = seller.post_form("/listings/new", listing_form(price="1,250.75", currency="USD"))
     assert response.status_code == 302
     with _session(app) as session:
         listing = session.scalars(select(Listing)).one()
@@ -346,7 +332,7 @@ def test_create_listing(app: Flask, web: Any, roles: Roles) -> None:
 def test_refs_are_unique(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     for _ in range(3):
-        assert seller.post_form("/listings/new", _form()).status_code == 302
+        assert seller.post_form("/listings/new", listing_form()).status_code == 302
     with _session(app) as session:
         refs = list(session.scalars(select(Listing.ref)))
     assert len(set(refs)) == 3 and all(REF.match(r) for r in refs)
@@ -379,7 +365,9 @@ def test_create_rejects_bad_input_and_keeps_it(
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        _form(**{field: value, "title": "Kept title"} if field != "title" else {field: value}),
+        listing_form(
+            **{field: value, "title": "Kept title"} if field != "title" else {field: value}
+        ),
     )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -392,7 +380,7 @@ def test_create_rejects_bad_input_and_keeps_it(
 
 def test_price_in_usd_has_six_decimals(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
-    response = seller.post_form("/listings/new", _form(price="1.0000001", currency="USD"))
+    response = seller.post_form("/listings/new", listing_form(price="1.0000001", currency="USD"))
     assert response.status_code == 400
     assert "at most 6 decimal places" in response.get_data(as_text=True)
 
@@ -400,7 +388,7 @@ def test_price_in_usd_has_six_decimals(app: Flask, web: Any, roles: Roles) -> No
 def test_html_in_text_fields_is_escaped(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     evil = '<img src=x onerror="alert(1)">'
-    seller.post_form("/listings/new", _form(title=evil, description=evil, city=evil[:30]))
+    seller.post_form("/listings/new", listing_form(title=evil, description=evil, city=evil[:30]))
     with _session(app) as session:
         listing_id = session.scalars(select(Listing.id)).one()
     for url in ("/", f"/listings/{listing_id}", "/listings/mine"):
@@ -420,7 +408,7 @@ def test_photos_upload_and_are_served(app: Flask, web: Any, roles: Roles) -> Non
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"), (WEBP, "c.webp"))},
+        {**listing_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"), (WEBP, "c.webp"))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 302
@@ -455,7 +443,7 @@ def test_wrong_type_uploads_are_refused(
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        {**_form(), "photos": _files((data, name))},
+        {**listing_form(), "photos": _files((data, name))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 400
@@ -472,7 +460,7 @@ def test_oversized_photo_is_refused(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        {**_form(), "photos": _files((JPEG + b"\x00" * 2000, "big.jpg"))},
+        {**listing_form(), "photos": _files((JPEG + b"\x00" * 2000, "big.jpg"))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 400
@@ -486,7 +474,7 @@ def test_request_over_the_content_limit_is_a_friendly_413(
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        {**_form(), "photos": _files((JPEG + b"\x00" * 8000, "big.jpg"))},
+        {**listing_form(), "photos": _files((JPEG + b"\x00" * 8000, "big.jpg"))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 413
@@ -497,7 +485,7 @@ def test_at_most_six_photos(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     response = seller.post_form(
         "/listings/new",
-        {**_form(), "photos": _files(*[(PNG, f"{n}.png") for n in range(7)])},
+        {**listing_form(), "photos": _files(*[(PNG, f"{n}.png") for n in range(7)])},
         content_type="multipart/form-data",
     )
     assert response.status_code == 400
@@ -540,11 +528,11 @@ def test_edit_by_owner_other_and_anonymous(app: Flask, web: Any, roles: Roles) -
     assert web(None).client.get(url).status_code == 302
     other = web("buyer", roles)
     assert other.client.get(url).status_code == 403
-    assert other.post_form(url, _form(title="Hijacked")).status_code == 403
+    assert other.post_form(url, listing_form(title="Hijacked")).status_code == 403
     owner = web("seller", roles)
     form_page = owner.client.get(url).get_data(as_text=True)
     assert 'value="Old title"' in form_page and 'value="1.5"' in form_page
-    assert owner.post_form(url, _form(title="New title", price="2")).status_code == 302
+    assert owner.post_form(url, listing_form(title="New title", price="2")).status_code == 302
     listing = _get(app, listing_id)
     assert listing is not None and listing.title == "New title" and listing.price == 2 * ONE_ETH
     assert web(None).client.get("/listings/999/edit").status_code == 302
@@ -555,7 +543,7 @@ def test_edit_keeps_input_on_error(app: Flask, web: Any, roles: Roles) -> None:
     listing_id = _listing(app, roles.seller)
     owner = web("seller", roles)
     response = owner.post_form(
-        f"/listings/{listing_id}/edit", _form(title="Typed title", price="-3")
+        f"/listings/{listing_id}/edit", listing_form(title="Typed title", price="-3")
     )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -566,7 +554,7 @@ def test_edit_removes_and_adds_photos(app: Flask, web: Any, roles: Roles) -> Non
     owner = web("seller", roles)
     owner.post_form(
         "/listings/new",
-        {**_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"))},
+        {**listing_form(), "photos": _files((JPEG, "a.jpg"), (PNG, "b.png"))},
         content_type="multipart/form-data",
     )
     with _session(app) as session:
@@ -574,7 +562,7 @@ def test_edit_removes_and_adds_photos(app: Flask, web: Any, roles: Roles) -> Non
     first, second = listing.photos
     response = owner.post_form(
         f"/listings/{listing.id}/edit",
-        {**_form(), "remove_photo": first, "photos": _files((WEBP, "c.webp"))},
+        {**listing_form(), "remove_photo": first, "photos": _files((WEBP, "c.webp"))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 302

@@ -21,21 +21,13 @@ from sqlalchemy import func, select
 from escrow.client import EscrowClient
 from escrow.db.models import EvidenceFile, Listing, Message, Trade, User
 from helpers import Roles
-from web_fixtures import WebUser, db_session, funded_trade, index_now
+from web_fixtures import WebUser, db_session, funded_trade, index_now, listing_form
 
 FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 SECRETS = (b"SpyCam", b"SpyXMP", b"SpyNote")
 PDF = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n"
 HTML_AS_TEXT = b"<html><script>alert(1)</script></html>\n"
-LISTING = {
-    "title": "Road bike",
-    "description": "Light and fast",
-    "price": "0.5",
-    "currency": "ETH",
-    "quantity": "1",
-    "category": "bikes",
-    "city": "Astana",
-}
+LISTING = listing_form()
 
 
 def photo(kind: str = "jpg", size: tuple[int, int] = (16, 12), orientation: int = 1) -> bytes:

@@ -22,18 +22,17 @@ from escrow.client import EscrowClient
 from escrow.db.models import EvidenceFile, Listing, Message, User
 from escrow.deploy import Deployment
 from helpers import Roles
-from web_fixtures import WebUser, add_listing, app_settings, db_session, funded_trade
+from web_fixtures import (
+    WebUser,
+    add_listing,
+    app_settings,
+    db_session,
+    funded_trade,
+    listing_form,
+)
 from webapp import create_app
 
-LISTING = {
-    "title": "Road bike",
-    "description": "Light and fast",
-    "price": "0.5",
-    "currency": "ETH",
-    "quantity": "1",
-    "category": "bikes",
-    "city": "Astana",
-}
+LISTING = listing_form()
 
 
 def count(app: Flask, model: Any, *where: Any) -> int:

@@ -186,6 +186,20 @@ def add_listing(
         return listing.id, ref
 
 
+def listing_form(**override: Any) -> dict[str, Any]:
+    """The sell form's fields as a seller fills them in, with ``override`` on top."""
+    return {
+        "title": "Road bike",
+        "description": "Light and fast",
+        "price": "0.5",
+        "currency": "ETH",
+        "quantity": "1",
+        "category": "bikes",
+        "city": "Astana",
+        **override,
+    }
+
+
 def add_hold(app: Flask, listing_id: int, buyer: str, *, seconds: int = 120) -> int:
     """A wallet hold of ``listing_id`` by ``buyer`` as a checkout starts it (its id)."""
     now = datetime.now(UTC)
