@@ -14,7 +14,7 @@ from escrow.client import EscrowClient
 from escrow.deploy import Deployment, deploy
 from helpers import Roles
 
-pytest_plugins = ["web_fixtures"]
+pytest_plugins = ["web_fixtures", "browser_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ so the accounts that cancel on purpose differ between the two widths (see ``PEOP
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -24,13 +23,11 @@ from typing import Any
 import pytest
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from test_e2e_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SHOTS,
     TX_TIMEOUT,
     act,
@@ -87,16 +84,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         extra_env={"ESCROW_SIGNIN_RATE_LIMIT": "120 per minute"},
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: run scripts/install_system_deps.sh (apt chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route
 from sqlalchemy import select
 
 from escrow.chain import Chain
@@ -271,18 +271,6 @@ document.addEventListener('securitypolicyviolation', (event) => {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with LocalStack(tmp_path_factory.mktemp("csp"), quiet=True, workers=2) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: run scripts/install_system_deps.sh (apt chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class Watched:
