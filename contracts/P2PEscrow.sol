@@ -16,9 +16,11 @@ import {IP2PEscrow} from "./IP2PEscrow.sol";
  * Storage slot of a lane, keyed by `buyer << 96 | lane << 64` (a trade id without its block):
  *   bits 255..64  first 192 bits of keccak256(abi.encode(tradeId, terms))
  *   bits  63..56  status
- *   bits  55..16  deadline (uint40): inspection end or ruling deadline (unix time) while open,
- *                 the block number in which the trade ended once final; while Disputed its
- *                 top bit records whether the seller had shipped
+ *   bits  55..16  deadline field (uint40): its low 34 bits hold the inspection end or the
+ *                 ruling deadline (unix time) while open, the block number in which the trade
+ *                 ended once final. While Shipped bits 36..34 hold the extension days the
+ *                 buyer asked for and bit 37 whether the seller granted them; while Disputed
+ *                 bit 39 records whether the seller had shipped
  *   bits  15..14  split proposer: 0 none, 1 buyer, 2 seller
  *   bits  13..0   proposed buyer share in basis points
  */
@@ -40,6 +42,12 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     uint16 public constant MAX_PLATFORM_FEE_BPS = 1_000;
     uint16 public constant MAX_ARBITRATOR_FEE_BPS = 2_000;
     uint32 public constant MAX_INSPECTION_PERIOD = 60 days;
+    /// @notice A zero inspection would let a seller ship and release in one block, before the
+    /// buyer could ever dispute.
+    uint32 public constant MIN_INSPECTION_PERIOD = 1 days;
+    uint32 public constant MAX_DELIVERY_WINDOW = 60 days;
+    uint8 public constant MAX_EXTENSION_DAYS = 7;
+    uint256 public constant MAX_EVIDENCE_URI_BYTES = 512;
     uint64 public constant MAX_SHIPPING_WINDOW = 180 days;
     uint256 public constant MAX_AMOUNT = type(uint128).max;
     /// @notice Gas forwarded with an ETH payout; enough for smart-contract wallets, bounded so a
@@ -49,6 +57,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @dev Top bit of the deadline field while Disputed: the seller had shipped. Unix times
     /// stay below 2^39 for the next 17,000 years.
     uint40 private constant SHIPPED_FLAG = uint40(1) << 39;
+    uint40 private constant TIME_MASK = (uint40(1) << 34) - 1;
+    uint40 private constant EXTENSION_DAYS_MASK = uint40(7) << 34;
+    uint40 private constant EXTENSION_GRANTED = uint40(1) << 37;
     uint8 private constant PROPOSER_BUYER = uint8(Party.Buyer);
     uint8 private constant PROPOSER_SELLER = uint8(Party.Seller);
 
@@ -85,13 +96,30 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint256 amount,
         uint64 shipBy,
         uint32 inspectionPeriod,
+        uint32 deliveryWindow,
         uint16 arbitratorFeeBps,
+        uint16 maxPlatformFeeBps,
         uint32 lane,
         bytes32 listingRef
     ) external payable nonReentrant returns (uint256 tradeId) {
         uint256 expectedValue = token == address(0) ? amount : 0;
         if (msg.value != expectedValue) revert WrongPayment(msg.value, expectedValue);
-        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, lane, listingRef);
+        tradeId = _open(
+            Terms({
+                buyer: msg.sender,
+                seller: seller,
+                arbitrator: arbitrator,
+                token: token,
+                amount: amount,
+                shipBy: shipBy,
+                inspectionPeriod: inspectionPeriod,
+                arbitratorFeeBps: arbitratorFeeBps,
+                platformFeeBps: maxPlatformFeeBps,
+                deliveryWindow: deliveryWindow
+            }),
+            lane,
+            listingRef
+        );
         if (token != address(0)) _pullToken(token, amount);
     }
 
@@ -103,7 +131,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint256 amount,
         uint64 shipBy,
         uint32 inspectionPeriod,
+        uint32 deliveryWindow,
         uint16 arbitratorFeeBps,
+        uint16 maxPlatformFeeBps,
         uint32 lane,
         bytes32 listingRef,
         uint256 permitDeadline,
@@ -112,7 +142,22 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         bytes32 s
     ) external nonReentrant returns (uint256 tradeId) {
         if (token == address(0)) revert TokenNotAllowed(token);
-        tradeId = _open(seller, arbitrator, token, amount, shipBy, inspectionPeriod, arbitratorFeeBps, lane, listingRef);
+        tradeId = _open(
+            Terms({
+                buyer: msg.sender,
+                seller: seller,
+                arbitrator: arbitrator,
+                token: token,
+                amount: amount,
+                shipBy: shipBy,
+                inspectionPeriod: inspectionPeriod,
+                arbitratorFeeBps: arbitratorFeeBps,
+                platformFeeBps: maxPlatformFeeBps,
+                deliveryWindow: deliveryWindow
+            }),
+            lane,
+            listingRef
+        );
         // A front-runner may have submitted the permit already; then the allowance is there.
         try IERC20Permit(token).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
         _pullToken(token, amount);
@@ -126,9 +171,53 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (msg.sender != terms.seller) revert NotSeller(msg.sender);
         _requireStatus(tradeId, packed, Status.Funded);
         if (block.timestamp >= terms.shipBy) revert DeadlinePassed(tradeId, uint40(terms.shipBy));
-        uint40 inspectionEndsAt = uint40(block.timestamp + terms.inspectionPeriod);
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Shipped, inspectionEndsAt);
+        // The latest possible inspection end: the delivery window runs out, then the buyer inspects.
+        uint40 inspectionEndsAt = uint40(block.timestamp + terms.deliveryWindow + terms.inspectionPeriod);
+        _setState(tradeId, packed, Status.Shipped, inspectionEndsAt);
         emit TradeShipped(tradeId, shipmentRef, inspectionEndsAt);
+    }
+
+    /// @inheritdoc IP2PEscrow
+    function markReceived(uint256 tradeId, Terms calldata terms) external {
+        uint256 packed = _load(tradeId, terms);
+        if (msg.sender != terms.buyer) revert NotBuyer(msg.sender);
+        _requireStatus(tradeId, packed, Status.Shipped);
+        uint40 field = _field(packed);
+        // Inspection starts at receipt or at the delivery window's end, whichever is first: once
+        // it has started (window over, or already received) receipt changes nothing.
+        uint40 inspectionEndsAt = uint40(block.timestamp + terms.inspectionPeriod);
+        if (inspectionEndsAt >= (field & TIME_MASK)) revert InspectionAlreadyStarted(tradeId);
+        uint40 updated = (field & ~TIME_MASK) | inspectionEndsAt;
+        _lanes[_laneKey(tradeId)] = _withField(packed, updated);
+        emit TradeReceived(tradeId, _effectiveEnd(updated));
+    }
+
+    /// @inheritdoc IP2PEscrow
+    function requestInspectionExtension(uint256 tradeId, Terms calldata terms, uint8 extraDays) external {
+        uint256 packed = _load(tradeId, terms);
+        if (msg.sender != terms.buyer) revert NotBuyer(msg.sender);
+        _requireStatus(tradeId, packed, Status.Shipped);
+        uint40 field = _field(packed);
+        uint40 endsAt = _effectiveEnd(field);
+        if (block.timestamp >= endsAt) revert DeadlinePassed(tradeId, endsAt);
+        if (field & EXTENSION_DAYS_MASK != 0) revert ExtensionAlreadyRequested(tradeId);
+        if (extraDays == 0 || extraDays > MAX_EXTENSION_DAYS) revert InvalidExtension(extraDays, MAX_EXTENSION_DAYS);
+        _lanes[_laneKey(tradeId)] = _withField(packed, field | (uint40(extraDays) << 34));
+        emit InspectionExtensionRequested(tradeId, extraDays);
+    }
+
+    /// @inheritdoc IP2PEscrow
+    function grantInspectionExtension(uint256 tradeId, Terms calldata terms) external {
+        uint256 packed = _load(tradeId, terms);
+        if (msg.sender != terms.seller) revert NotSeller(msg.sender);
+        _requireStatus(tradeId, packed, Status.Shipped);
+        uint40 field = _field(packed);
+        uint40 endsAt = _effectiveEnd(field);
+        if (block.timestamp >= endsAt) revert DeadlinePassed(tradeId, endsAt);
+        if (field & EXTENSION_DAYS_MASK == 0 || field & EXTENSION_GRANTED != 0) revert NoExtensionRequested(tradeId);
+        uint40 updated = field | EXTENSION_GRANTED;
+        _lanes[_laneKey(tradeId)] = _withField(packed, updated);
+        emit InspectionExtended(tradeId, uint8((field & EXTENSION_DAYS_MASK) >> 34), _effectiveEnd(updated));
     }
 
     /// @inheritdoc IP2PEscrow
@@ -143,7 +232,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     function releaseAfterInspection(uint256 tradeId, Terms calldata terms) external nonReentrant {
         uint256 packed = _load(tradeId, terms);
         _requireStatus(tradeId, packed, Status.Shipped);
-        uint40 deadline = _deadline(packed);
+        uint40 deadline = _effectiveEnd(_field(packed));
         if (block.timestamp < deadline) revert DeadlineNotReached(tradeId, deadline);
         _release(tradeId, terms, packed, false);
     }
@@ -167,7 +256,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IP2PEscrow
     function proposeSplit(uint256 tradeId, Terms calldata terms, uint16 buyerBps) external onlyParty(terms) {
         uint256 packed = _load(tradeId, terms);
-        _requireOpen(tradeId, packed);
+        _requireLive(tradeId, terms, packed);
         if (buyerBps > BPS) revert InvalidBps(buyerBps);
         uint8 proposer = msg.sender == terms.buyer ? PROPOSER_BUYER : PROPOSER_SELLER;
         uint256 proposal = (uint256(proposer) << 14) | buyerBps;
@@ -182,7 +271,8 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint16 buyerBps
     ) external nonReentrant onlyParty(terms) {
         uint256 packed = _load(tradeId, terms);
-        _requireOpen(tradeId, packed);
+        // An offer lapses with the timeout of the state it was made in (a state change clears it).
+        _requireLive(tradeId, terms, packed);
         uint8 counterparty = msg.sender == terms.buyer ? PROPOSER_SELLER : PROPOSER_BUYER;
         if (uint8((packed >> 14) & 0x3) != counterparty || uint16(packed & 0x3FFF) != buyerBps) {
             revert NoMatchingProposal(tradeId, buyerBps);
@@ -195,13 +285,23 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IP2PEscrow
+    function cancelSplit(uint256 tradeId, Terms calldata terms) external onlyParty(terms) {
+        uint256 packed = _load(tradeId, terms);
+        _requireOpen(tradeId, packed);
+        uint8 proposer = msg.sender == terms.buyer ? PROPOSER_BUYER : PROPOSER_SELLER;
+        if (uint8((packed >> 14) & 0x3) != proposer) revert NoProposalToCancel(tradeId);
+        _lanes[_laneKey(tradeId)] = packed & ~uint256(0xFFFF);
+        emit SplitCleared(tradeId, true);
+    }
+
+    /// @inheritdoc IP2PEscrow
     function openDispute(uint256 tradeId, Terms calldata terms) external onlyParty(terms) {
         uint256 packed = _load(tradeId, terms);
         Status status = _status(packed);
         if (status == Status.Funded) {
             if (block.timestamp >= terms.shipBy) revert DeadlinePassed(tradeId, uint40(terms.shipBy));
         } else if (status == Status.Shipped) {
-            uint40 inspectionEndsAt = _deadline(packed);
+            uint40 inspectionEndsAt = _effectiveEnd(_field(packed));
             if (block.timestamp >= inspectionEndsAt) revert DeadlinePassed(tradeId, inspectionEndsAt);
         } else {
             revert InvalidStatus(tradeId, status);
@@ -209,7 +309,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint40 rulingDeadline = uint40(block.timestamp + _rulingPeriod);
         // Remember whether the seller had shipped: it decides the ruling-timeout fallback.
         uint40 stored = status == Status.Shipped ? rulingDeadline | SHIPPED_FLAG : rulingDeadline;
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Disputed, stored);
+        _setState(tradeId, packed, Status.Disputed, stored);
         emit DisputeOpened(tradeId, msg.sender, rulingDeadline);
     }
 
@@ -225,6 +325,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert NotPartyOrArbitrator(msg.sender);
         }
         _requireOpen(tradeId, packed);
+        if (bytes(uri).length > MAX_EVIDENCE_URI_BYTES) revert EvidenceUriTooLong(bytes(uri).length, MAX_EVIDENCE_URI_BYTES);
         emit EvidenceSubmitted(tradeId, msg.sender, uri, contentHash);
     }
 
@@ -232,11 +333,13 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     function rule(uint256 tradeId, Terms calldata terms, uint16 buyerBps) external nonReentrant {
         uint256 packed = _load(tradeId, terms);
         if (msg.sender != terms.arbitrator) revert NotArbitrator(msg.sender);
+        // A removed (for example compromised) arbitrator moves no money; the timeout applies.
+        if (!_arbitrators[msg.sender].registered) revert ArbitratorNotRegistered(msg.sender);
         _requireStatus(tradeId, packed, Status.Disputed);
         uint40 deadline = _deadline(packed);
         if (block.timestamp >= deadline) revert DeadlinePassed(tradeId, deadline);
         if (buyerBps > BPS) revert InvalidBps(buyerBps);
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
+        _setState(tradeId, packed, Status.Resolved, uint40(block.number));
         uint256 arbitratorFee = (terms.amount * terms.arbitratorFeeBps) / BPS;
         (uint256 buyerAmount, uint256 sellerAmount, uint256 feeAmount) = _split(
             terms,
@@ -255,7 +358,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         _requireStatus(tradeId, packed, Status.Disputed);
         uint40 deadline = _deadline(packed);
         if (block.timestamp < deadline) revert DeadlineNotReached(tradeId, deadline);
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Resolved, uint40(block.number));
+        _setState(tradeId, packed, Status.Resolved, uint40(block.number));
         // A seller who never shipped cannot profit from an absent arbitrator: full refund.
         bool shipped = (uint40(packed >> 16) & SHIPPED_FLAG) != 0;
         uint16 buyerBps = shipped ? uint16(BPS / 2) : uint16(BPS);
@@ -269,11 +372,14 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IP2PEscrow
     function withdraw(address token) external nonReentrant {
-        uint256 amount = _credits[token][msg.sender];
-        if (amount == 0) revert NothingToWithdraw(token, msg.sender);
-        _credits[token][msg.sender] = 0;
-        emit Withdrawn(token, msg.sender, amount);
-        _transferOut(token, msg.sender, amount);
+        _withdraw(token, msg.sender);
+    }
+
+    /// @inheritdoc IP2PEscrow
+    function withdrawTo(address token, address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        if (to == address(this)) revert EscrowCannotBeParty();
+        _withdraw(token, to);
     }
 
     /// @inheritdoc IP2PEscrow
@@ -337,6 +443,34 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IP2PEscrow
+    function tradeView(uint256 tradeId, Terms calldata terms) external view returns (TradeView memory view_) {
+        uint256 packed = _lanes[_laneKey(tradeId)];
+        if (packed == 0) return view_;
+        if (bytes24(bytes32(packed)) != _hashTerms(tradeId, terms)) {
+            view_.superseded = true;
+            return view_;
+        }
+        Status status = _status(packed);
+        view_.status = status;
+        uint40 field = _field(packed);
+        if (status == Status.Funded || status == Status.Shipped || status == Status.Disputed) {
+            uint40 deadline = _liveDeadline(terms, packed);
+            view_.deadline = deadline;
+            if (status == Status.Shipped) {
+                view_.inspectionStarted = block.timestamp + terms.inspectionPeriod >= (field & TIME_MASK);
+                view_.extensionDays = uint8((field & EXTENSION_DAYS_MASK) >> 34);
+                view_.extensionGranted = field & EXTENSION_GRANTED != 0;
+            }
+            if (block.timestamp < deadline) {
+                view_.splitProposer = Party(uint8((packed >> 14) & 0x3));
+                view_.proposedBuyerBps = uint16(packed & 0x3FFF);
+            }
+        } else {
+            view_.endedInBlock = field;
+        }
+    }
+
+    /// @inheritdoc IP2PEscrow
     function laneState(address buyer, uint32 lane) external view returns (TradeState memory) {
         return _unpack(_lanes[(uint256(uint160(buyer)) << 96) | (uint256(lane) << 64)]);
     }
@@ -384,37 +518,39 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ internal
 
-    function _open(
-        address seller,
-        address arbitrator,
-        address token,
-        uint256 amount,
-        uint64 shipBy,
-        uint32 inspectionPeriod,
-        uint16 arbitratorFeeBps,
-        uint32 lane,
-        bytes32 listingRef
-    ) private returns (uint256 tradeId) {
-        if (amount == 0) revert ZeroAmount();
-        if (amount > MAX_AMOUNT) revert AmountTooLarge(amount, MAX_AMOUNT);
-        if (seller == address(0) || arbitrator == address(0)) revert ZeroAddress();
-        if (seller == address(this) || arbitrator == address(this)) revert EscrowCannotBeParty();
-        if (seller == msg.sender) revert SellerIsBuyer(seller);
-        if (arbitrator == msg.sender || arbitrator == seller) revert ArbitratorIsParty(arbitrator);
-        if (token != address(0) && !_allowedTokens[token]) revert TokenNotAllowed(token);
-        if (shipBy <= block.timestamp) revert DeadlineInPast(shipBy, block.timestamp);
-        if (shipBy > block.timestamp + MAX_SHIPPING_WINDOW) {
-            revert DeadlineTooFar(shipBy, block.timestamp + MAX_SHIPPING_WINDOW);
+    /// @dev Checks the terms the buyer sent (`terms.platformFeeBps` is the highest fee it
+    /// accepts), fixes the fee in force into them and records the trade.
+    function _open(Terms memory terms, uint32 lane, bytes32 listingRef) private returns (uint256 tradeId) {
+        if (terms.amount == 0) revert ZeroAmount();
+        if (terms.amount > MAX_AMOUNT) revert AmountTooLarge(terms.amount, MAX_AMOUNT);
+        if (terms.seller == address(0) || terms.arbitrator == address(0)) revert ZeroAddress();
+        if (terms.seller == address(this) || terms.arbitrator == address(this)) revert EscrowCannotBeParty();
+        if (terms.seller == msg.sender) revert SellerIsBuyer(terms.seller);
+        if (terms.arbitrator == msg.sender || terms.arbitrator == terms.seller) revert ArbitratorIsParty(terms.arbitrator);
+        if (terms.token != address(0) && !_allowedTokens[terms.token]) revert TokenNotAllowed(terms.token);
+        if (terms.shipBy <= block.timestamp) revert DeadlineInPast(terms.shipBy, block.timestamp);
+        if (terms.shipBy > block.timestamp + MAX_SHIPPING_WINDOW) {
+            revert DeadlineTooFar(terms.shipBy, block.timestamp + MAX_SHIPPING_WINDOW);
         }
-        if (inspectionPeriod > MAX_INSPECTION_PERIOD) {
-            revert InspectionPeriodTooLong(inspectionPeriod, MAX_INSPECTION_PERIOD);
+        if (terms.inspectionPeriod > MAX_INSPECTION_PERIOD) {
+            revert InspectionPeriodTooLong(terms.inspectionPeriod, MAX_INSPECTION_PERIOD);
         }
-        ArbitratorInfo memory info = _arbitrators[arbitrator];
-        if (!info.registered) revert ArbitratorNotRegistered(arbitrator);
-        if (arbitratorFeeBps > info.maxFeeBps) revert ArbitratorFeeTooHigh(arbitratorFeeBps, info.maxFeeBps);
+        if (terms.inspectionPeriod < MIN_INSPECTION_PERIOD) {
+            revert InspectionPeriodTooShort(terms.inspectionPeriod, MIN_INSPECTION_PERIOD);
+        }
+        if (terms.deliveryWindow > MAX_DELIVERY_WINDOW) {
+            revert DeliveryWindowTooLong(terms.deliveryWindow, MAX_DELIVERY_WINDOW);
+        }
+        ArbitratorInfo memory info = _arbitrators[terms.arbitrator];
+        if (!info.registered) revert ArbitratorNotRegistered(terms.arbitrator);
+        if (terms.arbitratorFeeBps > info.maxFeeBps) revert ArbitratorFeeTooHigh(terms.arbitratorFeeBps, info.maxFeeBps);
 
         Config memory config = _config;
         if (config.paused) revert FundingPaused();
+        if (config.platformFeeBps > terms.platformFeeBps) {
+            revert PlatformFeeAboveLimit(config.platformFeeBps, terms.platformFeeBps);
+        }
+        terms.platformFeeBps = config.platformFeeBps;
         uint256 laneKey = (uint256(uint160(msg.sender)) << 96) | (uint256(lane) << 64);
         uint256 previous = _lanes[laneKey];
         if (previous != 0) {
@@ -426,21 +562,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             }
         }
         tradeId = laneKey | block.number;
-
-        Terms memory terms = Terms({
-            buyer: msg.sender,
-            seller: seller,
-            arbitrator: arbitrator,
-            token: token,
-            amount: amount,
-            shipBy: shipBy,
-            inspectionPeriod: inspectionPeriod,
-            arbitratorFeeBps: arbitratorFeeBps,
-            platformFeeBps: config.platformFeeBps
-        });
         bytes24 termsHash = bytes24(keccak256(abi.encode(tradeId, terms)));
         _lanes[laneKey] = uint256(bytes32(termsHash)) | (uint256(uint8(Status.Funded)) << 56);
-        emit TradeFunded(tradeId, msg.sender, seller, terms, listingRef);
+        emit TradeFunded(tradeId, msg.sender, terms.seller, terms, listingRef);
     }
 
     /// @dev Pulls `amount` of `token` from the buyer and rejects tokens that take a fee on transfer.
@@ -452,7 +576,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _release(uint256 tradeId, Terms calldata terms, uint256 packed, bool byBuyer) private {
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Released, uint40(block.number));
+        _setState(tradeId, packed, Status.Released, uint40(block.number));
         uint256 feeAmount = (terms.amount * terms.platformFeeBps) / BPS;
         if (feeAmount != 0) _platformFees[terms.token] += feeAmount;
         uint256 sellerAmount = terms.amount - feeAmount;
@@ -461,7 +585,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _refund(uint256 tradeId, Terms calldata terms, uint256 packed, bool afterDeadline) private {
-        _lanes[_laneKey(tradeId)] = _pack(packed, Status.Refunded, uint40(block.number));
+        _setState(tradeId, packed, Status.Refunded, uint40(block.number));
         emit TradeRefunded(tradeId, afterDeadline, terms.amount);
         _pay(terms.token, terms.buyer, terms.amount);
     }
@@ -481,32 +605,68 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev Pushes a payout; if the receiver cannot take it, credits it for {withdraw} instead,
-    /// so one failing receiver never blocks the others.
+    /// so one failing receiver never blocks the others. For a token, what counts is what left
+    /// the escrow's balance, whatever the token returns: a token that moves the tokens but
+    /// returns false must not have the payee paid twice.
     function _pay(address token, address to, uint256 amount) private {
         if (amount == 0) return;
-        bool ok;
+        uint256 unpaid;
         if (token == address(0)) {
+            bool ok;
             uint256 gasForPayout = PAYOUT_GAS;
             assembly ("memory-safe") {
                 // No return data is copied, so a receiver cannot grief with a huge return.
                 ok := call(gasForPayout, to, amount, 0, 0, 0, 0)
             }
+            if (!ok) unpaid = amount;
         } else {
-            ok = IERC20(token).trySafeTransfer(to, amount);
+            unpaid = amount;
+            (bool known, uint256 balanceBefore) = _balanceOf(token);
+            if (known) {
+                IERC20(token).trySafeTransfer(to, amount);
+                (bool stillKnown, uint256 balanceAfter) = _balanceOf(token);
+                if (stillKnown && balanceAfter <= balanceBefore) {
+                    uint256 sent = balanceBefore - balanceAfter;
+                    unpaid = sent >= amount ? 0 : amount - sent;
+                }
+            }
         }
-        if (!ok) {
-            _credits[token][to] += amount;
-            emit PaymentDeferred(token, to, amount);
+        if (unpaid != 0) {
+            _credits[token][to] += unpaid;
+            emit PaymentDeferred(token, to, unpaid);
         }
     }
 
-    /// @dev Transfers that must succeed (withdrawals): the caller asked for them.
+    /// @dev The escrow's balance of `token`, or (false, 0) if the token does not answer.
+    function _balanceOf(address token) private view returns (bool, uint256) {
+        try IERC20(token).balanceOf(address(this)) returns (uint256 balance) {
+            return (true, balance);
+        } catch {
+            return (false, 0);
+        }
+    }
+
+    function _withdraw(address token, address to) private {
+        uint256 amount = _credits[token][msg.sender];
+        if (amount == 0) revert NothingToWithdraw(token, msg.sender);
+        _credits[token][msg.sender] = 0;
+        emit Withdrawn(token, msg.sender, amount, to);
+        _transferOut(token, to, amount);
+    }
+
+    /// @dev Transfers that must succeed (withdrawals): the caller asked for them. A token must
+    /// move exactly `amount` out of the escrow, or the whole withdrawal reverts.
     function _transferOut(address token, address to, uint256 amount) private {
         if (token == address(0)) {
             (bool ok, ) = to.call{value: amount}("");
             if (!ok) revert TransferFailed(token, to, amount);
         } else {
+            uint256 balanceBefore = IERC20(token).balanceOf(address(this));
             IERC20(token).safeTransfer(to, amount);
+            uint256 balanceAfter = IERC20(token).balanceOf(address(this));
+            if (balanceAfter > balanceBefore || balanceBefore - balanceAfter != amount) {
+                revert TransferFailed(token, to, amount);
+            }
         }
     }
 
@@ -525,7 +685,7 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             TradeState({
                 termsHash: bytes24(bytes32(packed)),
                 status: _status(packed),
-                deadline: _deadline(packed),
+                deadline: _status(packed) == Status.Shipped ? _effectiveEnd(_field(packed)) : _deadline(packed),
                 splitProposer: Party(uint8((packed >> 14) & 0x3)),
                 proposedBuyerBps: uint16(packed & 0x3FFF)
             });
@@ -536,12 +696,48 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (status != expected) revert InvalidStatus(tradeId, status);
     }
 
+    /// @dev Open, and the timeout of its state has not passed: a party can still act.
+    function _requireLive(uint256 tradeId, Terms calldata terms, uint256 packed) private view {
+        _requireOpen(tradeId, packed);
+        uint40 deadline = _liveDeadline(terms, packed);
+        if (block.timestamp >= deadline) revert DeadlinePassed(tradeId, deadline);
+    }
+
+    /// @dev The timeout of an open trade's state: ship-by, inspection end or ruling deadline.
+    function _liveDeadline(Terms calldata terms, uint256 packed) private pure returns (uint40) {
+        Status status = _status(packed);
+        if (status == Status.Funded) return uint40(terms.shipBy);
+        if (status == Status.Shipped) return _effectiveEnd(_field(packed));
+        return _deadline(packed);
+    }
+
     /// @dev Open means money is still in escrow for this trade.
     function _requireOpen(uint256 tradeId, uint256 packed) private pure {
         Status status = _status(packed);
         if (status != Status.Funded && status != Status.Shipped && status != Status.Disputed) {
             revert InvalidStatus(tradeId, status);
         }
+    }
+
+    /// @dev Moves a trade to another state; an open split proposal is dropped, with an event.
+    function _setState(uint256 tradeId, uint256 packed, Status status, uint40 field) private {
+        if (packed & 0xFFFF != 0) emit SplitCleared(tradeId, false);
+        _lanes[_laneKey(tradeId)] = _pack(packed, status, field);
+    }
+
+    /// @dev Replaces the deadline field, keeping status and split proposal.
+    function _withField(uint256 packed, uint40 field) private pure returns (uint256) {
+        return (packed & ~(uint256(type(uint40).max) << 16)) | (uint256(field) << 16);
+    }
+
+    function _field(uint256 packed) private pure returns (uint40) {
+        return uint40(packed >> 16);
+    }
+
+    /// @dev Inspection end while Shipped: the stored time plus a granted extension.
+    function _effectiveEnd(uint40 field) private pure returns (uint40 endsAt) {
+        endsAt = field & TIME_MASK;
+        if (field & EXTENSION_GRANTED != 0) endsAt += ((field & EXTENSION_DAYS_MASK) >> 34) * 1 days;
     }
 
     /// @dev Keeps the terms hash; sets status and deadline; clears any split proposal.
@@ -553,8 +749,9 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         return Status(uint8(packed >> 56));
     }
 
+    /// @dev The stored time: ruling deadline while Disputed, ended-in block once final.
     function _deadline(uint256 packed) private pure returns (uint40) {
-        return uint40(packed >> 16) & ~SHIPPED_FLAG;
+        return uint40(packed >> 16) & TIME_MASK;
     }
 
     function _hashTerms(uint256 tradeId, Terms calldata terms) private pure returns (bytes24) {
