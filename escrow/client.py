@@ -39,6 +39,14 @@ from escrow.transactions import (
 
 ETH = to_checksum_address("0x" + "00" * 20)
 ZERO_REF = b"\x00" * 32
+DAY = 24 * 3600
+
+#: Contract versions this client speaks, by the name of their compiled artifact. New trades go
+#: to the current version; older deployments stay readable and finishable.
+CONTRACT_VERSIONS = {1: "P2PEscrowV1", 2: "P2PEscrow"}
+CURRENT_VERSION = 2
+#: v2 terms: the market's default delivery window when a caller names none.
+DEFAULT_DELIVERY_WINDOW = 0
 
 
 class Status(IntEnum):
@@ -64,7 +72,11 @@ class Party(IntEnum):
 
 @dataclass(frozen=True)
 class Terms:
-    """The immutable terms of a trade, as hashed on chain."""
+    """The immutable terms of a trade, as hashed on chain.
+
+    ``delivery_window`` is None for a trade of the version 1 contract, whose terms have no
+    delivery window (its inspection starts when the seller ships).
+    """
 
     buyer: ChecksumAddress
     seller: ChecksumAddress
@@ -75,9 +87,14 @@ class Terms:
     inspection_period: int
     arbitrator_fee_bps: int
     platform_fee_bps: int
+    delivery_window: int | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.delivery_window is None else 2
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (
+        fields: tuple[Any, ...] = (
             self.buyer,
             self.seller,
             self.arbitrator,
@@ -88,11 +105,13 @@ class Terms:
             self.arbitrator_fee_bps,
             self.platform_fee_bps,
         )
+        return fields if self.delivery_window is None else (*fields, self.delivery_window)
 
     @classmethod
     def from_event(cls, terms: Any) -> Terms:
         """From the decoded ``terms`` tuple or dict of a TradeFunded event."""
         if isinstance(terms, dict):
+            window = terms.get("deliveryWindow")
             terms = (
                 terms["buyer"],
                 terms["seller"],
@@ -103,8 +122,10 @@ class Terms:
                 terms["inspectionPeriod"],
                 terms["arbitratorFeeBps"],
                 terms["platformFeeBps"],
-            )
-        b, s, a, t, amount, ship_by, inspection, arb_fee, platform_fee = terms
+            ) + (() if window is None else (window,))
+        terms = tuple(terms)
+        delivery_window = int(terms[9]) if len(terms) > 9 else None
+        b, s, a, t, amount, ship_by, inspection, arb_fee, platform_fee = terms[:9]
         return cls(
             to_checksum_address(b),
             to_checksum_address(s),
@@ -115,6 +136,7 @@ class Terms:
             int(inspection),
             int(arb_fee),
             int(platform_fee),
+            delivery_window,
         )
 
     @property
@@ -130,6 +152,22 @@ class TradeState:
     deadline: int
     split_proposer: Party
     proposed_buyer_bps: int
+
+
+@dataclass(frozen=True)
+class TradeView:
+    """A trade's full state from its id and terms (contract v2 ``tradeView``)."""
+
+    trade_id: int
+    superseded: bool
+    status: Status
+    deadline: int
+    inspection_started: bool
+    split_proposer: Party
+    proposed_buyer_bps: int
+    extension_days: int
+    extension_granted: bool
+    ended_in_block: int
 
 
 @dataclass(frozen=True)
@@ -172,8 +210,21 @@ class ArbitratorInfo:
 class EscrowCalls:
     """Encodes each contract action as a :class:`PreparedCall`; no network access."""
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, version: int = CURRENT_VERSION) -> None:
         self._fn = contract.functions
+        self.version = version
+
+    def _terms_args(
+        self,
+        inspection_period: int,
+        delivery_window: int,
+        arbitrator_fee_bps: int,
+        max_platform_fee_bps: int,
+    ) -> tuple[int, ...]:
+        """The funding arguments between ship-by and lane, in this version's order."""
+        if self.version == 1:
+            return (inspection_period, arbitrator_fee_bps)
+        return (inspection_period, delivery_window, arbitrator_fee_bps, max_platform_fee_bps)
 
     def fund(
         self,
@@ -184,10 +235,14 @@ class EscrowCalls:
         ship_by: int,
         inspection_period: int,
         lane: int,
+        max_platform_fee_bps: int,
+        delivery_window: int = DEFAULT_DELIVERY_WINDOW,
         arbitrator_fee_bps: int = 0,
         token: str = ETH,
         listing_ref: bytes = ZERO_REF,
     ) -> PreparedCall:
+        """``max_platform_fee_bps``: the highest platform fee the buyer accepts (the one it
+        was shown); the contract reverts ``PlatformFeeAboveLimit`` above it."""
         token = to_checksum_address(token)
         fn = self._fn.fund(
             to_checksum_address(seller),
@@ -195,8 +250,9 @@ class EscrowCalls:
             token,
             amount,
             ship_by,
-            inspection_period,
-            arbitrator_fee_bps,
+            *self._terms_args(
+                inspection_period, delivery_window, arbitrator_fee_bps, max_platform_fee_bps
+            ),
             lane,
             _bytes32(listing_ref),
         )
@@ -216,6 +272,8 @@ class EscrowCalls:
         r: bytes,
         s: bytes,
         lane: int,
+        max_platform_fee_bps: int,
+        delivery_window: int = DEFAULT_DELIVERY_WINDOW,
         arbitrator_fee_bps: int = 0,
         listing_ref: bytes = ZERO_REF,
     ) -> PreparedCall:
@@ -225,8 +283,9 @@ class EscrowCalls:
             to_checksum_address(token),
             amount,
             ship_by,
-            inspection_period,
-            arbitrator_fee_bps,
+            *self._terms_args(
+                inspection_period, delivery_window, arbitrator_fee_bps, max_platform_fee_bps
+            ),
             lane,
             _bytes32(listing_ref),
             permit_deadline,
@@ -245,6 +304,36 @@ class EscrowCalls:
 
     def confirm_receipt(self, trade_id: int, terms: Terms) -> PreparedCall:
         return PreparedCall(self._fn.confirmReceipt(trade_id, terms.as_tuple()))
+
+    def mark_received(self, trade_id: int, terms: Terms) -> PreparedCall:
+        self._require_v2("markReceived")
+        return PreparedCall(self._fn.markReceived(trade_id, terms.as_tuple()))
+
+    def request_inspection_extension(
+        self, trade_id: int, terms: Terms, extra_days: int
+    ) -> PreparedCall:
+        self._require_v2("requestInspectionExtension")
+        return PreparedCall(
+            self._fn.requestInspectionExtension(trade_id, terms.as_tuple(), extra_days)
+        )
+
+    def grant_inspection_extension(self, trade_id: int, terms: Terms) -> PreparedCall:
+        self._require_v2("grantInspectionExtension")
+        return PreparedCall(self._fn.grantInspectionExtension(trade_id, terms.as_tuple()))
+
+    def cancel_split(self, trade_id: int, terms: Terms) -> PreparedCall:
+        self._require_v2("cancelSplit")
+        return PreparedCall(self._fn.cancelSplit(trade_id, terms.as_tuple()))
+
+    def withdraw_to(self, to: str, token: str = ETH) -> PreparedCall:
+        self._require_v2("withdrawTo")
+        return PreparedCall(
+            self._fn.withdrawTo(to_checksum_address(token), to_checksum_address(to))
+        )
+
+    def _require_v2(self, name: str) -> None:
+        if self.version < 2:
+            raise EscrowError(f"{name} needs escrow contract version 2; this one is v1")
 
     def release_after_inspection(self, trade_id: int, terms: Terms) -> PreparedCall:
         return PreparedCall(self._fn.releaseAfterInspection(trade_id, terms.as_tuple()))
@@ -305,11 +394,18 @@ class EscrowClient:
     """Reads and acts on one deployed escrow contract."""
 
     def __init__(
-        self, chain: Chain, escrow_address: str, stablecoin_address: str | None = None
+        self,
+        chain: Chain,
+        escrow_address: str,
+        stablecoin_address: str | None = None,
+        version: int = CURRENT_VERSION,
     ) -> None:
+        if version not in CONTRACT_VERSIONS:
+            raise EscrowError(f"unknown escrow contract version {version}")
         self.chain = chain
         self.w3 = chain.w3
-        escrow_abi = load_artifact("P2PEscrow").abi
+        self.version = version
+        escrow_abi = load_artifact(CONTRACT_VERSIONS[version]).abi
         token_abi = load_artifact("TestStablecoin").abi
         self.contract = self.w3.eth.contract(
             address=to_checksum_address(escrow_address), abi=escrow_abi
@@ -321,7 +417,7 @@ class EscrowClient:
             else None
         )
         self._token_abi = token_abi
-        self.calls = EscrowCalls(self.contract)
+        self.calls = EscrowCalls(self.contract, version)
         self.events = EventDecoder(escrow_abi)
         self.sender = TransactionSender(chain, ErrorDecoder([escrow_abi, token_abi]))
 
@@ -360,10 +456,14 @@ class EscrowClient:
         token: str = ETH,
         listing_ref: bytes = ZERO_REF,
         lane: int | None = None,
+        delivery_window: int = DEFAULT_DELIVERY_WINDOW,
+        max_platform_fee_bps: int | None = None,
     ) -> Funded:
         """Opens and funds a trade. For a token, the buyer must have approved the escrow.
 
-        ``lane`` defaults to the buyer's lowest free lane (see :meth:`free_lane`).
+        ``lane`` defaults to the buyer's lowest free lane (see :meth:`free_lane`);
+        ``max_platform_fee_bps`` to the fee in force now (pass the fee the buyer was shown
+        to be protected against a raise before the transaction is mined).
         """
         call = self.calls.fund(
             seller=seller,
@@ -371,6 +471,8 @@ class EscrowClient:
             amount=amount,
             ship_by=ship_by,
             inspection_period=inspection_period,
+            delivery_window=delivery_window,
+            max_platform_fee_bps=self._fee_cap(max_platform_fee_bps),
             arbitrator_fee_bps=arbitrator_fee_bps,
             token=token,
             listing_ref=listing_ref,
@@ -392,6 +494,8 @@ class EscrowClient:
         listing_ref: bytes = ZERO_REF,
         permit_deadline: int | None = None,
         lane: int | None = None,
+        delivery_window: int = DEFAULT_DELIVERY_WINDOW,
+        max_platform_fee_bps: int | None = None,
     ) -> Funded:
         """Funds a token trade in one transaction with an EIP-2612 permit signed by the buyer."""
         deadline = (
@@ -409,11 +513,16 @@ class EscrowClient:
             v=v,
             r=r,
             s=s,
+            delivery_window=delivery_window,
+            max_platform_fee_bps=self._fee_cap(max_platform_fee_bps),
             arbitrator_fee_bps=arbitrator_fee_bps,
             listing_ref=listing_ref,
             lane=self.free_lane(sender_address(sender)) if lane is None else lane,
         )
         return self._funded(self.send(call, sender))
+
+    def _fee_cap(self, max_platform_fee_bps: int | None) -> int:
+        return self.platform_fee()[1] if max_platform_fee_bps is None else max_platform_fee_bps
 
     def _funded(self, result: TxResult) -> Funded:
         event = result.event("TradeFunded")
@@ -433,6 +542,26 @@ class EscrowClient:
 
     def confirm_receipt(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.confirm_receipt(trade_id, terms), sender)
+
+    def mark_received(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.mark_received(trade_id, terms), sender)
+
+    def request_inspection_extension(
+        self, trade_id: int, terms: Terms, extra_days: int, *, sender: Sender
+    ) -> TxResult:
+        call = self.calls.request_inspection_extension(trade_id, terms, extra_days)
+        return self.send(call, sender)
+
+    def grant_inspection_extension(
+        self, trade_id: int, terms: Terms, *, sender: Sender
+    ) -> TxResult:
+        return self.send(self.calls.grant_inspection_extension(trade_id, terms), sender)
+
+    def cancel_split(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
+        return self.send(self.calls.cancel_split(trade_id, terms), sender)
+
+    def withdraw_to(self, to: str, *, sender: Sender, token: str = ETH) -> TxResult:
+        return self.send(self.calls.withdraw_to(to, token), sender)
 
     def release_after_inspection(self, trade_id: int, terms: Terms, *, sender: Sender) -> TxResult:
         return self.send(self.calls.release_after_inspection(trade_id, terms), sender)
@@ -578,6 +707,26 @@ class EscrowClient:
         """Current state of a trade; raises TermsMismatch if its lane holds a later trade."""
         return self._state(
             trade_id, self._read(self.contract.functions.tradeState(trade_id, terms.as_tuple()))
+        )
+
+    def trade_view(self, trade_id: int, terms: Terms) -> TradeView:
+        """Full state without reverting: ``superseded`` when the lane holds a later trade (or
+        the terms are wrong); a lapsed split offer reads as none (contract v2)."""
+        if self.version < 2:
+            raise EscrowError("tradeView needs escrow contract version 2; this one is v1")
+        raw = self._read(self.contract.functions.tradeView(trade_id, terms.as_tuple()))
+        superseded, status, deadline, started, proposer, bps, days, granted, ended = raw
+        return TradeView(
+            trade_id,
+            bool(superseded),
+            Status(status),
+            int(deadline),
+            bool(started),
+            Party(proposer),
+            int(bps),
+            int(days),
+            bool(granted),
+            int(ended),
         )
 
     def lane_state(self, buyer: str, lane: int) -> TradeState:

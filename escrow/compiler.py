@@ -52,10 +52,17 @@ class Artifact:
     # byte ranges of the deployed code that the constructor fills with immutable values
     immutable_ranges: tuple[tuple[int, int], ...] = ()
 
-    def matches_code(self, code: bytes) -> bool:
-        """True when ``code`` (read from the chain) is this contract's deployed code."""
+    def matches_code(self, code: bytes, *, ignore_metadata: bool = False) -> bool:
+        """True when ``code`` (read from the chain) is this contract's deployed code.
+
+        ``ignore_metadata`` leaves out the CBOR metadata the compiler appends (source hash,
+        compiler version): the code of the same contract compiled from a moved or renamed
+        source file, as for a version kept under ``contracts/v1/``.
+        """
         expected = bytearray(bytes.fromhex(self.deployed_bytecode[2:]))
         actual = bytearray(code)
+        if ignore_metadata:
+            expected, actual = _without_metadata(expected), _without_metadata(actual)
         if len(expected) != len(actual):
             return False
         for start, length in self.immutable_ranges:
@@ -287,6 +294,16 @@ def _solc_error_message(exc: SolcError) -> str:
     except (TypeError, ValueError):
         messages = []
     return "\n".join(messages) or f"{exc.message}\n{exc.stderr_data}"
+
+
+def _without_metadata(code: bytearray) -> bytearray:
+    """Deployed code without its trailing CBOR metadata (its length is in the last 2 bytes)."""
+    if len(code) < 2:
+        return code
+    length = int.from_bytes(code[-2:], "big")
+    if length + 2 > len(code):
+        return code
+    return code[: -(length + 2)]
 
 
 def _atomic_write(path: Path, text: str) -> None:

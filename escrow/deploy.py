@@ -4,6 +4,11 @@ Each deployment is recorded per chain id in ``<data dir>/deployments/<chain id>.
 address, transaction hash, block and constructor arguments of every contract, plus the
 chain's genesis hash. Later runs reuse a live deployment; deploying over one needs
 ``force=True``. A record whose contract code is gone (the chain was reset) is stale.
+
+Upgrades: when the recorded escrow runs an older contract version, :func:`ensure_deployment`
+deploys the current version beside it and records both: ``escrow`` is the one new trades go
+to, ``previous_escrows`` the older ones, which keep their open trades (every exit stays open)
+and get their funding paused. The indexer follows them all.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from hexbytes import HexBytes
 
 from escrow import settings
 from escrow.chain import Chain
-from escrow.client import EscrowClient
+from escrow.client import CONTRACT_VERSIONS, CURRENT_VERSION, EscrowClient
 from escrow.compiler import load_artifact
 from escrow.errors import DeploymentError
 from escrow.transactions import (
@@ -43,6 +48,8 @@ class ContractRecord:
     tx_hash: str
     block_number: int
     args: list[Any]
+    #: escrow contract version (records written before versions existed are version 1)
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,34 @@ class Deployment:
     escrow: ContractRecord
     stablecoin: ContractRecord | None = None
     arbitrators: list[str] = field(default_factory=list)
+    #: older escrow contracts on this chain, newest first; their trades can still be finished
+    previous_escrows: list[ContractRecord] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def escrows(self) -> list[ContractRecord]:
+        """Every escrow contract of this deployment, the current one first."""
+        return [self.escrow, *self.previous_escrows]
+
+    def escrow_record(self, address: str) -> ContractRecord | None:
+        for record in self.escrows:
+            if record.address.lower() == address.lower():
+                return record
+        return None
+
+    def client_for(self, chain: Chain, address: str) -> EscrowClient:
+        """A client for one of this deployment's escrows (with that contract's version)."""
+        record = self.escrow_record(address)
+        if record is None:
+            raise DeploymentError(f"{address} is not an escrow of this deployment")
+        return EscrowClient(
+            chain,
+            record.address,
+            self.stablecoin.address if self.stablecoin else None,
+            version=record.version,
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Deployment:
@@ -67,12 +99,12 @@ class Deployment:
             escrow=ContractRecord(**data["escrow"]),
             stablecoin=ContractRecord(**coin) if coin else None,
             arbitrators=list(data.get("arbitrators", [])),
+            previous_escrows=[ContractRecord(**r) for r in data.get("previous_escrows", [])],
         )
 
     def client(self, chain: Chain) -> EscrowClient:
-        return EscrowClient(
-            chain, self.escrow.address, self.stablecoin.address if self.stablecoin else None
-        )
+        """A client for the current escrow, where new trades go."""
+        return self.client_for(chain, self.escrow.address)
 
 
 def registry_path(chain_id: int, registry_dir: Path | None = None) -> Path:
@@ -83,21 +115,44 @@ def genesis_hash(chain: Chain) -> str:
     return HexBytes(chain.w3.eth.get_block(0)["hash"]).to_0x_hex()
 
 
-def load_deployment(chain: Chain, registry_dir: Path | None = None) -> Deployment | None:
-    """The recorded deployment on this chain if it is still live, else None."""
-    path = registry_path(chain.chain_id, registry_dir)
+def read_deployment(chain_id: int, registry_dir: Path | None = None) -> Deployment | None:
+    """The recorded deployment of a chain id, live or not (None without a record)."""
+    path = registry_path(chain_id, registry_dir)
     if not path.is_file():
         return None
-    deployment = Deployment.from_json(json.loads(path.read_text()))
-    return deployment if is_live(chain, deployment) else None
+    return Deployment.from_json(json.loads(path.read_text()))
+
+
+def load_deployment(chain: Chain, registry_dir: Path | None = None) -> Deployment | None:
+    """The recorded deployment on this chain if it is still live, else None."""
+    deployment = read_deployment(chain.chain_id, registry_dir)
+    return deployment if deployment is not None and is_live(chain, deployment) else None
+
+
+def code_version(code: bytes) -> int | None:
+    """Which escrow contract version ``code`` is (compiler metadata aside), or None."""
+    for version, name in CONTRACT_VERSIONS.items():
+        if load_artifact(name).matches_code(code, ignore_metadata=True):
+            return version
+    return None
 
 
 def is_live(chain: Chain, deployment: Deployment) -> bool:
-    """True when the chain is the one deployed to and the escrow's code is the compiled one."""
+    """True when the chain is the one deployed to and the current escrow runs the current
+    contract version (an older version there needs :func:`upgrade`)."""
     if deployment.genesis_hash != genesis_hash(chain):
         return False
     code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
-    return load_artifact("P2PEscrow").matches_code(bytes(code))
+    return code_version(bytes(code)) == CURRENT_VERSION
+
+
+def needs_upgrade(chain: Chain, deployment: Deployment) -> bool:
+    """True when the recorded escrow is live on this chain but runs an older version."""
+    if deployment.genesis_hash != genesis_hash(chain):
+        return False
+    code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
+    version = code_version(bytes(code))
+    return version is not None and version < CURRENT_VERSION
 
 
 def deploy(
@@ -145,7 +200,9 @@ def deploy(
     if with_stablecoin is None:
         with_stablecoin = local
 
-    escrow_record = _deploy_contract(chain, "P2PEscrow", [owner, ruling_period], deployer)
+    escrow_record = _deploy_contract(
+        chain, CONTRACT_VERSIONS[CURRENT_VERSION], [owner, ruling_period], deployer
+    )
     coin_record = (
         _deploy_contract(chain, "TestStablecoin", [owner], deployer) if with_stablecoin else None
     )
@@ -169,21 +226,88 @@ def deploy(
             mint = client.stablecoin.functions.mint(account, DEMO_STABLECOIN_PER_ACCOUNT)
             client.send(PreparedCall(mint), deployer)
     if record:
-        path = registry_path(chain.chain_id, registry_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(deployment.to_json(), indent=2))
-        tmp.replace(path)
+        write_deployment(deployment, registry_dir)
     return deployment
+
+
+def write_deployment(deployment: Deployment, registry_dir: Path | None = None) -> None:
+    path = registry_path(deployment.chain_id, registry_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(deployment.to_json(), indent=2))
+    tmp.replace(path)
+
+
+def upgrade(
+    chain: Chain,
+    deployment: Deployment,
+    *,
+    deployer: Sender | None = None,
+    registry_dir: Path | None = None,
+    record: bool = True,
+) -> Deployment:
+    """Deploys the current escrow version beside the recorded (older) one.
+
+    The new escrow gets the old one's owner, ruling period, arbitrators (with their fee caps),
+    platform fee and allowed stablecoin. The old escrow's funding is paused, so new trades go
+    to the new one; every exit of its open trades stays open. The record keeps both.
+    """
+    if deployer is None:
+        if not chain.accounts:
+            raise DeploymentError("no deployer: set ESCROW_PRIVATE_KEY or use a dev chain")
+        deployer = chain.accounts[0]
+    old = deployment.client(chain)
+    owner = to_checksum_address(old.contract.functions.owner().call())
+    if to_checksum_address(sender_address(deployer)) != owner:
+        raise DeploymentError(
+            f"upgrading needs the escrow owner {owner} as deployer, not {sender_address(deployer)}"
+        )
+    ruling_period = old.ruling_period()
+    new_record = _deploy_contract(
+        chain, CONTRACT_VERSIONS[CURRENT_VERSION], [owner, ruling_period], deployer
+    )
+    new = EscrowClient(
+        chain,
+        new_record.address,
+        deployment.stablecoin.address if deployment.stablecoin else None,
+        version=CURRENT_VERSION,
+    )
+    for arbitrator in deployment.arbitrators:
+        info = old.arbitrator_info(arbitrator)
+        if info.registered:
+            new.register_arbitrator(arbitrator, info.max_fee_bps, sender=deployer)
+    recipient, fee_bps = old.platform_fee()
+    if fee_bps or int(recipient, 16):
+        new.set_platform_fee(recipient, fee_bps, sender=deployer)
+    coin = deployment.stablecoin
+    if coin is not None and old.is_token_allowed(coin.address):
+        new.set_token_allowed(coin.address, True, sender=deployer)
+    if not old.contract.functions.fundingPaused().call():
+        old.set_funding_paused(True, sender=deployer)
+    upgraded = Deployment(
+        chain_id=deployment.chain_id,
+        genesis_hash=deployment.genesis_hash,
+        owner=deployment.owner,
+        escrow=new_record,
+        stablecoin=deployment.stablecoin,
+        arbitrators=list(deployment.arbitrators),
+        previous_escrows=[deployment.escrow, *deployment.previous_escrows],
+    )
+    if record:
+        write_deployment(upgraded, registry_dir)
+    return upgraded
 
 
 def ensure_deployment(
     chain: Chain, registry_dir: Path | None = None, **kwargs: Any
 ) -> tuple[Deployment, bool]:
-    """The live recorded deployment, or a new one; the flag says whether it was just made."""
-    existing = load_deployment(chain, registry_dir)
-    if existing is not None:
-        return existing, False
+    """The live recorded deployment (upgraded beside an older escrow version if need be), or a
+    new one; the flag says whether anything was deployed."""
+    recorded = read_deployment(chain.chain_id, registry_dir)
+    if recorded is not None and is_live(chain, recorded):
+        return recorded, False
+    if recorded is not None and needs_upgrade(chain, recorded):
+        return upgrade(chain, recorded, registry_dir=registry_dir), True
     return deploy(chain, registry_dir=registry_dir, force=True, **kwargs), True
 
 
@@ -195,10 +319,12 @@ def _deploy_contract(chain: Chain, name: str, args: list[Any], deployer: Sender)
     address = receipt["contractAddress"]
     if address is None:
         raise DeploymentError(f"{name} deployment produced no contract address")
+    versions = {n: v for v, n in CONTRACT_VERSIONS.items()}
     return ContractRecord(
         name=name,
         address=to_checksum_address(address),
         tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
         block_number=int(receipt["blockNumber"]),
         args=[str(a) if not isinstance(a, int) else a for a in args],
+        version=versions.get(name, 1),
     )

@@ -79,6 +79,25 @@ PlatformFeeTooHigh = _revert("PlatformFeeTooHigh", "The platform fee is above it
 DeadlineInPast = _revert("DeadlineInPast", "The ship-by deadline is not in the future.")
 DeadlineTooFar = _revert("DeadlineTooFar", "The ship-by deadline is too far in the future.")
 InspectionPeriodTooLong = _revert("InspectionPeriodTooLong", "The inspection period is too long.")
+InspectionPeriodTooShort = _revert(
+    "InspectionPeriodTooShort", "The inspection period is shorter than the minimum (1 day)."
+)
+DeliveryWindowTooLong = _revert("DeliveryWindowTooLong", "The delivery window is too long.")
+PlatformFeeAboveLimit = _revert(
+    "PlatformFeeAboveLimit", "The platform fee is now above what the buyer accepted."
+)
+EvidenceUriTooLong = _revert("EvidenceUriTooLong", "The evidence URI is longer than 512 bytes.")
+InspectionAlreadyStarted = _revert(
+    "InspectionAlreadyStarted", "The inspection has started already (received or window over)."
+)
+ExtensionAlreadyRequested = _revert(
+    "ExtensionAlreadyRequested", "The buyer has already asked for an extension in this trade."
+)
+InvalidExtension = _revert("InvalidExtension", "An extension is 1 to 7 days.")
+NoExtensionRequested = _revert(
+    "NoExtensionRequested", "No extension request is waiting for the seller."
+)
+NoProposalToCancel = _revert("NoProposalToCancel", "The caller has no open split proposal.")
 InvalidStatus = _revert("InvalidStatus", "The trade is not in a status that allows this action.")
 NotBuyer = _revert("NotBuyer", "Only the trade's buyer may do this.")
 NotSeller = _revert("NotSeller", "Only the trade's seller may do this.")
@@ -93,7 +112,7 @@ TokenNotAllowed = _revert("TokenNotAllowed", "The token is not allowed for trade
 FeeOnTransferToken = _revert("FeeOnTransferToken", "The token delivered less than was sent.")
 NothingToWithdraw = _revert("NothingToWithdraw", "Nothing is credited to this account.")
 NotFeeRecipient = _revert("NotFeeRecipient", "Only the fee recipient or the owner may do this.")
-TransferFailed = _revert("TransferFailed", "An ETH transfer that had to succeed failed.")
+TransferFailed = _revert("TransferFailed", "A transfer that had to succeed failed.")
 ReentrancyGuardReentrantCall = _revert("ReentrancyGuardReentrantCall", "A re-entrant call.")
 OwnableUnauthorizedAccount = _revert("OwnableUnauthorizedAccount", "Only the owner may do this.")
 OwnableInvalidOwner = _revert("OwnableInvalidOwner", "The new owner is invalid.")
