@@ -26,6 +26,7 @@ class ChainGateway:
         self._chain: Chain | None = app.config.get("CHAIN")
         self._deployment: Deployment | None = app.config.get("DEPLOYMENT")
         self._client: EscrowClient | None = None
+        self._older: dict[str, EscrowClient] = {}
 
     def chain(self) -> Chain:
         with self._lock:
@@ -57,6 +58,23 @@ class ChainGateway:
                 self._client = deployment.client(self.chain())
             return self._client
 
+    def client_for(self, contract_address: str) -> EscrowClient:
+        """The client of the escrow a trade lives in: the current one, or an older version
+        this deployment still follows (its open trades are finished there)."""
+        deployment = self.deployment()
+        if contract_address.lower() == deployment.escrow.address.lower():
+            return self.client()
+        with self._lock:
+            client = self._older.get(contract_address.lower())
+            if client is None:
+                client = deployment.client_for(self.chain(), contract_address)
+                self._older[contract_address.lower()] = client
+            return client
+
+    def escrow_addresses(self) -> list[str]:
+        """Every escrow this market follows (lower case), the current one first."""
+        return [r.address.lower() for r in self.deployment().escrows]
+
     def stablecoin_address(self) -> str | None:
         """The dollar token's address, or None when the chain is down or has none: pages that
         only label currencies must still render without the chain."""
@@ -72,10 +90,14 @@ class ChainGateway:
         except ChainUnavailable:
             return False
 
-    def prepare(self, call: PreparedCall, sender: str) -> dict[str, Any]:
-        """An unsigned transaction as JSON for the browser wallet (hex quantities)."""
+    def prepare(
+        self, call: PreparedCall, sender: str, client: EscrowClient | None = None
+    ) -> dict[str, Any]:
+        """An unsigned transaction as JSON for the browser wallet (hex quantities).
+
+        ``client``: the escrow the call goes to when it is not the current one."""
         try:
-            tx = self.client().unsigned(call, sender)
+            tx = (client or self.client()).unsigned(call, sender)
         except (ConnectionError, OSError) as exc:
             raise ChainUnavailable(f"the chain node did not answer: {exc}") from exc
         out: dict[str, Any] = {

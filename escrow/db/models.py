@@ -184,6 +184,9 @@ class Listing(Base):
     #: Bumped whenever what a buyer agrees to (title, description, price, currency) changes; a
     #: checkout quotes the version it showed and is refused when it is no longer current.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: Days after shipping the seller promises delivery in (the trade's delivery window);
+    #: the buyer's inspection starts at receipt or when they are over.
+    delivery_days: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -276,6 +279,9 @@ class Trade(Base):
     inspection_period: Mapped[int] = mapped_column(Integer)
     arbitrator_fee_bps: Mapped[int] = mapped_column(Integer)
     platform_fee_bps: Mapped[int] = mapped_column(Integer)
+    #: Seconds after shipping the seller promised delivery in; NULL for a trade of the
+    #: version 1 contract, whose terms have none (inspection starts at shipping).
+    delivery_window: Mapped[int | None] = mapped_column(Integer)
     terms_hash: Mapped[str] = mapped_column(String(50))
     # State.
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -287,6 +293,9 @@ class Trade(Base):
     ruling_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     split_proposer: Mapped[str | None] = mapped_column(String(8))
     proposed_buyer_bps: Mapped[int | None] = mapped_column(Integer)
+    #: The buyer's one request for a longer inspection (days), and whether the seller granted it.
+    extension_days: Mapped[int | None] = mapped_column(Integer)
+    extension_granted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Outcome.
     released_by_buyer: Mapped[bool | None] = mapped_column(Boolean)
     refunded_after_deadline: Mapped[bool | None] = mapped_column(Boolean)
@@ -298,6 +307,8 @@ class Trade(Base):
     # When (block times).
     funded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the buyer marked the item received (the inspection started then).
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     split_proposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disputed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
