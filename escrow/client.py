@@ -20,7 +20,7 @@ from typing import Any
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
-from eth_utils import to_checksum_address
+from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.types import TxParams, TxReceipt
@@ -828,6 +828,17 @@ class EscrowClient:
 
     def hash_terms(self, trade_id: int, terms: Terms) -> bytes:
         return bytes(self.contract.functions.hashTerms(trade_id, terms.as_tuple()).call())
+
+
+def escrow_events_abi() -> list[dict[str, Any]]:
+    """The events of every escrow version: a decoder keyed by topic reads the logs of any of
+    them (an event whose arguments changed between versions has a different topic)."""
+    events: dict[bytes, dict[str, Any]] = {}
+    for name in reversed(CONTRACT_VERSIONS.values()):  # current version first
+        for item in load_artifact(name).abi:
+            if item.get("type") == "event" and not item.get("anonymous"):
+                events.setdefault(event_abi_to_log_topic(item), item)  # type: ignore[arg-type]
+    return list(events.values())
 
 
 def trade_id_of(buyer: str, lane: int, block_number: int) -> int:

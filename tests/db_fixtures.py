@@ -228,7 +228,9 @@ class Market:
                 amount,
                 ship_by,
                 3 * 86400,
+                0,  # delivery window: inspection starts at shipping
                 fee_bps,
+                1_000,  # the highest platform fee this buyer accepts (the contract's cap)
                 lane,
                 listing_ref.ljust(32, b"\0"),
             ).transact({"from": buyer, "value": amount})

@@ -42,7 +42,7 @@ from escrow.indexer.decoder import LogDecoder, RawLog, UndecodableLog
 from escrow.indexer.reconcile import reconcile
 
 MAX_AMOUNT = 2**128 - 1  # the contract's cap on a trade's amount
-TERMS = "(address,address,address,address,uint256,uint64,uint32,uint16,uint16)"
+TERMS = "(address,address,address,address,uint256,uint64,uint32,uint16,uint16,uint32)"
 SUBMIT_EVIDENCE = keccak(text=f"submitEvidence(uint256,{TERMS},string,bytes32)")[:4]
 HONEST_PRICE = 10**17
 
@@ -114,7 +114,9 @@ def _fund(
         amount,
         market.now() + ship_within,
         inspection,
+        0,  # delivery window
         fee_bps,
+        1_000,  # platform fee cap: the contract's maximum
         lane,
         listing_ref,
     )

@@ -195,7 +195,9 @@ def _fund_in_lane(market: Market, lane: int, seller: str, ship_within: int = 7 *
             10**15,
             market.now() + ship_within,
             86400,
+            0,  # delivery window
             100,
+            1_000,  # platform fee cap
             lane,
             b"\0" * 32,
         ).transact({"from": buyer, "value": 10**15})

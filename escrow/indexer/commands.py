@@ -17,8 +17,14 @@ from escrow.db.engine import database_url, make_engine, session_scope, upgrade
 from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, UndecodedLog
 from escrow.errors import EscrowError
 from escrow.indexer.projection import detach_records
-from escrow.indexer.reconcile import reconcile
-from escrow.indexer.scanner import MAX_BLOCKS_PER_BATCH, ChainResetError, Indexer, Progress
+from escrow.indexer.reconcile import ReconcileReport, reconcile
+from escrow.indexer.scanner import (
+    MAX_BLOCKS_PER_BATCH,
+    ChainResetError,
+    Indexer,
+    Progress,
+    follow,
+)
 
 
 @dataclass(frozen=True)
@@ -95,20 +101,26 @@ def _connect(args: argparse.Namespace) -> Any:
     return connect(args.rpc_url)
 
 
-def _target(args: argparse.Namespace, chain: Any) -> Target:
+def _targets(args: argparse.Namespace, chain: Any) -> list[Target]:
+    """The escrow named by ``--address``, or every escrow of the recorded deployment (the
+    current one first, then older versions whose trades may still be open)."""
     if args.address:
-        return Target(args.address.lower(), args.from_block or 0)
-    from escrow.deploy import registry_path
+        return [Target(args.address.lower(), args.from_block or 0)]
+    from escrow.deploy import read_deployment, registry_path
 
-    path = registry_path(chain.chain_id)
-    if not path.is_file():
+    deployment = read_deployment(chain.chain_id)
+    if deployment is None:
         raise EscrowError(
-            f"no deployment recorded for chain {chain.chain_id} ({path}): "
-            "deploy first or pass --address"
+            f"no deployment recorded for chain {chain.chain_id} "
+            f"({registry_path(chain.chain_id)}): deploy first or pass --address"
         )
-    record = json.loads(path.read_text())["escrow"]
-    start = record["block_number"] if args.from_block is None else args.from_block
-    return Target(record["address"].lower(), start)
+    return [
+        Target(
+            record.address.lower(),
+            record.block_number if args.from_block is None else args.from_block,
+        )
+        for record in deployment.escrows
+    ]
 
 
 def _progress_printer() -> Any:
@@ -151,31 +163,39 @@ def run_index(args: argparse.Namespace) -> int:
 
 def _run_index(args: argparse.Namespace, engine: Any) -> int:
     chain = _connect(args)
-    target = _target(args, chain)
+    targets = _targets(args, chain)
     if args.reset:
-        reset_rows(engine, chain.chain_id, target.address)
-    indexer = Indexer(
-        chain.w3,
-        engine,
-        target.address,
-        start_block=target.start_block,
-        confirmations=args.confirmations,
-        max_blocks_per_batch=args.max_blocks_per_batch,
-    )
+        for target in targets:
+            reset_rows(engine, chain.chain_id, target.address)
+    indexers = [
+        Indexer(
+            chain.w3,
+            engine,
+            target.address,
+            start_block=target.start_block,
+            confirmations=args.confirmations,
+            max_blocks_per_batch=args.max_blocks_per_batch,
+        )
+        for target in targets
+    ]
     show = _progress_printer()
     try:
         if args.once:
-            result = indexer.sync(progress=show)
-            undecoded = f", {result.undecoded} logs stored undecoded" if result.undecoded else ""
-            print(
-                f"indexed blocks {result.from_block}..{result.to_block}: {result.events} "
-                f"events in {result.seconds:.1f} s{undecoded}"
-            )
+            for target, indexer in zip(targets, indexers, strict=True):
+                result = indexer.sync(progress=show)
+                undecoded = (
+                    f", {result.undecoded} logs stored undecoded" if result.undecoded else ""
+                )
+                where = f"{target.address}: " if len(targets) > 1 else ""
+                print(
+                    f"{where}indexed blocks {result.from_block}..{result.to_block}: "
+                    f"{result.events} events in {result.seconds:.1f} s{undecoded}"
+                )
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            indexer.follow(stop, args.poll, progress=show)
+            follow(indexers, stop, args.poll, progress=show)
         except KeyboardInterrupt:
             pass
         return 0
@@ -195,8 +215,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
 def _run_reconcile(args: argparse.Namespace, engine: Any) -> int:
     chain = _connect(args)
-    target = _target(args, chain)
-    report = reconcile(chain.w3, engine, target.address, repair=args.repair)
+    report = ReconcileReport()
+    for target in _targets(args, chain):
+        report.merge(reconcile(chain.w3, engine, target.address, repair=args.repair))
     if args.json:
         print(
             json.dumps(

@@ -47,6 +47,11 @@ TRADE_EVENTS = frozenset(
         "DisputeOpened",
         "EvidenceSubmitted",
         "DisputeResolved",
+        # contract v2
+        "TradeReceived",
+        "InspectionExtensionRequested",
+        "InspectionExtended",
+        "SplitCleared",
     }
 )
 ARBITRATOR_EVENTS = frozenset({"ArbitratorRegistered", "ArbitratorRemoved"})
@@ -104,6 +109,8 @@ def terms_hash(trade_id: int, terms: dict[str, Any]) -> str:
         terms["arbitratorFeeBps"],
         terms["platformFeeBps"],
     )
+    if terms.get("deliveryWindow") is not None:  # v2 terms end with the delivery window
+        words = (*words, terms["deliveryWindow"])
     encoded = b"".join(w.to_bytes(32, "big") for w in words)
     return "0x" + keccak(encoded)[:24].hex()
 
@@ -122,7 +129,9 @@ def unstorable(event: DecodedLog) -> str | None:
             return f"{name}: shipBy {terms['shipBy']} is beyond the year 9999"
         if terms["inspectionPeriod"] > INT32_MAX:
             return f"{name}: inspectionPeriod {terms['inspectionPeriod']} is too large"
-    elif name == "TradeShipped":
+        if (terms.get("deliveryWindow") or 0) > INT32_MAX:
+            return f"{name}: deliveryWindow {terms['deliveryWindow']} is too large"
+    elif name in ("TradeShipped", "TradeReceived", "InspectionExtended"):
         if args["inspectionEndsAt"] > MAX_TIMESTAMP:
             return f"{name}: inspectionEndsAt {args['inspectionEndsAt']} is beyond the year 9999"
     elif name == "DisputeOpened":
@@ -187,6 +196,7 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
             "inspection_period": terms["inspectionPeriod"],
             "arbitrator_fee_bps": terms["arbitratorFeeBps"],
             "platform_fee_bps": terms["platformFeeBps"],
+            "delivery_window": terms.get("deliveryWindow"),
             "terms_hash": terms_hash(args["tradeId"], terms),
             "status": TradeStatus.FUNDED.value,
             "deadline": None,
@@ -195,6 +205,8 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
             "ruling_deadline": None,
             "split_proposer": None,
             "proposed_buyer_bps": None,
+            "extension_days": None,
+            "extension_granted": False,
             "released_by_buyer": None,
             "refunded_after_deadline": None,
             "buyer_bps": None,
@@ -204,6 +216,7 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
             "arbitrator_fee": None,
             "funded_at": when,
             "shipped_at": None,
+            "received_at": None,
             "split_proposed_at": None,
             "disputed_at": None,
             "finished_at": None,
@@ -227,6 +240,21 @@ def apply_event(scope: Scope, proj: TradeProjection, event: DecodedLog) -> bool:
             deadline=utc(args["inspectionEndsAt"]),
             shipped_at=when,
         )
+        _clear_proposal(trade)
+    elif name == "TradeReceived":
+        ends = utc(args["inspectionEndsAt"])
+        trade.update(received_at=when, inspection_ends_at=ends, deadline=ends)
+    elif name == "InspectionExtensionRequested":
+        trade.update(extension_days=args["extraDays"])
+    elif name == "InspectionExtended":
+        ends = utc(args["inspectionEndsAt"])
+        trade.update(
+            extension_days=args["extraDays"],
+            extension_granted=True,
+            inspection_ends_at=ends,
+            deadline=ends,
+        )
+    elif name == "SplitCleared":
         _clear_proposal(trade)
     elif name == "SplitProposed":
         side = Side.BUYER if args["proposer"] == trade["buyer"] else Side.SELLER

@@ -80,6 +80,14 @@ class ReconcileReport:
     def ok(self) -> bool:
         return not self.differences
 
+    def merge(self, other: ReconcileReport) -> None:
+        """Adds another contract's report (a market following several escrows)."""
+        self.checked += other.checked
+        self.differences.extend(other.differences)
+        self.repaired.extend(other.repaired)
+        self.undecoded_logs += other.undecoded_logs
+        self.undecoded.extend(other.undecoded)
+
 
 def undecoded_logs(
     session: Session, scope: Scope, limit: int = UNDECODED_LISTED
@@ -105,7 +113,7 @@ def undecoded_logs(
 
 
 def _terms(trade: Trade) -> tuple[Any, ...]:
-    return (
+    fields = (
         Web3.to_checksum_address(trade.buyer),
         Web3.to_checksum_address(trade.seller),
         Web3.to_checksum_address(trade.arbitrator),
@@ -116,6 +124,8 @@ def _terms(trade: Trade) -> tuple[Any, ...]:
         trade.arbitrator_fee_bps,
         trade.platform_fee_bps,
     )
+    # v2 terms end with the delivery window; a v1 trade has none (NULL)
+    return fields if trade.delivery_window is None else (*fields, trade.delivery_window)
 
 
 def _expected_deadline(trade: Trade) -> int:
@@ -170,6 +180,17 @@ def compare_trade(contract: Any, trade: Trade) -> list[Difference]:
     return diffs
 
 
+def escrow_abi_at(w3: Web3, contract_address: str) -> list[dict[str, Any]]:
+    """The ABI of the escrow version deployed at ``contract_address`` (current if unknown)."""
+    from escrow.client import CONTRACT_VERSIONS, CURRENT_VERSION
+    from escrow.compiler import load_artifact
+    from escrow.deploy import code_version
+
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(contract_address)))
+    version = code_version(code) or CURRENT_VERSION
+    return load_artifact(CONTRACT_VERSIONS[version]).abi
+
+
 def reconcile(
     w3: Web3,
     engine: Engine,
@@ -180,9 +201,7 @@ def reconcile(
 ) -> ReconcileReport:
     """Compares every stored trade of the contract with the chain; optionally repairs them."""
     if abi is None:
-        from escrow.compiler import load_artifact
-
-        abi = load_artifact("P2PEscrow").abi
+        abi = escrow_abi_at(w3, contract_address)
     source = LogSource(w3)
     scope = Scope(source.chain_id, contract_address.lower())
     contract = w3.eth.contract(address=Web3.to_checksum_address(contract_address), abi=abi)

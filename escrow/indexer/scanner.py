@@ -94,9 +94,9 @@ class Indexer:
         stablecoin: str | None = None,
     ) -> None:
         if abi is None:
-            from escrow.compiler import load_artifact
+            from escrow.client import escrow_events_abi
 
-            abi = load_artifact("P2PEscrow").abi
+            abi = escrow_events_abi()
         self.source = LogSource(w3)
         self.engine = engine
         self.decoder = LogDecoder(abi)
@@ -358,28 +358,41 @@ class Indexer:
         poll_interval: float = 1.0,
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
-        """Keeps indexing new blocks until ``stop`` is set.
+        """Keeps indexing new blocks until ``stop`` is set (see :func:`follow`)."""
+        follow([self], stop, poll_interval, progress)
 
-        A node that restarts or a database that is locked or down for a while is waited out
-        (with a growing pause, at most ``MAX_RETRY_DELAY``): every batch is atomic with its
-        checkpoint, so resuming neither loses nor doubles an event. A chain reset stays fatal.
-        """
+
+def follow(
+    indexers: Sequence[Indexer],
+    stop: threading.Event,
+    poll_interval: float = 1.0,
+    progress: Callable[[Progress], None] | None = None,
+) -> None:
+    """Keeps indexing new blocks of every contract until ``stop`` is set.
+
+    After an upgrade a market follows its current escrow and the older ones whose trades are
+    still being finished: each poll brings every one of them up to the chain head in turn.
+    A node that restarts or a database that is locked or down for a while is waited out
+    (with a growing pause, at most ``MAX_RETRY_DELAY``): every batch is atomic with its
+    checkpoint, so resuming neither loses nor doubles an event. A chain reset stays fatal.
+    """
+    delay = poll_interval
+    while not stop.is_set():
+        try:
+            for indexer in indexers:
+                indexer.sync(progress=progress)
+        except TRANSIENT_ERRORS as exc:
+            log.warning(
+                "indexer waiting %.1f s after %s: %s",
+                delay,
+                exc.__class__.__name__,
+                str(exc)[:200],
+            )
+            stop.wait(delay)
+            delay = min(max(delay * 2, 0.5), MAX_RETRY_DELAY)
+            continue
         delay = poll_interval
-        while not stop.is_set():
-            try:
-                self.sync(progress=progress)
-            except TRANSIENT_ERRORS as exc:
-                log.warning(
-                    "indexer waiting %.1f s after %s: %s",
-                    delay,
-                    exc.__class__.__name__,
-                    str(exc)[:200],
-                )
-                stop.wait(delay)
-                delay = min(max(delay * 2, 0.5), MAX_RETRY_DELAY)
-                continue
-            delay = poll_interval
-            stop.wait(poll_interval)
+        stop.wait(poll_interval)
 
 
 def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
@@ -388,7 +401,8 @@ def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
 
     try:
         record = json.loads(registry_path(chain_id).read_text())
-        if str(record["escrow"]["address"]).lower() != contract_address.lower():
+        escrows = [record["escrow"], *record.get("previous_escrows", [])]
+        if all(str(e["address"]).lower() != contract_address.lower() for e in escrows):
             return None
         coin = record.get("stablecoin")
         return str(coin["address"]).lower() if coin else None
