@@ -30,14 +30,16 @@ def healthz() -> tuple[Any, int]:
         chain = gateway().chain()
         latest = int(chain.w3.eth.block_number)
         report["chain"] = {"ok": True, "chain_id": chain.chain_id, "latest_block": latest}
-        address = gateway().deployment().escrow.address.lower()
-        checkpoint = db.session().scalar(
-            select(IndexerCheckpoint).where(
+        # The market follows every escrow of its deployment (older versions too): it is as
+        # far indexed as the one furthest behind.
+        addresses = gateway().escrow_addresses()
+        checkpoints = db.session().scalars(
+            select(IndexerCheckpoint.last_block).where(
                 IndexerCheckpoint.chain_id == chain.chain_id,
-                IndexerCheckpoint.contract_address == address,
+                IndexerCheckpoint.contract_address.in_(addresses),
             )
-        )
-        indexed = checkpoint.last_block if checkpoint else None
+        ).all()
+        indexed = min(checkpoints) if len(checkpoints) == len(addresses) else None
         # Logs stored raw because they could not be decoded: worth a look, but anyone can
         # emit one, so they never make the service unhealthy.
         undecoded = db.session().scalar(
@@ -45,7 +47,7 @@ def healthz() -> tuple[Any, int]:
             .select_from(UndecodedLog)
             .where(
                 UndecodedLog.chain_id == chain.chain_id,
-                UndecodedLog.contract_address == address,
+                UndecodedLog.contract_address.in_(addresses),
             )
         )
         report["indexer"] = {

@@ -144,6 +144,8 @@ class LocalStack:
         self.deployment, created = ensure_deployment(self.chain, registry_dir=registry)
         action = "deployed" if created else "reusing"
         self.log(f"{action} escrow {self.deployment.escrow.address}")
+        for older in self.deployment.previous_escrows:
+            self.log(f"following older escrow v{older.version} {older.address} (funding paused)")
         upgrade(self.database_url)
         if self.seed:
             self._seed()
@@ -223,14 +225,14 @@ class LocalStack:
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
+                addresses = [r.address.lower() for r in self.deployment.escrows]
                 with session_scope(engine) as session:
-                    last = session.scalar(
+                    lasts = session.scalars(
                         select(IndexerCheckpoint.last_block).where(
-                            IndexerCheckpoint.contract_address
-                            == self.deployment.escrow.address.lower()
+                            IndexerCheckpoint.contract_address.in_(addresses)
                         )
-                    )
-                if last is not None and last >= target:
+                    ).all()
+                if len(lasts) == len(addresses) and min(lasts) >= target:
                     return
                 time.sleep(0.1)
         finally:

@@ -38,11 +38,13 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
 
 
 def indexed_through(chain_id: int) -> int:
-    """The last block the indexer has fully applied for our escrow (-1 if none)."""
-    address = gateway().deployment().escrow.address.lower()
-    last = db.session().scalar(
+    """The last block the indexer has fully applied for every escrow the market follows (-1
+    until each has a checkpoint): a transaction may go to an older escrow's trade."""
+    addresses = gateway().escrow_addresses()
+    lasts = db.session().scalars(
         select(IndexerCheckpoint.last_block).where(
-            IndexerCheckpoint.chain_id == chain_id, IndexerCheckpoint.contract_address == address
+            IndexerCheckpoint.chain_id == chain_id,
+            IndexerCheckpoint.contract_address.in_(addresses),
         )
-    )
-    return int(last) if last is not None else -1
+    ).all()
+    return int(min(lasts)) if len(lasts) == len(addresses) else -1
