@@ -137,10 +137,28 @@ def code_version(code: bytes) -> int | None:
     return None
 
 
+def same_chain(chain: Chain, deployment: Deployment) -> bool:
+    """True when ``chain`` is the chain the deployment was recorded on.
+
+    The genesis hash is the quick answer, but anvil does not keep it: a node restarted from
+    its state file (``make run`` after Ctrl-C) keeps the recent blocks, every transaction and
+    the accounts, and makes a new genesis block. Then the escrow's deployment transaction
+    decides: it is still there, with the contract it created, on the same chain only.
+    """
+    if deployment.genesis_hash == genesis_hash(chain):
+        return True
+    try:
+        receipt = chain.w3.eth.get_transaction_receipt(HexBytes(deployment.escrow.tx_hash))
+    except Exception:  # TransactionNotFound, or a node that cannot look it up
+        return False
+    created = receipt.get("contractAddress")
+    return created is not None and created.lower() == deployment.escrow.address.lower()
+
+
 def is_live(chain: Chain, deployment: Deployment) -> bool:
     """True when the chain is the one deployed to and the current escrow runs the current
     contract version (an older version there needs :func:`upgrade`)."""
-    if deployment.genesis_hash != genesis_hash(chain):
+    if not same_chain(chain, deployment):
         return False
     code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
     return code_version(bytes(code)) == CURRENT_VERSION
@@ -148,7 +166,7 @@ def is_live(chain: Chain, deployment: Deployment) -> bool:
 
 def needs_upgrade(chain: Chain, deployment: Deployment) -> bool:
     """True when the recorded escrow is live on this chain but runs an older version."""
-    if deployment.genesis_hash != genesis_hash(chain):
+    if not same_chain(chain, deployment):
         return False
     code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
     version = code_version(bytes(code))

@@ -158,6 +158,23 @@ class Indexer:
                         last_block_hash=None,
                     )
                 )
+            elif (
+                cp.genesis_hash != genesis
+                and cp.code_hash == code
+                and cp.last_block_hash is not None
+                and self.source.block_hash(cp.last_block) == cp.last_block_hash
+            ):
+                # anvil restarted from its state file keeps the recent blocks and makes a new
+                # genesis block: the last block indexed is still there, so it is the same
+                # history (a reset chain would not have it).
+                log.info(
+                    "genesis of chain %s changed but block %d is unchanged: node restarted "
+                    "from saved state, same history",
+                    self.scope.chain_id,
+                    cp.last_block,
+                )
+                cp.genesis_hash = genesis
+                self.start_block = cp.start_block
             elif cp.genesis_hash != genesis or cp.code_hash != code:
                 what = (
                     "genesis block"
