@@ -18,6 +18,7 @@ from escrow.db.evidence import evidence_path, store_evidence
 from escrow.db.models import (
     Dispute,
     EvidenceFile,
+    IndexerCheckpoint,
     Message,
     Rating,
     Trade,
@@ -124,6 +125,28 @@ def test_a_reset_chain_is_refused(engine: Engine) -> None:
     finally:
         second.stop()
     assert len(trades(engine)) == 1  # nothing of the other chain was mixed in
+
+
+def test_a_node_restarted_with_a_new_genesis_but_the_same_blocks_is_followed(
+    market: Market, engine: Engine
+) -> None:
+    """anvil reloaded from its state file may make a new genesis block; the indexed blocks are
+    still there, so it is the same history and indexing goes on."""
+    market.fund()
+    make_indexer(market, engine).sync()
+    with session_scope(engine) as session:
+        session.execute(update(IndexerCheckpoint).values(genesis_hash="0x" + "11" * 32))
+    market.fund()
+    make_indexer(market, engine).sync()
+    assert len(trades(engine)) == 2
+    with session_scope(engine) as session:
+        cp = session.scalars(select(IndexerCheckpoint)).one()
+        assert cp.genesis_hash == market.w3.eth.get_block(0)["hash"].to_0x_hex()
+        # Another genesis and another last block: a reset chain, refused as before.
+        cp.genesis_hash = "0x" + "11" * 32
+        cp.last_block_hash = "0x" + "22" * 32
+    with pytest.raises(ChainResetError, match="genesis"):
+        make_indexer(market, engine).sync()
 
 
 def test_changed_contract_code_is_refused(market: Market, engine: Engine) -> None:

@@ -33,12 +33,16 @@ def healthz() -> tuple[Any, int]:
         # The market follows every escrow of its deployment (older versions too): it is as
         # far indexed as the one furthest behind.
         addresses = gateway().escrow_addresses()
-        checkpoints = db.session().scalars(
-            select(IndexerCheckpoint.last_block).where(
-                IndexerCheckpoint.chain_id == chain.chain_id,
-                IndexerCheckpoint.contract_address.in_(addresses),
+        checkpoints = (
+            db.session()
+            .scalars(
+                select(IndexerCheckpoint.last_block).where(
+                    IndexerCheckpoint.chain_id == chain.chain_id,
+                    IndexerCheckpoint.contract_address.in_(addresses),
+                )
             )
-        ).all()
+            .all()
+        )
         indexed = min(checkpoints) if len(checkpoints) == len(addresses) else None
         # Logs stored raw because they could not be decoded: worth a look, but anyone can
         # emit one, so they never make the service unhealthy.

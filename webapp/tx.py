@@ -41,10 +41,14 @@ def indexed_through(chain_id: int) -> int:
     """The last block the indexer has fully applied for every escrow the market follows (-1
     until each has a checkpoint): a transaction may go to an older escrow's trade."""
     addresses = gateway().escrow_addresses()
-    lasts = db.session().scalars(
-        select(IndexerCheckpoint.last_block).where(
-            IndexerCheckpoint.chain_id == chain_id,
-            IndexerCheckpoint.contract_address.in_(addresses),
+    lasts = (
+        db.session()
+        .scalars(
+            select(IndexerCheckpoint.last_block).where(
+                IndexerCheckpoint.chain_id == chain_id,
+                IndexerCheckpoint.contract_address.in_(addresses),
+            )
         )
-    ).all()
+        .all()
+    )
     return int(min(lasts)) if len(lasts) == len(addresses) else -1
