@@ -128,10 +128,13 @@ def create_events(node: Node, count: int) -> tuple[str, int]:
     ship_by = int(w3.eth.get_block("latest")["timestamp"]) + 30 * 86400
     template = bytes.fromhex(
         contract.encode_abi(
-            "fund", [seller, arbitrator, ZERO, 1000, ship_by, 86400, 100, 0, b"\0" * 32]
+            # seller, arbitrator, token, amount, ship-by, inspection, delivery window,
+            # arbitrator fee, highest platform fee accepted, lane, listing ref
+            "fund",
+            [seller, arbitrator, ZERO, 1000, ship_by, 86400, 0, 100, 1000, 0, b"\0" * 32],
         )[2:]
     )
-    lane_offset = 4 + 32 * 7
+    lane_offset = 4 + 32 * 9
     nonce = int(str(node.call("eth_getTransactionCount", [buyer, "latest"])), 16)
     started = time.perf_counter()
     for first in range(0, count, BATCH):
