@@ -10,7 +10,15 @@ it is:
   a file that cannot be read. argparse's own errors have status 2 as well.
 * 1, refused or failed: the command was well formed but could not be done. The node is down or
   answered with an error, there is no deployment, no such trade, or the contract reverted (the
-  message names its custom error and puts it in words); anything unexpected.
+  message names its custom error and puts it in words); anything unexpected. ``escrow audit``
+  also exits 1 when an escrow's books do not balance (a shortfall or a mismatch).
+
+``escrow audit`` exits 2 as well when the node no longer has the logs it needs (pruned or
+missing history): the message names the first block it could not read.
+
+Commands that act on a trade find the escrow contract the trade lives in (its ``TradeFunded``
+log) among every escrow of the deployment, so trades of an older contract version stay
+finishable after an upgrade; new trades go to the current escrow.
 """
 
 from __future__ import annotations
@@ -47,6 +55,10 @@ MAX_BPS = 10_000
 MAX_HOURS = 1_000_000  # about 114 years: keeps the seconds inside the contract's integers
 MAX_UINT32 = 2**32 - 1
 MAX_MESSAGE = 600  # characters of one error line
+MIN_INSPECTION_HOURS = 24  # the contract's minimum inspection period (MIN_INSPECTION_PERIOD)
+DEFAULT_DELIVERY_DAYS = 10
+MAX_DELIVERY_DAYS = 60  # the contract's MAX_DELIVERY_WINDOW
+MAX_EXTENSION_DAYS = 7  # the contract's MAX_EXTENSION_DAYS
 
 
 class UsageError(EscrowError):
@@ -174,7 +186,7 @@ def token_arg(text: str) -> str:
     return address
 
 
-def hours_arg(*, allow_zero: bool) -> Callable[[str], float]:
+def hours_arg(*, allow_zero: bool, minimum: float = 0) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             hours = float(text)
@@ -183,6 +195,10 @@ def hours_arg(*, allow_zero: bool) -> Callable[[str], float]:
         if not math.isfinite(hours) or hours < 0 or (hours == 0 and not allow_zero):
             floor = "0 or more" if allow_zero else "more than 0"
             raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours ({floor})")
+        if hours < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} hours is less than the contract's minimum of {minimum:g} hours"
+            )
         if hours > MAX_HOURS:
             raise argparse.ArgumentTypeError(f"{text!r} hours is more than {MAX_HOURS:,}")
         return hours
@@ -212,6 +228,14 @@ def positive_seconds_arg(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (more than 0)")
     return seconds
+
+
+def address_arg(text: str) -> str:
+    """An address only (no dev account index): a contract such as an escrow."""
+    value = account_arg(text)
+    if not value.startswith("0x"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address (0x and 40 hex digits)")
+    return value
 
 
 def bytes32_text_arg(text: str) -> bytes:
@@ -344,20 +368,6 @@ def _units(amount: str, decimals: int) -> int:
         raise UsageError(f"--amount {amount!r}: {exc}") from None
 
 
-def _terms(client: Any, trade_id: int) -> Any:
-    """The trade's terms; a funding block after the chain's head is no trade either."""
-    from escrow.client import funding_block
-
-    block, head = funding_block(trade_id), int(client.w3.eth.block_number)
-    if block > head:
-        raise EscrowError(
-            f"there is no trade {trade_id:#x}: its funding block {block:,} is after the "
-            f"chain's latest block {head:,}"
-        )
-    terms, _ = client.terms_of(trade_id)
-    return terms
-
-
 def _print_tx(result: Any, label: str) -> None:
     events = ", ".join(e.name for e in result.events) or "no events"
     print(
@@ -435,6 +445,37 @@ _REVERT_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "InspectionPeriodTooLong": lambda a: (
         f"an inspection period of {_hours(a['period'])} is longer than the maximum of "
         f"{_hours(a['maxPeriod'])}"
+    ),
+    "InspectionPeriodTooShort": lambda a: (
+        f"an inspection period of {_hours(a['period'])} is shorter than the minimum of "
+        f"{_hours(a['minPeriod'])}"
+    ),
+    "DeliveryWindowTooLong": lambda a: (
+        f"a delivery window of {_hours(a['window'])} is longer than the maximum of "
+        f"{_hours(a['maxWindow'])}"
+    ),
+    "PlatformFeeAboveLimit": lambda a: (
+        f"the platform fee in force, {_pct(a['feeBps'])}, is above the {_pct(a['maxFeeBps'])} "
+        "you accepted (--max-fee-bps)"
+    ),
+    "EvidenceUriTooLong": lambda a: (
+        f"the evidence URI is {a['length']:,} bytes; the contract takes at most {a['maxLength']:,}"
+    ),
+    "InspectionAlreadyStarted": lambda a: (
+        f"trade {a['tradeId']:#x}: the inspection has already started (the item was marked "
+        "received or the delivery window is over)"
+    ),
+    "ExtensionAlreadyRequested": lambda a: (
+        f"trade {a['tradeId']:#x}: the buyer has already asked for its one extension"
+    ),
+    "InvalidExtension": lambda a: (
+        f"an extension of {a['extraDays']} days is not allowed: 1 to {a['maxDays']} days"
+    ),
+    "NoExtensionRequested": lambda a: (
+        f"trade {a['tradeId']:#x}: no extension request is waiting for the seller"
+    ),
+    "NoProposalToCancel": lambda a: (
+        f"trade {a['tradeId']:#x}: you have no open split proposal to cancel"
     ),
     "InvalidStatus": lambda a: (
         f"trade {a['tradeId']:#x} is {_status(a['status'])}, which does not allow this"
@@ -535,7 +576,9 @@ def explain(exc: BaseException) -> tuple[int, str]:
     from eth_utils import ValidationError
     from web3.exceptions import Web3Exception, Web3RPCError
 
-    if isinstance(exc, UsageError):
+    from escrow.audit import HistoryUnavailable
+
+    if isinstance(exc, UsageError | HistoryUnavailable):
         return EXIT_USAGE, _one_line(str(exc))
     if isinstance(exc, ContractRevert):
         return EXIT_ERROR, _one_line(describe_revert(exc))
@@ -678,12 +721,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trade_client(chain: Any, deployment: Any, trade_id: int) -> tuple[Any, Any]:
+    """(client, terms) of the escrow a trade lives in: the one holding its TradeFunded log.
+
+    A deployment keeps its older escrows (``previous_escrows``) after an upgrade; their
+    trades stay finishable through the contract version they were funded in.
+    """
+    from escrow.client import funding_block
+    from escrow.errors import UnknownTrade
+
+    block, head = funding_block(trade_id), int(chain.w3.eth.block_number)
+    if block > head:
+        raise EscrowError(
+            f"there is no trade {trade_id:#x}: its funding block {block:,} is after the "
+            f"chain's latest block {head:,}"
+        )
+    records = list(getattr(deployment, "escrows", None) or [deployment.escrow])
+    for record in records:
+        if int(getattr(record, "block_number", 0)) > block:
+            continue  # deployed after the trade's funding block: it cannot hold it
+        client = deployment.client_for(chain, record.address)
+        try:
+            terms, _ = client.terms_of(trade_id)
+        except UnknownTrade:
+            continue
+        return client, terms
+    raise UnknownTrade(tradeId=trade_id)
+
+
 def _trade_context(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(chain, client, sender, terms) of a trade action; the sender is checked first."""
     chain = _connect(args)
     sender = _sender(args, chain)
-    client = _deployment(args, chain).client(chain)
-    return chain, client, sender, _terms(client, args.trade_id)
+    client, terms = _trade_client(chain, _deployment(args, chain), args.trade_id)
+    return chain, client, sender, terms
+
+
+def _require_v2(client: Any, trade_id: int, what: str) -> None:
+    if client.version < 2:
+        raise EscrowError(
+            f"trade {trade_id:#x} lives in the version 1 escrow {client.address}, which has "
+            f"no {what}"
+        )
 
 
 def cmd_fund(args: argparse.Namespace) -> int:
@@ -695,6 +774,9 @@ def cmd_fund(args: argparse.Namespace) -> int:
     deployment = _deployment(args, chain)
     client = deployment.client(chain)
     token = _token(args.token, deployment)
+    _, fee_in_force = client.platform_fee()
+    cap = fee_in_force if args.max_fee_bps is None else args.max_fee_bps
+    print(f"platform fee in force {_pct(fee_in_force)}; accepting at most {_pct(cap)}")
     if int(token, 16) != 0 and not args.no_approve:
         _print_tx(client.approve(token, amount, sender=sender), "approve")
     funded = client.fund(
@@ -704,6 +786,8 @@ def cmd_fund(args: argparse.Namespace) -> int:
         amount=amount,
         ship_by=chain.latest_timestamp() + int(args.ship_within_hours * 3600),
         inspection_period=int(args.inspection_hours * 3600),
+        delivery_window=args.delivery_days * 24 * 3600,
+        max_platform_fee_bps=cap,
         arbitrator_fee_bps=args.arbitrator_fee_bps,
         listing_ref=args.listing_ref,
         sender=sender,
@@ -713,9 +797,16 @@ def cmd_fund(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simple_action(method: str, label: str, *extra: str) -> Callable[[argparse.Namespace], int]:
+def _simple_action(
+    method: str, label: str, *extra: str, v2: str | None = None
+) -> Callable[[argparse.Namespace], int]:
+    """A trade action whose arguments are the trade and ``extra`` options; ``v2`` names what
+    a version 1 escrow lacks when only version 2 has the action."""
+
     def run(args: argparse.Namespace) -> int:
         _, client, sender, terms = _trade_context(args)
+        if v2 is not None:
+            _require_v2(client, args.trade_id, v2)
         values = [getattr(args, name) for name in extra]
         result = getattr(client, method)(args.trade_id, terms, *values, sender=sender)
         _print_tx(result, label)
@@ -748,41 +839,146 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
+    """Takes the sender's credits from every escrow of the deployment that holds some."""
+    from escrow.transactions import sender_address
+
     chain = _connect(args)
     sender = _sender(args, chain)
+    to = _account(args.to, chain, "--to") if args.to else None
     deployment = _deployment(args, chain)
     token = _token(args.token, deployment)
-    _print_tx(deployment.client(chain).withdraw(token=token, sender=sender), "withdraw")
+    payee = sender_address(sender)
+    records = list(getattr(deployment, "escrows", None) or [deployment.escrow])
+    clients = [deployment.client_for(chain, record.address) for record in records]
+    holding = [c for c in clients if c.credits(payee, token) > 0]
+    if not holding:
+        holding = clients[:1]  # the current escrow answers why (NothingToWithdraw)
+    if to is not None:
+        for client in holding:
+            if client.version < 2:
+                raise EscrowError(
+                    f"the credit in the version 1 escrow {client.address} can be withdrawn "
+                    "only to the payee itself: run without --to"
+                )
+    for client in holding:
+        if to is None:
+            result = client.withdraw(token=token, sender=sender)
+        else:
+            result = client.withdraw_to(to, token=token, sender=sender)
+        label = "withdraw" if to is None else f"withdraw to {to}"
+        if len(clients) > 1:
+            label += f" from escrow {client.address} (v{client.version})"
+        _print_tx(result, label)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     chain = _connect(args)
-    client = _deployment(args, chain).client(chain)
-    _terms(client, args.trade_id)
+    client, _ = _trade_client(chain, _deployment(args, chain), args.trade_id)
     trade = client.trade(args.trade_id)
     state, terms = trade.state, trade.terms
-    print(
-        json.dumps(
-            {
-                "trade_id": f"{trade.trade_id:#x}",
-                "status": state.status.name.lower(),
-                "deadline": state.deadline,
-                "split_proposal": (
-                    {"by": state.split_proposer.name.lower(), "buyer_bps": state.proposed_buyer_bps}
-                    if state.split_proposer
-                    else None
-                ),
-                "terms": {
-                    k: (str(v) if isinstance(v, int) and v > 2**53 else v)
-                    for k, v in terms.__dict__.items()
-                },
-                "listing_ref": "0x" + trade.listing_ref.hex(),
-            },
-            indent=2,
-        )
-    )
+    shown: dict[str, Any] = {
+        "trade_id": f"{trade.trade_id:#x}",
+        "escrow": client.address,
+        "escrow_version": client.version,
+        "status": state.status.name.lower(),
+        "deadline": state.deadline,
+        "split_proposal": (
+            {"by": state.split_proposer.name.lower(), "buyer_bps": state.proposed_buyer_bps}
+            if state.split_proposer
+            else None
+        ),
+        "terms": {
+            k: (str(v) if isinstance(v, int) and v > 2**53 else v)
+            for k, v in terms.__dict__.items()
+        },
+        "listing_ref": "0x" + trade.listing_ref.hex(),
+    }
+    if client.version >= 2:
+        view = client.trade_view(args.trade_id, terms)
+        shown["inspection_started"] = view.inspection_started
+        shown["extension"] = {"days": view.extension_days, "granted": view.extension_granted}
+    print(json.dumps(shown, indent=2))
     return 0
+
+
+def _audit_deployment(args: argparse.Namespace, chain: Any) -> Any:
+    """The deployment recorded for this chain, whatever its escrows' versions."""
+    from escrow.deploy import genesis_hash, read_deployment, registry_path
+
+    if chain.is_tester:
+        return _deployment(args, chain)
+    try:
+        deployment = read_deployment(chain.chain_id)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DeploymentError(
+            f"the deployment record {registry_path(chain.chain_id)} cannot be read "
+            f"({exc.__class__.__name__}: {exc}); name the escrow with --address, --version "
+            "and --from-block"
+        ) from exc
+    if deployment is None:
+        raise DeploymentError(
+            f"no deployment recorded for chain {chain.chain_id}: run `escrow deploy`, or name "
+            "the escrow with --address, --version and --from-block"
+        )
+    from escrow import deploy as deploy_module
+
+    # anvil restarted from its state file makes a new genesis block on the same chain:
+    # deploy.same_chain knows it where there is one
+    same_chain = getattr(deploy_module, "same_chain", None)
+    if same_chain is None:
+        same_chain = lambda chain, deployment: deployment.genesis_hash == genesis_hash(chain)  # noqa: E731
+    if not same_chain(chain, deployment):
+        raise DeploymentError(
+            f"the deployment recorded in {registry_path(chain.chain_id)} was made on another "
+            "chain with this id (the chain was reset); name the escrow with --address, "
+            "--version and --from-block"
+        )
+    return deployment
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from escrow.audit import EscrowTarget, audit, format_report, targets_of
+
+    if args.address is None and (args.version is not None or args.from_block is not None):
+        raise UsageError("--version and --from-block go with --address")
+    if args.address is not None and args.from_block is None:
+        raise UsageError(
+            "--address needs --from-block: the block the escrow was deployed in (or earlier)"
+        )
+    chain = _connect(args)
+    tokens: list[str] = []
+    if args.address is not None:
+        from escrow.deploy import code_version
+
+        version = args.version
+        if version is None:
+            version = code_version(bytes(chain.w3.eth.get_code(args.address)))
+            if version is None:
+                raise UsageError(
+                    f"--address {args.address}: its code is no escrow version this tool knows "
+                    "(or there is no code); give --version 1 or 2"
+                )
+        targets = [EscrowTarget(args.address, version, args.from_block)]
+    else:
+        deployment = _audit_deployment(args, chain)
+        targets = targets_of(deployment)
+        if deployment.stablecoin is not None:
+            tokens.append(deployment.stablecoin.address)
+    report = audit(chain, targets, extra_tokens=tokens, chunk_blocks=args.chunk_blocks)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    if report.ok:
+        return 0
+    failed = ", ".join(e.address for e in report.escrows if not e.ok)
+    print(
+        f"escrow audit: error: the books of escrow {failed} do not balance or do not match "
+        "the contract (the report says where)",
+        file=sys.stderr,
+    )
+    return EXIT_ERROR
 
 
 # ------------------------------------------------------------------ parser
@@ -875,7 +1071,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--token", type=token_arg, default="eth", help="eth, usd or a token address")
     p.add_argument("--ship-within-hours", type=hours_arg(allow_zero=False), default=72.0)
-    p.add_argument("--inspection-hours", type=hours_arg(allow_zero=True), default=48.0)
+    p.add_argument(
+        "--inspection-hours",
+        type=hours_arg(allow_zero=False, minimum=MIN_INSPECTION_HOURS),
+        default=48.0,
+        help=f"hours the buyer has to inspect once inspection starts (at least "
+        f"{MIN_INSPECTION_HOURS}; default 48)",
+    )
+    p.add_argument(
+        "--delivery-days",
+        type=int_range_arg(0, MAX_DELIVERY_DAYS, "days"),
+        default=DEFAULT_DELIVERY_DAYS,
+        help="days after shipping that the seller promises delivery in; the inspection starts "
+        "when the buyer marks the item received or when they end "
+        f"(default {DEFAULT_DELIVERY_DAYS})",
+    )
+    p.add_argument(
+        "--max-fee-bps",
+        type=share_arg,
+        default=None,
+        help="the highest platform fee you accept, basis points or a percentage; the contract "
+        "refuses the trade if the owner raised the fee above it (default: the fee in force, "
+        "which is shown)",
+    )
     p.add_argument(
         "--arbitrator-fee-bps",
         type=share_arg,
@@ -927,6 +1145,31 @@ def build_parser() -> argparse.ArgumentParser:
             help="the buyer's share: basis points 0-10000 or a percentage (62.5%%)",
         )
         p.set_defaults(func=_simple_action(method, name, "buyer_bps"))
+    trade_parser(
+        "received", "buyer marks the item received: the inspection starts now"
+    ).set_defaults(
+        func=_simple_action("mark_received", "mark received", v2="delivery window to end early")
+    )
+    p = trade_parser("extend", "buyer asks, once, for more inspection days")
+    p.add_argument(
+        "--days",
+        required=True,
+        type=int_range_arg(1, MAX_EXTENSION_DAYS, "days"),
+        help=f"1 to {MAX_EXTENSION_DAYS} more days of inspection",
+    )
+    p.set_defaults(
+        func=_simple_action(
+            "request_inspection_extension", "request extension", "days", v2="inspection extension"
+        )
+    )
+    trade_parser("grant-extension", "seller grants the buyer's extension").set_defaults(
+        func=_simple_action(
+            "grant_inspection_extension", "grant extension", v2="inspection extension"
+        )
+    )
+    trade_parser("cancel-split", "withdraw your own open split proposal").set_defaults(
+        func=_simple_action("cancel_split", "cancel split", v2="way to cancel a split proposal")
+    )
     trade_parser("dispute", "open a dispute").set_defaults(
         func=_simple_action("open_dispute", "open dispute")
     )
@@ -944,12 +1187,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("withdraw", help="take payments credited after a failed payout")
     p.add_argument("--token", type=token_arg, default="eth", help="eth, usd or a token address")
     p.add_argument(
+        "--to",
+        type=account_arg,
+        help=f"send the credit to this {ACCOUNT_HELP} instead of the payee (version 2 escrows)",
+    )
+    p.add_argument(
         "--from",
         dest="sender",
         type=account_arg,
         help=f"payee: unlocked {ACCOUNT_HELP} (default: ESCROW_PRIVATE_KEY)",
     )
     p.set_defaults(func=cmd_withdraw)
+
+    p = sub.add_parser(
+        "audit",
+        help="check every escrow's books from the chain alone (events, balances, open trades)",
+        description="Replays each escrow's events from its deployment block and checks, per "
+        "token, that its balance equals open trades + credits + accrued platform fees, and "
+        "that credits and fees match the contract's views; lists every open trade with its "
+        "next deadline. Exit status 0: the books balance (a surplus sent directly is "
+        "reported, not a failure); 1: a shortfall or a mismatch; 2: the node lacks the logs.",
+    )
+    p.add_argument(
+        "--address",
+        type=address_arg,
+        help="audit this escrow instead of the recorded deployment's (needs --from-block)",
+    )
+    p.add_argument(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        help="contract version of --address (default: told from its code)",
+    )
+    p.add_argument(
+        "--from-block",
+        type=int_range_arg(0, 2**63 - 1, "blocks"),
+        help="block to read the logs of --address from: its deployment block",
+    )
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument(
+        "--chunk-blocks",
+        type=int_range_arg(1, 1_000_000, "blocks"),
+        default=2_000,
+        help="blocks per eth_getLogs request (default 2000; halved when the node refuses)",
+    )
+    p.set_defaults(func=cmd_audit)
 
     try:
         from escrow.indexer import commands as indexer_commands

@@ -138,6 +138,7 @@ def test_an_index_names_the_nodes_account_and_both_id_forms_show_the_trade(
         (["withdraw", "--from", "alice"], "--from"),
         (["withdraw", "--from", "1", "--token", "0x12"], "--token"),
         (fund_argv("--from", "1", "--token", "btc"), "--token"),
+        (["withdraw", "--from", "1", "--to", "bob"], "--to"),
     ],
 )
 def test_bad_addresses_are_usage_errors(
@@ -221,6 +222,11 @@ def test_an_address_the_embedded_chain_cannot_sign_for_is_a_usage_error(
         ["withdraw"],
         ["propose-split", "0x1", "50%"],
         ["evidence", "0x1", "ipfs://x", "--content-hash", HASH],
+        ["received", "0x1"],
+        ["extend", "0x1", "--days", "2"],
+        ["grant-extension", "0x1"],
+        ["cancel-split", "0x1"],
+        ["withdraw", "--to", "3"],
     ],
 )
 def test_no_sender_and_no_key_is_a_usage_error(
@@ -271,6 +277,15 @@ def test_bad_shares_are_usage_errors(
         (fund_argv("--from", "1", "--ship-within-hours", "0"), "--ship-within-hours"),
         (fund_argv("--from", "1", "--inspection-hours", "nan"), "--inspection-hours"),
         (fund_argv("--from", "1", "--inspection-hours", "inf"), "--inspection-hours"),
+        # the contract's minimum inspection is one day
+        (fund_argv("--from", "1", "--inspection-hours", "5"), "minimum of 24 hours"),
+        (fund_argv("--from", "1", "--inspection-hours", "0"), "--inspection-hours"),
+        (fund_argv("--from", "1", "--delivery-days", "61"), "--delivery-days"),
+        (fund_argv("--from", "1", "--delivery-days", "2.5"), "--delivery-days"),
+        (fund_argv("--from", "1", "--max-fee-bps", "101%"), "more than 100 %"),
+        (["extend", "0x1", "--from", "1", "--days", "8"], "--days"),
+        (["extend", "0x1", "--from", "1", "--days", "0"], "--days"),
+        (["extend", "0x1", "--from", "1"], "required"),
         (["chain", "--port", "70000"], "--port"),
         (["chain", "--block-time", "0"], "--block-time"),
         (["deploy", "--ruling-period", "0"], "--ruling-period"),
@@ -370,6 +385,20 @@ def test_no_such_trade_is_refused_in_words(capsys: pytest.CaptureFixture[str]) -
         ),
         (fund_argv("--from", "1", "--ship-within-hours", "100000"), "DeadlineTooFar", "UTC"),
         (["withdraw", "--from", "4"], "NothingToWithdraw", "no ETH is credited to"),
+        (["withdraw", "--from", "4", "--to", "5"], "NothingToWithdraw", "no ETH is credited"),
+        (["received", "{id}", "--from", "1"], "InvalidStatus", "is funded, which does not"),
+        (["received", "{id}", "--from", "2"], "NotBuyer", "only the trade's buyer"),
+        (["extend", "{id}", "--days", "2", "--from", "2"], "NotBuyer", "only the trade's buyer"),
+        (["extend", "{id}", "--days", "2", "--from", "1"], "InvalidStatus", "is funded"),
+        (["grant-extension", "{id}", "--from", "2"], "InvalidStatus", "is funded"),
+        (["cancel-split", "{id}", "--from", "1"], "NoProposalToCancel", "no open split proposal"),
+        (["cancel-split", "{id}", "--from", "3"], "NotParty", "neither"),
+        (
+            fund_argv("--from", "1", "--max-fee-bps", "50"),
+            "PlatformFeeAboveLimit",
+            "the platform fee in force, 1 % (100 basis points), is above the 0.5 % (50 basis "
+            "points) you accepted",
+        ),
     ],
 )
 def test_contract_reverts_are_named_and_put_in_words(
