@@ -904,7 +904,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _audit_deployment(args: argparse.Namespace, chain: Any) -> Any:
     """The deployment recorded for this chain, whatever its escrows' versions."""
-    from escrow.deploy import genesis_hash, read_deployment, registry_path
+    from escrow.deploy import read_deployment, registry_path, same_chain
 
     if chain.is_tester:
         return _deployment(args, chain)
@@ -921,13 +921,7 @@ def _audit_deployment(args: argparse.Namespace, chain: Any) -> Any:
             f"no deployment recorded for chain {chain.chain_id}: run `escrow deploy`, or name "
             "the escrow with --address, --version and --from-block"
         )
-    from escrow import deploy as deploy_module
-
-    # anvil restarted from its state file makes a new genesis block on the same chain:
-    # deploy.same_chain knows it where there is one
-    same_chain = getattr(deploy_module, "same_chain", None)
-    if same_chain is None:
-        same_chain = lambda chain, deployment: deployment.genesis_hash == genesis_hash(chain)  # noqa: E731
+    # anvil restarted from its state file may make a new genesis block on the same chain
     if not same_chain(chain, deployment):
         raise DeploymentError(
             f"the deployment recorded in {registry_path(chain.chain_id)} was made on another "

@@ -97,7 +97,7 @@ def as_utc(value: datetime) -> datetime:
 
 def terms_hash(trade_id: int, terms: dict[str, Any]) -> str:
     """``bytes24(keccak256(abi.encode(tradeId, terms)))`` as 0x hex, like ``hashTerms``."""
-    words = (
+    words: tuple[int, ...] = (
         trade_id,
         int(terms["buyer"], 16),
         int(terms["seller"], 16),
