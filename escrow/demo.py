@@ -19,7 +19,8 @@ from escrow.transactions import Sender
 
 DAY = 24 * 3600
 SHIP_WITHIN = 3 * DAY
-INSPECTION = 2 * DAY
+INSPECTION = 2 * DAY  # the contract (v2) requires at least a day
+DELIVERY_WINDOW = 4 * DAY  # for the delivery scenario: parcel days after shipping
 ARBITRATOR_FEE_BPS = 200
 
 
@@ -112,11 +113,17 @@ class Scenarios:
             self.on_step(result.name, step)
 
     def _fund(
-        self, result: ScenarioResult, symbol: str, *, permit: bool = False, approve: bool = True
+        self,
+        result: ScenarioResult,
+        symbol: str,
+        *,
+        permit: bool = False,
+        approve: bool = True,
+        delivery_window: int = 0,
     ) -> Funded:
         c, cast = self.client, self.cast
         token, amount = self.token(symbol), self.amount[symbol]
-        common = dict(
+        common: dict[str, object] = dict(
             seller=cast.seller,
             arbitrator=cast.arbitrator,
             amount=amount,
@@ -125,6 +132,10 @@ class Scenarios:
             arbitrator_fee_bps=ARBITRATOR_FEE_BPS,
             listing_ref=b"demo-listing",
         )
+        if c.version >= 2:
+            # The buyer accepts the platform fee it was shown (v2 caps it at funding).
+            common["delivery_window"] = delivery_window
+            common["max_platform_fee_bps"] = c.platform_fee()[1]
         if permit:
             funded = c.fund_with_permit(token=token, sender=cast.buyer_signer, **common)  # type: ignore[arg-type]
             self._record(result, "buyer", "fund with permit", funded)
@@ -141,6 +152,14 @@ class Scenarios:
 
     def _new(self, name: str, symbol: str) -> ScenarioResult:
         return ScenarioResult(name=name, token_symbol=symbol, final_status=Status.NONE)
+
+    def _wait_past_deadline(self, trade_id: int, terms: Terms) -> None:
+        """Moves chain time to the first second the current state's timeout has passed."""
+        c = self.client
+        state = c.trade_state(trade_id, terms)
+        # While Funded the timeout is the ship-by time (the state's deadline field is unused).
+        deadline = terms.ship_by if state.status == Status.FUNDED else state.deadline
+        c.chain.increase_time(max(deadline - c.chain.latest_timestamp(), 0) + 1)
 
     # --------------------------------------------------------------- the paths
 
@@ -181,7 +200,7 @@ class Scenarios:
         self._record(
             r, "seller", "mark shipped", c.mark_shipped(f.trade_id, f.terms, sender=cast.seller)
         )
-        c.chain.increase_time(INSPECTION + 1)
+        self._wait_past_deadline(f.trade_id, f.terms)
         self._record(
             r,
             "keeper",
@@ -190,11 +209,33 @@ class Scenarios:
         )
         return self._finish(r, f.trade_id, f.terms)
 
+    def deliver_and_confirm(self, symbol: str = "ETH") -> ScenarioResult:
+        """v2: the seller ships with a delivery window, the buyer marks the parcel received
+        (its inspection starts), then confirms."""
+        r = self._new("seller ships, buyer marks received, then confirms", symbol)
+        f = self._fund(r, symbol, delivery_window=DELIVERY_WINDOW)
+        assert f.terms is not None
+        c, cast = self.client, self.cast
+        self._record(
+            r,
+            "seller",
+            "mark shipped",
+            c.mark_shipped(f.trade_id, f.terms, sender=cast.seller, shipment_ref=b"tracking-456"),
+        )
+        c.chain.increase_time(DAY)  # the parcel travels
+        self._record(
+            r, "buyer", "mark received", c.mark_received(f.trade_id, f.terms, sender=cast.buyer)
+        )
+        self._record(
+            r, "buyer", "confirm receipt", c.confirm_receipt(f.trade_id, f.terms, sender=cast.buyer)
+        )
+        return self._finish(r, f.trade_id, f.terms)
+
     def refund_after_deadline(self, symbol: str = "ETH") -> ScenarioResult:
         r = self._new("not shipped in time, buyer refunded", symbol)
         f = self._fund(r, symbol)
         assert f.terms is not None
-        self.client.chain.increase_time(SHIP_WITHIN + 1)
+        self._wait_past_deadline(f.trade_id, f.terms)
         self._record(
             r,
             "buyer",
@@ -281,7 +322,7 @@ class Scenarios:
         self._record(
             r, "seller", "open dispute", c.open_dispute(f.trade_id, f.terms, sender=cast.seller)
         )
-        c.chain.increase_time(c.ruling_period() + 1)
+        self._wait_past_deadline(f.trade_id, f.terms)
         self._record(
             r,
             "keeper",
@@ -297,6 +338,10 @@ class Scenarios:
                 self.confirm(symbol),
                 self.ship_and_confirm(symbol),
                 self.release_after_inspection(symbol),
+            ]
+            if self.client.version >= 2:
+                results.append(self.deliver_and_confirm(symbol))
+            results += [
                 self.refund_after_deadline(symbol),
                 self.refund_by_seller(symbol),
                 self.settle(symbol),

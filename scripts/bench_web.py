@@ -136,6 +136,7 @@ def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
     nonces = {b: int(chain.w3.eth.get_transaction_count(b)) for b in buyers}
     lanes = {b: 1000 for b in buyers}  # lanes far from the demo's, each used once
     http = requests.Session()
+    fee_bps = client.platform_fee()[1]  # the fee the buyer accepts (v2 fee cap)
     calls: list[dict[str, Any]] = []
     for i in range(count):
         ref, seller = listings[i % len(listings)]
@@ -150,6 +151,7 @@ def make_trades(stack: LocalStack, count: int, listing_ids: list[int]) -> None:
             inspection_period=3 * 86400,
             listing_ref=bytes.fromhex(ref[2:]),
             lane=lanes[buyer],
+            max_platform_fee_bps=fee_bps,
         )
         lanes[buyer] += 1
         data = call.function._encode_transaction_data()

@@ -1,9 +1,11 @@
 """Hostile and odd counterparties: they may hurt themselves, never anybody else.
 
 * a seller contract that re-enters the escrow whenever it is paid ETH (or burns all the gas);
-* a contract that refuses ETH, as seller, as buyer on a refund and as arbitrator on its fee;
+* a contract that refuses ETH, as seller, as buyer on a refund and as arbitrator on its fee
+  (it takes its credit later with ``withdraw``, or at once to another address with
+  ``withdrawTo``);
 * a USDT-like token whose transfer/transferFrom/approve return nothing and that can block
-  accounts;
+  accounts (a blocked payee takes its credit to another address with ``withdrawTo``);
 * a token that takes a fee on transfer, which funding must reject without changing anything.
 
 The escrow's books (:class:`Ledger`) are checked after every step.
@@ -22,6 +24,7 @@ from escrow.client import ETH, EscrowClient, Status, Terms, TxResult
 from escrow.errors import (
     FeeOnTransferToken,
     InvalidStatus,
+    NotBuyer,
     NothingToWithdraw,
     ReentrancyGuardReentrantCall,
     TransferFailed,
@@ -121,6 +124,11 @@ REENTRY_TARGETS = [
     "markShipped",
     "proposeSplit",
     "openDispute",
+    # v2 actions
+    "withdrawTo",
+    "markReceived",
+    "grantInspectionExtension",
+    "cancelSplit",
 ]
 
 
@@ -134,6 +142,10 @@ def reentry_call(client: EscrowClient, name: str, trade_id: int, terms: Terms) -
         "markShipped": lambda: calls.mark_shipped(trade_id, terms),
         "proposeSplit": lambda: calls.propose_split(trade_id, terms, 0),
         "openDispute": lambda: calls.open_dispute(trade_id, terms),
+        "withdrawTo": lambda: calls.withdraw_to(terms.buyer, ETH),
+        "markReceived": lambda: calls.mark_received(trade_id, terms),
+        "grantInspectionExtension": lambda: calls.grant_inspection_extension(trade_id, terms),
+        "cancelSplit": lambda: calls.cancel_split(trade_id, terms),
     }[name]()
 
 
@@ -158,9 +170,12 @@ def test_reentrant_seller_paid_once_and_reentry_fails(
     (attempt,) = attacker.attempts(result)
     assert not attempt["success"] and attempt["valueReceived"] == AMOUNT - FEE
     error = custom_error(client, attempt["returnData"])
-    guarded = target not in ("markShipped", "proposeSplit", "openDispute")
+    guarded = target in ("withdraw", "withdrawTo", "refundBySeller", "acceptSplit",
+                         "releaseAfterInspection")  # fmt: skip
     if guarded:
         assert isinstance(error, ReentrancyGuardReentrantCall)
+    elif target == "markReceived":  # the seller is not the buyer
+        assert isinstance(error, NotBuyer)
     else:  # not guarded, but the trade is final before the payout goes out
         assert isinstance(error, InvalidStatus)
         assert error.args_by_name == {"tradeId": trade_id, "status": int(Status.RELEASED)}
@@ -287,9 +302,16 @@ def refuser(client: EscrowClient, roles: Roles) -> Refuser:
 
 
 def withdraw_after_switch(
-    client: EscrowClient, refuser: Refuser, ledger: Ledger, credit: int
+    client: EscrowClient,
+    refuser: Refuser,
+    ledger: Ledger,
+    credit: int,
+    to: str | None = None,
 ) -> None:
-    """While it refuses ETH its withdrawal fails; once it accepts, it gets exactly its credit."""
+    """While it refuses ETH its withdrawal fails; once it accepts, it gets exactly its credit.
+
+    With ``to`` it does not wait: ``withdrawTo`` sends its credit to that address at once.
+    """
     raises(
         TransferFailed,
         lambda: refuser.forward(client.calls.withdraw(ETH)),
@@ -297,15 +319,33 @@ def withdraw_after_switch(
         to=refuser.address,
         amount=credit,
     )
-    refuser.set_reverting(False)
-    watch = Watch(client, ETH, [refuser.address, client.address])
-    result = refuser.forward(client.calls.withdraw(ETH))
+    if to is None:
+        refuser.set_reverting(False)
+        call, receiver = client.calls.withdraw(ETH), refuser.address
+    else:
+        # Sending it to itself fails the same way: the credit stays.
+        raises(
+            TransferFailed,
+            lambda: refuser.forward(client.calls.withdraw_to(refuser.address, ETH)),
+            token=ETH,
+            to=refuser.address,
+            amount=credit,
+        )
+        call, receiver = client.calls.withdraw_to(to, ETH), to
+    watch = Watch(client, ETH, [refuser.address, receiver, client.address])
+    result = refuser.forward(call)
     assert [(e.name, e.args) for e in result.events] == [
-        ("Withdrawn", {"token": ETH, "payee": refuser.address, "amount": credit})
+        ("Withdrawn", {"token": ETH, "payee": refuser.address, "amount": credit, "to": receiver})
     ]
-    assert watch.moved(result) == {refuser.address: credit, client.address: -credit}
+    assert watch.moved(result) == {receiver: credit, client.address: -credit}
     assert ledger.withdrawn(ETH, refuser.address) == credit
     ledger.check()
+    raises(
+        NothingToWithdraw,
+        lambda: refuser.forward(client.calls.withdraw_to(receiver, ETH)),
+        token=ETH,
+        payee=refuser.address,
+    )
 
 
 @pytest.mark.parametrize("path", ["confirm", "split"])
@@ -338,7 +378,10 @@ def test_reverting_seller_is_credited_buyer_still_paid(
     ledger.closed(trade_id, fee=fee, deferred={refuser.address: seller_part})
     ledger.check()
     assert client.credits(refuser.address) == seller_part
-    withdraw_after_switch(client, refuser, ledger, seller_part)
+    # The split path's seller takes its credit to another address while it still refuses ETH.
+    withdraw_after_switch(
+        client, refuser, ledger, seller_part, to=roles.buyer2 if path == "split" else None
+    )
 
 
 @pytest.mark.parametrize("refund", ["by_seller", "after_deadline"])
@@ -358,6 +401,7 @@ def test_reverting_buyer_is_credited_on_refund(
             ship_by=ship_by,
             inspection_period=DAY,
             lane=0,
+            max_platform_fee_bps=PLATFORM_FEE_BPS,
         )
     )
     trade_id, terms = funded_from(result)
@@ -377,7 +421,9 @@ def test_reverting_buyer_is_credited_on_refund(
     assert client.trade_state(trade_id, terms).status == Status.REFUNDED
     ledger.closed(trade_id, deferred={refuser.address: AMOUNT})
     ledger.check()
-    withdraw_after_switch(client, refuser, ledger, AMOUNT)
+    withdraw_after_switch(
+        client, refuser, ledger, AMOUNT, to=roles.buyer2 if refund == "after_deadline" else None
+    )
 
 
 def test_reverting_arbitrator_fee_is_credited_parties_still_paid(
@@ -449,10 +495,12 @@ def test_no_bool_token_full_happy_path(
     }
 
 
+@pytest.mark.parametrize("unblock", [True, False], ids=["unblocked", "withdraw_to"])
 def test_no_bool_token_blocked_payee_is_credited(
     client: EscrowClient,
     roles: Roles,
     no_bool: Contract,
+    unblock: bool,
 ) -> None:
     token = no_bool.address
     ledger = Ledger(client, [token])
@@ -482,9 +530,20 @@ def test_no_bool_token_blocked_payee_is_credited(
         client.withdraw(sender=roles.seller, token=token)
     blocked = keccak(text="Blocked(address)")[:4].hex()
     assert info.value.data.startswith("0x" + blocked)
-    client.send(PreparedCall(no_bool.functions.setBlocked(roles.seller, False)), roles.owner)
-    result = client.withdraw(sender=roles.seller, token=token)
-    assert watch.moved(result) == {roles.seller: seller_part, client.address: -seller_part}
+    if unblock:
+        client.send(PreparedCall(no_bool.functions.setBlocked(roles.seller, False)), roles.owner)
+        result = client.withdraw(sender=roles.seller, token=token)
+        assert watch.moved(result) == {roles.seller: seller_part, client.address: -seller_part}
+    else:  # v2: still blocked, the seller has its credit sent to another of its addresses
+        watch = Watch(client, token, [roles.seller, roles.buyer2, client.address])
+        result = client.withdraw_to(roles.buyer2, sender=roles.seller, token=token)
+        assert result.event("Withdrawn").args == {
+            "token": token,
+            "payee": roles.seller,
+            "amount": seller_part,
+            "to": roles.buyer2,
+        }
+        assert watch.moved(result) == {roles.buyer2: seller_part, client.address: -seller_part}
     ledger.withdrawn(token, roles.seller)
     ledger.check()
 
@@ -508,6 +567,7 @@ def test_fee_on_transfer_token_is_rejected_and_nothing_changes(
         ship_by=client.chain.latest_timestamp() + DAY,
         inspection_period=DAY,
         lane=0,
+        max_platform_fee_bps=PLATFORM_FEE_BPS,
     )
     raises(
         FeeOnTransferToken,

@@ -128,6 +128,7 @@ def test_prepared_purchase_right_after_a_trade_ends_on_anvil(on_anvil: EscrowCli
             ship_by=client.chain.latest_timestamp() + DAY,
             inspection_period=DAY,
             lane=lane,
+            max_platform_fee_bps=client.platform_fee()[1],
         )
         return dict(client.unsigned(call, buyer))
 

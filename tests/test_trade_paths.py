@@ -44,15 +44,26 @@ from escrow.errors import (
     DeadlineNotReached,
     DeadlinePassed,
     DeadlineTooFar,
+    DeliveryWindowTooLong,
+    EscrowCannotBeParty,
+    ExtensionAlreadyRequested,
     FeeOnTransferToken,
     FundingPaused,
+    InspectionAlreadyStarted,
     InspectionPeriodTooLong,
+    InspectionPeriodTooShort,
     InvalidBps,
+    InvalidExtension,
     InvalidStatus,
     LaneBusy,
+    NoExtensionRequested,
     NoMatchingProposal,
+    NoProposalToCancel,
     NotBuyer,
     NothingToWithdraw,
+    NotParty,
+    NotSeller,
+    PlatformFeeAboveLimit,
     PlatformFeeTooHigh,
     SellerIsBuyer,
     TermsMismatch,
@@ -252,6 +263,7 @@ def fund_checked(
     token: str,
     amount: int,
     lane: int | None = None,
+    delivery_window: int = 0,
 ) -> Opened:
     """Funds a trade (approve + fund) and checks its money, its event and its state."""
     if int(token, 16) != 0:
@@ -268,6 +280,8 @@ def fund_checked(
         arbitrator_fee_bps=ARBITRATOR_FEE_BPS,
         listing_ref=b"listing-1",
         lane=lane,
+        delivery_window=delivery_window,
+        max_platform_fee_bps=PLATFORM_FEE_BPS,
         sender=roles.buyer,
     )
     buyer, used_lane, block = split_trade_id(funded.trade_id)
@@ -283,7 +297,9 @@ def fund_checked(
         INSPECTION,
         ARBITRATOR_FEE_BPS,
         PLATFORM_FEE_BPS,
+        delivery_window,
     )
+    assert funded.terms.version == 2
     assert [e.name for e in funded.events] == ["TradeFunded"]
     event = funded.event("TradeFunded")
     assert event.args["tradeId"] == funded.trade_id
@@ -298,6 +314,7 @@ def fund_checked(
         "inspectionPeriod": INSPECTION,
         "arbitratorFeeBps": ARBITRATOR_FEE_BPS,
         "platformFeeBps": PLATFORM_FEE_BPS,
+        "deliveryWindow": delivery_window,
     }
     assert event.args["listingRef"] == b"listing-1".ljust(32, b"\0")
     assert watch.moved(funded) == {roles.buyer: -amount, client.address: amount}
@@ -309,13 +326,24 @@ def fund_checked(
     return Opened(funded.trade_id, funded.terms, funded)
 
 
+def cleared_events(client: EscrowClient, trade: Opened) -> list[tuple[str, dict[str, Any]]]:
+    """The SplitCleared event a state change emits when a split proposal is open."""
+    state = client.trade_state(trade.trade_id, trade.terms)
+    if state.split_proposer == Party.NONE:
+        return []
+    return [("SplitCleared", {"tradeId": trade.trade_id, "byCancel": False})]
+
+
 def ship_checked(client: EscrowClient, roles: Roles, trade: Opened) -> int:
-    """Marks shipped; returns the end of the inspection period."""
+    """Marks shipped; returns the latest end of the inspection period (delivery window end
+    plus inspection period)."""
+    cleared = cleared_events(client, trade)
     result = client.mark_shipped(
         trade.trade_id, trade.terms, sender=roles.seller, shipment_ref=b"parcel-42"
     )
-    ends = block_time(client.chain, result) + INSPECTION
-    assert [(e.name, e.args) for e in result.events] == [
+    window = trade.terms.delivery_window or 0
+    ends = block_time(client.chain, result) + window + INSPECTION
+    assert [(e.name, e.args) for e in result.events] == cleared + [
         (
             "TradeShipped",
             {
@@ -327,14 +355,23 @@ def ship_checked(client: EscrowClient, roles: Roles, trade: Opened) -> int:
     ]
     state = client.trade_state(trade.trade_id, trade.terms)
     assert (state.status, state.deadline) == (Status.SHIPPED, ends)
+    assert (state.split_proposer, state.proposed_buyer_bps) == (Party.NONE, 0)
+    view = client.trade_view(trade.trade_id, trade.terms)
+    assert (view.status, view.deadline, view.inspection_started) == (
+        Status.SHIPPED,
+        ends,
+        window == 0,
+    )
+    assert (view.extension_days, view.extension_granted) == (0, False)
     return ends
 
 
 def dispute_checked(client: EscrowClient, roles: Roles, trade: Opened, opener: str) -> int:
     """Opens a dispute; returns the ruling deadline."""
+    cleared = cleared_events(client, trade)
     result = client.open_dispute(trade.trade_id, trade.terms, sender=opener)
     deadline = block_time(client.chain, result) + RULING_PERIOD
-    assert [(e.name, e.args) for e in result.events] == [
+    assert [(e.name, e.args) for e in result.events] == cleared + [
         (
             "DisputeOpened",
             {"tradeId": trade.trade_id, "openedBy": opener, "rulingDeadline": deadline},
@@ -350,6 +387,14 @@ def assert_final(client: EscrowClient, trade: Opened, status: Status, result: Tx
     assert state.status == status
     assert state.deadline == result.block_number  # a final trade keeps the block it ended in
     assert (state.split_proposer, state.proposed_buyer_bps) == (Party.NONE, 0)
+    view = client.trade_view(trade.trade_id, trade.terms)
+    assert (view.superseded, view.status, view.deadline, view.ended_in_block) == (
+        False,
+        status,
+        0,
+        result.block_number,
+    )
+    assert view.split_proposer == Party.NONE
 
 
 def move_to(client: EscrowClient, roles: Roles, trade: Opened, status: str) -> None:
@@ -488,6 +533,7 @@ def test_permit_already_submitted_by_someone_else_still_funds(
         r=r,
         s=s,
         lane=0,
+        max_platform_fee_bps=PLATFORM_FEE_BPS,
     )
     watch = Watch(client, stablecoin, [roles.buyer, client.address])
     result = client.send(call, roles.buyer)
@@ -775,6 +821,23 @@ def test_platform_fee_is_fixed_at_funding(
     old = fund_checked(client, roles, ledger, stablecoin, 1_000 * USD)
     result = client.set_platform_fee(roles.stranger, 300, sender=roles.owner)
     assert result.event("PlatformFeeUpdated").args == {"recipient": roles.stranger, "feeBps": 300}
+    # A buyer who was shown the old 1% is protected against the raise (v2 fee cap).
+    client.approve(stablecoin, 1_000 * USD, sender=roles.buyer)
+    raises(
+        PlatformFeeAboveLimit,
+        lambda: client.fund(
+            seller=roles.seller,
+            arbitrator=roles.arbitrator,
+            token=stablecoin,
+            amount=1_000 * USD,
+            ship_by=client.chain.latest_timestamp() + DAY,
+            inspection_period=INSPECTION,
+            max_platform_fee_bps=PLATFORM_FEE_BPS,
+            sender=roles.buyer,
+        ),
+        feeBps=300,
+        maxFeeBps=PLATFORM_FEE_BPS,
+    )
     funded = open_trade(client, roles, token=stablecoin, amount=1_000 * USD)
     assert funded.terms is not None and funded.terms.platform_fee_bps == 300
     ledger.funded(funded.trade_id, funded.terms)
@@ -813,7 +876,7 @@ def test_paused_funding_keeps_every_exit_open(
             token=stablecoin,
             amount=USD,
             ship_by=client.chain.latest_timestamp() + DAY,
-            inspection_period=0,
+            inspection_period=INSPECTION,
             sender=keys[roles.buyer],
         ),
     )
@@ -843,18 +906,47 @@ def test_disallowed_token_still_pays_out_its_open_trades(
     ledger.check()
 
 
-def test_removed_arbitrator_still_rules_its_open_trades(
+def test_removed_arbitrator_cannot_rule_its_open_trades(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    """v2: a removed (e.g. compromised) arbitrator moves no money; the ruling timeout applies,
+    and the parties can still settle or the seller refund."""
+    trade = fund_checked(client, roles, ledger, ETH, ONE_ETH)
+    ship_checked(client, roles, trade)
+    deadline = dispute_checked(client, roles, trade, roles.buyer)
+    result = client.remove_arbitrator(roles.arbitrator, sender=roles.owner)
+    assert result.event("ArbitratorRemoved").args == {"arbitrator": roles.arbitrator}
+    raises(ArbitratorNotRegistered, lambda: open_trade(client, roles), arbitrator=roles.arbitrator)
+    raises(
+        ArbitratorNotRegistered,
+        lambda: client.rule(trade.trade_id, trade.terms, 0, sender=roles.arbitrator),
+        arbitrator=roles.arbitrator,
+    )
+    # Evidence can still be recorded; the dispute ends by the timeout (50/50 after shipping).
+    client.submit_evidence(trade.trade_id, trade.terms, "ipfs://x", b"\1", sender=roles.buyer)
+    client.chain.increase_time(deadline - client.chain.latest_timestamp() - 1)
+    result = client.resolve_after_ruling_timeout(trade.trade_id, trade.terms, sender=roles.stranger)
+    args = result.event("DisputeResolved").args
+    assert (args["byTimeout"], args["buyerBps"], args["arbitratorFee"]) == (True, 5_000, 0)
+    ledger.closed(trade.trade_id, fee=args["platformFee"])
+    ledger.check()
+
+
+def test_reregistered_arbitrator_can_rule_again(
     client: EscrowClient,
     roles: Roles,
     ledger: Ledger,
 ) -> None:
     trade = fund_checked(client, roles, ledger, ETH, ONE_ETH)
-    dispute_checked(client, roles, trade, roles.buyer)
-    result = client.remove_arbitrator(roles.arbitrator, sender=roles.owner)
-    assert result.event("ArbitratorRemoved").args == {"arbitrator": roles.arbitrator}
-    raises(ArbitratorNotRegistered, lambda: open_trade(client, roles), arbitrator=roles.arbitrator)
-    result = client.rule(trade.trade_id, trade.terms, 5_000, sender=roles.arbitrator)
-    ledger.closed(trade.trade_id, fee=result.event("DisputeResolved").args["platformFee"])
+    dispute_checked(client, roles, trade, roles.seller)
+    client.remove_arbitrator(roles.arbitrator, sender=roles.owner)
+    client.register_arbitrator(roles.arbitrator, 500, sender=roles.owner)
+    result = client.rule(trade.trade_id, trade.terms, 10_000, sender=roles.arbitrator)
+    args = result.event("DisputeResolved").args
+    assert args["arbitratorFee"] == ONE_ETH * ARBITRATOR_FEE_BPS // BPS
+    ledger.closed(trade.trade_id, fee=args["platformFee"])
     ledger.check()
 
 
@@ -935,8 +1027,9 @@ def test_lane_cannot_be_reused_in_the_block_its_trade_ended(
             arbitrator=roles.arbitrator,
             amount=ONE_ETH,
             ship_by=ship_by,
-            inspection_period=0,
+            inspection_period=DAY,
             lane=0,
+            max_platform_fee_bps=PLATFORM_FEE_BPS,
         )
     )
     pending_block = client.w3.eth.block_number + 1
@@ -948,9 +1041,10 @@ def test_lane_cannot_be_reused_in_the_block_its_trade_ended(
         ETH,
         ONE_ETH,
         ship_by,
-        0,
+        DAY,
         0,
         PLATFORM_FEE_BPS,
+        0,
     )
     confirm = calldata(client.calls.confirm_receipt(trade_id, terms))
     batch = wallet.functions.forwardAll(
@@ -1015,6 +1109,24 @@ def test_funding_rejects_bad_terms(
         period=60 * DAY + 1,
         maxPeriod=60 * DAY,
     )
+    # v2: an inspection of at least a day (a zero one let a seller ship and release at once).
+    for short in (0, DAY - 1):
+        raises(
+            InspectionPeriodTooShort,
+            fund(inspection_period=short),
+            period=short,
+            minPeriod=DAY,
+        )
+    raises(
+        DeliveryWindowTooLong,
+        fund(delivery_window=60 * DAY + 1),
+        window=60 * DAY + 1,
+        maxWindow=60 * DAY,
+    )
+    # The fee in force (1%) is above what the buyer accepted.
+    raises(
+        PlatformFeeAboveLimit, fund(max_platform_fee_bps=99), feeBps=PLATFORM_FEE_BPS, maxFeeBps=99
+    )
     raises(ArbitratorNotRegistered, fund(arbitrator=roles.stranger), arbitrator=roles.stranger)
     raises(ArbitratorFeeTooHigh, fund(arbitrator_fee_bps=501), feeBps=501, maxFeeBps=500)
     raises(TokenNotAllowed, fund(token=roles.stranger, amount=USD), token=roles.stranger)
@@ -1033,8 +1145,9 @@ def test_funding_rejects_bad_terms(
             token=token,
             amount=ONE_ETH,
             ship_by=now + DAY,
-            inspection_period=0,
+            inspection_period=INSPECTION,
             lane=0,
+            max_platform_fee_bps=PLATFORM_FEE_BPS,
         )
         return lambda: client.send(PreparedCall(call.function, value=value), roles.buyer)
 
@@ -1046,7 +1159,7 @@ def test_funding_rejects_bad_terms(
         arbitrator=roles.arbitrator,
         amount=USD,
         ship_by=now + DAY,
-        inspection_period=0,
+        inspection_period=INSPECTION,
         sender=keys[roles.buyer],
     )
     eth_permit = client.calls.fund_with_permit(
@@ -1055,12 +1168,13 @@ def test_funding_rejects_bad_terms(
         token=ETH,
         amount=USD,
         ship_by=now + DAY,
-        inspection_period=0,
+        inspection_period=INSPECTION,
         permit_deadline=now + DAY,
         v=27,
         r=b"\1",
         s=b"\1",
         lane=0,
+        max_platform_fee_bps=PLATFORM_FEE_BPS,
     )
     raises(TokenNotAllowed, lambda: client.send(eth_permit, roles.buyer), token=ETH)
     raises(ZeroAmount, lambda: client.fund_with_permit(token=stablecoin, **{**permit, "amount": 0}))
@@ -1072,9 +1186,19 @@ def test_funding_rejects_bad_terms(
         token=stablecoin,
     )
     client.set_token_allowed(stablecoin, True, sender=roles.owner)
+    assert client.w3.eth.get_balance(client.address) == 0
+    # The limits themselves are accepted; a cap above the fee in force fixes the fee in force.
+    for changes in (
+        dict(inspection_period=DAY, max_platform_fee_bps=1_000),
+        dict(inspection_period=60 * DAY, delivery_window=60 * DAY),
+    ):
+        funded = fund(**changes)()
+        assert isinstance(funded, Funded) and funded.terms is not None
+        assert funded.terms.platform_fee_bps == PLATFORM_FEE_BPS
+        assert funded.terms.delivery_window == changes.get("delivery_window", 0)
+        ledger.funded(funded.trade_id, funded.terms)
     client.set_funding_paused(True, sender=roles.owner)
     raises(FundingPaused, fund())
-    assert client.w3.eth.get_balance(client.address) == 0
     ledger.check()
 
 
@@ -1148,6 +1272,8 @@ def test_trade_reference_errors(
         ("arbitrator_fee_bps", 0),
         ("ship_by", trade.terms.ship_by + 1),
         ("seller", roles.stranger),
+        ("inspection_period", INSPECTION + 1),
+        ("delivery_window", 1),
     ]:
         tampered = replace(trade.terms, **{field_name: value})
         raises(
@@ -1155,6 +1281,7 @@ def test_trade_reference_errors(
             lambda t=tampered: client.refund_by_seller(trade.trade_id, t, sender=roles.seller),
             tradeId=trade.trade_id,
         )
+        assert client.trade_view(trade.trade_id, tampered).superseded
     raises(
         InvalidBps,
         lambda: client.propose_split(trade.trade_id, trade.terms, 10_001, sender=roles.buyer),
@@ -1209,8 +1336,19 @@ def test_status_and_deadline_errors(
         lambda: client.open_dispute(r.trade_id, r.terms, sender=b),
         lambda: client.submit_evidence(r.trade_id, r.terms, "u", b"\1", sender=b),
         lambda: client.mark_shipped(r.trade_id, r.terms, sender=s),
+        lambda: client.mark_received(r.trade_id, r.terms, sender=b),
+        lambda: client.request_inspection_extension(r.trade_id, r.terms, 1, sender=b),
+        lambda: client.grant_inspection_extension(r.trade_id, r.terms, sender=s),
+        lambda: client.cancel_split(r.trade_id, r.terms, sender=b),
     ):
         status_error(r, action, Status.RELEASED)
+    for trade, status in ((f, Status.FUNDED), (d, Status.DISPUTED)):
+        for action in (
+            lambda t=trade: client.mark_received(t.trade_id, t.terms, sender=b),
+            lambda t=trade: client.request_inspection_extension(t.trade_id, t.terms, 2, sender=b),
+            lambda t=trade: client.grant_inspection_extension(t.trade_id, t.terms, sender=s),
+        ):
+            status_error(trade, action, status)
 
     raises(
         DeadlineNotReached,
@@ -1238,6 +1376,19 @@ def test_status_and_deadline_errors(
         tradeId=f.trade_id,
         deadline=f.terms.ship_by,
     )
+    # v2: no split can be proposed or accepted once the state's timeout has passed.
+    for trade, deadline, proposer in ((f, f.terms.ship_by, b), (sh, inspection_ends, s)):
+        raises(
+            DeadlinePassed,
+            lambda t=trade, p=proposer: client.propose_split(t.trade_id, t.terms, 1, sender=p),
+            tradeId=trade.trade_id,
+            deadline=deadline,
+        )
+    for action in (
+        lambda: client.request_inspection_extension(sh.trade_id, sh.terms, 1, sender=b),
+        lambda: client.grant_inspection_extension(sh.trade_id, sh.terms, sender=s),
+    ):
+        raises(DeadlinePassed, action, tradeId=sh.trade_id, deadline=inspection_ends)
     raises(
         DeadlinePassed,
         lambda: client.open_dispute(f.trade_id, f.terms, sender=b),
@@ -1254,6 +1405,12 @@ def test_status_and_deadline_errors(
     raises(
         DeadlinePassed,
         lambda: client.rule(d.trade_id, d.terms, 5_000, sender=a),
+        tradeId=d.trade_id,
+        deadline=ruling_deadline,
+    )
+    raises(
+        DeadlinePassed,
+        lambda: client.propose_split(d.trade_id, d.terms, 5_000, sender=s),
         tradeId=d.trade_id,
         deadline=ruling_deadline,
     )
@@ -1312,8 +1469,9 @@ def test_unsigned_transactions_for_a_browser_wallet(
         arbitrator=roles.arbitrator,
         amount=ONE_ETH,
         ship_by=ship_by,
-        inspection_period=0,
+        inspection_period=INSPECTION,
         lane=3,
+        max_platform_fee_bps=PLATFORM_FEE_BPS,
     )
     tx = client.unsigned(fund, roles.buyer)
     assert (tx["from"], tx["to"], tx["value"], tx["chainId"]) == (
@@ -1346,18 +1504,398 @@ def test_escrow_itself_cannot_be_the_seller(
     never calls withdraw; in a token, the transfer to itself succeeds and the amount is no
     longer accounted for anywhere. Either way the seller's part is stuck for ever.
     """
-    try:
-        funded = client.fund(
+    raises(
+        EscrowCannotBeParty,
+        lambda: client.fund(
             seller=client.address,
             arbitrator=roles.arbitrator,
             amount=ONE_ETH,
             ship_by=client.chain.latest_timestamp() + DAY,
-            inspection_period=0,
+            inspection_period=INSPECTION,
             sender=roles.buyer,
+        ),
+    )
+    raises(
+        EscrowCannotBeParty,
+        lambda: client.withdraw_to(client.address, sender=roles.seller),
+    )
+    raises(ZeroAddress, lambda: client.withdraw_to(ETH, sender=roles.seller))
+    assert client.credits(client.address) == 0
+
+
+# ------------------------------------------------------------------ v2: delivery and receipt
+
+DELIVERY_WINDOW = 5 * DAY
+
+
+def test_delivery_window_then_received_starts_the_inspection(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+    token: str,
+    amount: int,
+    watch_all: Callable[[str], Watch],
+) -> None:
+    """fund → ship → (parcel travels) → buyer marks received → inspection → released."""
+    trade = fund_checked(client, roles, ledger, token, amount, delivery_window=DELIVERY_WINDOW)
+    latest_end = ship_checked(client, roles, trade)
+    raises(
+        NotBuyer,
+        lambda: client.mark_received(trade.trade_id, trade.terms, sender=roles.seller),
+        caller=roles.seller,
+    )
+    client.chain.increase_time(2 * DAY)
+    result = client.mark_received(trade.trade_id, trade.terms, sender=roles.buyer)
+    ends = block_time(client.chain, result) + INSPECTION
+    assert ends < latest_end
+    assert [(e.name, e.args) for e in result.events] == [
+        ("TradeReceived", {"tradeId": trade.trade_id, "inspectionEndsAt": ends})
+    ]
+    state = client.trade_state(trade.trade_id, trade.terms)
+    assert (state.status, state.deadline) == (Status.SHIPPED, ends)
+    view = client.trade_view(trade.trade_id, trade.terms)
+    assert (view.deadline, view.inspection_started) == (ends, True)
+    # Receipt is marked once; a second one would move the inspection end.
+    raises(
+        InspectionAlreadyStarted,
+        lambda: client.mark_received(trade.trade_id, trade.terms, sender=roles.buyer),
+        tradeId=trade.trade_id,
+    )
+    client.chain.increase_time(ends - client.chain.latest_timestamp() - 2)
+    raises(
+        DeadlineNotReached,
+        lambda: client.release_after_inspection(trade.trade_id, trade.terms, sender=roles.stranger),
+        tradeId=trade.trade_id,
+        deadline=ends,
+    )
+    client.chain.mine()  # the next block is at the inspection end
+    watch = watch_all(token)
+    result = client.release_after_inspection(trade.trade_id, trade.terms, sender=roles.stranger)
+    assert block_time(client.chain, result) == ends
+    fee = amount * PLATFORM_FEE_BPS // BPS
+    assert result.event("TradeReleased").args == {
+        "tradeId": trade.trade_id,
+        "byBuyer": False,
+        "sellerAmount": amount - fee,
+        "platformFee": fee,
+    }
+    assert watch.moved(result) == {roles.seller: amount - fee, client.address: -(amount - fee)}
+    assert_final(client, trade, Status.RELEASED, result)
+    ledger.closed(trade.trade_id, fee=fee)
+    ledger.check()
+
+
+def test_inspection_starts_when_the_delivery_window_ends(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    """A buyer who never marks receipt: inspection runs from the window's end."""
+    trade = fund_checked(client, roles, ledger, ETH, ONE_ETH, delivery_window=DELIVERY_WINDOW)
+    ends = ship_checked(client, roles, trade)
+    window_end = ends - INSPECTION
+    client.chain.increase_time(window_end - client.chain.latest_timestamp() - 2)
+    # One second before the window ends: still in transit; the buyer can still dispute.
+    assert not client.trade_view(trade.trade_id, trade.terms).inspection_started
+    client.chain.increase_time(1)
+    # From the window's end on (the next block is at it) receipt changes nothing.
+    raises(
+        InspectionAlreadyStarted,
+        lambda: client.mark_received(trade.trade_id, trade.terms, sender=roles.buyer),
+        tradeId=trade.trade_id,
+    )
+    client.chain.mine()  # reads run in the latest block: now at the window's end
+    assert client.trade_view(trade.trade_id, trade.terms).inspection_started
+    assert client.trade_state(trade.trade_id, trade.terms).deadline == ends
+    client.chain.increase_time(ends - client.chain.latest_timestamp() - 1)
+    result = client.release_after_inspection(trade.trade_id, trade.terms, sender=roles.stranger)
+    assert block_time(client.chain, result) == ends
+    ledger.closed(trade.trade_id, fee=ONE_ETH * PLATFORM_FEE_BPS // BPS)
+    ledger.check()
+
+
+def test_received_then_confirmed_pays_the_seller(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+    stablecoin: str,
+    watch_all: Callable[[str], Watch],
+) -> None:
+    trade = fund_checked(client, roles, ledger, stablecoin, 40 * USD, delivery_window=DAY)
+    ship_checked(client, roles, trade)
+    client.mark_received(trade.trade_id, trade.terms, sender=roles.buyer)
+    watch = watch_all(stablecoin)
+    result = client.confirm_receipt(trade.trade_id, trade.terms, sender=roles.buyer)
+    fee = 40 * USD * PLATFORM_FEE_BPS // BPS
+    assert watch.moved(result) == {roles.seller: 40 * USD - fee, client.address: fee - 40 * USD}
+    assert_final(client, trade, Status.RELEASED, result)
+    ledger.closed(trade.trade_id, fee=fee)
+    ledger.check()
+
+
+def test_buyer_can_dispute_while_the_parcel_travels(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    trade = fund_checked(client, roles, ledger, ETH, ONE_ETH, delivery_window=DELIVERY_WINDOW)
+    ends = ship_checked(client, roles, trade)
+    client.chain.increase_time(DELIVERY_WINDOW - DAY)  # lost in the post, window not over
+    deadline = dispute_checked(client, roles, trade, roles.buyer)
+    assert deadline < ends + RULING_PERIOD
+    client.chain.increase_time(RULING_PERIOD)
+    result = client.resolve_after_ruling_timeout(trade.trade_id, trade.terms, sender=roles.stranger)
+    assert result.event("DisputeResolved").args["buyerBps"] == 5_000  # it had shipped
+    ledger.closed(trade.trade_id, fee=result.event("DisputeResolved").args["platformFee"])
+    ledger.check()
+
+
+# ------------------------------------------------------------------ v2: inspection extension
+
+
+def test_inspection_extension_requested_granted_and_honoured(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    trade = fund_checked(client, roles, ledger, ETH, ONE_ETH)
+    t, b, s = trade, roles.buyer, roles.seller
+    ends = ship_checked(client, roles, trade)
+    raises(
+        NoExtensionRequested,
+        lambda: client.grant_inspection_extension(t.trade_id, t.terms, sender=s),
+        tradeId=t.trade_id,
+    )
+    raises(
+        NotBuyer,
+        lambda: client.request_inspection_extension(t.trade_id, t.terms, 3, sender=s),
+        caller=s,
+    )
+    for days in (0, 8):
+        raises(
+            InvalidExtension,
+            lambda d=days: client.request_inspection_extension(t.trade_id, t.terms, d, sender=b),
+            extraDays=days,
+            maxDays=7,
         )
-    except ContractRevert:
-        return  # refused at funding, as it should be
-    assert funded.terms is not None
-    client.confirm_receipt(funded.trade_id, funded.terms, sender=roles.buyer)
-    stuck = client.credits(client.address)
-    assert stuck == 0, f"{stuck} wei credited to the escrow's own address, stuck for ever"
+    result = client.request_inspection_extension(t.trade_id, t.terms, 3, sender=b)
+    assert [(e.name, e.args) for e in result.events] == [
+        ("InspectionExtensionRequested", {"tradeId": t.trade_id, "extraDays": 3})
+    ]
+    view = client.trade_view(t.trade_id, t.terms)
+    assert (view.extension_days, view.extension_granted, view.deadline) == (3, False, ends)
+    assert client.trade_state(t.trade_id, t.terms).deadline == ends  # not granted yet
+    raises(
+        ExtensionAlreadyRequested,
+        lambda: client.request_inspection_extension(t.trade_id, t.terms, 1, sender=b),
+        tradeId=t.trade_id,
+    )
+    raises(
+        NotSeller,
+        lambda: client.grant_inspection_extension(t.trade_id, t.terms, sender=b),
+        caller=b,
+    )
+    result = client.grant_inspection_extension(t.trade_id, t.terms, sender=s)
+    new_end = ends + 3 * DAY
+    assert [(e.name, e.args) for e in result.events] == [
+        ("InspectionExtended", {"tradeId": t.trade_id, "extraDays": 3, "inspectionEndsAt": new_end})
+    ]
+    assert client.trade_state(t.trade_id, t.terms).deadline == new_end
+    view = client.trade_view(t.trade_id, t.terms)
+    assert (view.extension_days, view.extension_granted, view.deadline) == (3, True, new_end)
+    raises(
+        NoExtensionRequested,
+        lambda: client.grant_inspection_extension(t.trade_id, t.terms, sender=s),
+        tradeId=t.trade_id,
+    )
+    raises(
+        ExtensionAlreadyRequested,
+        lambda: client.request_inspection_extension(t.trade_id, t.terms, 1, sender=b),
+        tradeId=t.trade_id,
+    )
+    # Past the original end the buyer can still dispute and nobody can release.
+    client.chain.increase_time(ends - client.chain.latest_timestamp() + DAY)
+    raises(
+        DeadlineNotReached,
+        lambda: client.release_after_inspection(t.trade_id, t.terms, sender=roles.stranger),
+        tradeId=t.trade_id,
+        deadline=new_end,
+    )
+    client.propose_split(t.trade_id, t.terms, 2_000, sender=b)  # still live
+    client.chain.increase_time(new_end - client.chain.latest_timestamp() - 1)
+    raises(
+        DeadlinePassed,
+        lambda: client.open_dispute(t.trade_id, t.terms, sender=b),
+        tradeId=t.trade_id,
+        deadline=new_end,
+    )
+    result = client.release_after_inspection(t.trade_id, t.terms, sender=roles.stranger)
+    assert block_time(client.chain, result) >= new_end
+    assert [e.name for e in result.events] == ["SplitCleared", "TradeReleased"]
+    ledger.closed(t.trade_id, fee=ONE_ETH * PLATFORM_FEE_BPS // BPS)
+    ledger.check()
+
+
+def test_extension_not_granted_changes_nothing(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    trade = fund_checked(client, roles, ledger, ETH, ONE_ETH, delivery_window=DAY)
+    t = trade
+    ends = ship_checked(client, roles, trade)
+    client.mark_received(t.trade_id, t.terms, sender=roles.buyer)
+    received_end = client.trade_state(t.trade_id, t.terms).deadline
+    assert received_end < ends
+    client.request_inspection_extension(t.trade_id, t.terms, 7, sender=roles.buyer)
+    client.chain.increase_time(received_end - client.chain.latest_timestamp() - 1)
+    # The seller cannot grant once the inspection is over, and the release goes through.
+    raises(
+        DeadlinePassed,
+        lambda: client.grant_inspection_extension(t.trade_id, t.terms, sender=roles.seller),
+        tradeId=t.trade_id,
+        deadline=received_end,
+    )
+    result = client.release_after_inspection(t.trade_id, t.terms, sender=roles.stranger)
+    ledger.closed(t.trade_id, fee=result.event("TradeReleased").args["platformFee"])
+    ledger.check()
+
+
+def test_extension_after_receipt_extends_the_received_end(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    """Receipt and extension combine: the end is receipt + inspection + granted days."""
+    t = fund_checked(client, roles, ledger, ETH, ONE_ETH, delivery_window=DELIVERY_WINDOW)
+    ship_checked(client, roles, t)
+    client.request_inspection_extension(t.trade_id, t.terms, 2, sender=roles.buyer)
+    client.grant_inspection_extension(t.trade_id, t.terms, sender=roles.seller)
+    result = client.mark_received(t.trade_id, t.terms, sender=roles.buyer)
+    ends = block_time(client.chain, result) + INSPECTION + 2 * DAY
+    assert result.event("TradeReceived").args["inspectionEndsAt"] == ends
+    assert client.trade_state(t.trade_id, t.terms).deadline == ends
+    client.chain.increase_time(ends - client.chain.latest_timestamp() - 1)
+    result = client.release_after_inspection(t.trade_id, t.terms, sender=roles.stranger)
+    assert block_time(client.chain, result) == ends
+    ledger.closed(t.trade_id, fee=result.event("TradeReleased").args["platformFee"])
+    ledger.check()
+
+
+# ------------------------------------------------------------------ v2: split offers
+
+
+def test_proposer_cancels_its_split_offer(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    t = fund_checked(client, roles, ledger, ETH, ONE_ETH)
+    b, s = roles.buyer, roles.seller
+    raises(
+        NoProposalToCancel,
+        lambda: client.cancel_split(t.trade_id, t.terms, sender=b),
+        tradeId=t.trade_id,
+    )
+    raises(
+        NotParty,
+        lambda: client.cancel_split(t.trade_id, t.terms, sender=roles.stranger),
+        caller=roles.stranger,
+    )
+    client.propose_split(t.trade_id, t.terms, 7_000, sender=b)
+    raises(
+        NoProposalToCancel,
+        lambda: client.cancel_split(t.trade_id, t.terms, sender=s),
+        tradeId=t.trade_id,
+    )
+    result = client.cancel_split(t.trade_id, t.terms, sender=b)
+    assert [(e.name, e.args) for e in result.events] == [
+        ("SplitCleared", {"tradeId": t.trade_id, "byCancel": True})
+    ]
+    state = client.trade_state(t.trade_id, t.terms)
+    assert (state.status, state.split_proposer, state.proposed_buyer_bps) == (
+        Status.FUNDED,
+        Party.NONE,
+        0,
+    )
+    raises(
+        NoMatchingProposal,
+        lambda: client.accept_split(t.trade_id, t.terms, 7_000, sender=s),
+        tradeId=t.trade_id,
+        buyerBps=7_000,
+    )
+    # A cancelled offer can be replaced by a new one, which the other party accepts.
+    client.propose_split(t.trade_id, t.terms, 6_000, sender=s)
+    result = client.accept_split(t.trade_id, t.terms, 6_000, sender=b)
+    ledger.closed(t.trade_id, fee=split_amounts(ONE_ETH, 6_000)[2])
+    ledger.check()
+
+
+@pytest.mark.parametrize("status", ["funded", "shipped", "disputed"])
+def test_lapsed_split_offer_cannot_be_accepted(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+    status: str,
+) -> None:
+    """An offer made before a timeout cannot be accepted after it: only the timeout exit."""
+    t = fund_checked(client, roles, ledger, ETH, ONE_ETH)
+    if status == "shipped":
+        deadline = ship_checked(client, roles, t)
+    elif status == "disputed":
+        deadline = dispute_checked(client, roles, t, roles.buyer)
+    else:
+        deadline = t.terms.ship_by
+    client.propose_split(t.trade_id, t.terms, 8_000, sender=roles.buyer)
+    client.chain.increase_time(deadline - client.chain.latest_timestamp() - 2)
+    view = client.trade_view(t.trade_id, t.terms)
+    assert (view.split_proposer, view.proposed_buyer_bps) == (Party.BUYER, 8_000)
+    client.chain.increase_time(1)  # the next block is at the deadline
+    raises(
+        DeadlinePassed,
+        lambda: client.accept_split(t.trade_id, t.terms, 8_000, sender=roles.seller),
+        tradeId=t.trade_id,
+        deadline=deadline,
+    )
+    raises(
+        DeadlinePassed,
+        lambda: client.propose_split(t.trade_id, t.terms, 9_000, sender=roles.seller),
+        tradeId=t.trade_id,
+        deadline=deadline,
+    )
+    client.chain.mine()
+    view = client.trade_view(t.trade_id, t.terms)  # a lapsed offer reads as none
+    assert (view.split_proposer, view.proposed_buyer_bps) == (Party.NONE, 0)
+    # The proposer can still withdraw its dead offer; the timeout exit stays open.
+    client.cancel_split(t.trade_id, t.terms, sender=roles.buyer)
+    if status == "funded":
+        result = client.refund_after_deadline(t.trade_id, t.terms, sender=roles.stranger)
+        fee = 0
+    elif status == "shipped":
+        result = client.release_after_inspection(t.trade_id, t.terms, sender=roles.stranger)
+        fee = result.event("TradeReleased").args["platformFee"]
+    else:
+        result = client.resolve_after_ruling_timeout(t.trade_id, t.terms, sender=roles.stranger)
+        fee = result.event("DisputeResolved").args["platformFee"]
+    ledger.closed(t.trade_id, fee=fee)
+    ledger.check()
+
+
+def test_trade_view_of_superseded_and_unknown_trades(
+    client: EscrowClient,
+    roles: Roles,
+    ledger: Ledger,
+) -> None:
+    first = fund_checked(client, roles, ledger, ETH, ONE_ETH, lane=2)
+    result = client.refund_by_seller(first.trade_id, first.terms, sender=roles.seller)
+    ledger.closed(first.trade_id)
+    assert client.trade_view(first.trade_id, first.terms).ended_in_block == result.block_number
+    second = fund_checked(client, roles, ledger, ETH, ONE_ETH, lane=2)
+    old = client.trade_view(first.trade_id, first.terms)
+    assert old.superseded and old.status == Status.NONE
+    new = client.trade_view(second.trade_id, second.terms)
+    assert (new.superseded, new.status, new.deadline) == (False, Status.FUNDED, second.terms.ship_by)
+    unknown = trade_id_of(roles.stranger, 0, 1)
+    view = client.trade_view(unknown, first.terms)
+    assert (view.superseded, view.status) == (False, Status.NONE)
+    ledger.check()
