@@ -1,4 +1,4 @@
-"""Who may call what: every state-changing function of P2PEscrow for every role.
+"""Who may call what: every state-changing function of P2PEscrow (v2) for every role.
 
 The table below is the access policy as data. Each cell is either None (the role may call the
 function: the transaction goes through and emits the function's event) or the custom error the
@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from escrow.chain import Chain
-from escrow.client import ETH, EscrowClient, Status, Terms, TxResult
+from escrow.client import ETH, EscrowClient, Party, Status, Terms, TxResult
 from escrow.compiler import load_artifact
 from escrow.deploy import Deployment
 from escrow.errors import (
@@ -56,6 +56,14 @@ ACCESS: dict[str, dict[str, Cell]] = {
                     "owner": NotSeller, "stranger": NotSeller},
     "confirmReceipt": {"buyer": None, "seller": NotBuyer, "arbitrator": NotBuyer,
                        "owner": NotBuyer, "stranger": NotBuyer},
+    # v2: the buyer marks the parcel received (inspection starts), asks for more days once;
+    # only the seller grants them.
+    "markReceived": {"buyer": None, "seller": NotBuyer, "arbitrator": NotBuyer,
+                     "owner": NotBuyer, "stranger": NotBuyer},
+    "requestInspectionExtension": {"buyer": None, "seller": NotBuyer, "arbitrator": NotBuyer,
+                                   "owner": NotBuyer, "stranger": NotBuyer},
+    "grantInspectionExtension": {"buyer": NotSeller, "seller": None, "arbitrator": NotSeller,
+                                 "owner": NotSeller, "stranger": NotSeller},
     # Timeout exits: anyone, once the timeout has passed.
     "releaseAfterInspection": {"buyer": None, "seller": None, "arbitrator": None,
                                "owner": None, "stranger": None},
@@ -69,6 +77,9 @@ ACCESS: dict[str, dict[str, Cell]] = {
                      "owner": NotParty, "stranger": NotParty},
     "acceptSplit": {"buyer": None, "seller": None, "arbitrator": NotParty,
                     "owner": NotParty, "stranger": NotParty},
+    # v2: a party withdraws its own open offer.
+    "cancelSplit": {"buyer": None, "seller": None, "arbitrator": NotParty,
+                    "owner": NotParty, "stranger": NotParty},
     "openDispute": {"buyer": None, "seller": None, "arbitrator": NotParty,
                     "owner": NotParty, "stranger": NotParty},
     "submitEvidence": {"buyer": None, "seller": None, "arbitrator": None,
@@ -79,6 +90,9 @@ ACCESS: dict[str, dict[str, Cell]] = {
     # arbitrator have credits, the others have none.
     "withdraw": {"buyer": None, "seller": None, "arbitrator": None,
                  "owner": NothingToWithdraw, "stranger": NothingToWithdraw},
+    # v2: the same credits, paid to another address (buyer2 here); nobody reaches another's.
+    "withdrawTo": {"buyer": None, "seller": None, "arbitrator": None,
+                   "owner": NothingToWithdraw, "stranger": NothingToWithdraw},
     # The owner or the fee recipient (the stranger in this case's scene).
     "withdrawPlatformFees": {"buyer": NotFeeRecipient, "seller": NotFeeRecipient,
                              "arbitrator": NotFeeRecipient, "owner": None, "stranger": None},
@@ -114,6 +128,7 @@ class Scene:
     funded: Trade
     shipped: Trade
     disputed: Trade
+    in_transit: Trade  # shipped, inside its delivery window: not yet marked received
     credited: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,6 +146,14 @@ def scene(tester_chain: Chain, tester_deployment: Deployment, roles: Roles) -> I
     funded, shipped, disputed = (_open(client, roles) for _ in range(3))
     client.mark_shipped(shipped.trade_id, shipped.terms, sender=roles.seller)
     client.open_dispute(disputed.trade_id, disputed.terms, sender=roles.buyer)
+    in_transit_funded = client.fund(
+        seller=roles.seller, arbitrator=roles.arbitrator, amount=ONE_ETH,
+        ship_by=client.chain.latest_timestamp() + 3 * DAY, inspection_period=2 * DAY,
+        delivery_window=3 * DAY, sender=roles.buyer,
+    )  # fmt: skip
+    assert in_transit_funded.terms is not None
+    in_transit = Trade(in_transit_funded.trade_id, in_transit_funded.terms)
+    client.mark_shipped(in_transit.trade_id, in_transit.terms, sender=roles.seller)
     released = _open(client, roles)
     client.confirm_receipt(released.trade_id, released.terms, sender=roles.buyer)  # fees accrue
 
@@ -152,7 +175,7 @@ def scene(tester_chain: Chain, tester_deployment: Deployment, roles: Roles) -> I
     assert all(credited.values())
 
     yield Scene(client, roles, tester_deployment.stablecoin.address, no_bool,
-                funded, shipped, disputed, credited)  # fmt: skip
+                funded, shipped, disputed, in_transit, credited)  # fmt: skip
     tester_chain.revert(start)
 
 
@@ -196,6 +219,17 @@ def _counter_proposal(s: Scene, caller: str) -> None:
     s.client.propose_split(s.funded.trade_id, s.funded.terms, 3_000, sender=proposer)
 
 
+def _own_proposal(s: Scene, caller: str) -> None:
+    """The caller (if a party) has an open offer of its own to cancel."""
+    if caller in (s.roles.buyer, s.roles.seller):
+        s.client.propose_split(s.funded.trade_id, s.funded.terms, 3_000, sender=caller)
+
+
+def _extension_requested(s: Scene, caller: str) -> None:
+    s.client.request_inspection_extension(s.shipped.trade_id, s.shipped.terms, 3,
+                                          sender=s.roles.buyer)  # fmt: skip
+
+
 def _fee_recipient_is_stranger(s: Scene, caller: str) -> None:
     s.client.set_platform_fee(s.roles.stranger, 100, sender=s.roles.owner)
 
@@ -212,6 +246,15 @@ CASES: dict[str, Case] = {
         s.funded.trade_id, s.funded.terms, sender=c), "TradeShipped"),
     "confirmReceipt": Case(lambda s, c, k: s.client.confirm_receipt(
         s.shipped.trade_id, s.shipped.terms, sender=c), "TradeReleased"),
+    "markReceived": Case(lambda s, c, k: s.client.mark_received(
+        s.in_transit.trade_id, s.in_transit.terms, sender=c), "TradeReceived"),
+    "requestInspectionExtension": Case(lambda s, c, k: s.client.request_inspection_extension(
+        s.shipped.trade_id, s.shipped.terms, 3, sender=c), "InspectionExtensionRequested"),
+    "grantInspectionExtension": Case(lambda s, c, k: s.client.grant_inspection_extension(
+        s.shipped.trade_id, s.shipped.terms, sender=c), "InspectionExtended",
+        _extension_requested),
+    "cancelSplit": Case(lambda s, c, k: s.client.cancel_split(
+        s.funded.trade_id, s.funded.terms, sender=c), "SplitCleared", _own_proposal),
     "releaseAfterInspection": Case(lambda s, c, k: s.client.release_after_inspection(
         s.shipped.trade_id, s.shipped.terms, sender=c), "TradeReleased", _after(2 * DAY)),
     "refundAfterDeadline": Case(lambda s, c, k: s.client.refund_after_deadline(
@@ -233,6 +276,8 @@ CASES: dict[str, Case] = {
         s.disputed.trade_id, s.disputed.terms, 6_000, sender=c), "DisputeResolved"),
     "withdraw": Case(lambda s, c, k: s.client.withdraw(sender=c, token=s.no_bool.address),
                      "Withdrawn"),
+    "withdrawTo": Case(lambda s, c, k: s.client.withdraw_to(
+        s.roles.buyer2, sender=c, token=s.no_bool.address), "Withdrawn"),
     "withdrawPlatformFees": Case(lambda s, c, k: s.client.withdraw_platform_fees(sender=c),
                                  "PlatformFeesWithdrawn", _fee_recipient_is_stranger),
     "registerArbitrator": Case(lambda s, c, k: s.client.register_arbitrator(
@@ -297,6 +342,20 @@ def _check_allowed_effect(scene: Scene, function: str, caller: str) -> None:
     if function == "withdraw":
         assert client.credits(caller, scene.no_bool.address) == 0
         assert client.token_balance(scene.no_bool.address, caller) == scene.credited[caller]
+    elif function == "withdrawTo":
+        assert client.credits(caller, scene.no_bool.address) == 0
+        assert client.token_balance(scene.no_bool.address, caller) == 0
+        assert client.token_balance(scene.no_bool.address, roles.buyer2) == scene.credited[caller]
+    elif function == "markReceived":
+        view = client.trade_view(scene.in_transit.trade_id, scene.in_transit.terms)
+        assert view.inspection_started and view.status == Status.SHIPPED
+    elif function in ("requestInspectionExtension", "grantInspectionExtension"):
+        view = client.trade_view(scene.shipped.trade_id, scene.shipped.terms)
+        assert view.extension_days == 3
+        assert view.extension_granted is (function == "grantInspectionExtension")
+    elif function == "cancelSplit":
+        view = client.trade_view(scene.funded.trade_id, scene.funded.terms)
+        assert view.split_proposer == Party.NONE and view.status == Status.FUNDED
     elif function == "withdrawPlatformFees":
         assert client.accrued_platform_fees(ETH) == 0
     elif function == "acceptOwnership":
@@ -321,3 +380,20 @@ STATUS_AFTER: dict[str, tuple[str, Status]] = {
     "openDispute": ("shipped", Status.DISPUTED),
     "rule": ("disputed", Status.RESOLVED),
 }
+
+
+VIEW_ROLES = ("buyer", "seller", "arbitrator", "owner", "stranger")
+
+
+def test_trade_view_is_a_view_open_to_every_role(scene: Scene, chain: Chain) -> None:
+    """tradeView (v2) has no access rule: every role, and a call without a sender, reads the
+    same full state of a trade it names by id and terms, and nothing changes."""
+    abi = {i["name"]: i for i in load_artifact("P2PEscrow").abi if i["type"] == "function"}
+    assert abi["tradeView"]["stateMutability"] == "view"
+    block = chain.w3.eth.block_number
+    for trade in (scene.funded, scene.shipped, scene.disputed, scene.in_transit):
+        fn = scene.client.contract.functions.tradeView(trade.trade_id, trade.terms.as_tuple())
+        reads = [fn.call({"from": scene.roles.by_name(r)}) for r in VIEW_ROLES] + [fn.call()]
+        assert all(r == reads[0] for r in reads), trade
+        assert reads[0][1] != 0  # a live trade, not an empty answer
+    assert chain.w3.eth.block_number == block
