@@ -88,6 +88,7 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     page.select_option("#currency", "ETH")
     page.select_option("#category", "bikes")
     page.fill("#city", "Almaty")
+    page.fill("#delivery_days", "7")
     shot(page, "01-seller-new-listing")
     with page.expect_navigation():
         page.get_by_role("button", name="Publish").click()
@@ -100,8 +101,12 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     buyer_page.goto("/?q=Trek")
     shot(buyer_page, "02-market-search")
     buyer_page.click("text=Trek Marlin 5 mountain bike")
+    assert "delivery within 7 days after shipping" in buyer_page.content()
     shot(buyer_page, "03-listing-page")
     buyer_page.get_by_role("button", name="Buy with escrow · 0.35 ETH").click()
+    delivery = buyer_page.locator('[data-review="delivery"]')
+    delivery.wait_for()
+    assert delivery.inner_text().startswith("Seller promises delivery within 7 days")
     with buyer_page.expect_navigation(url="**/trades**", timeout=TX_TIMEOUT):
         buyer_page.click("[data-review-pay]")  # the review opens before the wallet
     wait_for_tx(buyer_page)
@@ -123,6 +128,20 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     page.fill("input[name=tracking]", "KZPOST RR123456789KZ")
     act(page, "Mark as shipped")
     assert trade_status(stack, trade_pk) == "Shipped"
+
+    # The parcel arrives: the buyer starts the inspection and asks for two more days, which
+    # the seller gives.
+    buyer_page.goto(trade_url)
+    assert "Delivery window ends" in buyer_page.content()
+    shot(buyer_page, "05a-trade-shipped-buyer")
+    act(buyer_page, "I received the item")
+    assert "I received the item" not in buyer_page.content()
+    buyer_page.select_option("select[name=extra_days]", "2")
+    act(buyer_page, "Ask for more time to inspect")
+    page.goto(trade_url)
+    shot(page, "05b-trade-extension-asked-seller")
+    act(page, "Give 2 more days")
+    assert "given by the seller" in page.content()
 
     # The buyer confirms receipt: the seller is paid.
     buyer_page.goto(trade_url)

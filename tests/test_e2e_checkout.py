@@ -258,6 +258,7 @@ def assert_review_readable(page: Page, review: Locator) -> None:
         "arbitrator_fee",
         "platform_fee",
         "ship_by",
+        "delivery",
         "inspection",
         "hold_expires",
     ):

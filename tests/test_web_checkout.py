@@ -413,3 +413,29 @@ def test_signing_in_as_another_account_frees_the_first_accounts_item(
     sign_in(first.client, keys[roles.buyer2])  # the same browser, another account
     assert listing_row(app, listing_id).reserved_by is None
     assert _holds(app, listing_id)[0].end_reason == "signed_out"
+
+
+def test_a_delivery_time_change_needs_a_fresh_look(
+    app: Flask, web: Any, roles: Roles, chain: Chain
+) -> None:
+    """The delivery time becomes the trade's delivery window: a buyer who saw another one is
+    refused, and the payment prepared afterwards carries the new one."""
+    listing_id, _ = add_listing(app, roles.seller)
+    buyer, seller = web("buyer", roles), web("seller", roles)
+    seen = buyer.quote(listing_id)
+    assert "delivery within 10 days" in buyer.client.get(f"/listings/{listing_id}").get_data(
+        as_text=True
+    )
+    assert _edit_price(seller, listing_id, "1", delivery_days="2").status_code == 302
+    stale = buyer.buy(listing_id, quote=seen)
+    assert stale.status_code == 409 and "changed this listing" in stale.get_json()["error"]
+    assert stale.get_json()["terms"]["delivery_days"] == 2
+    fresh = buyer.buy(listing_id)
+    assert fresh.status_code == 200
+    assert fresh.get_json()["review"]["delivery_seconds"] == 2 * 86400
+    assert "within 2 days after shipping" in fresh.get_json()["review"]["delivery_text"]
+    send(chain, fresh.get_json()["tx"])
+    index_now(app)
+    client = app.extensions["escrow_chain"].client()
+    terms, _ = client.terms_of(int(trade_row(app).onchain_id))
+    assert terms.delivery_window == 2 * 86400

@@ -329,6 +329,54 @@ def test_create_listing(app: Flask, web: Any, roles: Roles) -> None:
     assert "1,250.75 USD" in page
 
 
+def test_delivery_time_is_asked_shown_and_defaults_to_ten_days(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    seller: WebUser = web("seller", roles)
+    form_page = seller.client.get("/listings/new").get_data(as_text=True)
+    assert "Delivery time (days)" in form_page
+    assert re.search(r'name="delivery_days"[^>]*value="10"', form_page)
+    assert seller.post_form("/listings/new", listing_form(delivery_days=" 14 ")).status_code == 302
+    # A post without the field (an old form or a script) gets the default.
+    without = {k: v for k, v in listing_form(title="Old form").items() if k != "delivery_days"}
+    assert seller.post_form("/listings/new", without).status_code == 302
+    with _session(app) as session:
+        days = dict(session.execute(select(Listing.title, Listing.delivery_days)).all())
+    assert days == {"Road bike": 14, "Old form": 10}
+    listing_id = _id_of(app, "Road bike")
+    page = web(None).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "delivery within 14 days after shipping" in page
+    edit_page = seller.client.get(f"/listings/{listing_id}/edit").get_data(as_text=True)
+    assert re.search(r'name="delivery_days"[^>]*value="14"', edit_page)
+
+
+def test_changing_the_delivery_time_makes_a_new_version(app: Flask, web: Any, roles: Roles) -> None:
+    """The buyer agrees to the delivery time (it becomes the trade's delivery window), so a
+    change needs a fresh look like a price change; an edit without the field keeps it."""
+    listing_id = _listing(app, roles.seller)
+    owner = web("seller", roles)
+    url = f"/listings/{listing_id}/edit"
+    same = listing_form(title="Bike", description="A good bike", price="1", category="bikes")
+    assert owner.post_form(url, same).status_code == 302
+    assert _get(app, listing_id).version == 1  # type: ignore[union-attr]
+    assert owner.post_form(url, {**same, "delivery_days": "3"}).status_code == 302
+    listing = _get(app, listing_id)
+    assert listing is not None and listing.delivery_days == 3 and listing.version == 2
+    without = {k: v for k, v in same.items() if k != "delivery_days"}
+    assert owner.post_form(url, without).status_code == 302
+    listing = _get(app, listing_id)
+    assert listing is not None and listing.delivery_days == 3 and listing.version == 2
+    refused = owner.post_form(url, {**same, "delivery_days": "45"})
+    assert refused.status_code == 400
+    assert "between 1 and 30 days" in refused.get_data(as_text=True)
+    assert _get(app, listing_id).delivery_days == 3  # type: ignore[union-attr]
+
+
+def _id_of(app: Flask, title: str) -> int:
+    with _session(app) as session:
+        return int(session.scalar(select(Listing.id).where(Listing.title == title)))
+
+
 def test_refs_are_unique(app: Flask, web: Any, roles: Roles) -> None:
     seller = web("seller", roles)
     for _ in range(3):
@@ -357,6 +405,15 @@ def test_refs_are_unique(app: Flask, web: Any, roles: Roles) -> None:
         ("category", "weapons", "Not a valid choice"),
         ("currency", "BTC", "Not a valid choice"),
         ("city", "x" * 101, "100 characters"),
+        ("delivery_days", "1,5", "whole number of days, from 1 to 30"),
+        ("delivery_days", "1.5", "whole number of days, from 1 to 30"),
+        ("delivery_days", "-2", "whole number of days, from 1 to 30"),
+        ("delivery_days", "\u0661\u0660", "whole number of days, from 1 to 30"),
+        ("delivery_days", "w" * 200, "whole number of days, from 1 to 30"),
+        ("delivery_days", "0", "between 1 and 30 days"),
+        ("delivery_days", "31", "between 1 and 30 days"),
+        ("delivery_days", "200", "between 1 and 30 days"),
+        ("delivery_days", " ", "Enter the delivery time in days (1 to 30)"),
     ],
 )
 def test_create_rejects_bad_input_and_keeps_it(
@@ -633,7 +690,7 @@ def test_delete_of_a_traded_listing_withdraws_it(app: Flask, web: Any, roles: Ro
                 token="0x" + "0" * 40,
                 amount=ONE_ETH,
                 ship_by=now,
-                inspection_period=1,
+                inspection_period=86400,
                 arbitrator_fee_bps=0,
                 platform_fee_bps=0,
                 terms_hash="0x",

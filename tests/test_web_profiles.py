@@ -84,7 +84,7 @@ def _trade(
         token=token.lower(),
         amount=amount,
         ship_by=now,
-        inspection_period=1,
+        inspection_period=86400,
         arbitrator_fee_bps=0,
         platform_fee_bps=0,
         terms_hash="0x",

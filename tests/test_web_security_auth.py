@@ -234,7 +234,7 @@ def _finished_trade(app: Flask, roles: Roles) -> int:
             token="0x" + "0" * 40,
             amount=ONE_ETH,
             ship_by=now,
-            inspection_period=1,
+            inspection_period=86400,
             arbitrator_fee_bps=0,
             platform_fee_bps=0,
             terms_hash="0x",

@@ -54,6 +54,11 @@ def test_buy_with_eth_end_to_end(app: Flask, web: Any, roles: Roles, chain: Chai
     )
     assert trade.amount == 2 * ONE_ETH and trade.status == TradeStatus.FUNDED.value
     assert listing_row(app, listing_id).status == ListingStatus.SOLD.value
+    # v2 terms: the listing's delivery time (10 days by default), at least a day to inspect.
+    client = app.extensions["escrow_chain"].client()
+    terms, _ = client.terms_of(int(trade.onchain_id))
+    assert terms.delivery_window == 10 * DAY and terms.inspection_period >= DAY
+    assert terms.platform_fee_bps == body["review"]["platform_fee_bps"]
     page = buyer.client.get("/trades").get_data(as_text=True)
     assert f"/trades/{trade.id}" in page and "Bicycle" in page
     detail = buyer.client.get(f"/trades/{trade.id}").get_data(as_text=True)
@@ -497,6 +502,10 @@ def test_action_names_are_all_reachable() -> None:
     assert set(ACTIONS) == {
         "ship",
         "confirm",
+        "received",
+        "request_extension",
+        "grant_extension",
+        "cancel_split",
         "release",
         "refund",
         "seller_refund",
@@ -535,3 +544,401 @@ def test_buy_form_offers_the_indexed_arbitrators(
         choices = buy_arbitrators(listing)
     assert [c.address for c in choices] == [a.lower() for a in deployment.arbitrators]
     assert all(0 < c.fee_bps <= 2000 for c in choices)
+
+
+# ------------------------------------------------------------------ contract v2: delivery window
+
+DELIVERY = 10 * DAY
+SHIPPED_AT = T0 + timedelta(days=1)
+WINDOW_END = SHIPPED_AT + timedelta(seconds=DELIVERY)
+V2_INSPECTION_END = WINDOW_END + timedelta(days=3)
+
+
+def _v2(status: str = "Shipped", **fields: Any) -> Trade:
+    values: dict[str, Any] = dict(
+        status=status,
+        buyer=BUYER,
+        seller=SELLER,
+        arbitrator=ARB,
+        ship_by=T0 + timedelta(days=5),
+        delivery_window=DELIVERY,
+        inspection_period=3 * DAY,
+        shipped_at=SHIPPED_AT if status != "Funded" else None,
+        inspection_ends_at=V2_INSPECTION_END if status == "Shipped" else None,
+        ruling_deadline=T0 + timedelta(days=30) if status == "Disputed" else None,
+        extension_granted=False,
+    )
+    values.update(fields)
+    return Trade(**values)
+
+
+def _names(trade: Trade, who: str | None, when: datetime) -> set[str]:
+    return {a.name for a in available_actions(trade, who, when)}
+
+
+def test_v2_receipt_and_extension_actions() -> None:
+    during_delivery = SHIPPED_AT + timedelta(days=2)
+    assert _names(_v2(), BUYER, during_delivery) == {
+        "confirm",
+        "received",
+        "request_extension",
+        "propose_split",
+        "dispute",
+    }
+    assert _names(_v2(), SELLER, during_delivery) == {"seller_refund", "propose_split", "dispute"}
+    for who in (ARB, OTHER):
+        assert _names(_v2(), who, during_delivery) == set()
+    # Marking received is for before the inspection started: not at or after the window end,
+    # not twice.
+    second = timedelta(seconds=1)
+    assert "received" in _names(_v2(), BUYER, WINDOW_END - second)
+    assert "received" not in _names(_v2(), BUYER, WINDOW_END)
+    received = _v2(received_at=during_delivery, inspection_ends_at=during_delivery + timedelta(3))
+    assert "received" not in _names(received, BUYER, during_delivery + second)
+    # One extension request; the seller may give it while the inspection runs.
+    asked = _v2(extension_days=4)
+    assert "request_extension" not in _names(asked, BUYER, during_delivery)
+    assert "grant_extension" in _names(asked, SELLER, during_delivery)
+    assert "grant_extension" not in _names(asked, BUYER, during_delivery)
+    assert "grant_extension" not in _names(asked, SELLER, V2_INSPECTION_END)
+    granted = _v2(extension_days=4, extension_granted=True)
+    assert "grant_extension" not in _names(granted, SELLER, during_delivery)
+    # Once the inspection is over: release only, and no split can be proposed any more.
+    assert _names(_v2(), BUYER, V2_INSPECTION_END) == {"confirm", "release"}
+    assert _names(_v2(), SELLER, V2_INSPECTION_END) == {"release", "seller_refund"}
+    assert "request_extension" not in _names(_v2(), BUYER, V2_INSPECTION_END)
+
+
+def test_v2_split_offers_can_be_withdrawn_and_lapse() -> None:
+    offer = _v2("Funded", split_proposer="buyer", proposed_buyer_bps=4000)
+    before, after = T0, T0 + timedelta(days=6)  # ship-by is day 5
+    assert "cancel_split" in _names(offer, BUYER, before)
+    assert "accept_split" not in _names(offer, BUYER, before)
+    assert "accept_split" in _names(offer, SELLER, before)
+    assert "cancel_split" not in _names(offer, SELLER, before)
+    # The offer lapsed at ship-by: nobody can accept or withdraw it.
+    assert "accept_split" not in _names(offer, SELLER, after)
+    assert "cancel_split" not in _names(offer, BUYER, after)
+    shipped = _v2(split_proposer="seller", proposed_buyer_bps=2500)
+    assert "accept_split" in _names(shipped, BUYER, V2_INSPECTION_END - timedelta(seconds=1))
+    assert "accept_split" not in _names(shipped, BUYER, V2_INSPECTION_END)
+
+
+def test_v1_trades_keep_the_v1_actions() -> None:
+    """A trade of the old escrow (no delivery window) never offers what v1 cannot do, and its
+    split offers do not lapse."""
+    v1 = _v2(delivery_window=None, inspection_ends_at=T0 + timedelta(days=4))
+    during = SHIPPED_AT + timedelta(hours=1)
+    assert _names(v1, BUYER, during) == {"confirm", "propose_split", "dispute"}
+    assert _names(v1, SELLER, during) == {"seller_refund", "propose_split", "dispute"}
+    offer = _v2("Funded", delivery_window=None, split_proposer="buyer", proposed_buyer_bps=1)
+    assert "accept_split" in _names(offer, SELLER, T0 + timedelta(days=6))
+    assert "cancel_split" not in _names(offer, BUYER, T0)
+
+
+def _bought_trade(app: Flask, web: Any, roles: Roles, chain: Chain, days: int = 4) -> int:
+    """A listing with ``days`` of delivery bought through the web and indexed (its pk)."""
+    listing_id, _ = add_listing(app, roles.seller, delivery_days=days)
+    response = web("buyer", roles).buy(listing_id)
+    assert response.status_code == 200, response.get_json()
+    send(chain, response.get_json()["tx"])
+    index_now(app)
+    return trade_row(app).id
+
+
+def _act(user: Any, chain: Chain, url: str, data: dict[str, Any] | None = None) -> None:
+    response = user.post_json(url, data)
+    assert response.status_code == 200, response.get_json()
+    send(chain, response.get_json()["tx"])
+
+
+def test_received_then_extension_asked_and_given(
+    app: Flask, web: Any, roles: Roles, chain: Chain, client: EscrowClient
+) -> None:
+    pk = _bought_trade(app, web, roles, chain, days=4)
+    buyer, seller = web("buyer", roles), web("seller", roles)
+    assert trade_row(app).delivery_window == 4 * DAY
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "4 days after shipping" in page and f"/trades/{pk}/actions/received" not in page
+    _act(seller, chain, f"/trades/{pk}/actions/ship", {"tracking": "RR1"})
+    index_now(app)
+    shipped = trade_row(app)
+    assert shipped.status == TradeStatus.SHIPPED.value and shipped.shipped_at is not None
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/received" in page and "I received the item" in page
+    assert "Ask for more time to inspect" in page and 'name="extra_days"' in page
+    assert "Delivery window ends" in page and "Inspection ends" in page
+    seller_page = seller.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/received" not in seller_page
+
+    # Only the buyer marks the item received.
+    url = f"/trades/{pk}/actions/received"
+    for role in ("seller", "arbitrator"):
+        refused = web(role, roles).post_json(url)
+        assert refused.status_code == 403 and "Only the buyer" in refused.get_json()["error"]
+    assert web("stranger", roles).post_json(url).status_code == 403
+    assert web(None).post_json(url).status_code == 401
+    no_csrf = buyer.client.post(url, json={}, headers={"Accept": "application/json"})
+    assert no_csrf.status_code == 400 and "expired" in no_csrf.get_json()["error"]
+    _act(buyer, chain, url)
+    index_now(app)
+    onchain = int(trade_row(app).onchain_id)
+    terms, _ = client.terms_of(onchain)
+    view = client.trade_view(onchain, terms)
+    assert view.inspection_started
+    received = trade_row(app)
+    assert received.received_at is not None
+    assert buyer.post_json(url).status_code == 409  # once only
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/received" not in page
+
+    # One extension of 1 to 7 days, asked by the buyer only.
+    ask = f"/trades/{pk}/actions/request_extension"
+    for bad in ("0", "8", "abc", "", "1.5", "-1", "99999999999"):
+        response = buyer.post_json(ask, {"extra_days": bad})
+        assert response.status_code == 400, bad
+        assert "1 to 7" in response.get_json()["error"]
+    assert seller.post_json(ask, {"extra_days": "3"}).status_code == 403
+    _act(buyer, chain, ask, {"extra_days": "3"})
+    index_now(app)
+    assert trade_row(app).extension_days == 3
+    assert buyer.post_json(ask, {"extra_days": "2"}).status_code == 409
+    seller_page = seller.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "Give 3 more days" in seller_page
+    grant = f"/trades/{pk}/actions/grant_extension"
+    refused = buyer.post_json(grant)
+    assert refused.status_code == 403 and "Only the seller" in refused.get_json()["error"]
+    before = client.trade_view(onchain, terms).deadline
+    _act(seller, chain, grant)
+    index_now(app)
+    assert client.trade_view(onchain, terms).deadline == before + 3 * DAY
+    done = trade_row(app)
+    assert done.extension_granted
+    assert seller.post_json(grant).status_code == 409
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "given by the seller" in page
+    assert "Buyer received the item" in page
+    assert "Buyer asked for 3 more days to inspect" in page
+    assert "Seller gave 3 more days to inspect" in page
+
+
+def test_a_split_offer_can_be_withdrawn_by_its_proposer_only(
+    app: Flask, web: Any, roles: Roles, chain: Chain, client: EscrowClient
+) -> None:
+    pk = _bought_trade(app, web, roles, chain)
+    buyer, seller = web("buyer", roles), web("seller", roles)
+    _act(buyer, chain, f"/trades/{pk}/actions/propose_split", {"buyer_percent": "60"})
+    index_now(app)
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "Withdraw my offer" in page and f"/trades/{pk}/actions/cancel_split" in page
+    assert "Withdraw my offer" not in seller.client.get(f"/trades/{pk}").get_data(as_text=True)
+    url = f"/trades/{pk}/actions/cancel_split"
+    assert seller.post_json(url).status_code == 409  # not their offer
+    assert web("stranger", roles).post_json(url).status_code == 403
+    _act(buyer, chain, url)
+    index_now(app)
+    onchain = int(trade_row(app).onchain_id)
+    terms, _ = client.terms_of(onchain)
+    assert client.trade_view(onchain, terms).proposed_buyer_bps == 0
+    assert trade_row(app).split_proposer is None
+    page = seller.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/accept_split" not in page
+    assert "Split offer withdrawn by its proposer" in page
+
+
+def test_a_lapsed_offer_cannot_be_accepted(
+    app: Flask, web: Any, roles: Roles, chain: Chain
+) -> None:
+    pk = _bought_trade(app, web, roles, chain)
+    buyer, seller = web("buyer", roles), web("seller", roles)
+    _act(seller, chain, f"/trades/{pk}/actions/propose_split", {"buyer_percent": "30"})
+    index_now(app)
+    assert f"/trades/{pk}/actions/accept_split" in buyer.client.get(f"/trades/{pk}").get_data(
+        as_text=True
+    )
+    chain.increase_time(6 * DAY)  # past ship-by: the offer lapsed
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/accept_split" not in page and "data-offer-lapsed" in page
+    assert buyer.post_json(f"/trades/{pk}/actions/accept_split").status_code == 409
+
+
+# ------------------------------------------------------------------ the platform fee cap
+
+
+def test_a_fee_raised_after_the_review_is_refused_with_a_message(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    listing_id, _ = add_listing(app, roles.seller)
+    buyer = web("buyer", roles)
+    first = buyer.buy(listing_id)
+    assert first.status_code == 200
+    review = first.get_json()["review"]
+    shown = review["platform_fee_bps"]
+    assert review["delivery_days"] == 10 and review["delivery_seconds"] == 10 * DAY
+    assert review["delivery_text"] == (
+        "Seller promises delivery within 10 days after shipping; you then have 3 days to inspect."
+    )
+    client.set_platform_fee(roles.owner, shown + 150, sender=roles.owner)
+    quote = {**buyer.quote(listing_id), "platform_fee_bps": str(shown)}
+    again = buyer.buy(listing_id, {"hold": first.get_json()["hold"]}, quote=quote)
+    assert again.status_code == 409
+    error = again.get_json()["error"]
+    assert "platform fee went up" in error and "Nothing was paid" in error
+    assert "tx" not in again.get_json()
+    assert listing_row(app, listing_id).reserved_by is None  # the item is free again
+    # Reviewing the new fee, the buyer can pay.
+    fresh = buyer.buy(listing_id)
+    assert fresh.status_code == 200
+    assert fresh.get_json()["review"]["platform_fee_bps"] == shown + 150
+    for bad in ("-1", "10001", "abc", True, "1" * 40):
+        quote = {**buyer.quote(listing_id), "platform_fee_bps": bad}
+        malformed = buyer.buy(listing_id, {"hold": fresh.get_json()["hold"]}, quote=quote)
+        assert malformed.status_code == 400, bad
+
+
+def test_a_fee_raised_before_the_payment_is_mined_reverts_it(
+    app: Flask, web: Any, roles: Roles, chain: Chain, client: EscrowClient
+) -> None:
+    """The fee the buyer reviewed is the payment's cap: raised between the prepared payment
+    and its mining, the escrow reverts it and the page is told why."""
+    listing_id, _ = add_listing(app, roles.seller)
+    buyer = web("buyer", roles)
+    first = buyer.buy(listing_id).get_json()
+    shown = first["review"]["platform_fee_bps"]
+    quote = {**buyer.quote(listing_id), "platform_fee_bps": str(shown)}
+    prepared = buyer.buy(listing_id, {"hold": first["hold"]}, quote=quote)
+    assert prepared.status_code == 200, prepared.get_json()
+    body = prepared.get_json()
+    client.set_platform_fee(roles.owner, shown + 1, sender=roles.owner)
+    params = dict(body["tx"])
+    for key in ("value", "gas", "chainId"):
+        params[key] = int(params[key], 16)
+    tx_hash = chain.w3.eth.send_transaction(params)  # type: ignore[arg-type]
+    assert chain.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 0
+    hold_paid = buyer.post_json(body["paid_url"], {"tx_hash": tx_hash.to_0x_hex()})
+    assert hold_paid.status_code == 200
+    why = buyer.post_json(body["failed_url"], {"tx_hash": tx_hash.to_0x_hex()})
+    assert why.status_code == 200
+    assert "platform fee went up" in why.get_json()["error"]
+    assert listing_row(app, listing_id).reserved_by is None
+    index_now(app)
+    with db_session(app) as session:
+        assert session.scalars(select(Trade)).all() == []
+    # Not the buyer's hold: nothing to explain.
+    assert (
+        web("buyer2", roles).post_json(body["failed_url"], {"tx_hash": "0x" + "1" * 64}).status_code
+        == 404
+    )
+    assert buyer.post_json(body["failed_url"], {"tx_hash": "nope"}).status_code == 400
+
+
+# ------------------------------------------------------------------ trades of an older escrow
+
+
+def _v1_escrow(chain: Chain, deployment: Deployment, roles: Roles) -> EscrowClient:
+    """The version 1 escrow beside the current one, with the deployment's arbitrator."""
+    from escrow.deploy import _deploy_contract
+
+    record = _deploy_contract(chain, "P2PEscrowV1", [roles.owner, 7 * DAY], roles.owner)
+    assert record.version == 1
+    old = EscrowClient(chain, record.address, version=1)
+    old.register_arbitrator(roles.arbitrator, 1000, sender=roles.owner)
+    return old
+
+
+def test_a_v1_trade_is_finished_through_its_own_escrow(
+    chain: Chain,
+    deployment: Deployment,
+    roles: Roles,
+    web_db_url: str,
+    tmp_path: Any,
+    keys: dict[str, LocalAccount],
+) -> None:
+    """After the upgrade the market follows both escrows: a trade of the old one gets only the
+    v1 actions, and each transaction is built for the old escrow's address and terms."""
+    from dataclasses import replace
+
+    from web_fixtures import app_settings, sign_in
+    from webapp import create_app
+
+    old = _v1_escrow(chain, deployment, roles)
+    funded = old.fund(
+        seller=roles.seller,
+        arbitrator=roles.arbitrator,
+        amount=ONE_ETH,
+        ship_by=chain.latest_timestamp() + 3 * DAY,
+        inspection_period=2 * DAY,
+        sender=roles.buyer,
+    )
+    terms = funded.terms
+    assert terms.delivery_window is None
+    upgraded = replace(deployment, previous_escrows=[old_record(deployment, old)])
+    app = create_app(app_settings(web_db_url, tmp_path, chain, upgraded))
+    try:
+        with db_session(app) as session:
+            trade = Trade(
+                chain_id=chain.chain_id,
+                contract_address=old.address.lower(),
+                onchain_id=funded.trade_id,
+                listing_ref="0x" + "00" * 32,
+                buyer=roles.buyer.lower(),
+                seller=roles.seller.lower(),
+                arbitrator=roles.arbitrator.lower(),
+                token="0x" + "00" * 20,
+                amount=ONE_ETH,
+                ship_by=datetime.fromtimestamp(terms.ship_by, UTC),
+                inspection_period=terms.inspection_period,
+                arbitrator_fee_bps=terms.arbitrator_fee_bps,
+                platform_fee_bps=terms.platform_fee_bps,
+                delivery_window=None,
+                terms_hash="0x",
+                status="Funded",
+                funded_at=datetime.now(UTC),
+                funded_block=chain.w3.eth.block_number,
+                funded_tx="0x" + "ab" * 32,
+                last_event_block=chain.w3.eth.block_number,
+            )
+            session.add(trade)
+            session.commit()
+            pk = trade.id
+        seller = sign_in(app.test_client(), keys[roles.seller])
+        buyer = sign_in(app.test_client(), keys[roles.buyer])
+        page = seller.client.get(f"/trades/{pk}").get_data(as_text=True)
+        assert f"/trades/{pk}/actions/ship" in page and "Delivery time" not in page
+        shipped = seller.post_json(f"/trades/{pk}/actions/ship", {"tracking": "old"})
+        assert shipped.status_code == 200, shipped.get_json()
+        assert shipped.get_json()["tx"]["to"].lower() == old.address.lower()
+        assert shipped.get_json()["tx"]["to"].lower() != deployment.escrow.address.lower()
+        send(chain, shipped.get_json()["tx"])
+        assert old.trade_state(funded.trade_id, terms).status.name == "SHIPPED"
+        with db_session(app) as session:
+            row = session.get(Trade, pk)
+            row.status = "Shipped"
+            row.shipped_at = datetime.now(UTC)
+            row.inspection_ends_at = datetime.fromtimestamp(
+                chain.latest_timestamp() + terms.inspection_period, UTC
+            )
+            session.commit()
+        page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+        assert "I received the item" not in page and "Ask for more time" not in page
+        assert buyer.post_json(f"/trades/{pk}/actions/received").status_code == 409
+        confirmed = buyer.post_json(f"/trades/{pk}/actions/confirm")
+        assert confirmed.status_code == 200, confirmed.get_json()
+        assert confirmed.get_json()["tx"]["to"].lower() == old.address.lower()
+        send(chain, confirmed.get_json()["tx"])
+        assert old.trade_state(funded.trade_id, terms).status.name == "RELEASED"
+    finally:
+        app.extensions["escrow_engine"].dispose()
+
+
+def old_record(deployment: Deployment, old: EscrowClient) -> Any:
+    from escrow.deploy import ContractRecord
+
+    return ContractRecord(
+        name="P2PEscrowV1",
+        address=old.address,
+        tx_hash="0x" + "00" * 32,
+        block_number=0,
+        args=[],
+        version=1,
+    )

@@ -162,6 +162,7 @@ def add_listing(
     currency: str = "ETH",
     quantity: int = 1,
     title: str = "Bicycle",
+    delivery_days: int = 10,
 ) -> tuple[int, str]:
     """A listing by ``seller`` (id, ref), written straight to the database."""
     seller = seller.lower()
@@ -179,6 +180,7 @@ def add_listing(
             price=price,
             currency=currency,
             quantity=quantity,
+            delivery_days=delivery_days,
             photos=[],
         )
         session.add(listing)
@@ -196,6 +198,7 @@ def listing_form(**override: Any) -> dict[str, Any]:
         "quantity": "1",
         "category": "bikes",
         "city": "Astana",
+        "delivery_days": "10",
         **override,
     }
 

@@ -19,15 +19,16 @@ from escrow.db.models import (
 )
 from webapp import checkout, db
 from webapp.auth import current_address, login_required
-from webapp.chain import gateway
 from webapp.errors import render_error
 from webapp.trade_rules import (
     BPS,
     DISPUTE_STATEMENT_MARK,
     chain_now,
+    client_of,
     currency_of,
     json_body,
     page_now,
+    prepare_for,
     sync_dispute_statement,
     terms_of,
 )
@@ -178,6 +179,6 @@ def rule(trade_pk: int) -> Any:
         return render_error(400, "Choose the buyer's share: a whole percentage from 0 to 100.")
     me = current_address()
     assert me is not None
-    call = gateway().client().calls.rule(int(trade.onchain_id), terms_of(trade), percent * 100)
-    tx = gateway().prepare(call, me)
+    call = client_of(trade).calls.rule(int(trade.onchain_id), terms_of(trade), percent * 100)
+    tx = prepare_for(trade, call, me)
     return jsonify(tx=tx, redirect=url_for("arbitration.index"))

@@ -54,6 +54,11 @@ ABANDON_WINDOW_SECONDS = 30 * 60
 ABANDONED = ("refused", "closed", "signed_out", "expired", "replaced")
 OPEN_STATES = (HoldState.WALLET.value, HoldState.PAYMENT.value)
 END_REASONS = frozenset({*ABANDONED, "failed", "funded"})
+#: The delivery time a seller promises in a listing (days after shipping): the trade's
+#: delivery window. The buyer agrees to it, so changing it makes a new listing version.
+MIN_DELIVERY_DAYS = 1
+MAX_DELIVERY_DAYS = 30
+DEFAULT_DELIVERY_DAYS = 10
 
 
 class CheckoutRefused(Exception):
@@ -81,6 +86,16 @@ def _setting(name: str, default: int) -> int:
 # ---------------------------------------------------------------------------- quotes
 
 
+def delivery_days_of(listing: Listing) -> int:
+    """The delivery days a listing promises, within what the market allows."""
+    days = int(listing.delivery_days or DEFAULT_DELIVERY_DAYS)
+    return min(max(days, MIN_DELIVERY_DAYS), MAX_DELIVERY_DAYS)
+
+
+def days_text(days: int) -> str:
+    return f"{days} day" if days == 1 else f"{days} days"
+
+
 def listing_terms(listing: Listing) -> dict[str, Any]:
     """What a page shows a buyer and sends back with the buy request."""
     return {
@@ -90,6 +105,7 @@ def listing_terms(listing: Listing) -> dict[str, Any]:
         "currency": listing.currency,
         "version": int(listing.version or 1),
         "amount_text": format_amount(int(listing.price), listing.currency),
+        "delivery_days": delivery_days_of(listing),
     }
 
 
@@ -98,6 +114,8 @@ class Quote:
     amount: int
     currency: str
     version: int
+    #: The platform fee the buyer reviewed (None before the review): the most they accept.
+    platform_fee_bps: int | None = None
 
 
 def read_quote(body: dict[str, Any]) -> Quote | None:
@@ -118,7 +136,14 @@ def read_quote(body: dict[str, Any]) -> Quote | None:
         raise CheckoutRefused(400, "The price on the page is malformed; reload it.") from None
     if amount_int < 0 or amount_int >= 2**256 or not isinstance(currency, str):
         raise CheckoutRefused(400, "The price on the page is malformed; reload it.")
-    return Quote(amount_int, currency, version_int)
+    fee = source.get("platform_fee_bps")
+    fee_bps: int | None = None
+    if fee is not None:
+        text = str(fee).strip()
+        if isinstance(fee, bool) or not text.isdigit() or len(text) > 5 or int(text) > 10_000:
+            raise CheckoutRefused(400, "The fee on the page is malformed; reload it.")
+        fee_bps = int(text)
+    return Quote(amount_int, currency, version_int, fee_bps)
 
 
 def check_quote(listing: Listing, quote: Quote | None) -> None:
@@ -476,10 +501,18 @@ def review(
     platform_fee_bps: int,
     ship_by: int,
     inspection_period: int,
+    delivery_window: int,
 ) -> dict[str, Any]:
     """Everything the buyer reviews before any signature, in words and exact numbers."""
     expires = as_utc(hold.expires_at)
     assert expires is not None
+    delivery_days = delivery_window // 86400
+    inspection_days = inspection_period / 86400
+    inspection_words = (
+        days_text(int(inspection_days))
+        if inspection_days == int(inspection_days)
+        else f"{inspection_period // 3600} hours"
+    )
     return {
         "hold": hold.id,
         "hold_expires": expires.isoformat(),
@@ -497,6 +530,12 @@ def review(
         "platform_fee_bps": platform_fee_bps,
         "ship_by": datetime.fromtimestamp(ship_by, UTC).isoformat(),
         "inspection_seconds": inspection_period,
+        "delivery_seconds": delivery_window,
+        "delivery_days": delivery_days,
+        "delivery_text": (
+            f"Seller promises delivery within {days_text(delivery_days)} after shipping; "
+            f"you then have {inspection_words} to inspect."
+        ),
         "version": hold.listing_version,
     }
 

@@ -27,16 +27,17 @@ from escrow.db.evidence import evidence_path, store_evidence
 from escrow.db.models import EvidenceFile, Message, Trade, TradeStatus
 from webapp import db
 from webapp.auth import current_address, login_required, wants_json
-from webapp.chain import gateway
 from webapp.errors import render_error
 from webapp.quotas import evidence_refusal, message_refusal
 from webapp.security_headers import FILE_POLICY
 from webapp.trade_rules import (
     DISPUTE_STATEMENT_MARK,
     OPEN_STATUSES,
+    client_of,
     json_body,
     load_trade,
     note_statement_sent,
+    prepare_for,
     role_of,
     terms_of,
 )
@@ -149,14 +150,10 @@ def upload(trade_pk: int) -> Any:
         )
     session_db.commit()
     uri = url_for("disputes.download", evidence_id=row.id, _external=True)
-    call = (
-        gateway()
-        .client()
-        .calls.submit_evidence(
-            int(trade.onchain_id), terms_of(trade), uri, bytes.fromhex(stored.sha256)
-        )
+    call = client_of(trade).calls.submit_evidence(
+        int(trade.onchain_id), terms_of(trade), uri, bytes.fromhex(stored.sha256)
     )
-    tx = gateway().prepare(call, me)
+    tx = prepare_for(trade, call, me)
     return jsonify(
         tx=tx,
         evidence_id=row.id,

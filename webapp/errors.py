@@ -127,6 +127,21 @@ REVERT_TEXT = {
     "ArbitratorNotRegistered": "That arbitrator is not available.",
     "ERC20InsufficientBalance": "Your token balance is too low.",
     "ERC20InsufficientAllowance": "The escrow is not allowed to take that many tokens.",
+    "PlatformFeeAboveLimit": (
+        "The platform fee went up after you reviewed this purchase, so the escrow refused the "
+        "payment: nothing was paid. Buy again to review the new fee."
+    ),
+    "InspectionPeriodTooShort": "The inspection period must be at least one day.",
+    "DeliveryWindowTooLong": "The delivery time is longer than the escrow allows.",
+    "InspectionAlreadyStarted": (
+        "The inspection has already started (the item was marked received, or the delivery "
+        "time is over)."
+    ),
+    "ExtensionAlreadyRequested": "You have already asked for more time in this trade.",
+    "InvalidExtension": "You can ask for 1 to 7 more days.",
+    "NoExtensionRequested": "The buyer has not asked for more time, or it was already given.",
+    "NoProposalToCancel": "You have no open split offer to withdraw.",
+    "EvidenceUriTooLong": "The evidence link is too long.",
 }
 
 

@@ -48,6 +48,7 @@ from escrow.db.models import Listing, ListingStatus, Trade, User
 from webapp import checkout, db, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
+from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVERY_DAYS
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
@@ -308,7 +309,37 @@ class ListingForm(Form):
         "City",
         validators=[Optional(), Length(max=100, message="The city can be at most 100 characters.")],
     )
+    delivery_days = StringField("Delivery time (days)", default=str(DEFAULT_DELIVERY_DAYS))
     photos = MultipleFileField("Photos")
+
+    def delivery_days_value(self) -> int:
+        """The delivery time in whole days; ValueError with a message for the seller."""
+        text = str(self.delivery_days.data if self.delivery_days.data is not None else "")
+        text = text.strip()
+        if not text:
+            raise ValueError(
+                f"Enter the delivery time in days ({MIN_DELIVERY_DAYS} to {MAX_DELIVERY_DAYS})."
+            )
+        if not text.isascii() or not text.isdigit() or len(text) > 3:
+            raise ValueError(
+                "Enter the delivery time as a whole number of days, "
+                f"from {MIN_DELIVERY_DAYS} to {MAX_DELIVERY_DAYS}."
+            )
+        days = int(text)
+        if not MIN_DELIVERY_DAYS <= days <= MAX_DELIVERY_DAYS:
+            raise ValueError(
+                f"The delivery time must be between {MIN_DELIVERY_DAYS} and "
+                f"{MAX_DELIVERY_DAYS} days."
+            )
+        return days
+
+    def validate_delivery_days(self, field: StringField) -> None:
+        from wtforms.validators import ValidationError
+
+        try:
+            self.delivery_days_value()
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     def price_units(self) -> int:
         return parse_amount(self.price.data or "", self.currency.data or "ETH")
@@ -464,6 +495,7 @@ def detail(listing_id: int) -> str:
         buy_url=buy_url,
         is_owner=is_owner,
         reserved=reserved_by_other(listing, address),
+        delivery_days=checkout.delivery_days_of(listing),
         categories=CATEGORIES,
         form=ConfirmForm(),
     )
@@ -523,6 +555,7 @@ def create() -> Any:
                 quantity=form.quantity.data,
                 category=form.category.data,
                 city=(form.city.data or "").strip() or None,
+                delivery_days=form.delivery_days_value(),
                 photos=[save_photo(p) for p in photos],
                 status=ListingStatus.ACTIVE.value,
             )
@@ -558,9 +591,13 @@ def edit(listing_id: int) -> Any:
         flash("A sold listing cannot be changed.", "error")
         return redirect(url_for("listings.detail", listing_id=listing.id))
     form = ListingForm(obj=listing if request.method == "GET" else None)
+    if request.method == "POST" and form.delivery_days.name not in request.form:
+        # A form from before the field existed keeps the listing's delivery time.
+        form.delivery_days.data = str(checkout.delivery_days_of(listing))
     if request.method == "GET":
         form.price.data = _plain_amount(listing.price, listing.currency)
         form.city.data = listing.city or ""
+        form.delivery_days.data = str(checkout.delivery_days_of(listing))
     if form.validate_on_submit():
         remove = owned_photos(listing, request.form.getlist("remove_photo"))
         kept = [p for p in listing.photos if p not in remove]
@@ -583,6 +620,7 @@ def edit(listing_id: int) -> Any:
             listing.quantity = form.quantity.data
             listing.category = form.category.data
             listing.city = (form.city.data or "").strip() or None
+            listing.delivery_days = form.delivery_days_value()
             listing.photos = kept + [save_photo(p) for p in photos]
             session.commit()
             # Photos a buyer saw stay on disk: the trade page shows the listing as bought.
@@ -614,13 +652,15 @@ def _terms_change_refused(listing: Listing, form: ListingForm) -> str | None:
 
 
 def _bump_version(listing: Listing, form: ListingForm, *, photos_changed: bool) -> None:
-    """A new version whenever what a buyer agrees to changes: open checkouts must re-confirm."""
+    """A new version whenever what a buyer agrees to changes (the delivery time too, which
+    becomes the trade's delivery window): open checkouts must re-confirm."""
     if (
         photos_changed
         or form.title.data.strip() != listing.title
         or (form.description.data or "").strip() != (listing.description or "")
         or form.price_units() != listing.price
         or form.currency.data != listing.currency
+        or form.delivery_days_value() != checkout.delivery_days_of(listing)
     ):
         listing.version = int(listing.version or 1) + 1
 

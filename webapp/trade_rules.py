@@ -8,7 +8,7 @@ dispute. Blueprints import from here and never from each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,8 +18,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
 
-from escrow.client import Terms
+from escrow.client import EscrowClient, Terms
 from escrow.db.models import Message, PendingStatement, Trade, TradeStatus
+from escrow.transactions import PreparedCall
 from webapp import db
 from webapp.auth import current_address
 from webapp.chain import gateway
@@ -27,7 +28,11 @@ from webapp.views import as_utc
 
 DAY = 24 * 3600
 SHIP_WITHIN_SECONDS = 5 * DAY
+#: The inspection period of new trades (the v2 contract asks for at least one day).
 INSPECTION_SECONDS = 3 * DAY
+MIN_INSPECTION_SECONDS = DAY
+#: The days a buyer may ask to add to the inspection, once per trade (contract v2).
+EXTENSION_DAYS = range(1, 8)
 BPS = 10_000
 OPEN_STATUSES = (TradeStatus.FUNDED.value, TradeStatus.SHIPPED.value, TradeStatus.DISPUTED.value)
 STATUS_FILTERS = {
@@ -110,6 +115,30 @@ ACTIONS: dict[str, Action] = {
             danger=True,
         ),
         Action(
+            "received",
+            "I received the item",
+            frozenset({"buyer"}),
+            "Starts your inspection period now instead of when the delivery time is over.",
+        ),
+        Action(
+            "request_extension",
+            "Ask for more time to inspect",
+            frozenset({"buyer"}),
+            "You can ask once for 1 to 7 more days; the seller decides whether to give them.",
+        ),
+        Action(
+            "grant_extension",
+            "Give more days to inspect",
+            frozenset({"seller"}),
+            "The buyer asked for more time to inspect the item; the inspection ends later.",
+        ),
+        Action(
+            "cancel_split",
+            "Withdraw my offer",
+            frozenset({"buyer", "seller"}),
+            "Takes back your split offer; the other party can no longer accept it.",
+        ),
+        Action(
             "resolve",
             "Resolve after ruling timeout",
             frozenset({"anyone"}),
@@ -135,7 +164,47 @@ def role_of(trade: Trade, address: str | None) -> str | None:
 
 
 def inspection_end(trade: Trade) -> datetime | None:
+    """While Shipped: when the inspection ends (the latest end for a v2 trade whose buyer has
+    not marked it received, plus a granted extension)."""
     return as_utc(trade.inspection_ends_at or trade.deadline)
+
+
+def is_v2(trade: Trade) -> bool:
+    """Terms with a delivery window: a trade of the version 2 escrow (NULL for v1)."""
+    return trade.delivery_window is not None
+
+
+def delivery_end(trade: Trade) -> datetime | None:
+    """When the seller's delivery window ends (v2, once shipped): the inspection starts then
+    at the latest."""
+    shipped = as_utc(trade.shipped_at)
+    if not is_v2(trade) or shipped is None:
+        return None
+    return shipped + timedelta(seconds=int(trade.delivery_window or 0))
+
+
+def state_timeout(trade: Trade) -> datetime | None:
+    """The timeout of the trade's current state: ship-by, inspection end or ruling deadline."""
+    if trade.status == TradeStatus.FUNDED.value:
+        return as_utc(trade.ship_by)
+    if trade.status == TradeStatus.SHIPPED.value:
+        return inspection_end(trade)
+    if trade.status == TradeStatus.DISPUTED.value:
+        return as_utc(trade.ruling_deadline or trade.deadline)
+    return None
+
+
+def split_offer_live(trade: Trade, now: datetime) -> bool:
+    """An open split offer that can still be accepted. A v2 offer lapses at the timeout of
+    the state it was made in; a v1 offer stays until the trade moves on."""
+    if trade.status not in OPEN_STATUSES or trade.proposed_buyer_bps is None:
+        return False
+    if not trade.split_proposer:
+        return False
+    if not is_v2(trade):
+        return True
+    timeout = state_timeout(trade)
+    return timeout is not None and now < timeout
 
 
 def available_actions(trade: Trade, address: str | None, now: datetime) -> list[Action]:
@@ -146,40 +215,55 @@ def available_actions(trade: Trade, address: str | None, now: datetime) -> list[
     status = trade.status
     is_open = status in OPEN_STATUSES
     party = role in ("buyer", "seller")
+    v2 = is_v2(trade)
     ship_by = as_utc(trade.ship_by)
     assert ship_by is not None
     inspection_over = inspection_end(trade)
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
-    before_timeout = (status == TradeStatus.FUNDED.value and now < ship_by) or (
-        status == TradeStatus.SHIPPED.value
-        and inspection_over is not None
-        and now < inspection_over
-    )
+    shipped = status == TradeStatus.SHIPPED.value
+    inspecting = shipped and inspection_over is not None and now < inspection_over
+    before_timeout = (status == TradeStatus.FUNDED.value and now < ship_by) or inspecting
+    timeout = state_timeout(trade)
+    # v2: proposing and accepting a split need the current state's timeout not to have passed.
+    live = is_open and (not v2 or (timeout is not None and now < timeout))
     counter_side = {"buyer": "seller", "seller": "buyer"}.get(role or "")
+    window_end = delivery_end(trade)
     names = []
     if role == "seller" and status == TradeStatus.FUNDED.value and now < ship_by:
         names.append("ship")
     if role == "buyer" and is_open:
         names.append("confirm")
     if (
-        status == TradeStatus.SHIPPED.value
-        and inspection_over is not None
-        and now >= inspection_over
+        v2
+        and role == "buyer"
+        and shipped
+        and trade.received_at is None
+        and window_end is not None
+        and now < window_end
     ):
+        names.append("received")
+    if v2 and role == "buyer" and inspecting and trade.extension_days is None:
+        names.append("request_extension")
+    if (
+        v2
+        and role == "seller"
+        and inspecting
+        and trade.extension_days is not None
+        and not trade.extension_granted
+    ):
+        names.append("grant_extension")
+    if shipped and inspection_over is not None and now >= inspection_over:
         names.append("release")
     if status == TradeStatus.FUNDED.value and now >= ship_by:
         names.append("refund")
     if role == "seller" and is_open:
         names.append("seller_refund")
-    if party and is_open:
+    if party and live:
         names.append("propose_split")
-    if (
-        party
-        and is_open
-        and trade.split_proposer == counter_side
-        and trade.proposed_buyer_bps is not None
-    ):
+    if party and trade.split_proposer == counter_side and split_offer_live(trade, now):
         names.append("accept_split")
+    if v2 and party and trade.split_proposer == role and split_offer_live(trade, now):
+        names.append("cancel_split")
     if party and before_timeout:
         names.append("dispute")
     if (
@@ -221,7 +305,19 @@ def terms_of(trade: Trade) -> Terms:
         inspection_period=int(trade.inspection_period),
         arbitrator_fee_bps=int(trade.arbitrator_fee_bps),
         platform_fee_bps=int(trade.platform_fee_bps),
+        delivery_window=None if trade.delivery_window is None else int(trade.delivery_window),
     )
+
+
+def client_of(trade: Trade) -> EscrowClient:
+    """The client of the escrow ``trade`` lives in (an older version for its old trades):
+    every action on an existing trade goes there."""
+    return gateway().client_for(trade.contract_address)
+
+
+def prepare_for(trade: Trade, call: PreparedCall, sender: str) -> dict[str, Any]:
+    """The unsigned transaction of ``call`` to the escrow of ``trade``."""
+    return gateway().prepare(call, sender, client=client_of(trade))
 
 
 def currency_of(trade: Trade) -> str:
@@ -330,6 +426,13 @@ def deadlines(trade: Trade) -> list[tuple[str, datetime]]:
     ship_by = as_utc(trade.ship_by)
     if trade.status == TradeStatus.FUNDED.value and ship_by is not None:
         out.append(("Seller must ship by", ship_by))
+    window_end = delivery_end(trade)
+    if (
+        trade.status == TradeStatus.SHIPPED.value
+        and window_end is not None
+        and trade.received_at is None
+    ):
+        out.append(("Delivery promised by", window_end))
     end = inspection_end(trade)
     if trade.status == TradeStatus.SHIPPED.value and end is not None:
         out.append(("Inspection ends", end))
@@ -337,6 +440,24 @@ def deadlines(trade: Trade) -> list[tuple[str, datetime]]:
     if trade.status == TradeStatus.DISPUTED.value and ruling is not None:
         out.append(("Arbitrator must rule by", ruling))
     return out
+
+
+def milestones(trade: Trade) -> list[tuple[str, datetime]]:
+    """For the timeline of a shipped v2 trade: when delivery was promised by and when the
+    inspection ends (or ended), including a receipt and a granted extension."""
+    if trade.status != TradeStatus.SHIPPED.value:
+        return []
+    out: list[tuple[str, datetime]] = []
+    window_end = delivery_end(trade)
+    if window_end is not None:
+        out.append(("Delivery window ends", window_end))
+    end = inspection_end(trade)
+    if end is not None:
+        label = "Inspection ends"
+        if trade.extension_granted and trade.extension_days:
+            label += f" (with {trade.extension_days} more days given by the seller)"
+        out.append((label, end))
+    return sorted(out, key=lambda item: item[1])
 
 
 def listing_url(listing_id: int | None) -> str | None:

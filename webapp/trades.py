@@ -30,30 +30,36 @@ from escrow.db.models import (
     TradeEvent,
     User,
 )
-from escrow.errors import ChainUnavailable, EscrowError
+from escrow.errors import ChainUnavailable, ContractRevert, EscrowError
 from escrow.transactions import PreparedCall
 from webapp import checkout, db
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
-from webapp.errors import render_error
+from webapp.errors import describe_revert, render_error
 from webapp.trade_rules import (
     ACTIONS,
     DISPUTE_STATEMENT_MARK,
+    EXTENSION_DAYS,
     INSPECTION_SECONDS,
+    MIN_INSPECTION_SECONDS,
     OPEN_STATUSES,
     SHIP_WITHIN_SECONDS,
     STATUS_FILTERS,
     available_actions,
     chain_now,
+    client_of,
     currency_of,
     deadlines,
     json_body,
     keep_statement,
     listing_url,
     load_trade,
+    milestones,
     page_now,
     percent_to_bps,
+    prepare_for,
     role_of,
+    split_offer_live,
     sync_dispute_statement,
     terms_of,
 )
@@ -66,7 +72,11 @@ EVENT_WORDS = {
     "TradeShipped": "Marked as shipped",
     "TradeReleased": "Money released to the seller",
     "TradeRefunded": "Money refunded to the buyer",
+    "TradeReceived": "Buyer received the item: inspection started",
+    "InspectionExtensionRequested": "Buyer asked for more time to inspect",
+    "InspectionExtended": "Seller gave more time to inspect",
     "SplitProposed": "Split proposed",
+    "SplitCleared": "Split offer dropped: the trade moved on",
     "TradeSettled": "Settled by agreed split",
     "DisputeOpened": "Dispute opened",
     "EvidenceSubmitted": "Evidence recorded on chain",
@@ -225,13 +235,14 @@ def buy(listing_id: int) -> Any:
         return render_error(400, "The permit signature is malformed; sign it again.")
 
     try:
+        quote = checkout.read_quote(body)
         hold = checkout.start(
             session,
             listing,
             buyer,
             token=token,
             arbitrator=arbitrator.address,
-            quote=checkout.read_quote(body),
+            quote=quote,
             hold_id=body.get("hold"),
         )
     except checkout.CheckoutRefused as exc:
@@ -240,13 +251,23 @@ def buy(listing_id: int) -> Any:
         client = gateway().client()
         now = client.chain.latest_timestamp()
         fee_bps = arbitrator_fee(arbitrator)
+        platform_fee_bps = client.platform_fee()[1]
+        shown_fee = quote.platform_fee_bps if quote is not None else None
+        if shown_fee is not None and platform_fee_bps > shown_fee:
+            # The buyer reviewed a lower fee: they must see the new one before paying.
+            checkout.release(session, hold, "failed")
+            return render_error(409, fee_raised_message(shown_fee, platform_fee_bps))
         common: dict[str, Any] = dict(
             seller=seller.address,
             arbitrator=arbitrator.address,
             amount=int(hold.amount),
             ship_by=now + int(current_app.config.get("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)),
-            inspection_period=int(current_app.config.get("INSPECTION_SECONDS", INSPECTION_SECONDS)),
+            inspection_period=inspection_seconds(),
+            delivery_window=delivery_window_of(listing),
             arbitrator_fee_bps=fee_bps,
+            # The fee the buyer was shown is the most the escrow may charge: a fee raised
+            # before the payment is mined makes it revert instead of charging more.
+            max_platform_fee_bps=platform_fee_bps if shown_fee is None else shown_fee,
             listing_ref=bytes.fromhex(listing.ref[2:]),
             lane=client.free_lane(buyer),
         )
@@ -257,9 +278,10 @@ def buy(listing_id: int) -> Any:
             arbitrator=session.scalar(select(User).where(User.address == arbitrator.address)),
             arbitrator_address=arbitrator.address,
             arbitrator_fee_bps=fee_bps,
-            platform_fee_bps=client.platform_fee()[1],
+            platform_fee_bps=platform_fee_bps,
             ship_by=common["ship_by"],
             inspection_period=common["inspection_period"],
+            delivery_window=common["delivery_window"],
         )
         answer: dict[str, Any] = {
             "review": review,
@@ -268,6 +290,7 @@ def buy(listing_id: int) -> Any:
             "redirect": url_for("trades.index", role="buyer"),
             "release_url": url_for("trades.release_hold", hold_id=hold.id),
             "paid_url": url_for("trades.hold_paid", hold_id=hold.id),
+            "failed_url": url_for("trades.hold_failed", hold_id=hold.id),
         }
         call: PreparedCall
         if token == ETH:
@@ -307,6 +330,25 @@ def buy(listing_id: int) -> Any:
         checkout.release(session, hold, "failed")  # never hand out a payment of another amount
         return render_error(409, "The payment could not be prepared; nothing was sent.")
     return jsonify(tx=tx, **answer)
+
+
+def inspection_seconds() -> int:
+    """The inspection period of new trades: the market's setting, never below the contract's
+    minimum of one day."""
+    configured = int(current_app.config.get("INSPECTION_SECONDS", INSPECTION_SECONDS))
+    return max(configured, MIN_INSPECTION_SECONDS)
+
+
+def delivery_window_of(listing: Listing) -> int:
+    """The delivery window the seller promised in the listing, in seconds."""
+    return checkout.delivery_days_of(listing) * 24 * 3600
+
+
+def fee_raised_message(shown_bps: int, now_bps: int) -> str:
+    return (
+        f"The platform fee went up from {bps_percent(shown_bps)} to {bps_percent(now_bps)} "
+        "since you reviewed this purchase. Nothing was paid. Buy again to review the new fee."
+    )
 
 
 def checkout_refusal(exc: checkout.CheckoutRefused) -> Any:
@@ -358,6 +400,48 @@ def hold_paid(hold_id: int) -> Any:
     except checkout.CheckoutRefused as exc:
         return checkout_refusal(exc)
     return jsonify(held_until=until.isoformat())
+
+
+@bp.post("/checkout/<int:hold_id>/failed")
+@login_required
+def hold_failed(hold_id: int) -> Any:
+    """The payment was reverted on chain: why, in words (``error``), and the item is let go.
+
+    The payment is replayed against the chain as it is now: a platform fee raised after the
+    buyer's review (the payment's fee cap) or paused funding give their own message.
+    """
+    hold = _own_hold(hold_id)
+    tx_hash = json_body().get("tx_hash")
+    if not isinstance(tx_hash, str) or not checkout.TX_HASH.match(tx_hash):
+        return render_error(400, "Send the payment's transaction hash.")
+    w3 = gateway().chain().w3
+    try:
+        receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        sent: dict[str, Any] = dict(w3.eth.get_transaction(HexBytes(tx_hash)))
+    except TransactionNotFound:
+        return render_error(409, "That payment is not mined yet.")
+    if receipt["status"] == 1:
+        return render_error(409, "That payment went through.")
+    if str(sent.get("from", "")).lower() != hold.buyer:
+        return render_error(400, "That transaction is not your payment.")
+    checkout.transaction_failed(db.session(), tx_hash.lower())
+    message = "The payment was reverted on chain; nothing was paid. Try again."
+    to = str(sent.get("to") or "")
+    if to.lower() in gateway().escrow_addresses():
+        data = sent.get("input") or sent.get("data") or b""
+        params: dict[str, Any] = {
+            "from": to_checksum_address(str(sent["from"])),
+            "to": to_checksum_address(to),
+            "data": HexBytes(data).to_0x_hex(),
+            "value": int(sent.get("value") or 0),
+        }
+        try:
+            gateway().client_for(to).sender.estimate_gas(params)  # type: ignore[arg-type]
+        except ContractRevert as exc:
+            message = describe_revert(exc)
+        except Exception:  # the explanation is a help; the generic message stays
+            current_app.logger.info("could not replay failed payment %s", tx_hash)
+    return jsonify(error=message)
 
 
 # ------------------------------------------------------------------ pages
@@ -454,8 +538,12 @@ def show(trade_pk: int) -> str:
         now=now,
         events=events,
         event_words=EVENT_WORDS,
+        event_label=event_label,
         actions=available_actions(trade, current_address(), now),
         deadlines=deadlines(trade),
+        milestones=milestones(trade),
+        offer_live=split_offer_live(trade, now),
+        extension_days=list(EXTENSION_DAYS),
         risk_signals=_risk_signals(session, trade),
         evidence=evidence,
         messages=messages,
@@ -467,6 +555,18 @@ def show(trade_pk: int) -> str:
         unlinked_listing=_unlinked_listing(session, trade),
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
     )
+
+
+def event_label(event: TradeEvent) -> str:
+    """What a timeline entry says, with the details some events carry."""
+    args = event.args if isinstance(event.args, dict) else {}
+    if event.event == "SplitCleared" and args.get("byCancel"):
+        return "Split offer withdrawn by its proposer"
+    days = args.get("extraDays")
+    if event.event in ("InspectionExtensionRequested", "InspectionExtended") and days:
+        who = "Buyer asked for" if event.event == "InspectionExtensionRequested" else "Seller gave"
+        return f"{who} {days} more {'day' if int(days) == 1 else 'days'} to inspect"
+    return EVENT_WORDS.get(event.event, event.event)
 
 
 def _unlinked_listing(session: Session, trade: Trade) -> Listing | None:
@@ -508,7 +608,7 @@ def act(trade_pk: int, name: str) -> Any:
             "do.",
         )
     body = json_body()
-    calls = gateway().client().calls
+    calls = client_of(trade).calls
     terms = terms_of(trade)
     trade_id = int(trade.onchain_id)
     after_send = None
@@ -521,6 +621,18 @@ def act(trade_pk: int, name: str) -> Any:
         call = calls.mark_shipped(trade_id, terms, ref)
     elif name == "confirm":
         call = calls.confirm_receipt(trade_id, terms)
+    elif name == "received":
+        call = calls.mark_received(trade_id, terms)
+    elif name == "request_extension":
+        raw = str(body.get("extra_days", "")).strip()
+        days = int(raw) if raw.isdigit() and len(raw) <= 2 else 0
+        if days not in EXTENSION_DAYS:
+            return render_error(400, "Choose how many more days you need: 1 to 7.")
+        call = calls.request_inspection_extension(trade_id, terms, days)
+    elif name == "grant_extension":
+        call = calls.grant_inspection_extension(trade_id, terms)
+    elif name == "cancel_split":
+        call = calls.cancel_split(trade_id, terms)
     elif name == "release":
         call = calls.release_after_inspection(trade_id, terms)
     elif name == "refund":
@@ -547,7 +659,7 @@ def act(trade_pk: int, name: str) -> Any:
         after_send = url_for("disputes.statement_sent", trade_pk=trade.id)
     else:  # resolve
         call = calls.resolve_after_ruling_timeout(trade_id, terms)
-    tx = gateway().prepare(call, me)
+    tx = prepare_for(trade, call, me)
     payload: dict[str, Any] = {"tx": tx, "redirect": url_for("trades.show", trade_pk=trade.id)}
     if after_send:
         payload["after_send"] = after_send

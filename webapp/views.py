@@ -74,11 +74,26 @@ def when(value: datetime | None) -> str:
     return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
 
 
+def duration_words(seconds: int | None) -> str:
+    """``259200`` -> ``'3 days'``, ``93600`` -> ``'1 day 2 hours'``, ``3600`` -> ``'1 hour'``."""
+    if seconds is None:
+        return "—"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = []
+    for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
+        if count:
+            parts.append(f"{count} {unit}" if count == 1 else f"{count} {unit}s")
+    return " ".join(parts[:2]) or f"{int(seconds)} seconds"
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["short_address"] = short_address
     app.jinja_env.filters["iso"] = iso
+    app.jinja_env.filters["duration_words"] = duration_words
 
     @app.context_processor
     def inject() -> dict[str, Any]:

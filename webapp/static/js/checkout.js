@@ -70,7 +70,9 @@
     set('platform_fee', r.platform_fee_bps ?
       percent(r.platform_fee_bps) + " of the seller's part, paid by the seller" : 'none');
     set('ship_by', when(r.ship_by));
-    set('inspection', duration(r.inspection_seconds) + ' after the seller marks it shipped');
+    set('delivery', r.delivery_text || '');
+    set('inspection', duration(r.inspection_seconds) + ' from when you mark the item received, ' +
+        'or from the end of the delivery time if that comes first');
     set('hold_expires', when(r.hold_expires));
     const pay = dialog.querySelector('[data-review-pay]');
     if (pay) pay.textContent = 'Pay ' + r.amount_text;
@@ -182,6 +184,9 @@
           return;
         }
         const from = await W.account();
+        // The fee the buyer reviewed is the most the payment may be charged: the server refuses
+        // a higher one now, and the escrow reverts if it is raised before the payment is mined.
+        base.quote = Object.assign({}, quote, {platform_fee_bps: r.platform_fee_bps});
         if (!prepared.permit) {
           // The hold may have ended while the review was open: the server checks it again and
           // prepares the payment only if the item is still held for this buyer.
@@ -225,7 +230,14 @@
         if (reported && !reported.ok && reported.payload.error) {
           W.status(reported.payload.error + ' Waiting for the transaction anyway…', 'error');
         }
-        await W.waitForTx(hash);
+        try {
+          await W.waitForTx(hash);
+        } catch (error) {
+          // Reverted on chain: the server says why (e.g. the platform fee went up meanwhile).
+          const why = prepared.failed_url ?
+            await post(prepared.failed_url, {tx_hash: hash}).catch(() => null) : null;
+          throw new Error((why && why.ok && why.payload.error) || error.message || String(error));
+        }
         W.goTo(prepared.redirect);
       } catch (error) {
         if (!sent) await letGo('refused');
