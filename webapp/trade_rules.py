@@ -449,7 +449,8 @@ def milestones(trade: Trade) -> list[tuple[str, datetime]]:
         return []
     out: list[tuple[str, datetime]] = []
     window_end = delivery_end(trade)
-    if window_end is not None:
+    # Once the buyer has the item, the delivery window no longer decides anything.
+    if window_end is not None and trade.received_at is None:
         out.append(("Delivery window ends", window_end))
     end = inspection_end(trade)
     if end is not None:
