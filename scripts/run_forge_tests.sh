@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the Foundry invariant suite (test/foundry, settings in foundry.toml) offline with the
-# npm solc, prints how many random calls the invariant campaigns made, and fails when a test
-# fails. Extra arguments go to `forge test` (e.g. --fuzz-seed 0x1 or --mt invariant).
+# Runs the Foundry suites (test/foundry, settings in foundry.toml) offline with the npm solc:
+# the v2 invariant campaigns (EscrowInvariants.t.sol) and the deadline-boundary unit tests
+# (EscrowDeadlines.t.sol). Prints how many random calls the invariant campaigns made and how
+# long the run took, and fails when a test fails. Extra arguments go to `forge test`
+# (e.g. --mt invariant, or --mc EscrowDeadlinesTest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +20,11 @@ echo "fuzz seed: $seed"
 mkdir -p build/forge
 log=build/forge/last-run.log
 status=0
+start=$SECONDS
 "$FORGE" test --offline --fuzz-seed "$seed" "$@" 2>&1 | tee "$log" || status=$?
 
 # forge prints "(runs: R, calls: C, reverts: V)" for each invariant test
 calls=$(grep -oE 'calls: [0-9]+' "$log" | awk '{ total += $2 } END { print total + 0 }')
 echo "invariant calls: $calls"
+echo "forge run took: $((SECONDS - start)) s"
 exit "$status"

@@ -1,8 +1,9 @@
-"""The Foundry invariant suite (test/foundry) passes and makes at least 100,000 random calls.
+"""The Foundry suites (test/foundry) pass: the v2 invariant campaigns make at least 100,000
+random calls, and the deadline-boundary unit tests run.
 
-It runs ``scripts/run_forge_tests.sh``: forge from npm, offline, with the npm solc. The first
-run compiles with viaIR through the wasm compiler (about half a minute); the campaigns then
-take one to two minutes on two cores.
+It runs ``scripts/run_forge_tests.sh``: forge from npm, offline, with the npm solc. A cold run
+compiles with viaIR through the wasm compiler (one and a half to two minutes); the campaigns
+then take a few minutes on two cores.
 """
 
 from __future__ import annotations
@@ -39,3 +40,16 @@ def test_forge_invariant_suite_passes_with_enough_calls() -> None:
     assert all(int(r) == 0 for _, _, r in campaigns), tail
     assert re.search(rf"invariant calls: {calls}\b", output), tail
     assert "[FAIL" not in output, tail
+    # the deadline-boundary tests ran, one per deadline
+    for test in (
+        "test_shipBy",
+        "test_inspectionEndAfterDeliveryWindow",
+        "test_inspectionEndAfterReceipt",
+        "test_inspectionEndWithGrantedExtension",
+        "test_grantExtensionBeforeInspectionEnd",
+        "test_rulingDeadlineAfterShipping",
+        "test_deliveryWindowEnd",
+    ):
+        assert re.search(rf"\[PASS\] {test}\(", output), f"{test} did not pass:\n{tail}"
+    # both invariant suites ran (every account accepting ETH, and the refusing ones)
+    assert len(campaigns) >= 2, tail

@@ -1,4 +1,5 @@
-"""Slither over the contracts: no untriaged high or medium finding, and it really analysed."""
+"""Slither over the contracts (v2 and the frozen v1): no untriaged high or medium finding, and it
+really analysed both escrows."""
 
 from __future__ import annotations
 
@@ -15,18 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 check = load_script("check_slither")
 
 
-def test_slither_finds_nothing_untriaged(capsys: pytest.CaptureFixture[str]) -> None:
-    assert check.main([]) == 0
+def test_slither_finds_nothing_untriaged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report = tmp_path / "slither.json"
+    assert check.main(["--json", str(report)]) == 0
     out = capsys.readouterr().out
     analysed = int(out.split(" contracts analysed")[0].rsplit(" ", 1)[-1])
     assert analysed > 0
     assert "0 untriaged" in out
+    # both escrows were analysed: each has its own findings
+    text = report.read_text()
+    assert "P2PEscrowV1._transferOut" in text
+    assert "P2PEscrow._transferOut" in text
 
 
 def _fake_report(
     monkeypatch: pytest.MonkeyPatch,
     results: list[dict[str, Any]],
-    log: str = "contracts/ analyzed (3 contracts with 76 detectors)",
+    log: str = "P2PEscrow P2PEscrowV1\ncontracts/ analyzed (33 contracts with 76 detectors)",
 ) -> None:
     monkeypatch.setattr(
         check, "run_slither", lambda out: ({"results": {"detectors": results}}, log)
@@ -62,6 +70,22 @@ def test_triaged_and_low_findings_pass(monkeypatch: pytest.MonkeyPatch) -> None:
         ],
     )
     assert check.main([]) == 0
+
+
+def test_v2_triage_is_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_report(
+        monkeypatch,
+        [
+            _result("unused-return", "Medium", "_pay"),
+            _result("incorrect-equality", "Medium", "grantInspectionExtension"),
+        ],
+    )
+    assert check.main([]) == 0
+
+
+def test_a_missing_v1_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_report(monkeypatch, [], log="P2PEscrow\ncontracts/ analyzed (20 contracts with 76 detectors)")
+    assert check.main([]) == 1
 
 
 def test_zero_analysed_contracts_fails(monkeypatch: pytest.MonkeyPatch) -> None:

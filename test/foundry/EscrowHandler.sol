@@ -11,6 +11,9 @@ import {vm} from "./Vm.sol";
  * @title EscrowHandler
  * @notice The only contract the invariant fuzzer calls. Each function is one action of one
  * role (chosen by the fuzzer, often the right one, sometimes anybody), with bounded inputs.
+ * It drives every external function of the v2 escrow, including the receipt, the inspection
+ * extension, cancelling a split offer and withdrawing to another address, and moves time both
+ * at random and onto (one second before, at, after) a trade's deadlines.
  *
  * Beside the escrow it runs its own model of the state machine and of the money: it predicts
  * whether each call must succeed, what status and deadline the trade gets, and who is owed
@@ -22,11 +25,18 @@ contract EscrowHandler {
     uint32 public constant RULING_PERIOD = 7 days;
     uint256 public constant MAX_SHIPPING_WINDOW = 180 days;
     uint256 public constant MAX_INSPECTION = 60 days;
+    uint256 public constant MIN_INSPECTION = 1 days;
+    uint256 public constant MAX_DELIVERY_WINDOW = 60 days;
+    uint8 public constant MAX_EXTENSION_DAYS = 7;
+    uint256 public constant MAX_URI = 512;
 
     uint256 public constant BUYERS = 4;
     uint256 public constant LANES = 2;
     uint256 public constant SLOTS = BUYERS * LANES;
     uint256 public constant ACTORS = 9;
+
+    /// @notice A plain address outside the actors that `withdrawTo` sometimes pays.
+    address public constant OUTSIDER = address(0xBEEF0);
 
     // actor indices
     uint256 internal constant B0 = 0; // EOA buyer
@@ -43,11 +53,18 @@ contract EscrowHandler {
         uint256 id; // 0: the lane was never used
         IP2PEscrow.Terms terms;
         IP2PEscrow.Status status;
-        uint40 deadline; // as the escrow stores it
+        // as tradeState reports it: 0 while Funded, the effective inspection end (with a granted
+        // extension) while Shipped, the ruling deadline while Disputed, the end block once final
+        uint40 deadline;
         uint64 fundedAt;
-        uint8 proposer; // 0 none, 1 buyer, 2 seller
+        uint8 proposer; // 0 none, 1 buyer, 2 seller (as stored: a lapsed offer stays until cleared)
         uint16 proposedBps;
         bool shipped; // the seller marked it shipped (decides the ruling-timeout fallback)
+        uint40 windowEnd; // shipping time + delivery window
+        uint40 baseEnd; // inspection end without the extension
+        bool received; // the buyer marked the item received
+        uint8 extensionDays; // 0: not asked
+        bool extensionGranted;
     }
 
     P2PEscrow public immutable escrow;
@@ -70,7 +87,8 @@ contract EscrowHandler {
     mapping(address => uint256) public ghostOpen; // amounts of open trades
     mapping(address => uint256) public ghostFees; // accrued platform fees
     mapping(address => mapping(address => uint256)) public ghostCredits;
-    /// @notice Everything ever paid out or credited to an account by the model's rules.
+    /// @notice Everything ever paid out or credited to an account by the model's rules (a
+    /// credit sent elsewhere with withdrawTo moves from the payee's entitlement to the receiver's).
     mapping(address => mapping(address => uint256)) public ghostEntitled;
     /// @dev balance - baseline = what the escrow paid the account
     mapping(address => mapping(address => int256)) internal baseline;
@@ -79,6 +97,8 @@ contract EscrowHandler {
     string public firstViolation;
     uint256 public tradesFunded;
     uint256 public tradesFinished;
+    /// @notice Calls of the v2 actions that went through, so a run can show it reached them.
+    mapping(bytes32 => uint256) public successes;
 
     /// @param receiversRefuseEth start with the contract accounts refusing ETH (credit path first)
     constructor(bool receiversRefuseEth) {
@@ -101,6 +121,7 @@ contract EscrowHandler {
         }
         vm.label(address(escrow), "escrow");
         vm.label(address(coin), "coin");
+        vm.label(OUTSIDER, "outsider");
 
         escrow.registerArbitrator(actors[A0], 500);
         escrow.registerArbitrator(actors[A1], 2_000);
@@ -116,20 +137,23 @@ contract EscrowHandler {
 
     // ------------------------------------------------------------------ funding
 
+    /// @param times packs the ship-by offset (bits 0..127), the inspection period (128..191)
+    /// and the delivery window (192..255) seeds
     function fund(
         uint256 buyerSeed,
         uint256 sellerSeed,
         uint256 arbSeed,
         bool inCoin,
         uint256 amount,
-        uint256 shipIn,
-        uint256 inspection,
+        uint256 times,
         uint256 arbFee,
+        uint256 maxFeeSeed,
         uint256 laneSeed
     ) external {
         (address buyer, uint256 lane, IP2PEscrow.Terms memory t) =
-            _newTerms(buyerSeed, sellerSeed, arbSeed, inCoin, amount, shipIn, inspection, arbFee, laneSeed);
-        bool predicted = _fundAllowed(t, lane);
+            _newTerms(buyerSeed, sellerSeed, arbSeed, inCoin, amount, times, arbFee, laneSeed);
+        uint16 maxFee = _maxFee(maxFeeSeed);
+        bool predicted = _fundAllowed(t, lane, maxFee);
         // now and then a wrong ETH value
         uint256 value = t.token == address(0) ? t.amount : 0;
         if (buyerSeed % 23 == 7) {
@@ -145,11 +169,12 @@ contract EscrowHandler {
         }
         vm.prank(buyer);
         try escrow.fund{value: value}(t.seller, t.arbitrator, t.token, t.amount, t.shipBy, t.inspectionPeriod,
-            t.arbitratorFeeBps, uint32(lane), bytes32("listing")) returns (uint256 id) {
+            t.deliveryWindow, t.arbitratorFeeBps, maxFee, uint32(lane), bytes32("listing")) returns (uint256 id) {
             _expect(predicted, true, "fund");
             if (predicted) _funded(buyer, lane, id, t);
         } catch {
             _expect(predicted, false, "fund");
+            // the buyer keeps what it was given for the payment
         }
         if (t.token != address(0)) {
             vm.prank(buyer);
@@ -163,14 +188,15 @@ contract EscrowHandler {
         uint256 sellerSeed,
         uint256 arbSeed,
         uint256 amount,
-        uint256 shipIn,
-        uint256 inspection,
+        uint256 times,
         uint256 arbFee,
+        uint256 maxFeeSeed,
         uint256 laneSeed,
         uint8 permitMode
     ) external {
         (address buyer, uint256 lane, IP2PEscrow.Terms memory t) =
-            _newTerms(buyerSeed, sellerSeed, arbSeed, true, amount, shipIn, inspection, arbFee, laneSeed);
+            _newTerms(buyerSeed, sellerSeed, arbSeed, true, amount, times, arbFee, laneSeed);
+        uint16 maxFee = _maxFee(maxFeeSeed);
         uint256 buyerIdx = _actorIndex(buyer);
         permitMode %= 3;
         _topUp(address(coin), buyer, t.amount);
@@ -183,10 +209,11 @@ contract EscrowHandler {
             coin.permit(buyer, address(escrow), t.amount, deadline, v, r, s);
         }
         bool permitWorks = signable && permitMode != 2;
-        bool predicted = _fundAllowed(t, lane) && permitWorks;
+        bool predicted = _fundAllowed(t, lane, maxFee) && permitWorks;
         vm.prank(buyer);
         try escrow.fundWithPermit(t.seller, t.arbitrator, t.token, t.amount, t.shipBy, t.inspectionPeriod,
-            t.arbitratorFeeBps, uint32(lane), bytes32("listing"), deadline, v, r, s) returns (uint256 id) {
+            t.deliveryWindow, t.arbitratorFeeBps, maxFee, uint32(lane), bytes32("listing"), deadline, v, r, s)
+        returns (uint256 id) {
             _expect(predicted, true, "fundWithPermit");
             if (predicted) _funded(buyer, lane, id, t);
         } catch {
@@ -209,11 +236,81 @@ contract EscrowHandler {
         try escrow.markShipped(s.id, s.terms, bytes32("parcel")) {
             _expect(predicted, true, "markShipped");
             if (predicted) {
-                _move(s, IP2PEscrow.Status.Shipped, uint40(block.timestamp + s.terms.inspectionPeriod));
+                uint40 windowEnd = uint40(block.timestamp + s.terms.deliveryWindow);
+                uint40 end = windowEnd + s.terms.inspectionPeriod;
+                _move(s, IP2PEscrow.Status.Shipped, end);
                 s.shipped = true;
+                s.windowEnd = windowEnd;
+                s.baseEnd = end;
             }
         } catch {
             _expect(predicted, false, "markShipped");
+        }
+    }
+
+    function markReceived(uint256 slotSeed, uint256 callerSeed) external {
+        (bool exists, uint256 i) = _pick(slotSeed);
+        if (!exists) return;
+        Slot storage s = slots[i];
+        address caller = _caller(callerSeed, s.terms.buyer);
+        // only before the delivery window ends, and only once (inspection then runs already)
+        bool predicted = caller == s.terms.buyer && s.status == IP2PEscrow.Status.Shipped
+            && block.timestamp + s.terms.inspectionPeriod < s.baseEnd;
+        if (predicted && (s.received || block.timestamp >= s.windowEnd)) {
+            _violate("model: receipt possible after inspection started");
+        }
+        vm.prank(caller);
+        try escrow.markReceived(s.id, s.terms) {
+            _expect(predicted, true, "markReceived");
+            if (predicted) {
+                s.received = true;
+                s.baseEnd = uint40(block.timestamp + s.terms.inspectionPeriod);
+                s.deadline = _effectiveEnd(s);
+                successes["markReceived"] += 1;
+            }
+        } catch {
+            _expect(predicted, false, "markReceived");
+        }
+    }
+
+    function requestInspectionExtension(uint256 slotSeed, uint256 callerSeed, uint256 daysSeed) external {
+        (bool exists, uint256 i) = _pick(slotSeed);
+        if (!exists) return;
+        Slot storage s = slots[i];
+        address caller = _caller(callerSeed, s.terms.buyer);
+        uint8 extraDays = uint8(daysSeed % 9); // 0 and 8 are invalid
+        bool predicted = caller == s.terms.buyer && s.status == IP2PEscrow.Status.Shipped
+            && block.timestamp < s.deadline && s.extensionDays == 0 && extraDays >= 1
+            && extraDays <= MAX_EXTENSION_DAYS;
+        vm.prank(caller);
+        try escrow.requestInspectionExtension(s.id, s.terms, extraDays) {
+            _expect(predicted, true, "requestInspectionExtension");
+            if (predicted) {
+                s.extensionDays = extraDays;
+                successes["requestInspectionExtension"] += 1;
+            }
+        } catch {
+            _expect(predicted, false, "requestInspectionExtension");
+        }
+    }
+
+    function grantInspectionExtension(uint256 slotSeed, uint256 callerSeed) external {
+        (bool exists, uint256 i) = _pick(slotSeed);
+        if (!exists) return;
+        Slot storage s = slots[i];
+        address caller = _caller(callerSeed, s.terms.seller);
+        bool predicted = caller == s.terms.seller && s.status == IP2PEscrow.Status.Shipped
+            && block.timestamp < s.deadline && s.extensionDays != 0 && !s.extensionGranted;
+        vm.prank(caller);
+        try escrow.grantInspectionExtension(s.id, s.terms) {
+            _expect(predicted, true, "grantInspectionExtension");
+            if (predicted) {
+                s.extensionGranted = true;
+                s.deadline = _effectiveEnd(s);
+                successes["grantInspectionExtension"] += 1;
+            }
+        } catch {
+            _expect(predicted, false, "grantInspectionExtension");
         }
     }
 
@@ -284,7 +381,7 @@ contract EscrowHandler {
         address caller = _caller(callerSeed, callerSeed % 2 == 0 ? s.terms.buyer : s.terms.seller);
         buyerBps = buyerBps % 10_050; // a few invalid shares above 100 %
         bool isParty = caller == s.terms.buyer || caller == s.terms.seller;
-        bool predicted = isParty && _isOpen(s.status) && buyerBps <= BPS;
+        bool predicted = isParty && _isLive(s) && buyerBps <= BPS;
         vm.prank(caller);
         try escrow.proposeSplit(s.id, s.terms, uint16(buyerBps)) {
             _expect(predicted, true, "proposeSplit");
@@ -308,14 +405,42 @@ contract EscrowHandler {
         buyerBps %= 10_050;
         bool isParty = caller == s.terms.buyer || caller == s.terms.seller;
         uint8 callerSide = caller == s.terms.buyer ? 1 : 2;
-        bool predicted = isParty && _isOpen(s.status) && s.proposer != 0 && s.proposer != callerSide
+        // an offer lapses when the timeout of its state passes
+        bool predicted = isParty && _isLive(s) && s.proposer != 0 && s.proposer != callerSide
             && s.proposedBps == buyerBps;
+        bool lapsedOffer = isParty && _isOpen(s.status) && !_isLive(s) && s.proposer != 0
+            && s.proposer != callerSide && s.proposedBps == buyerBps;
         vm.prank(caller);
         try escrow.acceptSplit(s.id, s.terms, uint16(buyerBps)) {
+            if (lapsedOffer) _violate("acceptSplit: a lapsed split offer was accepted");
             _expect(predicted, true, "acceptSplit");
             if (predicted) _paySplit(s, IP2PEscrow.Status.Settled, s.terms.amount, uint16(buyerBps), 0);
         } catch {
             _expect(predicted, false, "acceptSplit");
+            if (lapsedOffer) successes["lapsedOfferRefused"] += 1;
+        }
+    }
+
+    function cancelSplit(uint256 slotSeed, uint256 callerSeed) external {
+        (bool exists, uint256 i) = _pick(slotSeed);
+        if (!exists) return;
+        Slot storage s = slots[i];
+        address proposer = s.proposer == 2 ? s.terms.seller : s.terms.buyer;
+        address caller = _caller(callerSeed, proposer);
+        bool isParty = caller == s.terms.buyer || caller == s.terms.seller;
+        uint8 callerSide = caller == s.terms.buyer ? 1 : 2;
+        // the proposer may withdraw its stored offer while the trade is open, lapsed or not
+        bool predicted = isParty && _isOpen(s.status) && s.proposer == callerSide;
+        vm.prank(caller);
+        try escrow.cancelSplit(s.id, s.terms) {
+            _expect(predicted, true, "cancelSplit");
+            if (predicted) {
+                s.proposer = 0;
+                s.proposedBps = 0;
+                successes["cancelSplit"] += 1;
+            }
+        } catch {
+            _expect(predicted, false, "cancelSplit");
         }
     }
 
@@ -325,9 +450,7 @@ contract EscrowHandler {
         Slot storage s = slots[i];
         address caller = _caller(callerSeed, callerSeed % 2 == 0 ? s.terms.buyer : s.terms.seller);
         bool isParty = caller == s.terms.buyer || caller == s.terms.seller;
-        bool inTime = (s.status == IP2PEscrow.Status.Funded && block.timestamp < s.terms.shipBy)
-            || (s.status == IP2PEscrow.Status.Shipped && block.timestamp < s.deadline);
-        bool predicted = isParty && inTime;
+        bool predicted = isParty && s.status != IP2PEscrow.Status.Disputed && _isLive(s);
         vm.prank(caller);
         try escrow.openDispute(s.id, s.terms) {
             _expect(predicted, true, "openDispute");
@@ -337,15 +460,19 @@ contract EscrowHandler {
         }
     }
 
-    function submitEvidence(uint256 slotSeed, uint256 callerSeed, string calldata uri) external {
+    /// @param lengthSeed the URI's length: up to the 512-byte cap, now and then just above it
+    function submitEvidence(uint256 slotSeed, uint256 callerSeed, uint256 lengthSeed) external {
         (bool exists, uint256 i) = _pick(slotSeed);
         if (!exists) return;
         Slot storage s = slots[i];
         address caller = _caller(callerSeed, s.terms.arbitrator);
+        uint256 length = lengthSeed % 4 == 0 ? MAX_URI - 2 + (lengthSeed >> 2) % 5 : (lengthSeed >> 2) % 80;
+        bytes memory uri = new bytes(length);
+        for (uint256 k = 0; k < length; ++k) uri[k] = "a";
         bool allowedCaller = caller == s.terms.buyer || caller == s.terms.seller || caller == s.terms.arbitrator;
-        bool predicted = allowedCaller && _isOpen(s.status);
+        bool predicted = allowedCaller && _isOpen(s.status) && length <= MAX_URI;
         vm.prank(caller);
-        try escrow.submitEvidence(s.id, s.terms, uri, keccak256(bytes(uri))) {
+        try escrow.submitEvidence(s.id, s.terms, string(uri), keccak256(uri)) {
             _expect(predicted, true, "submitEvidence");
         } catch {
             _expect(predicted, false, "submitEvidence");
@@ -358,8 +485,9 @@ contract EscrowHandler {
         Slot storage s = slots[i];
         address caller = _caller(callerSeed, s.terms.arbitrator);
         buyerBps = buyerBps % 10_050;
-        bool predicted = caller == s.terms.arbitrator && s.status == IP2PEscrow.Status.Disputed
-            && block.timestamp < s.deadline && buyerBps <= BPS;
+        // a removed arbitrator cannot rule: its disputes end by the ruling timeout
+        bool predicted = caller == s.terms.arbitrator && registered[caller]
+            && s.status == IP2PEscrow.Status.Disputed && block.timestamp < s.deadline && buyerBps <= BPS;
         vm.prank(caller);
         try escrow.rule(s.id, s.terms, uint16(buyerBps)) {
             _expect(predicted, true, "rule");
@@ -406,6 +534,42 @@ contract EscrowHandler {
         }
     }
 
+    /// @notice A payee sends its credit elsewhere: another actor (possibly one refusing ETH),
+    /// itself, an outsider, or the invalid zero and escrow addresses.
+    function withdrawTo(uint256 callerSeed, uint256 toSeed, bool inCoin) external {
+        // mostly an account that holds a credit
+        address caller = actors[callerSeed % ACTORS];
+        address token = inCoin ? address(coin) : address(0);
+        if (callerSeed % 3 != 0) {
+            for (uint256 k = 0; k < ACTORS; ++k) {
+                address a = actors[(callerSeed % ACTORS + k) % ACTORS];
+                if (ghostCredits[token][a] != 0) {
+                    caller = a;
+                    break;
+                }
+            }
+        }
+        uint256 pick = toSeed % 16;
+        address to = pick < ACTORS ? actors[pick] : pick < 12 ? OUTSIDER : pick < 14 ? caller
+            : pick == 14 ? address(0) : address(escrow);
+        uint256 owed = ghostCredits[token][caller];
+        bool refuses = token == address(0) && _refusesEth(to);
+        bool predicted = owed != 0 && to != address(0) && to != address(escrow) && !refuses;
+        vm.prank(caller);
+        try escrow.withdrawTo(token, to) {
+            _expect(predicted, true, "withdrawTo");
+            if (predicted) {
+                ghostCredits[token][caller] = 0;
+                // the entitlement follows the money
+                ghostEntitled[token][caller] -= owed;
+                if (to != OUTSIDER) ghostEntitled[token][to] += owed; // an outsider is off the books
+                successes["withdrawTo"] += 1;
+            }
+        } catch {
+            _expect(predicted, false, "withdrawTo");
+        }
+    }
+
     function withdrawPlatformFees(uint256 callerSeed, bool inCoin) external {
         // the fee recipient, the owner (this handler) or anybody
         address caller = callerSeed % 3 == 0 ? address(this) : callerSeed % 3 == 1
@@ -430,6 +594,31 @@ contract EscrowHandler {
             : scale == 2 ? 3 days + r % 30 days : 30 days + r % 170 days;
         vm.warp(block.timestamp + step);
         vm.roll(block.number + 1 + r % 10);
+    }
+
+    /// @notice Moves time to one second before, at, or one second after a deadline of a trade:
+    /// its ship-by, its delivery window's end, its inspection end before and after the
+    /// extension, or its ruling deadline. Time never goes back.
+    function warpToDeadline(uint256 slotSeed, uint256 which, uint256 offset) external {
+        (bool exists, uint256 i) = _pick(slotSeed);
+        if (!exists) return;
+        Slot storage s = slots[i];
+        uint256 target;
+        which %= 4;
+        if (which == 0) {
+            target = s.terms.shipBy;
+        } else if (which == 1 && s.shipped) {
+            target = s.windowEnd;
+        } else if (which == 2 && s.status == IP2PEscrow.Status.Shipped) {
+            target = s.baseEnd;
+        } else if (_isOpen(s.status) && s.status != IP2PEscrow.Status.Funded) {
+            target = s.deadline;
+        }
+        if (target == 0) return;
+        target = target - 1 + offset % 3;
+        if (target <= block.timestamp) return;
+        vm.warp(target);
+        vm.roll(block.number + 1);
     }
 
     /// @notice Switches a contract account between accepting, refusing and re-entering.
@@ -501,6 +690,11 @@ contract EscrowHandler {
         return int256(_balance(token, account)) - baseline[token][account];
     }
 
+    /// @notice The timeout of an open trade's state (ship-by, inspection end, ruling deadline).
+    function liveDeadline(Slot memory s) public pure returns (uint256) {
+        return s.status == IP2PEscrow.Status.Funded ? s.terms.shipBy : s.deadline;
+    }
+
     // ------------------------------------------------------------------ model
 
     function _newTerms(
@@ -509,8 +703,7 @@ contract EscrowHandler {
         uint256 arbSeed,
         bool inCoin,
         uint256 amount,
-        uint256 shipIn,
-        uint256 inspection,
+        uint256 times,
         uint256 arbFee,
         uint256 laneSeed
     ) private view returns (address buyer, uint256 lane, IP2PEscrow.Terms memory t) {
@@ -525,24 +718,49 @@ contract EscrowHandler {
         t.token = inCoin ? address(coin) : address(0);
         // odd amounts so that every division rounds; now and then zero or too large
         t.amount = amount % 97 == 0 ? 0 : amount % 97 == 1 ? uint256(type(uint128).max) + 1 : 1 + amount % 1e24;
+        uint256 shipIn = uint128(times);
         if (shipIn % 31 == 0) {
             t.shipBy = uint64(block.timestamp - shipIn % 2); // in the past or now
         } else {
             t.shipBy = uint64(block.timestamp + 1 + shipIn % (MAX_SHIPPING_WINDOW + 2 days));
         }
-        t.inspectionPeriod = uint32(inspection % (MAX_INSPECTION + 1 days));
+        t.inspectionPeriod = uint32(_period(uint64(times >> 128), MIN_INSPECTION, MAX_INSPECTION));
+        t.deliveryWindow = uint32(_period(times >> 192, 0, MAX_DELIVERY_WINDOW));
         t.arbitratorFeeBps = uint16(arbFee % 2_100);
-        t.platformFeeBps = platformFeeBps;
+        t.platformFeeBps = platformFeeBps; // the fee in force is fixed into the terms
     }
 
-    function _fundAllowed(IP2PEscrow.Terms memory t, uint256 lane) private view returns (bool) {
+    /// @dev A period mostly in [min, max], often at a bound, now and then one second outside.
+    function _period(uint256 seed, uint256 min, uint256 max) private pure returns (uint256) {
+        uint256 kind = seed % 16;
+        uint256 r = seed >> 4;
+        if (kind == 0) return min;
+        if (kind == 1) return max;
+        if (kind == 2) return min == 0 ? max + 1 : min - 1;
+        if (kind == 3) return max + 1;
+        if (kind < 8) return min + r % (2 days); // short: the deadlines come soon
+        return min + r % (max - min + 1);
+    }
+
+    /// @dev The highest platform fee the buyer accepts: mostly enough, sometimes just below.
+    function _maxFee(uint256 seed) private view returns (uint16) {
+        uint256 kind = seed % 8;
+        if (kind == 0 && platformFeeBps > 0) return platformFeeBps - 1;
+        if (kind == 1) return platformFeeBps;
+        if (kind == 2) return 0;
+        return 1_000;
+    }
+
+    function _fundAllowed(IP2PEscrow.Terms memory t, uint256 lane, uint16 maxFee) private view returns (bool) {
         if (t.amount == 0 || t.amount > type(uint128).max) return false;
         if (t.seller == t.buyer || t.arbitrator == t.buyer || t.arbitrator == t.seller) return false;
         if (t.token != address(0) && !coinAllowed) return false;
         if (t.shipBy <= block.timestamp || t.shipBy > block.timestamp + MAX_SHIPPING_WINDOW) return false;
-        if (t.inspectionPeriod > MAX_INSPECTION) return false;
+        if (t.inspectionPeriod > MAX_INSPECTION || t.inspectionPeriod < MIN_INSPECTION) return false;
+        if (t.deliveryWindow > MAX_DELIVERY_WINDOW) return false;
         if (!registered[t.arbitrator] || t.arbitratorFeeBps > maxFeeBps[t.arbitrator]) return false;
         if (paused) return false;
+        if (platformFeeBps > maxFee) return false;
         if (lane < LANES) {
             Slot storage s = slots[_slotIndex(t.buyer, lane)];
             if (s.id != 0 && (_isOpen(s.status) || s.deadline >= block.number)) return false;
@@ -575,6 +793,11 @@ contract EscrowHandler {
         s.terms = t;
         s.fundedAt = uint64(block.timestamp);
         s.shipped = false;
+        s.windowEnd = 0;
+        s.baseEnd = 0;
+        s.received = false;
+        s.extensionDays = 0;
+        s.extensionGranted = false;
         _move(s, IP2PEscrow.Status.Funded, 0);
     }
 
@@ -603,6 +826,19 @@ contract EscrowHandler {
                 || to == IP2PEscrow.Status.Settled || to == IP2PEscrow.Status.Resolved;
         }
         return false; // final states never change
+    }
+
+    function _effectiveEnd(Slot storage s) private view returns (uint40) {
+        return s.baseEnd + (s.extensionGranted ? uint40(s.extensionDays) * 1 days : 0);
+    }
+
+    /// @dev Open, and its state's timeout has not passed: a party can still act.
+    function _isLive(Slot storage s) private view returns (bool) {
+        if (s.status == IP2PEscrow.Status.Funded) return block.timestamp < s.terms.shipBy;
+        if (s.status == IP2PEscrow.Status.Shipped || s.status == IP2PEscrow.Status.Disputed) {
+            return block.timestamp < s.deadline;
+        }
+        return false;
     }
 
     function _payRelease(Slot storage s) private {

@@ -16,6 +16,12 @@ interface Vm {
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
+    /// @dev The current timestamp, read through the cheatcode: with viaIR the optimizer may treat
+    /// `block.timestamp` as constant within a test and move its reads across `warp`.
+    function getBlockTimestamp() external view returns (uint256);
+    function revertToStateAndDelete(uint256 snapshotId) external returns (bool success);
+    function expectRevert(bytes calldata revertData) external;
+    function expectRevert() external;
 }
 
 /// @dev The cheatcode address every Foundry test uses: address(bytes20(keccak256("hevm cheat code"))).
