@@ -7,7 +7,7 @@ STAMP_NODE := node_modules/.installed
 STAMP_SYS := build/.system-deps
 
 .PHONY: install run test lint format bench bench-gas bench-indexer bench-web bench-load chain demo \
-	compile clean
+	compile clean mutation
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS)
 
@@ -50,6 +50,9 @@ format: install
 	$(BIN)/ruff format escrow webapp scripts tests
 
 bench: bench-gas bench-indexer bench-web bench-load
+
+mutation: install
+	$(BIN)/python scripts/mutation_check.py
 
 bench-gas: install
 	$(BIN)/python scripts/bench_gas.py
