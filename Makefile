@@ -7,9 +7,9 @@ STAMP_NODE := node_modules/.installed
 STAMP_SYS := build/.system-deps
 
 .PHONY: install run test lint format bench bench-gas bench-indexer bench-web bench-load chain demo \
-	compile clean mutation
+	compile clean mutation translations translations-compile
 
-install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS)
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS) translations-compile
 
 $(STAMP_PY): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,19 @@ format: install
 	$(BIN)/ruff format escrow webapp scripts tests
 
 bench: bench-gas bench-indexer bench-web bench-load
+
+# Compiles webapp/translations/*/LC_MESSAGES/messages.po into .mo (the app also does it
+# when a .po is newer than its .mo).
+translations-compile: $(STAMP_PY)
+	$(BIN)/pybabel compile -q -d webapp/translations -D messages
+
+# Extracts every translatable text (babel.cfg) and updates the Kazakh and Russian catalogues;
+# then translate the new entries in webapp/translations/*/LC_MESSAGES/messages.po.
+translations: $(STAMP_PY)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+		--no-location --sort-output --omit-header -o webapp/translations/messages.pot .
+	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations \
+		-D messages --no-wrap --ignore-obsolete
 
 mutation: install
 	$(BIN)/python scripts/mutation_check.py

@@ -58,6 +58,9 @@ def app_settings(
         "SITE_URL": "http://localhost",
         "TRUSTED_HOSTS": ["localhost"],
         "DEV_WALLET": True,
+        # The test client sends no Accept-Language: these tests read the English texts (the
+        # market's own default for such a visitor is Russian; see tests/test_i18n.py).
+        "DEFAULT_LANGUAGE": "en",
     }
     if chain is not None:
         settings["CHAIN"] = chain

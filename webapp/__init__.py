@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # exactly that many hops; the Host header is not taken from X-Forwarded-Host.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
-    from webapp import chain, db, errors, security_headers
+    from webapp import chain, db, errors, i18n, security_headers
     from webapp.extensions import csrf, limiter
     from webapp.ratelimit_storage import storage_uri  # also registers the db+ schemes
 
@@ -31,15 +31,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config["DATABASE_URL"])
 
     db.init_app(app)
+    i18n.init_app(app)
     chain.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     errors.init_app(app)
     security_headers.init_app(app)
 
-    from webapp import arbitration, auth, disputes, health, listings, profiles, trades, tx
+    from webapp import (
+        arbitration,
+        auth,
+        disputes,
+        health,
+        languages,
+        listings,
+        profiles,
+        trades,
+        tx,
+    )
 
-    for module in (auth, listings, trades, disputes, arbitration, profiles, health, tx):
+    for module in (auth, listings, trades, disputes, arbitration, profiles, health, tx, languages):
         app.register_blueprint(module.bp)
 
     from webapp.views import register_template_helpers

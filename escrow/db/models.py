@@ -111,6 +111,10 @@ class User(Base):
     address: Mapped[str] = mapped_column(ADDRESS, unique=True)
     display_name: Mapped[str | None] = mapped_column(String(64))
     languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The market's language for this user (``kk``, ``ru`` or ``en``; NULL: the browser's).
+    locale: Mapped[str | None] = mapped_column(String(8))
+    #: IANA time zone times are shown in (NULL: Asia/Almaty).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     listings: Mapped[list[Listing]] = relationship(back_populates="seller")

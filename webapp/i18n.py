@@ -1,0 +1,170 @@
+"""Languages and time zones: Kazakh, Russian and English with Flask-Babel.
+
+The language of a request is, in order: the one the visitor chose with the switch in the
+header (kept in the session, and in the profile of a signed-in user), the first of ours in
+the browser's ``Accept-Language``, and Russian. Russian is the default because it is the
+language the whole of Kazakhstan's second-hand market reads (OLX.kz and Kaspi open in it);
+a browser that asks for Kazakh gets Kazakh. Times are shown in the user's zone, Almaty's by
+default.
+
+The page's JavaScript gets its messages from ``/i18n/<lang>.js`` (``webapp/languages.py``):
+the same catalogue, served as data for the messages that ``webapp/static/js`` passes to
+``gettext``/``ngettext``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel import Locale
+from babel.messages.extract import extract_from_file
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.plural import to_javascript
+from flask import Flask, current_app, request, session
+from flask_babel import Babel, get_locale, gettext, ngettext
+
+
+#: Language code -> (locale used for formatting, the language's own name).
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "kk": ("kk_KZ", "Қазақша"),
+    "ru": ("ru_KZ", "Русский"),
+    "en": ("en", "English"),
+}
+DEFAULT_LANGUAGE = "ru"
+DEFAULT_TIME_ZONE = "Asia/Almaty"
+SESSION_KEY = "lang"
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+JS_DIR = Path(__file__).resolve().parent / "static" / "js"
+JS_KEYWORDS = {"gettext": None, "ngettext": (1, 2)}
+
+def language() -> str:
+    """The language code of the current request (``kk``, ``ru`` or ``en``)."""
+    chosen = session.get(SESSION_KEY)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    from webapp.auth import current_user
+
+    try:
+        user = current_user()
+    except Exception:  # no database: the page must still render
+        user = None
+    if user is not None and getattr(user, "locale", None) in LANGUAGES:
+        return str(user.locale)
+    best = request.accept_languages.best_match(list(LANGUAGES))
+    return best or current_app.config.get("DEFAULT_LANGUAGE", DEFAULT_LANGUAGE)
+
+
+def select_locale() -> str:
+    return LANGUAGES[language()][0]
+
+
+def select_timezone() -> str:
+    from webapp.auth import current_user
+
+    try:
+        user = current_user()
+    except Exception:
+        user = None
+    zone = getattr(user, "time_zone", None) if user is not None else None
+    return zone or current_app.config.get("DEFAULT_TIME_ZONE", DEFAULT_TIME_ZONE)
+
+
+def compile_catalogues(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Writes ``messages.mo`` next to every ``messages.po`` that is newer (what ``make
+    install`` runs; the app runs it too, so a fresh checkout never serves stale texts)."""
+    written = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.is_file() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle, locale=po_path.parent.parent.name)
+        tmp = mo_path.with_suffix(f".mo.{id(catalog)}.tmp")
+        with tmp.open("wb") as out:
+            write_mo(out, catalog, use_fuzzy=False)
+        tmp.replace(mo_path)
+        written.append(mo_path)
+    return written
+
+
+@cache
+def js_messages() -> tuple[tuple[str, str | None], ...]:
+    """(singular, plural) of every message the JavaScript files translate."""
+    found: dict[tuple[str, str | None], None] = {}
+    for path in sorted(JS_DIR.glob("*.js")):
+        for _, message, _, _ in extract_from_file("javascript", str(path), JS_KEYWORDS):
+            if isinstance(message, tuple):
+                found[(message[0], message[1])] = None
+            else:
+                found[(message, None)] = None
+    return tuple(found)
+
+
+def js_catalogue(lang: str) -> str:
+    """The JavaScript that defines ``window.I18N``: messages and the plural rule."""
+    messages: dict[str, Any] = {}
+    for singular, plural in js_messages():
+        if plural is None:
+            messages[singular] = gettext(singular)
+        else:
+            # The forms for n = the CLDR sample of each category are enough for the client:
+            # it picks one with the plural function below.
+            locale = Locale.parse(LANGUAGES[lang][0])
+            forms = []
+            for sample in _plural_samples(locale):
+                forms.append(ngettext(singular, plural, sample))
+            messages[singular] = forms
+    locale = Locale.parse(LANGUAGES[lang][0])
+    categories = [tag for tag, _ in _plural_categories(locale)]
+    return (
+        "window.I18N = "
+        + json.dumps(
+            {"lang": lang, "messages": messages, "categories": categories},
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        + ";\nwindow.I18N.plural = "
+        + to_javascript(locale.plural_form)
+        + ";\n"
+    )
+
+
+def _plural_categories(locale: Locale) -> list[tuple[str, int]]:
+    """(CLDR category, a number in it), in the catalogue's order of plural forms."""
+    samples = {"one": 1, "few": 2, "many": 5, "other": 5, "zero": 0, "two": 2}
+    rule = locale.plural_form
+    order = [tag for tag in ("zero", "one", "two", "few", "many", "other") if tag in rule.tags]
+    out = []
+    for tag in order:
+        number = next((n for n in range(0, 200) if rule(n) == tag), samples[tag])
+        out.append((tag, number))
+    return out
+
+
+def _plural_samples(locale: Locale) -> list[int]:
+    return [n for _, n in _plural_categories(locale)]
+
+
+def template_globals() -> dict[str, Any]:
+    lang = language()
+    return {
+        "languages": [(code, name) for code, (_, name) in LANGUAGES.items()],
+        "current_language": lang,
+        "html_lang": lang,
+    }
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", LANGUAGES[DEFAULT_LANGUAGE][0])
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
+    compile_catalogues()
+    Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.context_processor(template_globals)
+
+
+__all__ = ["LANGUAGES", "get_locale", "init_app", "language"]
