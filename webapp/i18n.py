@@ -27,7 +27,6 @@ from babel.plural import to_javascript
 from flask import Flask, current_app, request, session
 from flask_babel import Babel, get_locale, gettext, ngettext
 
-
 #: Language code -> (locale used for formatting, the language's own name).
 LANGUAGES: dict[str, tuple[str, str]] = {
     "kk": ("kk_KZ", "Қазақша"),
@@ -40,6 +39,7 @@ SESSION_KEY = "lang"
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 JS_DIR = Path(__file__).resolve().parent / "static" / "js"
 JS_KEYWORDS = {"gettext": None, "ngettext": (1, 2)}
+
 
 def language() -> str:
     """The language code of the current request (``kk``, ``ru`` or ``en``)."""
