@@ -134,11 +134,11 @@ def js_catalogue(lang: str) -> str:
 
 
 def _plural_categories(locale: Locale) -> list[tuple[str, int]]:
-    """(CLDR category, a number in it), in the catalogue's order of plural forms."""
+    """(CLDR category, an integer in it) for each category of the locale's plural rule."""
     samples = {"one": 1, "few": 2, "many": 5, "other": 5, "zero": 0, "two": 2}
     rule = locale.plural_form
     order = [tag for tag in ("zero", "one", "two", "few", "many", "other") if tag in rule.tags]
-    out = []
+    out: list[tuple[str, int]] = []
     for tag in order:
         number = next((n for n in range(0, 200) if rule(n) == tag), samples[tag])
         out.append((tag, number))
