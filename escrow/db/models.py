@@ -90,6 +90,7 @@ class ListingStatus(enum.StrEnum):
 class Currency(enum.StrEnum):
     ETH = "ETH"
     USD = "USD"  # the platform's dollar stablecoin (6 decimals)
+    KZT = "KZT"  # the platform's tenge stablecoin (2 decimals)
 
 
 class Side(enum.StrEnum):
