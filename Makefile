@@ -59,7 +59,7 @@ translations-compile: $(STAMP_PY)
 # Extracts every translatable text (babel.cfg) and updates the Kazakh and Russian catalogues;
 # then translate the new entries in webapp/translations/*/LC_MESSAGES/messages.po.
 translations: $(STAMP_PY)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ -k lazy_gettext -k lazy_ngettext:1,2 \
 		--no-location --sort-output --omit-header -o webapp/translations/messages.pot .
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations \
 		-D messages --no-wrap --ignore-obsolete
