@@ -1,179 +1,692 @@
 """Demo data for a fresh local market: named dev accounts, arbitrator profiles, listings.
 
-``seed_demo_data`` runs once: it does nothing when the database already has users. From a
-shell, ``python -m webapp.seed`` connects to ``ESCROW_RPC_URL``, loads the recorded
-deployment and seeds the database at ``DATABASE_URL``.
+``seed_demo_data`` runs once: it does nothing when the database already has users. The demo
+listings are written the way people in Kazakhstan write them on a second-hand market: most in
+Russian, many in Kazakh, some in English; cities in Cyrillic; prices in tenge, dollars or
+ether. Each listing gets one or two photos drawn at seed time (``webapp/seed_assets``), stored
+in the upload folder exactly as an uploaded photo is (re-encoded by the same code, random
+32-hex name, the name kept in ``Listing.photos``). From a shell, ``python -m webapp.seed``
+connects to ``ESCROW_RPC_URL``, loads the recorded deployment and seeds the database at
+``DATABASE_URL``.
 """
 
 from __future__ import annotations
 
 import secrets
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 from escrow.chain import Chain
-from escrow.db.models import ArbitratorProfile, Listing, ListingStatus, User, utcnow
+from escrow.db.models import ArbitratorProfile, Currency, Listing, ListingStatus, User, utcnow
 from escrow.deploy import Deployment
 
 ETH = 10**18
-USD = 10**6
+USD = 10**6  # the dollar stablecoin has 6 decimals
+KZT = 10**2  # the tenge stablecoin has 2 decimals (tiyn)
+#: The largest photo the upload checks accept (``MAX_PHOTO_PIXELS``); the drawn ones are 800×600.
+MAX_PHOTO_PIXELS = 40_000_000
+#: The database file a data folder holds (``escrow.db.engine.database_url``, ``LocalStack``).
+SQLITE_NAME = "escrow.sqlite3"
 
+
+def eth(amount: str) -> int:
+    return int(Decimal(amount) * ETH)
+
+
+def usd(amount: int) -> int:
+    return amount * USD
+
+
+def kzt(amount: int) -> int:
+    return amount * KZT
+
+
+# (display name, languages, home city); accounts 1 to 4 of the dev chain.
 SELLERS = [
-    ("Aigerim's Electronics", ["Kazakh", "Russian", "English"], "Almaty"),
-    ("Nurlan Mebel", ["Kazakh", "Russian"], "Astana"),
-    ("Dana Kids & Books", ["Kazakh", "Russian"], "Shymkent"),
-    ("Yerlan Velo", ["Russian", "English"], "Karaganda"),
+    ("Айгерім | Электроника", ["Kazakh", "Russian", "English"], "Алматы"),
+    ("Нұрлан Жиһаз", ["Kazakh", "Russian"], "Астана"),
+    ("Дана: балалар заттары мен кітаптар", ["Kazakh", "Russian"], "Шымкент"),
+    ("Ерлан Вело", ["Russian", "English"], "Қарағанды"),
 ]
+# Accounts 5 to 7.
 BUYERS = [
-    ("Asel B.", ["Kazakh", "Russian"]),
-    ("Timur K.", ["Russian"]),
+    ("Әсел Б.", ["Kazakh", "Russian"]),
+    ("Тимур К.", ["Russian"]),
     ("Madina S.", ["Kazakh", "English"]),
 ]
 ARBITRATORS = [
     (
-        "Arbitr Almaty (Saule N.)",
+        "Арбитр Алматы (Сәуле Н.)",
         ["Kazakh", "Russian", "English"],
-        "Former consumer-rights lawyer; rules on electronics and phones within 48 hours.",
+        "Бывший юрист по защите прав потребителей. Споры о телефонах и технике решаю за 48 "
+        "часов. Тұтынушылар құқығын қорғау бойынша заңгер болып жұмыс істедім.",
     ),
     (
-        "Fair Deal Astana (Ruslan T.)",
+        "Fair Deal Астана (Руслан Т.)",
         ["Russian", "English"],
-        "Mediator for marketplace disputes since 2019; prefers photo and video evidence.",
+        "Медиатор в спорах между покупателями и продавцами с 2019 года. Прошу фото и видео "
+        "распаковки. Marketplace mediator since 2019; photo and video evidence preferred.",
     ),
 ]
 
-# (seller index, title, description, category, price, currency)
-LISTINGS: list[tuple[int, str, str, str, int, str]] = [
-    (
+
+@dataclass(frozen=True)
+class DemoListing:
+    seller: int  # index into SELLERS
+    lang: str  # "ru", "kk" or "en": the language the seller wrote in
+    title: str
+    description: str
+    category: str  # a key of webapp.listings.CATEGORIES
+    price: int  # in the currency's smallest unit
+    currency: str
+    city: str
+    delivery_days: int
+    art: str  # a drawing of webapp.seed_assets.photos.ARTS
+    photos: int = 1  # how many photos (1 or 2)
+    color: tuple[int, int, int] | None = None  # the colour the title names, if any
+
+    @property
+    def caption(self) -> str:
+        """The short title on the photo."""
+        return self.title
+
+
+_ETH, _USD, _KZT = Currency.ETH.value, Currency.USD.value, Currency.KZT.value
+_L = DemoListing
+
+# In the order they were "listed", oldest first.
+LISTINGS: list[DemoListing] = [
+    # -- Aigerim: phones and electronics
+    _L(
         0,
-        "iPhone 13 128 GB, blue",
-        "Battery 89%, always in a case, box and cable included.",
+        "ru",
+        "iPhone 13, 128 ГБ, синий",
+        "Продаю свой айфон: батарея 87%, всегда был в чехле и под стеклом. Не ремонтировался, "
+        "Face ID работает. Коробка и кабель есть. Могу встретиться в ТРЦ Mega.",
         "phones",
-        310 * USD,
-        "USD",
-    ),
-    (
-        0,
-        "Samsung Galaxy S22",
-        "Small scratch on the frame, screen perfect.",
-        "phones",
-        275 * USD,
-        "USD",
-    ),
-    (
-        0,
-        "MacBook Air M1 2020",
-        "8 GB / 256 GB, 120 battery cycles, Russian-English keyboard.",
-        "electronics",
-        ETH // 4,
-        "ETH",
-    ),
-    (
-        0,
-        "Sony WH-1000XM4 headphones",
-        "Noise cancelling, with the travel case.",
-        "electronics",
-        120 * USD,
-        "USD",
-    ),
-    (
-        0,
-        "PlayStation 5 with two controllers",
-        "Disc edition, bought in Almaty in 2023.",
-        "electronics",
-        ETH * 3 // 20,
-        "ETH",
-    ),
-    (
-        0,
-        "Xiaomi Redmi Note 12",
-        "Dual SIM, 6/128 GB, works with Kcell and Beeline.",
-        "phones",
-        140 * USD,
-        "USD",
-    ),
-    (
-        1,
-        "Corner sofa, grey",
-        "2.6 m, folds into a bed. Pick-up in Astana, Esil district.",
-        "furniture",
-        380 * USD,
-        "USD",
-    ),
-    (1, "Oak dining table with 4 chairs", "Solid oak, 160x90 cm.", "furniture", ETH // 10, "ETH"),
-    (
-        1,
-        "Wardrobe with mirror",
-        "Two doors, 180 cm high; we help carry it down.",
-        "furniture",
-        95 * USD,
-        "USD",
-    ),
-    (
-        1,
-        "Office chair, ergonomic",
-        "Adjustable arms and lumbar support.",
-        "furniture",
-        60 * USD,
-        "USD",
-    ),
-    (1, "Carpet 2x3 m, wool", "Traditional pattern, dry-cleaned.", "home", 150 * USD, "USD"),
-    (
-        1,
-        "Samovar, electric, 5 l",
-        "Works, a little patina on the handles.",
-        "home",
-        ETH // 50,
-        "ETH",
-    ),
-    (2, "Children's bike 16\"", "For ages 4-6, with training wheels.", "kids", 45 * USD, "USD"),
-    (2, "Stroller 2-in-1", "Cradle and seat, rain cover included.", "kids", ETH // 20, "ETH"),
-    (2, "Lego Classic 1500 pieces", "Complete, sorted in boxes.", "kids", 35 * USD, "USD"),
-    (2, "Abai — Book of Words (Kazakh/Russian)", "Hardcover, like new.", "books", 8 * USD, "USD"),
-    (2, "Harry Potter box set (Russian)", "All seven books.", "books", ETH // 100, "ETH"),
-    (
+        kzt(235_000),
+        _KZT,
+        "Алматы",
+        3,
+        "phone",
         2,
-        "Winter jacket for a child, 110 cm",
-        "Warm down jacket, good to -25 °C.",
+        color=(47, 111, 186),
+    ),
+    _L(
+        0,
+        "kk",
+        "Айфон 11, 64 ГБ, қара",
+        "Айфон жақсы күйде, батареясы 81%. Экранында сызат жоқ, қорабы бар. Алматы ішінде "
+        "өзім жеткізіп беремін.",
+        "phones",
+        kzt(120_000),
+        _KZT,
+        "Алматы",
+        2,
+        "phone",
+        2,
+        color=(40, 40, 48),
+    ),
+    _L(
+        0,
+        "ru",
+        "Samsung Galaxy A54, 8/256 ГБ",
+        "Покупала в Technodom в прошлом году, гарантия ещё 4 месяца. Две сим-карты, работает "
+        "с Kcell, Beeline и Tele2. Отправлю по Казахстану.",
+        "phones",
+        usd(250),
+        _USD,
+        "Астана",
+        5,
+        "phone",
+    ),
+    _L(
+        0,
+        "kk",
+        "Xiaomi Redmi Note 12, 6/128 ГБ",
+        "Телефон ұқыпты пайдаланылды, қабы мен зарядтағышы бірге беріледі. Екі SIM-картаға "
+        "арналған.",
+        "phones",
+        kzt(75_000),
+        _KZT,
+        "Шымкент",
+        4,
+        "phone",
+    ),
+    _L(
+        0,
+        "en",
+        "MacBook Air M1 2020, 8/256 GB",
+        "120 battery cycles, Russian–English keyboard, charger included. Selling because I got "
+        "a laptop at work.",
+        "electronics",
+        eth("0.2"),
+        _ETH,
+        "Алматы",
+        5,
+        "laptop",
+        2,
+    ),
+    _L(
+        0,
+        "ru",
+        "Наушники Sony WH-1000XM4",
+        "Шумоподавление работает отлично, в комплекте чехол и кабель. Амбушюры без потёртостей.",
+        "electronics",
+        usd(95),
+        _USD,
+        "Алматы",
+        4,
+        "headphones",
+    ),
+    _L(
+        0,
+        "kk",
+        "PlayStation 5, екі джойстигімен",
+        "Дискі салатын нұсқасы, 2023 жылы сатып алынған. Үш ойын сыйлыққа беріледі.",
+        "electronics",
+        eth("0.12"),
+        _ETH,
+        "Астана",
+        5,
+        "gamepad",
+        2,
+    ),
+    _L(
+        0,
+        "ru",
+        'Телевизор LG 43", Smart TV',
+        "4K, пульт есть, на стене не висел. Самовывоз в Атырау или отправлю по Казахстану.",
+        "electronics",
+        kzt(110_000),
+        _KZT,
+        "Атырау",
+        7,
+        "tv",
+    ),
+    _L(
+        0,
+        "en",
+        "Samsung Galaxy S22, 128 GB",
+        "A small scratch on the frame, the screen is perfect. Comes with two cases.",
+        "phones",
+        usd(260),
+        _USD,
+        "Өскемен",
+        6,
+        "phone",
+    ),
+    # -- Nurlan: furniture and the home
+    _L(
+        1,
+        "ru",
+        "Угловой диван, серый",
+        "Длина 2,6 м, раскладывается в спальное место. Самовывоз из Астаны, район Есиль, "
+        "поможем вынести.",
+        "furniture",
+        kzt(150_000),
+        _KZT,
+        "Астана",
+        3,
+        "sofa",
+        2,
+        color=(130, 134, 142),
+    ),
+    _L(
+        1,
+        "kk",
+        "Емен ас үстелі және 4 орындық",
+        "Табиғи емен, өлшемі 160×90 см. Үстелдің беті жақында қайта лакталды. Астанадан "
+        "өзіңіз алып кетесіз.",
+        "furniture",
+        eth("0.06"),
+        _ETH,
+        "Астана",
+        5,
+        "table",
+    ),
+    _L(
+        1,
+        "ru",
+        "Шкаф-купе с зеркалом",
+        "Две двери, высота 220 см. Разберём и поможем погрузить, сборка по договорённости.",
+        "furniture",
+        kzt(65_000),
+        _KZT,
+        "Павлодар",
+        7,
+        "wardrobe",
+    ),
+    _L(
+        1,
+        "en",
+        "Ergonomic office chair",
+        "Adjustable armrests and lumbar support, mesh back. Used for a year at home.",
+        "furniture",
+        usd(70),
+        _USD,
+        "Астана",
+        4,
+        "chair",
+    ),
+    _L(
+        1,
+        "kk",
+        "Жүн кілем, 2×3 м",
+        "Қазақы ою-өрнегі бар табиғи жүн кілем. Химиялық тазалаудан жаңа ғана өтті.",
+        "home",
+        kzt(45_000),
+        _KZT,
+        "Түркістан",
+        6,
+        "carpet",
+        2,
+    ),
+    _L(
+        1,
+        "ru",
+        "Самовар электрический, 5 л",
+        "Рабочий, латунь на ручках немного потемнела. Отлично для дачи и больших чаепитий.",
+        "home",
+        kzt(18_000),
+        _KZT,
+        "Семей",
+        6,
+        "samovar",
+    ),
+    _L(
+        1,
+        "kk",
+        "Киіз үй, 6 қанат",
+        "Толық жиынтық: шаңырақ, уықтар, кереге, киіздер мен есік. Тойға, демалыс орнына "
+        "немесе туристік базаға лайық. Жеткізуге және тігуге көмектесеміз.",
+        "other",
+        kzt(2_800_000),
+        _KZT,
+        "Ақтөбе",
+        14,
+        "yurt",
+        2,
+    ),
+    _L(
+        1,
+        "ru",
+        "Стиральная машина LG, 6 кг",
+        "Фронтальная загрузка, работает тихо. Продаём из-за переезда, только самовывоз.",
+        "home",
+        kzt(85_000),
+        _KZT,
+        "Қостанай",
+        5,
+        "washer",
+    ),
+    _L(
+        1,
+        "en",
+        "Samsung two-door fridge, 180 cm",
+        "No Frost, works perfectly, a small dent on the side. Pick-up only.",
+        "home",
+        usd(180),
+        _USD,
+        "Орал",
+        4,
+        "fridge",
+    ),
+    _L(
+        1,
+        "kk",
+        "Электр шәйнек, 1,7 л",
+        "Бір ай ғана қолданылды, жаңа сияқты. Қорабы мен кепілдік талоны бар.",
+        "home",
+        kzt(6_500),
+        _KZT,
+        "Тараз",
+        5,
+        "kettle",
+    ),
+    _L(
+        1,
+        "ru",
+        "Микроволновка Samsung, 23 л",
+        "Греет исправно, внутри чистая, тарелка целая. Отдам вместе с крышкой для разогрева.",
+        "home",
+        kzt(20_000),
+        _KZT,
+        "Атырау",
+        5,
+        "microwave",
+    ),
+    # -- Dana: kids' things and books
+    _L(
+        2,
+        "ru",
+        'Детский велосипед 16"',
+        "Для ребёнка 4–6 лет, с боковыми колёсами. Пара царапин на раме, в остальном как новый.",
+        "kids",
+        kzt(25_000),
+        _KZT,
+        "Шымкент",
+        4,
+        "kids_bicycle",
+    ),
+    _L(
+        2,
+        "kk",
+        "Балалар арбасы, 2-уі 1-де",
+        "Бесігі мен отырғышы бар, жаңбырдан қорғайтын қабы бірге беріледі. Бір ғана бала мінген.",
+        "kids",
+        eth("0.04"),
+        _ETH,
+        "Шымкент",
+        5,
+        "stroller",
+        2,
+    ),
+    _L(
+        2,
+        "ru",
+        "Lego Classic, 1500 деталей",
+        "Полный набор, детали разложены по коробкам. Инструкция есть.",
+        "kids",
+        usd(35),
+        _USD,
+        "Тараз",
+        5,
+        "blocks",
+    ),
+    _L(
+        2,
+        "kk",
+        "Абай — Қара сөздер",
+        "Қатты мұқабалы, қазақ және орыс тілдерінде. Жаңа сияқты, беттерінде белгі жоқ.",
+        "books",
+        kzt(3_500),
+        _KZT,
+        "Семей",
+        5,
+        "book",
+    ),
+    _L(
+        2,
+        "ru",
+        "Гарри Поттер, все 7 книг",
+        "Издательство «Махаон», в хорошем состоянии, без пометок. Отправлю Казпочтой.",
+        "books",
+        eth("0.008"),
+        _ETH,
+        "Шымкент",
+        7,
+        "books",
+    ),
+    _L(
+        2,
+        "kk",
+        "Мектеп оқулықтары, 5-сынып",
+        "2023–2024 оқу жылының толық жинағы. Беттері жыртылмаған, ішінде жазу жоқ.",
+        "books",
+        kzt(8_000),
+        _KZT,
+        "Қызылорда",
+        3,
+        "books",
+    ),
+    _L(
+        2,
+        "ru",
+        "Зимний комбинезон, 110 см",
+        "Тёплый, до −30 °C. Носили одну зиму, без пятен и затяжек.",
         "clothing",
-        30 * USD,
-        "USD",
+        kzt(12_000),
+        _KZT,
+        "Қостанай",
+        4,
+        "jacket",
     ),
-    (
+    _L(
+        2,
+        "en",
+        "Teddy bear, 80 cm",
+        "Soft and clean (machine washed), from a smoke-free home.",
+        "kids",
+        usd(10),
+        _USD,
+        "Шымкент",
         3,
-        "Mountain bike Merida Big Nine",
-        '29" wheels, size L, serviced this spring.',
-        "bikes",
-        ETH // 8,
-        "ETH",
+        "teddy",
     ),
-    (3, "Road bike Giant Contend", "Size M, Shimano Claris.", "bikes", 420 * USD, "USD"),
-    (
-        3,
-        "Kick scooter Xiaomi Pro 2",
-        "Range about 30 km, new tyres.",
-        "bikes",
-        ETH * 3 // 40,
-        "ETH",
+    _L(
+        2,
+        "kk",
+        "Домбыра, үйеңкі ағашынан",
+        "Шебер жасаған домбыра, үні таза әрі қоңыр. Қабымен бірге беріледі. Музыка мектебіне "
+        "баратын балаға өте лайық.",
+        "other",
+        kzt(55_000),
+        _KZT,
+        "Тараз",
+        5,
+        "dombra",
+        2,
     ),
-    (3, "Men's leather jacket, L", "Genuine leather, worn twice.", "clothing", 90 * USD, "USD"),
-    (3, "Winter boots, size 43", "Fur lined, for Karaganda winters.", "clothing", ETH // 80, "ETH"),
-    (
+    _L(
+        2,
+        "ru",
+        "Стульчик для кормления",
+        "Регулируется по высоте, столик снимается, легко моется. Ремни безопасности целые.",
+        "kids",
+        kzt(15_000),
+        _KZT,
+        "Ақтөбе",
+        4,
+        "chair",
+    ),
+    _L(
+        2,
+        "en",
+        "Headway Intermediate, student's book + workbook",
+        "A few pencil notes in the workbook, easy to erase. Audio CD included.",
+        "books",
+        usd(12),
+        _USD,
+        "Алматы",
         3,
-        "Cycling helmet and lights set",
-        "Helmet size M, front and rear USB lights.",
+        "book",
+    ),
+    # -- Yerlan: bikes, scooters, clothes for the winter
+    _L(
+        3,
+        "ru",
+        "Горный велосипед Merida Big Nine",
+        'Колёса 29", рама L, обслужен этой весной. Гидравлические тормоза, новая цепь.',
         "bikes",
-        25 * USD,
-        "USD",
+        eth("0.09"),
+        _ETH,
+        "Қарағанды",
+        5,
+        "bicycle",
+        2,
+    ),
+    _L(
+        3,
+        "kk",
+        "Шоссе велосипеді Giant Contend",
+        "Рамасы M өлшемді, Shimano Claris. Шамамен 3 000 км жүрген, жыл сайын сервистен "
+        "өткізіп тұрдым.",
+        "bikes",
+        usd(420),
+        _USD,
+        "Қарағанды",
+        5,
+        "bicycle",
+    ),
+    _L(
+        3,
+        "ru",
+        "Электросамокат Xiaomi Pro 2",
+        "Запас хода около 30 км, новые покрышки. Зарядка в комплекте.",
+        "bikes",
+        eth("0.06"),
+        _ETH,
+        "Павлодар",
+        5,
+        "scooter",
+    ),
+    _L(
+        3,
+        "en",
+        "Cycling helmet + USB lights",
+        "Helmet size M, front and rear USB lights, barely used.",
+        "bikes",
+        usd(25),
+        _USD,
+        "Қарағанды",
+        4,
+        "helmet",
+    ),
+    _L(
+        3,
+        "ru",
+        "Зимние сапоги, 43 размер",
+        "Натуральный мех внутри, как раз для карагандинских морозов. Носил один сезон.",
+        "clothing",
+        kzt(20_000),
+        _KZT,
+        "Қарағанды",
+        4,
+        "boots",
+        2,
+    ),
+    _L(
+        3,
+        "kk",
+        "Қысқы етік, 38 өлшем",
+        "Әйелдер етігі, іші табиғи жүн. Бір маусым ғана киілді, табаны тозбаған.",
+        "clothing",
+        kzt(15_000),
+        _KZT,
+        "Өскемен",
+        5,
+        "boots",
+    ),
+    _L(
+        3,
+        "ru",
+        "Кожаная куртка мужская, L",
+        "Натуральная кожа, надевал пару раз — не подошла по размеру.",
+        "clothing",
+        usd(90),
+        _USD,
+        "Орал",
+        6,
+        "jacket",
+    ),
+    _L(
+        3,
+        "kk",
+        "Ерлер пуховигі, 50 өлшем",
+        "Жылы әрі жеңіл, капюшоны шешіледі. Бір қыс қана киілді.",
+        "clothing",
+        eth("0.01"),
+        _ETH,
+        "Астана",
+        4,
+        "jacket",
+    ),
+    _L(
+        3,
+        "en",
+        "Snowboard boots, size 42",
+        "Two seasons on Shymbulak, laces and liners in good shape.",
+        "clothing",
+        usd(45),
+        _USD,
+        "Алматы",
+        4,
+        "boots",
+    ),
+    _L(
+        3,
+        "ru",
+        "Беговел Puky, от 2 лет",
+        "Лёгкая алюминиевая рама, надувные колёса. Катались одно лето.",
+        "bikes",
+        kzt(18_000),
+        _KZT,
+        "Қарағанды",
+        4,
+        "kids_bicycle",
+    ),
+    _L(
+        0,
+        "kk",
+        'Ноутбук Lenovo IdeaPad 3, 15,6"',
+        "Core i5, 8 ГБ жедел жады, 512 ГБ SSD. Оқуға және кеңсе жұмысына өте ыңғайлы. "
+        "Зарядтағышы бар.",
+        "electronics",
+        kzt(140_000),
+        _KZT,
+        "Қостанай",
+        5,
+        "laptop",
+    ),
+    _L(
+        0,
+        "kk",
+        "Samsung мониторы, 27 дюйм",
+        "Экранында өлі пиксель жоқ, тұғыры мен кабельдері бар. Үйден жұмыс істеуге керемет.",
+        "electronics",
+        eth("0.03"),
+        _ETH,
+        "Орал",
+        6,
+        "tv",
+    ),
+    _L(
+        0,
+        "ru",
+        "Айфон XR на запчасти",
+        "Продаю айфон на запчасти: после падения не включается, экран целый, корпус без "
+        "вмятин. Торг уместен.",
+        "phones",
+        kzt(25_000),
+        _KZT,
+        "Тараз",
+        5,
+        "phone",
+    ),
+    _L(
+        3,
+        "en",
+        "Kids' kick scooter, 3 wheels",
+        "Light-up wheels, adjustable handlebar, for ages 3 to 6.",
+        "bikes",
+        usd(15),
+        _USD,
+        "Ақтау",
+        4,
+        "scooter",
     ),
 ]
 
 
-def seed_demo_data(session: Session, deployment: Deployment, chain: Chain) -> bool:
-    """Seeds a fresh database and commits; returns False (doing nothing) if users exist."""
+# ---------------------------------------------------------------------------- seeding
+
+
+def seed_demo_data(
+    session: Session, deployment: Deployment, chain: Chain, upload_dir: Path | str | None = None
+) -> bool:
+    """Seeds a fresh database and commits; returns False (doing nothing) if users exist.
+
+    The listing photos are written to ``upload_dir``: by default the app's ``UPLOAD_DIR``
+    (see ``default_upload_dir``).
+    """
     if session.scalar(select(func.count(User.id))):
         return False
     accounts = [a.lower() for a in chain.accounts]
@@ -202,30 +715,85 @@ def seed_demo_data(session: Session, deployment: Deployment, chain: Chain) -> bo
         profile.bio = bio
         profile.languages = languages
 
-    for position, (seller_index, title, description, category, price, currency) in enumerate(
-        LISTINGS
-    ):
-        if seller_index >= len(sellers):
-            continue
-        session.add(
-            Listing(
-                ref="0x" + secrets.token_hex(32),
-                seller_id=sellers[seller_index].id,
-                title=title,
-                description=description,
-                price=price,
-                currency=currency,
-                quantity=1,
-                category=category,
-                city=SELLERS[seller_index][2],
-                photos=[],
-                status=ListingStatus.ACTIVE.value,
-                # Spread over the last days so "newest first" has an order to show.
-                created_at=now - timedelta(hours=6 * (len(LISTINGS) - position)),
+    folder = Path(upload_dir) if upload_dir is not None else default_upload_dir(session)
+    written: list[Path] = []
+    try:
+        for position, demo in enumerate(LISTINGS):
+            if demo.seller >= len(sellers):
+                continue
+            names = [
+                _store_photo(folder, demo, position, number, written)
+                for number in range(demo.photos)
+            ]
+            session.add(
+                Listing(
+                    ref="0x" + secrets.token_hex(32),
+                    seller_id=sellers[demo.seller].id,
+                    title=demo.title,
+                    description=demo.description,
+                    price=demo.price,
+                    currency=demo.currency,
+                    quantity=1,
+                    category=demo.category,
+                    city=demo.city,
+                    delivery_days=demo.delivery_days,
+                    photos=names,
+                    status=ListingStatus.ACTIVE.value,
+                    # Spread over the last days so "newest first" has an order to show.
+                    created_at=now - timedelta(hours=6 * (len(LISTINGS) - position)),
+                )
             )
-        )
-    session.commit()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for path in written:  # no photo files without the listings that name them
+            path.unlink(missing_ok=True)
+        raise
     return True
+
+
+def default_upload_dir(session: Session) -> Path:
+    """Where the app keeps listing photos, as seen from where the seed runs.
+
+    In a Flask app context: its ``UPLOAD_DIR``. Otherwise the app's rule, ``<data>/uploads``,
+    where the data folder is the one holding the database when that is the data folder's own
+    SQLite file (``escrow.sqlite3``: the local stack seeds a data folder of its own, which the
+    seeding process need not have in ``ESCROW_DATA_DIR``), else ``ESCROW_DATA_DIR``.
+    """
+    from flask import current_app, has_app_context
+
+    from escrow import settings
+
+    if has_app_context():
+        return Path(current_app.config["UPLOAD_DIR"])
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    url = make_url(engine.url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        database = Path(url.database)
+        if database.name == SQLITE_NAME:
+            return database.resolve().parent / "uploads"
+    return settings.data_dir() / "uploads"
+
+
+def _store_photo(
+    folder: Path, demo: DemoListing, position: int, number: int, written: list[Path]
+) -> str:
+    """One drawn photo, cleaned by the upload code and saved under a name like an upload's."""
+    from webapp.listings import PHOTO_NAME, clean_photo
+    from webapp.seed_assets.photos import photo_bytes
+
+    drawn = photo_bytes(
+        demo.art, demo.category, demo.caption, f"{position}:{demo.title}", number, demo.color
+    )
+    data = clean_photo(drawn, "jpg", MAX_PHOTO_PIXELS)
+    name = f"{secrets.token_hex(16)}.jpg"
+    assert PHOTO_NAME.match(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    written.append(path)
+    return name
 
 
 def _user(
@@ -260,7 +828,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(url)
     try:
         with Session(engine, expire_on_commit=False) as session:
-            seeded = seed_demo_data(session, deployment, chain)
+            # The web app's own rule for the upload folder: <ESCROW_DATA_DIR>/uploads.
+            seeded = seed_demo_data(
+                session, deployment, chain, upload_dir=settings.data_dir() / "uploads"
+            )
     finally:
         engine.dispose()
     print(

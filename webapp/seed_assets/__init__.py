@@ -1,0 +1,1 @@
+"""Assets the demo seed makes for itself (``webapp/seed.py``): drawn listing photos."""
