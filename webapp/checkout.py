@@ -28,6 +28,9 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from flask import current_app
+from flask_babel import LazyString, lazy_ngettext, ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -62,9 +65,10 @@ DEFAULT_DELIVERY_DAYS = 10
 
 
 class CheckoutRefused(Exception):
-    """The checkout cannot go on; ``status`` and the message are for the buyer."""
+    """The checkout cannot go on; ``status`` and the message are for the buyer (a lazy
+    translation: it is put into words in the buyer's language when it is shown)."""
 
-    def __init__(self, status: int, message: str, **payload: Any) -> None:
+    def __init__(self, status: int, message: str | LazyString, **payload: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -93,7 +97,7 @@ def delivery_days_of(listing: Listing) -> int:
 
 
 def days_text(days: int) -> str:
-    return f"{days} day" if days == 1 else f"{days} days"
+    return ngettext("%(num)d day", "%(num)d days", days)
 
 
 def listing_terms(listing: Listing) -> dict[str, Any]:
@@ -133,15 +137,15 @@ def read_quote(body: dict[str, Any]) -> Quote | None:
         amount_int = int(str(amount))
         version_int = int(str(version))
     except ValueError:
-        raise CheckoutRefused(400, "The price on the page is malformed; reload it.") from None
+        raise CheckoutRefused(400, _l("The price on the page is malformed; reload it.")) from None
     if amount_int < 0 or amount_int >= 2**256 or not isinstance(currency, str):
-        raise CheckoutRefused(400, "The price on the page is malformed; reload it.")
+        raise CheckoutRefused(400, _l("The price on the page is malformed; reload it."))
     fee = source.get("platform_fee_bps")
     fee_bps: int | None = None
     if fee is not None:
         text = str(fee).strip()
         if isinstance(fee, bool) or not text.isdigit() or len(text) > 5 or int(text) > 10_000:
-            raise CheckoutRefused(400, "The fee on the page is malformed; reload it.")
+            raise CheckoutRefused(400, _l("The fee on the page is malformed; reload it."))
         fee_bps = int(text)
     return Quote(amount_int, currency, version_int, fee_bps)
 
@@ -152,7 +156,7 @@ def check_quote(listing: Listing, quote: Quote | None) -> None:
     if quote is None:
         raise QuoteChanged(
             409,
-            "The page did not say which price you agreed to. Check the price and buy again.",
+            _l("The page did not say which price you agreed to. Check the price and buy again."),
             terms=terms,
         )
     if (
@@ -160,13 +164,14 @@ def check_quote(listing: Listing, quote: Quote | None) -> None:
         or quote.currency != listing.currency
         or quote.version != int(listing.version or 1)
     ):
+        message: LazyString
         if quote.amount == int(listing.price) and quote.currency == listing.currency:
-            message = "The seller changed this listing since you opened it. Check it again."
+            message = _l("The seller changed this listing since you opened it. Check it again.")
         else:
-            shown = format_amount(quote.amount, quote.currency)
-            message = (
-                f"The price changed from {shown} to {terms['amount_text']}. "
-                "Confirm the new price to buy."
+            message = _l(
+                "The price changed from %(shown)s to %(price)s. Confirm the new price to buy.",
+                shown=format_amount(quote.amount, quote.currency),
+                price=terms["amount_text"],
             )
         raise QuoteChanged(409, message, terms=terms)
 
@@ -203,14 +208,14 @@ def listing_is_held(session: Session, listing_id: int, now: datetime | None = No
 def terms_locked(session: Session, listing: Listing) -> str | None:
     """Why the listing's price and currency cannot change now, or None if they can."""
     if listing_is_held(session, listing.id):
-        return "A buyer is paying for this item right now."
+        return _("A buyer is paying for this item right now.")
     open_trades = session.scalar(
         select(func.count(Trade.id)).where(
             Trade.listing_id == listing.id, Trade.status.in_(OPEN_STATUSES)
         )
     )
     if open_trades:
-        return "This item has an open trade."
+        return _("This item has an open trade.")
     return None
 
 
@@ -298,11 +303,16 @@ def start(
     current = open_hold_of(session, buyer, now)
     if current is not None and current.listing_id == listing.id:
         if hold_id is not None and str(hold_id) != str(current.id):
-            raise CheckoutRefused(409, "This checkout was replaced by a newer one; start again.")
+            raise CheckoutRefused(
+                409, _l("This checkout was replaced by a newer one; start again.")
+            )
         if current.state == HoldState.PAYMENT.value:
             raise CheckoutRefused(
                 409,
-                "Your payment for this item is being confirmed. Wait for it on your trades page.",
+                _l(
+                    "Your payment for this item is being confirmed. Wait for it on your trades "
+                    "page."
+                ),
             )
         if current.arbitrator != arbitrator.lower() or current.token != token.lower():
             end_hold(session, current, "replaced")
@@ -311,14 +321,23 @@ def start(
             return current
     elif hold_id is not None:
         raise CheckoutRefused(
-            409, "Your hold on this item ended (it lasts two minutes). Start the purchase again."
+            409,
+            _l("Your hold on this item ended (it lasts two minutes). Start the purchase again."),
         )
     elif current is not None and current.state == HoldState.PAYMENT.value:
         held = session.get(Listing, current.listing_id)
         raise CheckoutRefused(
             409,
-            f"Your payment for “{held.title if held else 'another item'}” is still being "
-            "confirmed. You can buy again once it is.",
+            _l(
+                "Your payment for “%(title)s” is still being confirmed. You can buy again once "
+                "it is.",
+                title=held.title,
+            )
+            if held
+            else _l(
+                "Your payment for another item is still being confirmed. You can buy again once "
+                "it is."
+            ),
         )
     elif current is not None:
         end_hold(session, current, "replaced")
@@ -328,9 +347,14 @@ def start(
     if retry_at is not None:
         raise CheckoutRefused(
             429,
-            f"You left {count} purchases unfinished in the last "
-            f"{_setting('ABANDON_WINDOW_SECONDS', ABANDON_WINDOW_SECONDS) // 60} minutes, "
-            "so items are not held for you for a while. Try again later.",
+            lazy_ngettext(
+                "You left %(num)d purchase unfinished in the last %(minutes)d minutes, so items "
+                "are not held for you for a while. Try again later.",
+                "You left %(num)d purchases unfinished in the last %(minutes)d minutes, so items "
+                "are not held for you for a while. Try again later.",
+                count,
+                minutes=_setting("ABANDON_WINDOW_SECONDS", ABANDON_WINDOW_SECONDS) // 60,
+            ),
             retry_at=retry_at.isoformat(),
         )
 
@@ -341,8 +365,10 @@ def start(
         until = as_utc(other.reserved_until) if other is not None else None
         raise CheckoutRefused(
             409,
-            "Someone else is buying this item right now. If they do not pay, it is free again "
-            "within a few minutes.",
+            _l(
+                "Someone else is buying this item right now. If they do not pay, it is free "
+                "again within a few minutes."
+            ),
             held_until=until.isoformat() if until else None,
         )
     seller = session.get(User, listing.seller_id)
@@ -437,7 +463,7 @@ def mark_paid(
     if hold.state == HoldState.ENDED.value and hold.end_reason == "funded":
         return now  # the indexer saw the payment before the page reported it
     if hold.state != HoldState.WALLET.value or (as_utc(hold.expires_at) or now) <= now:
-        raise CheckoutRefused(409, "This hold has already ended.")
+        raise CheckoutRefused(409, _l("This hold has already ended."))
     if found is not None:
         listing = session.get(Listing, hold.listing_id)
         ref = (listing.ref[2:] if listing else "").lower()
@@ -450,7 +476,7 @@ def mark_paid(
             or ref not in data_hex
         ):
             # The hold is not extended; it ends by itself when its two minutes are over.
-            raise CheckoutRefused(400, "That transaction is not the payment for this item.")
+            raise CheckoutRefused(400, _l("That transaction is not the payment for this item."))
         seconds = _setting("PAYMENT_HOLD_SECONDS", PAYMENT_HOLD_SECONDS)
     else:
         seconds = _setting("WALLET_HOLD_SECONDS", WALLET_HOLD_SECONDS)
@@ -467,7 +493,7 @@ def mark_paid(
         session.refresh(hold)
         if hold.state == HoldState.ENDED.value and hold.end_reason == "funded":
             return now
-        raise CheckoutRefused(409, "This hold has already ended.")
+        raise CheckoutRefused(409, _l("This hold has already ended."))
     session.execute(
         update(Listing)
         .where(Listing.id == hold.listing_id, Listing.reserved_by == hold.buyer)
@@ -511,7 +537,7 @@ def review(
     inspection_words = (
         days_text(int(inspection_days))
         if inspection_days == int(inspection_days)
-        else f"{inspection_period // 3600} hours"
+        else ngettext("%(num)d hour", "%(num)d hours", inspection_period // 3600)
     )
     return {
         "hold": hold.id,
@@ -532,9 +558,11 @@ def review(
         "inspection_seconds": inspection_period,
         "delivery_seconds": delivery_window,
         "delivery_days": delivery_days,
-        "delivery_text": (
-            f"Seller promises delivery within {days_text(delivery_days)} after shipping; "
-            f"you then have {inspection_words} to inspect."
+        "delivery_text": _(
+            "Seller promises delivery within %(delivery)s after shipping; you then have "
+            "%(inspection)s to inspect.",
+            delivery=days_text(delivery_days),
+            inspection=inspection_words,
         ),
         "version": hold.listing_version,
     }

@@ -14,6 +14,9 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from flask import abort, request, url_for
+from flask_babel import LazyString, ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
@@ -40,6 +43,33 @@ STATUS_FILTERS = {
     "finished": tuple(s.value for s in TradeStatus if s.is_final),
     **{s.value.lower(): (s.value,) for s in TradeStatus if s != TradeStatus.NONE},
 }
+#: What people read for a trade's status (the database keeps the English value).
+STATUS_WORDS: dict[str, LazyString] = {
+    TradeStatus.FUNDED.value: _l("Funded"),
+    TradeStatus.SHIPPED.value: _l("Shipped"),
+    TradeStatus.DISPUTED.value: _l("Disputed"),
+    TradeStatus.RELEASED.value: _l("Released"),
+    TradeStatus.REFUNDED.value: _l("Refunded"),
+    TradeStatus.SETTLED.value: _l("Settled"),
+    TradeStatus.RESOLVED.value: _l("Resolved"),
+}
+#: The choices of the status filter of the trades page.
+STATUS_FILTER_WORDS: dict[str, LazyString] = {
+    "open": _l("Open"),
+    "finished": _l("Finished"),
+    **{value.lower(): word for value, word in STATUS_WORDS.items()},
+}
+#: A participant's role, as a heading or choice ("Buyer") and inside a sentence ("buyer").
+ROLE_TITLES: dict[str, LazyString] = {
+    "buyer": _l("Buyer"),
+    "seller": _l("Seller"),
+    "arbitrator": _l("Arbitrator"),
+}
+ROLE_WORDS: dict[str, LazyString] = {
+    "buyer": _l("buyer"),
+    "seller": _l("seller"),
+    "arbitrator": _l("arbitrator"),
+}
 #: Marks the opener's statement among a trade's messages (the Dispute row is the indexer's).
 DISPUTE_STATEMENT_MARK = "[Dispute statement] "
 
@@ -50,12 +80,13 @@ DISPUTE_STATEMENT_MARK = "[Dispute statement] "
 @dataclass(frozen=True)
 class Action:
     name: str
-    label: str
+    #: What people read (label, explanation, confirm) is translated when it is shown.
+    label: str | LazyString
     #: Who may ever take it: 'buyer', 'seller' or 'anyone' (any participant signed in).
     roles: frozenset[str]
-    explanation: str
+    explanation: str | LazyString
     danger: bool = False
-    confirm: str | None = None
+    confirm: str | LazyString | None = None
 
 
 ACTIONS: dict[str, Action] = {
@@ -63,90 +94,104 @@ ACTIONS: dict[str, Action] = {
     for a in (
         Action(
             "ship",
-            "Mark as shipped",
+            _l("Mark as shipped"),
             frozenset({"seller"}),
-            "Starts the buyer's inspection period.",
+            _l("Starts the buyer's inspection period."),
         ),
         Action(
             "confirm",
-            "Confirm receipt",
+            _l("Confirm receipt"),
             frozenset({"buyer"}),
-            "Releases the money to the seller now.",
-            confirm="Release the money to the seller? This cannot be undone.",
+            _l("Releases the money to the seller now."),
+            confirm=_l("Release the money to the seller? This cannot be undone."),
         ),
         Action(
             "release",
-            "Release after inspection",
+            _l("Release after inspection"),
             frozenset({"anyone"}),
-            "The inspection period is over; the money goes to the seller.",
+            _l("The inspection period is over; the money goes to the seller."),
         ),
         Action(
             "refund",
-            "Refund after missed deadline",
+            _l("Refund after missed deadline"),
             frozenset({"anyone"}),
-            "The seller did not ship in time; the buyer gets the money back in full.",
+            _l("The seller did not ship in time; the buyer gets the money back in full."),
         ),
         Action(
             "seller_refund",
-            "Refund the buyer",
+            _l("Refund the buyer"),
             frozenset({"seller"}),
-            "Gives the buyer the whole amount back.",
+            _l("Gives the buyer the whole amount back."),
             danger=True,
-            confirm="Refund the buyer in full? This cannot be undone.",
+            confirm=_l("Refund the buyer in full? This cannot be undone."),
         ),
         Action(
             "propose_split",
-            "Propose a split",
+            _l("Propose a split"),
             frozenset({"buyer", "seller"}),
-            "Offer to divide the money; the other party can accept it.",
+            _l("Offer to divide the money; the other party can accept it."),
         ),
         Action(
             "accept_split",
-            "Accept the proposed split",
+            _l("Accept the proposed split"),
             frozenset({"buyer", "seller"}),
-            "Pays out the split the other party proposed.",
-            confirm="Accept this split? The money is paid out at once.",
+            _l("Pays out the split the other party proposed."),
+            confirm=_l("Accept this split? The money is paid out at once."),
         ),
         Action(
             "dispute",
-            "Open a dispute",
+            _l("Open a dispute"),
             frozenset({"buyer", "seller"}),
-            "The arbitrator will decide how the money is divided.",
+            _l("The arbitrator will decide how the money is divided."),
             danger=True,
         ),
         Action(
             "received",
-            "I received the item",
+            _l("I received the item"),
             frozenset({"buyer"}),
-            "Starts your inspection period now instead of when the delivery time is over.",
+            _l("Starts your inspection period now instead of when the delivery time is over."),
         ),
         Action(
             "request_extension",
-            "Ask for more time to inspect",
+            _l("Ask for more time to inspect"),
             frozenset({"buyer"}),
-            "You can ask once for 1 to 7 more days; the seller decides whether to give them.",
+            _l("You can ask once for 1 to 7 more days; the seller decides whether to give them."),
         ),
         Action(
             "grant_extension",
-            "Give more days to inspect",
+            _l("Give more days to inspect"),
             frozenset({"seller"}),
-            "The buyer asked for more time to inspect the item; the inspection ends later.",
+            _l("The buyer asked for more time to inspect the item; the inspection ends later."),
         ),
         Action(
             "cancel_split",
-            "Withdraw my offer",
+            _l("Withdraw my offer"),
             frozenset({"buyer", "seller"}),
-            "Takes back your split offer; the other party can no longer accept it.",
+            _l("Takes back your split offer; the other party can no longer accept it."),
         ),
         Action(
             "resolve",
-            "Resolve after ruling timeout",
+            _l("Resolve after ruling timeout"),
             frozenset({"anyone"}),
-            "The arbitrator did not rule in time: the money is split 50/50 if the item was "
-            "shipped, and refunded to the buyer if it was not.",
+            _l(
+                "The arbitrator did not rule in time: the money is split 50/50 if the item was "
+                "shipped, and refunded to the buyer if it was not."
+            ),
         ),
     )
 }
+
+
+def status_word(status: str) -> str:
+    """The trade status ``status`` (a database value such as 'Funded') in words."""
+    word = STATUS_WORDS.get(status)
+    return str(word) if word is not None else status
+
+
+def role_word(role: str | None) -> str:
+    """'buyer', 'seller' or 'arbitrator' in words, for the middle of a sentence."""
+    word = ROLE_WORDS.get(role or "")
+    return str(word) if word is not None else (role or "")
 
 
 def role_of(trade: Trade, address: str | None) -> str | None:
@@ -336,7 +381,7 @@ def load_trade(trade_pk: int) -> tuple[Trade, str]:
         abort(404)
     role = role_of(trade, current_address())
     if role is None:
-        abort(403, "Only the buyer, the seller and the arbitrator of this trade can see it.")
+        abort(403, _("Only the buyer, the seller and the arbitrator of this trade can see it."))
     return trade, role
 
 
@@ -350,12 +395,12 @@ def percent_to_bps(value: Any) -> int:
     try:
         percent = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.") from None
+        raise ValueError(_("Enter the buyer's share as a percentage from 0 to 100.")) from None
     if not percent.is_finite() or percent < 0 or percent > 100:
-        raise ValueError("Enter the buyer's share as a percentage from 0 to 100.")
+        raise ValueError(_("Enter the buyer's share as a percentage from 0 to 100."))
     bps = percent * 100
     if bps != bps.to_integral_value():
-        raise ValueError("The buyer's share can have at most two decimal places.")
+        raise ValueError(_("The buyer's share can have at most two decimal places."))
     return int(bps)
 
 
@@ -425,20 +470,20 @@ def deadlines(trade: Trade) -> list[tuple[str, datetime]]:
     out: list[tuple[str, datetime]] = []
     ship_by = as_utc(trade.ship_by)
     if trade.status == TradeStatus.FUNDED.value and ship_by is not None:
-        out.append(("Seller must ship by", ship_by))
+        out.append((_("Seller must ship by"), ship_by))
     window_end = delivery_end(trade)
     if (
         trade.status == TradeStatus.SHIPPED.value
         and window_end is not None
         and trade.received_at is None
     ):
-        out.append(("Delivery promised by", window_end))
+        out.append((_("Delivery promised by"), window_end))
     end = inspection_end(trade)
     if trade.status == TradeStatus.SHIPPED.value and end is not None:
-        out.append(("Inspection ends", end))
+        out.append((_("Inspection ends"), end))
     ruling = as_utc(trade.ruling_deadline or trade.deadline)
     if trade.status == TradeStatus.DISPUTED.value and ruling is not None:
-        out.append(("Arbitrator must rule by", ruling))
+        out.append((_("Arbitrator must rule by"), ruling))
     return out
 
 
@@ -451,12 +496,17 @@ def milestones(trade: Trade) -> list[tuple[str, datetime]]:
     window_end = delivery_end(trade)
     # Once the buyer has the item, the delivery window no longer decides anything.
     if window_end is not None and trade.received_at is None:
-        out.append(("Delivery window ends", window_end))
+        out.append((_("Delivery window ends"), window_end))
     end = inspection_end(trade)
     if end is not None:
-        label = "Inspection ends"
         if trade.extension_granted and trade.extension_days:
-            label += f" (with {trade.extension_days} more days given by the seller)"
+            label = ngettext(
+                "Inspection ends (with %(num)d more day given by the seller)",
+                "Inspection ends (with %(num)d more days given by the seller)",
+                int(trade.extension_days),
+            )
+        else:
+            label = _("Inspection ends")
         out.append((label, end))
     return sorted(out, key=lambda item: item[1])
 

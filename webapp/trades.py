@@ -14,6 +14,9 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from hexbytes import HexBytes
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -43,7 +46,9 @@ from webapp.trade_rules import (
     INSPECTION_SECONDS,
     MIN_INSPECTION_SECONDS,
     OPEN_STATUSES,
+    ROLE_TITLES,
     SHIP_WITHIN_SECONDS,
+    STATUS_FILTER_WORDS,
     STATUS_FILTERS,
     available_actions,
     chain_now,
@@ -59,7 +64,9 @@ from webapp.trade_rules import (
     percent_to_bps,
     prepare_for,
     role_of,
+    role_word,
     split_offer_live,
+    status_word,
     sync_dispute_statement,
     terms_of,
 )
@@ -68,19 +75,19 @@ bp = Blueprint("trades", __name__)
 
 PERMIT_SECONDS = 3600
 EVENT_WORDS = {
-    "TradeFunded": "Paid into escrow",
-    "TradeShipped": "Marked as shipped",
-    "TradeReleased": "Money released to the seller",
-    "TradeRefunded": "Money refunded to the buyer",
-    "TradeReceived": "Buyer received the item: inspection started",
-    "InspectionExtensionRequested": "Buyer asked for more time to inspect",
-    "InspectionExtended": "Seller gave more time to inspect",
-    "SplitProposed": "Split proposed",
-    "SplitCleared": "Split offer dropped: the trade moved on",
-    "TradeSettled": "Settled by agreed split",
-    "DisputeOpened": "Dispute opened",
-    "EvidenceSubmitted": "Evidence recorded on chain",
-    "DisputeResolved": "Dispute resolved",
+    "TradeFunded": _l("Paid into escrow"),
+    "TradeShipped": _l("Marked as shipped"),
+    "TradeReleased": _l("Money released to the seller"),
+    "TradeRefunded": _l("Money refunded to the buyer"),
+    "TradeReceived": _l("Buyer received the item: inspection started"),
+    "InspectionExtensionRequested": _l("Buyer asked for more time to inspect"),
+    "InspectionExtended": _l("Seller gave more time to inspect"),
+    "SplitProposed": _l("Split proposed"),
+    "SplitCleared": _l("Split offer dropped: the trade moved on"),
+    "TradeSettled": _l("Settled by agreed split"),
+    "DisputeOpened": _l("Dispute opened"),
+    "EvidenceSubmitted": _l("Evidence recorded on chain"),
+    "DisputeResolved": _l("Dispute resolved"),
 }
 
 
@@ -133,13 +140,17 @@ def arbitrator_fee(profile: ArbitratorProfile) -> int:
     return min(profile.fee_bps, cap) if profile.fee_bps is not None else cap
 
 
+class PermitError(ValueError):
+    """A permit the page sent that cannot be used; the message is for the buyer."""
+
+
 def _split_signature(signature: Any) -> tuple[int, bytes, bytes]:
     try:
         raw = HexBytes(signature)
     except (TypeError, ValueError):
         raw = HexBytes(b"")
     if len(raw) != 65:
-        raise ValueError("The permit signature is malformed; sign it again.")
+        raise PermitError(_("The permit signature is malformed; sign it again."))
     v = raw[64] if raw[64] >= 27 else raw[64] + 27
     return v, bytes(raw[:32]), bytes(raw[32:64])
 
@@ -203,23 +214,23 @@ def buy(listing_id: int) -> Any:
     seller = session.get(User, listing.seller_id)
     assert seller is not None
     if seller.address == buyer:
-        return render_error(409, "This is your own listing; you cannot buy it.")
+        return render_error(409, _("This is your own listing; you cannot buy it."))
     if listing.status not in (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value):
-        return render_error(409, "This listing is no longer for sale.")
+        return render_error(409, _("This listing is no longer for sale."))
     if listing.quantity < 1 or listing.price <= 0:
-        return render_error(409, "This listing is not available to buy.")
+        return render_error(409, _("This listing is not available to buy."))
     body = json_body()
 
     arbitrators = registered_arbitrators(session, exclude={buyer, seller.address})
     if not arbitrators:
-        return render_error(503, "No arbitrator is available right now; try again later.")
+        return render_error(503, _("No arbitrator is available right now; try again later."))
     wanted = body.get("arbitrator")
     if wanted:
         if not isinstance(wanted, str) or not is_address(wanted):
-            return render_error(400, "Choose an arbitrator from the list.")
+            return render_error(400, _("Choose an arbitrator from the list."))
         matches = [a for a in arbitrators if a.address == wanted.lower()]
         if not matches:
-            return render_error(400, "That arbitrator is not available for this trade.")
+            return render_error(400, _("That arbitrator is not available for this trade."))
         arbitrator = matches[0]
     else:
         arbitrator = arbitrators[0]
@@ -228,11 +239,11 @@ def buy(listing_id: int) -> Any:
     if listing.currency == "USD":
         coin = gateway().deployment().stablecoin
         if coin is None:
-            return render_error(409, "Dollar payments are not available on this chain.")
+            return render_error(409, _("Dollar payments are not available on this chain."))
         token = to_checksum_address(coin.address)
     permit = body.get("permit")
     if permit is not None and not isinstance(permit, dict):
-        return render_error(400, "The permit signature is malformed; sign it again.")
+        return render_error(400, _("The permit signature is malformed; sign it again."))
 
     try:
         quote = checkout.read_quote(body)
@@ -311,10 +322,12 @@ def buy(listing_id: int) -> Any:
                 v, r, s = _split_signature(permit.get("signature"))
                 deadline = int(permit.get("deadline", ""))
                 if not now < deadline < 2**256:
-                    raise ValueError("The permit has expired or its deadline is malformed.")
+                    raise PermitError(_("The permit has expired or its deadline is malformed."))
             except (TypeError, ValueError, OverflowError) as exc:
                 checkout.release(session, hold, "refused")
-                message = str(exc) if "permit" in str(exc) else "The permit is malformed."
+                message = (
+                    str(exc) if isinstance(exc, PermitError) else _("The permit is malformed.")
+                )
                 return render_error(400, message)
             call = client.calls.fund_with_permit(
                 token=token, permit_deadline=deadline, v=v, r=r, s=s, **common
@@ -328,7 +341,7 @@ def buy(listing_id: int) -> Any:
         raise
     if int(tx.get("value", "0x0"), 16) != (int(hold.amount) if token == ETH else 0):
         checkout.release(session, hold, "failed")  # never hand out a payment of another amount
-        return render_error(409, "The payment could not be prepared; nothing was sent.")
+        return render_error(409, _("The payment could not be prepared; nothing was sent."))
     return jsonify(tx=tx, **answer)
 
 
@@ -345,16 +358,18 @@ def delivery_window_of(listing: Listing) -> int:
 
 
 def fee_raised_message(shown_bps: int, now_bps: int) -> str:
-    return (
-        f"The platform fee went up from {bps_percent(shown_bps)} to {bps_percent(now_bps)} "
-        "since you reviewed this purchase. Nothing was paid. Buy again to review the new fee."
+    return _(
+        "The platform fee went up from %(shown)s to %(now)s since you reviewed this purchase. "
+        "Nothing was paid. Buy again to review the new fee.",
+        shown=bps_percent(shown_bps),
+        now=bps_percent(now_bps),
     )
 
 
 def checkout_refusal(exc: checkout.CheckoutRefused) -> Any:
     if wants_json():
-        return jsonify(error=exc.message, **exc.payload), exc.status
-    return render_error(exc.status, exc.message)
+        return jsonify(error=str(exc.message), **exc.payload), exc.status
+    return render_error(exc.status, str(exc.message))
 
 
 def _own_hold(hold_id: int) -> checkout.CheckoutHold:
@@ -385,7 +400,7 @@ def hold_paid(hold_id: int) -> Any:
     hold = _own_hold(hold_id)
     tx_hash = json_body().get("tx_hash")
     if not isinstance(tx_hash, str) or not checkout.TX_HASH.match(tx_hash):
-        return render_error(400, "Send the payment's transaction hash.")
+        return render_error(400, _("Send the payment's transaction hash."))
     tx_hash = tx_hash.lower()
     try:
         found: dict[str, Any] | None = dict(
@@ -413,19 +428,19 @@ def hold_failed(hold_id: int) -> Any:
     hold = _own_hold(hold_id)
     tx_hash = json_body().get("tx_hash")
     if not isinstance(tx_hash, str) or not checkout.TX_HASH.match(tx_hash):
-        return render_error(400, "Send the payment's transaction hash.")
+        return render_error(400, _("Send the payment's transaction hash."))
     w3 = gateway().chain().w3
     try:
         receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         sent: dict[str, Any] = dict(w3.eth.get_transaction(HexBytes(tx_hash)))
     except TransactionNotFound:
-        return render_error(409, "That payment is not mined yet.")
+        return render_error(409, _("That payment is not mined yet."))
     if receipt["status"] == 1:
-        return render_error(409, "That payment went through.")
+        return render_error(409, _("That payment went through."))
     if str(sent.get("from", "")).lower() != hold.buyer:
-        return render_error(400, "That transaction is not your payment.")
+        return render_error(400, _("That transaction is not your payment."))
     checkout.transaction_failed(db.session(), tx_hash.lower())
-    message = "The payment was reverted on chain; nothing was paid. Try again."
+    message = _("The payment was reverted on chain; nothing was paid. Try again.")
     to = str(sent.get("to") or "")
     if to.lower() in gateway().escrow_addresses():
         data = sent.get("input") or sent.get("data") or b""
@@ -487,6 +502,10 @@ def index() -> str:
         page=page,
         has_next=len(rows) > size,
         filters=list(STATUS_FILTERS),
+        filter_words=STATUS_FILTER_WORDS,
+        role_titles=ROLE_TITLES,
+        status_word=status_word,
+        role_word=role_word,
         me=me,
         currency={t.id: currency_of(t) for t in trades},
         role_of=role_of,
@@ -535,6 +554,7 @@ def show(trade_pk: int) -> str:
         "trades/show.html",
         trade=trade,
         role=role,
+        status_word=status_word,
         now=now,
         events=events,
         event_words=EVENT_WORDS,
@@ -561,12 +581,22 @@ def event_label(event: TradeEvent) -> str:
     """What a timeline entry says, with the details some events carry."""
     args = event.args if isinstance(event.args, dict) else {}
     if event.event == "SplitCleared" and args.get("byCancel"):
-        return "Split offer withdrawn by its proposer"
+        return _("Split offer withdrawn by its proposer")
     days = args.get("extraDays")
-    if event.event in ("InspectionExtensionRequested", "InspectionExtended") and days:
-        who = "Buyer asked for" if event.event == "InspectionExtensionRequested" else "Seller gave"
-        return f"{who} {days} more {'day' if int(days) == 1 else 'days'} to inspect"
-    return EVENT_WORDS.get(event.event, event.event)
+    if event.event == "InspectionExtensionRequested" and days:
+        return ngettext(
+            "Buyer asked for %(num)d more day to inspect",
+            "Buyer asked for %(num)d more days to inspect",
+            int(days),
+        )
+    if event.event == "InspectionExtended" and days:
+        return ngettext(
+            "Seller gave %(num)d more day to inspect",
+            "Seller gave %(num)d more days to inspect",
+            int(days),
+        )
+    word = EVENT_WORDS.get(event.event)
+    return str(word) if word is not None else event.event
 
 
 def _unlinked_listing(session: Session, trade: Trade) -> Listing | None:
@@ -598,14 +628,22 @@ def act(trade_pk: int, name: str) -> Any:
     me = current_address()
     assert me is not None
     if "anyone" not in action.roles and role not in action.roles:
-        who = " or the ".join(sorted(action.roles))
-        return render_error(403, f"Only the {who} can do this.")
+        if action.roles == {"buyer"}:
+            refusal = _("Only the buyer can do this.")
+        elif action.roles == {"seller"}:
+            refusal = _("Only the seller can do this.")
+        else:
+            refusal = _("Only the buyer or the seller can do this.")
+        return render_error(403, refusal)
     if action not in available_actions(trade, me, chain_now()):
         return render_error(
             409,
-            f"“{action.label}” is not possible now: the trade is "
-            f"{trade.status.lower()}. Reload the page to see what you can "
-            "do.",
+            _(
+                "“%(action)s” is not possible now: the trade is %(status)s. Reload the page to "
+                "see what you can do.",
+                action=action.label,
+                status=status_word(trade.status).lower(),
+            ),
         )
     body = json_body()
     calls = client_of(trade).calls
@@ -616,7 +654,7 @@ def act(trade_pk: int, name: str) -> Any:
     if name == "ship":
         tracking = str(body.get("tracking") or "").strip()
         if len(tracking) > 200:
-            return render_error(400, "The tracking reference is too long.")
+            return render_error(400, _("The tracking reference is too long."))
         ref = hashlib.sha256(tracking.encode()).digest() if tracking else ZERO_REF
         call = calls.mark_shipped(trade_id, terms, ref)
     elif name == "confirm":
@@ -627,7 +665,7 @@ def act(trade_pk: int, name: str) -> Any:
         raw = str(body.get("extra_days", "")).strip()
         days = int(raw) if raw.isdigit() and len(raw) <= 2 else 0
         if days not in EXTENSION_DAYS:
-            return render_error(400, "Choose how many more days you need: 1 to 7.")
+            return render_error(400, _("Choose how many more days you need: 1 to 7."))
         call = calls.request_inspection_extension(trade_id, terms, days)
     elif name == "grant_extension":
         call = calls.grant_inspection_extension(trade_id, terms)
@@ -652,7 +690,7 @@ def act(trade_pk: int, name: str) -> Any:
         statement = str(body.get("statement") or "").strip()
         if not 1 <= len(statement) <= 2000:
             return render_error(
-                400, "Explain the problem for the arbitrator (1 to 2,000 characters)."
+                400, _("Explain the problem for the arbitrator (1 to 2,000 characters).")
             )
         keep_statement(db.session(), trade, me, statement)
         call = calls.open_dispute(trade_id, terms)

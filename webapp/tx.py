@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify
+from flask_babel import gettext as _
 from hexbytes import HexBytes
 from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
@@ -31,7 +32,7 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
         return jsonify(
             status="failed",
             block=block,
-            error="The transaction was reverted on chain; nothing changed.",
+            error=_("The transaction was reverted on chain; nothing changed."),
         ), 200
     indexed = indexed_through(chain.chain_id) >= block
     return jsonify(status="mined", block=block, indexed=indexed), 200

@@ -37,9 +37,17 @@
 
   const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov',
                   'Dec'];
+  // The page's language (<html lang>): dates in Kazakh and Russian are written by the browser.
+  const LANG = document.documentElement.lang || 'en';
   function when(iso) {
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return iso;
+    if (LANG !== 'en' && typeof Intl !== 'undefined') {
+      try {
+        return new Intl.DateTimeFormat(LANG, {day: 'numeric', month: 'short', year: 'numeric',
+          hour: '2-digit', minute: '2-digit', hour12: false, timeZone: 'UTC'}).format(d) + ' UTC';
+      } catch (e) { /* an unknown locale: the English form below */ }
+    }
     const hh = String(d.getUTCHours()).padStart(2, '0');
     const mm = String(d.getUTCMinutes()).padStart(2, '0');
     return d.getUTCDate() + ' ' + MONTHS[d.getUTCMonth()] + ' ' + d.getUTCFullYear() + ', ' +
@@ -49,9 +57,10 @@
   function duration(seconds) {
     const days = Math.floor(seconds / 86400), hours = Math.floor((seconds % 86400) / 3600);
     const parts = [];
-    if (days) parts.push(days + (days === 1 ? ' day' : ' days'));
-    if (hours) parts.push(hours + (hours === 1 ? ' hour' : ' hours'));
-    return parts.join(' ') || Math.round(seconds / 60) + ' minutes';
+    if (days) parts.push(ngettext('%(num)s day', '%(num)s days', days));
+    if (hours) parts.push(ngettext('%(num)s hour', '%(num)s hours', hours));
+    const minutes = Math.round(seconds / 60);
+    return parts.join(' ') || ngettext('%(num)s minute', '%(num)s minutes', minutes);
   }
 
   // Shows the review dialog; resolves true when the buyer chooses to pay.
@@ -62,20 +71,23 @@
     };
     set('title', r.title);
     set('amount', r.amount_text);
-    set('token', r.currency === 'ETH' ? '(ether)' : '(token ' + shortAddress(r.token) + ')');
+    set('token', r.currency === 'ETH' ? gettext('(ether)') :
+      gettext('(token %(address)s)', {address: shortAddress(r.token)}));
     set('seller', person(r.seller));
     set('arbitrator', person(r.arbitrator));
-    set('arbitrator_fee', percent(r.arbitrator.fee_bps) +
-        ' of the amount, only if they have to rule on a dispute');
+    set('arbitrator_fee', gettext('%(percent)s of the amount, only if they have to rule on a dispute',
+                                  {percent: percent(r.arbitrator.fee_bps)}));
     set('platform_fee', r.platform_fee_bps ?
-      percent(r.platform_fee_bps) + " of the seller's part, paid by the seller" : 'none');
+      gettext("%(percent)s of the seller's part, paid by the seller",
+              {percent: percent(r.platform_fee_bps)}) : gettext('none'));
     set('ship_by', when(r.ship_by));
     set('delivery', r.delivery_text || '');
-    set('inspection', duration(r.inspection_seconds) + ' from when you mark the item received, ' +
-        'or from the end of the delivery time if that comes first');
+    set('inspection', gettext('%(duration)s from when you mark the item received, or from the end ' +
+                              'of the delivery time if that comes first',
+                              {duration: duration(r.inspection_seconds)}));
     set('hold_expires', when(r.hold_expires));
     const pay = dialog.querySelector('[data-review-pay]');
-    if (pay) pay.textContent = 'Pay ' + r.amount_text;
+    if (pay) pay.textContent = gettext('Pay %(amount)s', {amount: r.amount_text});
     return new Promise((resolve) => {
       dialog.addEventListener('close', () => resolve(dialog.returnValue === 'pay'), {once: true});
       dialog.returnValue = '';
@@ -92,7 +104,7 @@
     note.className = 'card notice warning';
     note.textContent = '';
     const text = document.createElement('p');
-    text.textContent = payload.error || 'The listing changed.';
+    text.textContent = payload.error || gettext('The listing changed.');
     note.appendChild(text);
     const accept = document.createElement('button');
     accept.type = 'button';
@@ -102,7 +114,7 @@
       terms.currency === form.elements.currency.value;
     if (samePrice) {
       // The words changed, not the price: the buyer must read them before buying.
-      accept.textContent = 'Show the changes';
+      accept.textContent = gettext('Show the changes');
       accept.addEventListener('click', () => window.location.reload());
       note.appendChild(accept);
       if (buy) buy.hidden = true;
@@ -110,7 +122,7 @@
       accept.focus();
       return;
     }
-    accept.textContent = 'Continue at ' + terms.amount_text;
+    accept.textContent = gettext('Continue at %(amount)s', {amount: terms.amount_text});
     if (buy) buy.hidden = true;  // the stale price is not offered while the alert shows
     accept.addEventListener('click', () => {
       if (buy) buy.hidden = false;
@@ -118,12 +130,13 @@
       form.elements.currency.value = terms.currency;
       form.elements.version.value = terms.version;
       const label = form.querySelector('[data-buy-label]');
-      if (label) label.textContent = 'Buy with escrow · ' + terms.amount_text;
+      if (label) label.textContent = gettext('Buy with escrow · %(amount)s', {amount: terms.amount_text});
       document.querySelectorAll('[data-listing-price]').forEach((el) => {
         el.textContent = terms.amount_text;
       });
       note.remove();
-      W.status('Price updated to ' + terms.amount_text + '. Press Buy to continue.', 'ok');
+      W.status(gettext('Price updated to %(amount)s. Press Buy to continue.',
+                       {amount: terms.amount_text}), 'ok');
     });
     note.appendChild(accept);
     form.prepend(note);
@@ -162,25 +175,25 @@
       const base = {quote, arbitrator: form.elements.arbitrator ? form.elements.arbitrator.value : ''};
       let sent = false;
       try {
-        W.status('Checking the price and holding the item for you…');
+        W.status(gettext('Checking the price and holding the item for you…'));
         let answer = await post(form.dataset.checkoutUrl, base);
         if (answer.status === 409 && answer.payload.terms) {
           priceChanged(form, answer.payload);
           W.status('');
           return;
         }
-        if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+        if (!answer.ok) throw new Error(answer.payload.error || gettext('The server answered %(status)s.', {status: answer.status}));
         let prepared = answer.payload;
         hold = {release_url: prepared.release_url};
         const r = prepared.review;
         if (r.amount !== quote.amount || r.currency !== quote.currency) {
           await letGo('refused');
-          throw new Error('The payment offered differs from the price shown; nothing was signed.');
+          throw new Error(gettext('The payment offered differs from the price shown; nothing was signed.'));
         }
-        W.status('Review the purchase.');
+        W.status(gettext('Review the purchase.'));
         if (!(await review(dialog, r))) {
           await letGo('refused');
-          W.status('Purchase cancelled. The item is free again.', 'ok');
+          W.status(gettext('Purchase cancelled. The item is free again.'), 'ok');
           return;
         }
         const from = await W.account();
@@ -191,44 +204,47 @@
           // The hold may have ended while the review was open: the server checks it again and
           // prepares the payment only if the item is still held for this buyer.
           answer = await post(form.dataset.checkoutUrl, Object.assign({}, base, {hold: prepared.hold}));
-          if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+          if (!answer.ok) throw new Error(answer.payload.error || gettext('The server answered %(status)s.', {status: answer.status}));
           prepared = answer.payload;
         }
         if (prepared.permit) {
           const message = prepared.permit.message || {};
           if (String(message.owner || '').toLowerCase() !== from) {
-            throw new Error('Your wallet is on ' + from + ', but you are signed in as ' +
-                            String(message.owner || '').toLowerCase() + '. Switch accounts or sign in again.');
+            throw new Error(gettext('Your wallet is on %(wallet)s, but you are signed in as %(account)s. ' +
+                                    'Switch accounts or sign in again.',
+                                    {wallet: from, account: String(message.owner || '').toLowerCase()}));
           }
           if (String(message.value) !== r.amount) {
-            throw new Error('The permit is for another amount than the price; nothing was signed.');
+            throw new Error(gettext('The permit is for another amount than the price; nothing was signed.'));
           }
-          W.status('Sign the permit for ' + r.amount_text + ' in your wallet (no fee)…');
+          W.status(gettext('Sign the permit for %(amount)s in your wallet (no fee)…', {amount: r.amount_text}));
           const signature = await W.provider().request({
             method: 'eth_signTypedData_v4', params: [from, JSON.stringify(prepared.permit)]});
-          W.status('Preparing the payment…');
+          W.status(gettext('Preparing the payment…'));
           answer = await post(form.dataset.checkoutUrl, Object.assign({}, base, {
             hold: prepared.hold, permit: {signature, deadline: prepared.permit_deadline}}));
-          if (!answer.ok) throw new Error(answer.payload.error || ('The server answered ' + answer.status + '.'));
+          if (!answer.ok) throw new Error(answer.payload.error || gettext('The server answered %(status)s.', {status: answer.status}));
           prepared = answer.payload;
         }
         const tx = prepared.tx;
-        if (!tx) throw new Error('The server prepared no payment.');
+        if (!tx) throw new Error(gettext('The server prepared no payment.'));
         if (String(tx.from || '').toLowerCase() !== from) {
-          throw new Error('Your wallet is on ' + from + ', but you are signed in as ' +
-                          String(tx.from || '').toLowerCase() + '. Switch accounts or sign in again.');
+          throw new Error(gettext('Your wallet is on %(wallet)s, but you are signed in as %(account)s. ' +
+                                  'Switch accounts or sign in again.',
+                                  {wallet: from, account: String(tx.from || '').toLowerCase()}));
         }
         const expectedValue = r.currency === 'ETH' ? BigInt(r.amount) : 0n;
         if (BigInt(tx.value || '0x0') !== expectedValue) {
-          throw new Error('The transaction sends another amount than the price; nothing was sent.');
+          throw new Error(gettext('The transaction sends another amount than the price; nothing was sent.'));
         }
-        W.status('Confirm the payment of ' + r.amount_text + ' in your wallet…');
+        W.status(gettext('Confirm the payment of %(amount)s in your wallet…', {amount: r.amount_text}));
         const hash = await W.provider().request({method: 'eth_sendTransaction', params: [tx]});
         sent = true;
         hold = null;
         const reported = await post(prepared.paid_url, {tx_hash: hash}).catch(() => null);
         if (reported && !reported.ok && reported.payload.error) {
-          W.status(reported.payload.error + ' Waiting for the transaction anyway…', 'error');
+          W.status(gettext('%(error)s Waiting for the transaction anyway…', {error: reported.payload.error}),
+                   'error');
         }
         try {
           await W.waitForTx(hash);

@@ -35,7 +35,7 @@
     let payload = {};
     try { payload = await response.json(); } catch (e) { payload = {}; }
     if (!response.ok) {
-      throw new Error(payload.error || ('The server answered ' + response.status + '.'));
+      throw new Error(payload.error || gettext('The server answered %(status)s.', {status: response.status}));
     }
     return payload;
   }
@@ -44,7 +44,7 @@
     const response = await fetch(url, {headers: {'Accept': 'application/json'},
                                        credentials: 'same-origin'});
     const payload = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(payload.error || ('The server answered ' + response.status + '.'));
+    if (!response.ok) throw new Error(payload.error || gettext('The server answered %(status)s.', {status: response.status}));
     return payload;
   }
 
@@ -58,7 +58,7 @@
         case 'eth_requestAccounts':
         case 'eth_accounts': {
           const account = this.account();
-          if (!account) throw new Error('Pick a demo account in the dev wallet first.');
+          if (!account) throw new Error(gettext('Pick a demo account in the dev wallet first.'));
           return [account];
         }
         case 'eth_chainId':
@@ -68,7 +68,7 @@
         case 'eth_signTypedData_v4':
           return (await postJSON('/dev-wallet/rpc', {method, params})).result;
         default:
-          throw new Error('The dev wallet does not support ' + method + '.');
+          throw new Error(gettext('The dev wallet does not support %(method)s.', {method}));
       }
     },
   };
@@ -78,13 +78,14 @@
       return DevWallet;
     }
     if (window.ethereum) return window.ethereum;
-    throw new Error('No wallet found. Install a browser wallet' +
-                    (devWalletOn ? ' or use the dev wallet.' : '.'));
+    throw new Error(devWalletOn ?
+      gettext('No wallet found. Install a browser wallet or use the dev wallet.') :
+      gettext('No wallet found. Install a browser wallet.'));
   }
 
   async function account() {
     const accounts = await provider().request({method: 'eth_requestAccounts', params: []});
-    if (!accounts || !accounts.length) throw new Error('The wallet shared no account.');
+    if (!accounts || !accounts.length) throw new Error(gettext('The wallet shared no account.'));
     return accounts[0].toLowerCase();
   }
 
@@ -97,14 +98,14 @@
 
   async function signIn(next) {
     try {
-      status('Asking your wallet for your address…');
+      status(gettext('Asking your wallet for your address…'));
       const address = await account();
       const {message} = await getJSON('/auth/message?address=' + encodeURIComponent(address));
-      status('Sign the message in your wallet to prove it is yours…');
+      status(gettext('Sign the message in your wallet to prove it is yours…'));
       const signature = await provider().request({method: 'personal_sign',
                                                   params: [toHex(message), address]});
       const result = await postJSON('/auth/verify', {message, signature, next});
-      status('Signed in.', 'ok');
+      status(gettext('Signed in.'), 'ok');
       window.location.assign(result.next || '/');
     } catch (error) {
       status(error.message || String(error), 'error');
@@ -122,13 +123,13 @@
     const from = await account();
     const owner = String(prepared.permit.message.owner || '').toLowerCase();
     if (owner && owner !== from) {
-      throw new Error('Your wallet is on ' + from + ', but you are signed in as ' + owner +
-                      '. Switch accounts or sign in again.');
+      throw new Error(gettext('Your wallet is on %(wallet)s, but you are signed in as %(account)s. ' +
+                              'Switch accounts or sign in again.', {wallet: from, account: owner}));
     }
-    status('Allow the escrow to take the payment: sign the permit in your wallet…');
+    status(gettext('Allow the escrow to take the payment: sign the permit in your wallet…'));
     const signature = await provider().request({
       method: 'eth_signTypedData_v4', params: [from, JSON.stringify(prepared.permit)]});
-    status('Preparing the payment…');
+    status(gettext('Preparing the payment…'));
     const permit = {signature, deadline: prepared.permit_deadline};
     if (typeof FormData !== 'undefined' && data instanceof FormData) {
       data.set('permit', JSON.stringify(permit));
@@ -140,16 +141,17 @@
   // Sends what the server prepared at `url`, then waits until the chain mined it and the
   // indexer has recorded it. Returns the server's final answer.
   async function sendPrepared(url, data) {
-    status('Preparing the transaction…');
+    status(gettext('Preparing the transaction…'));
     let prepared = await postJSON(url, data);
     if (prepared.permit) prepared = await signPermit(url, data, prepared);
     if (!prepared.tx) return prepared;  // nothing to sign (e.g. a message only)
     const from = await account();
     if (prepared.tx.from && prepared.tx.from.toLowerCase() !== from) {
-      throw new Error('Your wallet is on ' + from + ', but you are signed in as ' +
-                      prepared.tx.from.toLowerCase() + '. Switch accounts or sign in again.');
+      throw new Error(gettext('Your wallet is on %(wallet)s, but you are signed in as %(account)s. ' +
+                              'Switch accounts or sign in again.',
+                              {wallet: from, account: prepared.tx.from.toLowerCase()}));
     }
-    status('Confirm the transaction in your wallet…');
+    status(gettext('Confirm the transaction in your wallet…'));
     const hash = await provider().request({method: 'eth_sendTransaction', params: [prepared.tx]});
     if (prepared.after_send) {
       await postJSON(prepared.after_send, {tx_hash: hash}).catch(() => null);
@@ -160,20 +162,22 @@
 
   // Follows a sent transaction until it is mined and the indexer has recorded it.
   async function waitForTx(hash) {
-    status('Sent. Waiting for the chain to confirm it… (' + hash.slice(0, 10) + '…)');
+    status(gettext('Sent. Waiting for the chain to confirm it… (%(hash)s…)', {hash: hash.slice(0, 10)}));
     for (let attempt = 0; attempt < 600; attempt++) {
       const state = await getJSON('/api/tx/' + hash).catch(() => ({status: 'pending'}));
       if (state.status === 'failed') {
-        throw new Error(state.error || 'The transaction failed on chain; nothing was changed.');
+        throw new Error(state.error || gettext('The transaction failed on chain; nothing was changed.'));
       }
       if (state.status === 'mined' && state.indexed) {
-        status('Confirmed in block ' + state.block + '.', 'ok');
+        status(gettext('Confirmed in block %(block)s.', {block: state.block}), 'ok');
         return state;
       }
-      if (state.status === 'mined') status('Mined in block ' + state.block + '. Updating the page…');
+      if (state.status === 'mined') {
+        status(gettext('Mined in block %(block)s. Updating the page…', {block: state.block}));
+      }
       await sleep(attempt < 20 ? 250 : 1000);
     }
-    throw new Error('The transaction is taking long. It may still go through: reload later.');
+    throw new Error(gettext('The transaction is taking long. It may still go through: reload later.'));
   }
 
   // Shows the page after an action. Assigning a URL that differs only by its #fragment would
@@ -225,7 +229,7 @@
       picker.innerHTML = '';
       const blank = document.createElement('option');
       blank.value = '';
-      blank.textContent = 'Dev wallet: pick an account';
+      blank.textContent = gettext('Dev wallet: pick an account');
       picker.appendChild(blank);
       accounts.forEach((a, i) => {
         const option = document.createElement('option');
@@ -250,14 +254,27 @@
 
   // ---------------------------------------------------------------- countdowns
 
+  // One message per unit (each with its plural forms), and one sentence per pair of units.
+  const units = {
+    days: (n) => ngettext('%(num)s d', '%(num)s d', n),
+    hours: (n) => ngettext('%(num)s h', '%(num)s h', n),
+    minutes: (n) => ngettext('%(num)s min', '%(num)s min', n),
+    seconds: (n) => ngettext('%(num)s s', '%(num)s s', n),
+  };
+
   function formatLeft(ms) {
-    if (ms <= 0) return 'passed';
+    if (ms <= 0) return gettext('passed');
     const s = Math.floor(ms / 1000);
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600),
       m = Math.floor((s % 3600) / 60);
-    if (d > 0) return d + ' d ' + h + ' h left';
-    if (h > 0) return h + ' h ' + m + ' min left';
-    return m + ' min ' + (s % 60) + ' s left';
+    if (d > 0) {
+      return gettext('%(days)s %(hours)s left', {days: units.days(d), hours: units.hours(h)});
+    }
+    if (h > 0) {
+      return gettext('%(hours)s %(minutes)s left', {hours: units.hours(h), minutes: units.minutes(m)});
+    }
+    return gettext('%(minutes)s %(seconds)s left',
+                   {minutes: units.minutes(m), seconds: units.seconds(s % 60)});
   }
 
   function tickCountdowns() {
