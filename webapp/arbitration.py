@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from escrow.db.models import (
@@ -64,7 +65,7 @@ def load_case(trade_pk: int) -> Trade:
     if trade is None:
         abort(404)
     if trade.arbitrator != current_address():
-        abort(403, "Only the arbitrator of this trade can open its case file.")
+        abort(403, _("Only the arbitrator of this trade can open its case file."))
     return trade
 
 
@@ -75,7 +76,7 @@ def index() -> str:
     assert me is not None
     session = db.session()
     if not is_arbitrator(session, me):
-        abort(403, "This console is for arbitrators.")
+        abort(403, _("This console is for arbitrators."))
     queue = list(
         session.scalars(
             select(Trade)
@@ -164,11 +165,12 @@ def case(trade_pk: int) -> str:
 def rule(trade_pk: int) -> Any:
     trade = load_case(trade_pk)
     if trade.status != TradeStatus.DISPUTED.value:
-        return render_error(409, "This trade is not in dispute any more.")
+        return render_error(409, _("This trade is not in dispute any more."))
     ruling_deadline = as_utc(trade.ruling_deadline or trade.deadline)
     if ruling_deadline is None or chain_now() >= ruling_deadline:
         return render_error(
-            409, "The time to rule is over; anyone can now resolve the dispute by the timeout rule."
+            409,
+            _("The time to rule is over; anyone can now resolve the dispute by the timeout rule."),
         )
     raw = json_body().get("buyer_percent")
     try:
@@ -176,7 +178,7 @@ def rule(trade_pk: int) -> Any:
     except ValueError:
         percent = -1
     if not 0 <= percent <= 100:
-        return render_error(400, "Choose the buyer's share: a whole percentage from 0 to 100.")
+        return render_error(400, _("Choose the buyer's share: a whole percentage from 0 to 100."))
     me = current_address()
     assert me is not None
     call = client_of(trade).calls.rule(int(trade.onchain_id), terms_of(trade), percent * 100)

@@ -47,6 +47,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 
 with warnings.catch_warnings():
     # siwe 4.4's ABNF grammar redefines RFC 5234 core rules; abnf 2.8 warns about it on import.
@@ -94,7 +95,7 @@ def refuse_unknown_hosts() -> Response | None:
     name) gets a plain 400: no page of this site is served under another name."""
     if isinstance(request.routing_exception, SecurityError):
         return Response(
-            "This site is not served under that host name.\n", 400, mimetype="text/plain"
+            _("This site is not served under that host name.") + "\n", 400, mimetype="text/plain"
         )
     return None
 
@@ -143,7 +144,7 @@ def login_required(view: F) -> F:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if current_address() is None:
             if wants_json():
-                return jsonify(error="Sign in with your wallet first."), 401
+                return jsonify(error=str(MESSAGES[401])), 401
             return redirect(url_for("auth.signin", next=request.full_path))
         return view(*args, **kwargs)
 
@@ -176,12 +177,12 @@ def message() -> Response | tuple[Response, int]:
     """A fresh EIP-4361 message for ``address`` with a single-use nonce."""
     address = request.args.get("address", "")
     if not is_address(address):
-        return jsonify(error="That is not a wallet address."), 400
+        return jsonify(error=_("That is not a wallet address.")), 400
     try:
         chain_id = gateway().chain().chain_id
     except ChainUnavailable as exc:
         log.warning("sign-in message: chain unavailable: %s", redact(exc))
-        return jsonify(error=CHAIN_DOWN), 503
+        return jsonify(error=str(CHAIN_DOWN)), 503
     nonce = "".join(secrets.choice(NONCE_ALPHABET) for _ in range(20))
     now = datetime.now(UTC)
     ttl = timedelta(seconds=current_app.config["SIWE_NONCE_TTL_SECONDS"])
@@ -212,21 +213,21 @@ def message() -> Response | tuple[Response, int]:
 def verify() -> Response | tuple[Response, int]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        return jsonify(error="Send the signed message as JSON."), 400
+        return jsonify(error=_("Send the signed message as JSON.")), 400
     text, signature = payload.get("message"), payload.get("signature")
     if not isinstance(text, str) or not isinstance(signature, str):
-        return jsonify(error="Both the message and its signature are needed."), 400
+        return jsonify(error=_("Both the message and its signature are needed.")), 400
     if len(text) > current_app.config["SIWE_MAX_MESSAGE_CHARS"]:
-        return jsonify(error="The sign-in message is too long; ask for a new one."), 400
+        return jsonify(error=_("The sign-in message is too long; ask for a new one.")), 400
     if len(signature) > MAX_SIGNATURE_CHARS:
-        return jsonify(error="The signature is malformed."), 400
+        return jsonify(error=_("The signature is malformed.")), 400
     try:
         address, login = _check_signin(text, signature)
     except SignInError as exc:
         return jsonify(error=str(exc)), 400
     except ChainUnavailable as exc:
         log.warning("sign-in: chain unavailable: %s", redact(exc))
-        return jsonify(error=CHAIN_DOWN), 503
+        return jsonify(error=str(CHAIN_DOWN)), 503
     db_session = db.session()
     if db_session.scalar(select(User).where(User.address == address)) is None:
         db_session.add(User(address=address))
@@ -284,24 +285,24 @@ def _check_signin(text: str, signature: str) -> tuple[str, int]:
     byte for byte with what was issued before anything parses it."""
     found = NONCE_LINE.search(text)
     if found is None:
-        raise SignInError("The sign-in message is malformed.")
+        raise SignInError(_("The sign-in message is malformed."))
     db_session = db.session()
     row = db_session.scalar(select(LoginNonce).where(LoginNonce.nonce == found.group(1)))
     now = datetime.now(UTC)
     if row is None:
-        raise SignInError("Unknown sign-in request; ask for a new message.")
+        raise SignInError(_("Unknown sign-in request; ask for a new message."))
     if row.used_at is not None:
-        raise SignInError("This sign-in message was already used; ask for a new one.")
+        raise SignInError(_("This sign-in message was already used; ask for a new one."))
     if _aware(row.expires_at) < now:
-        raise SignInError("This sign-in message has expired; ask for a new one.")
+        raise SignInError(_("This sign-in message has expired; ask for a new one."))
     if [row.nonce, _digest(text)] not in _pending():
         raise SignInError(_what_changed(text, row.nonce))
     try:
         signer = Account.recover_message(encode_defunct(text=text), signature=signature)
     except Exception as exc:  # malformed signature hex, wrong length, bad recovery id...
-        raise SignInError("The signature is malformed.") from exc
+        raise SignInError(_("The signature is malformed.")) from exc
     if signer.lower() != row.address:
-        raise SignInError("The signature does not check out: another key signed the message.")
+        raise SignInError(_("The signature does not check out: another key signed the message."))
     # Single use even under concurrent requests: only one UPDATE can claim the nonce.
     claimed = db_session.execute(
         update(LoginNonce)
@@ -310,28 +311,30 @@ def _check_signin(text: str, signature: str) -> tuple[str, int]:
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         db_session.rollback()
-        raise SignInError("This sign-in message was already used; ask for a new one.")
+        raise SignInError(_("This sign-in message was already used; ask for a new one."))
     return row.address, row.id
 
 
 def _what_changed(text: str, nonce: str) -> str:
     """Why a message is not the one issued, from a few string comparisons (no parsing)."""
     if nonce not in {entry[0] for entry in _pending()}:
-        return "This sign-in message was given to another browser; ask for a new one."
-    first, _, _rest = text.partition("\n")
+        return _("This sign-in message was given to another browser; ask for a new one.")
+    first, _sep, _rest = text.partition("\n")
     domain = first.removesuffix(" wants you to sign in with your Ethereum account:")
     if domain != first and domain != site_domain():
-        return f"The message is for {domain[:100]}, not {site_domain()}."
+        return _(
+            "The message is for %(domain)s, not %(site)s.", domain=domain[:100], site=site_domain()
+        )
     fields = dict(
         (key, value)
         for key, sep, value in (line.partition(": ") for line in text.split("\n"))
         if sep
     )
     if fields.get("URI", "").rstrip("/") != site_url():
-        return "The message was written for another site address."
+        return _("The message was written for another site address.")
     if fields.get("Chain ID") != str(gateway().chain().chain_id):
-        return "The message is for another chain."
-    return "The sign-in message was changed; ask for a new one."
+        return _("The message is for another chain.")
+    return _("The sign-in message was changed; ask for a new one.")
 
 
 def _pending() -> list[list[str]]:
@@ -406,15 +409,17 @@ def dev_rpc() -> Response | tuple[Response, int]:
     payload = request.get_json(silent=True)
     method, params = _dev_call(payload)
     if method is None:
-        return jsonify(error="The dev wallet does not do that."), 400
+        return jsonify(error=_("The dev wallet does not do that.")), 400
     accounts = {a.lower() for a in gateway().chain().accounts}
     signer = _signer(method, params)
     if signer is None or signer.lower() not in accounts:
-        return jsonify(error="That account is not one of the dev wallet's accounts."), 400
+        return jsonify(error=_("That account is not one of the dev wallet's accounts.")), 400
     if not _may_sign(method, params, signer.lower()):
         return jsonify(
-            error="The dev wallet signs only as the account you are signed in with "
-            "(before signing in: only the sign-in message this page asked for)."
+            error=_(
+                "The dev wallet signs only as the account you are signed in with "
+                "(before signing in: only the sign-in message this page asked for)."
+            )
         ), 403
     try:
         result = gateway().chain().rpc(method, params)
@@ -423,9 +428,10 @@ def dev_rpc() -> Response | tuple[Response, int]:
         return jsonify(error=redact(exc)[:300]), 502
     except (requests.RequestException, OSError) as exc:  # the node is gone
         log.warning("dev wallet %s: chain unavailable: %s", method, redact(exc))
-        return jsonify(error=CHAIN_DOWN), 503
+        return jsonify(error=str(CHAIN_DOWN)), 503
     except Exception as exc:  # the node refused the call's contents (bad hex, a revert...)
-        return jsonify(error=redact(f"The node refused the request: {exc}")[:300]), 400
+        text = _("The node refused the request: %(error)s", error=str(exc))
+        return jsonify(error=redact(text)[:300]), 400
     return jsonify(result=result)
 
 

@@ -20,6 +20,9 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import format_number
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.utils import secure_filename
 
@@ -46,7 +49,6 @@ bp = Blueprint("disputes", __name__)
 
 MAX_MESSAGE_CHARS = 2000
 MAX_NOTE_CHARS = 2000
-ALLOWED_TYPES_TEXT = "an image (JPEG, PNG, GIF or WebP), a PDF or a plain-text file"
 EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -97,24 +99,40 @@ def upload(trade_pk: int) -> Any:
     me = current_address()
     assert me is not None
     if trade.status not in OPEN_STATUSES:
-        return render_error(409, "The trade is finished; evidence can no longer be added.")
+        return render_error(409, _("The trade is finished; evidence can no longer be added."))
     if not may_post(trade, role):
         return render_error(403, ARBITRATOR_WAITS)
     upload_file = request.files.get("file")
     if upload_file is None or not upload_file.filename:
-        return render_error(400, f"Choose a file: {ALLOWED_TYPES_TEXT}.")
+        return render_error(
+            400, _("Choose a file: an image (JPEG, PNG, GIF or WebP), a PDF or a plain-text file.")
+        )
     note = (request.form.get("note") or "").strip()
     if len(note) > MAX_NOTE_CHARS:
-        return render_error(400, f"The note is too long (at most {MAX_NOTE_CHARS:,} characters).")
+        return render_error(
+            400,
+            _(
+                "The note is too long (at most %(max)s characters).",
+                max=format_number(MAX_NOTE_CHARS),
+            ),
+        )
     limit = int(current_app.config["MAX_EVIDENCE_BYTES"])
     data = upload_file.stream.read(limit + 1)
     if len(data) > limit:
-        return render_error(413, f"The file is too large: at most {limit // (1024 * 1024)} MB.")
+        return render_error(
+            413, _("The file is too large: at most %(mb)d MB.", mb=limit // (1024 * 1024))
+        )
     if not data:
-        return render_error(400, "The file is empty.")
+        return render_error(400, _("The file is empty."))
     content_type = sniff_type(data)
     if content_type is None:
-        return render_error(400, f"That file type is not accepted. Upload {ALLOWED_TYPES_TEXT}.")
+        return render_error(
+            400,
+            _(
+                "That file type is not accepted. Upload an image (JPEG, PNG, GIF or WebP), a PDF "
+                "or a plain-text file."
+            ),
+        )
 
     session_db = db.session()
     row = session_db.scalar(
@@ -174,14 +192,15 @@ def download(evidence_id: int) -> Any:
     trade = session_db.get(Trade, row.trade_id) if row.trade_id is not None else None
     if trade is None or role_of(trade, current_address()) is None:
         abort(
-            403, "Only the buyer, the seller and the arbitrator of this trade can see its evidence."
+            403,
+            _("Only the buyer, the seller and the arbitrator of this trade can see its evidence."),
         )
     try:
         path = evidence_path(row.storage_path, Path(current_app.config["EVIDENCE_DIR"]))
     except ValueError:
         abort(404)
     if not path.is_file():
-        abort(404, "The file is missing from the evidence store.")
+        abort(404, _("The file is missing from the evidence store."))
     response = send_file(
         path,
         mimetype=row.content_type,
@@ -199,7 +218,7 @@ def download(evidence_id: int) -> Any:
 # ------------------------------------------------------------------ messages
 
 
-ARBITRATOR_WAITS = "The arbitrator joins the conversation once a dispute is opened."
+ARBITRATOR_WAITS = _l("The arbitrator joins the conversation once a dispute is opened.")
 
 
 def may_post(trade: Trade, role: str) -> bool:
@@ -212,6 +231,10 @@ def may_post(trade: Trade, role: str) -> bool:
     )
 
 
+def _message_size() -> str:
+    return _("Write a message of 1 to %(max)s characters.", max=format_number(MAX_MESSAGE_CHARS))
+
+
 @bp.post("/trades/<int:trade_pk>/messages")
 @login_required
 def post_message(trade_pk: int) -> Any:
@@ -221,13 +244,13 @@ def post_message(trade_pk: int) -> Any:
     source = request.form if request.form else json_body()
     raw = source.get("body")
     if not isinstance(raw, str):
-        return render_error(400, f"Write a message of 1 to {MAX_MESSAGE_CHARS:,} characters.")
+        return render_error(400, _message_size())
     body = raw.strip()
     # Only the dispute action writes statements; a message cannot pass itself off as one.
     while body.startswith(DISPUTE_STATEMENT_MARK.strip()):
         body = body[len(DISPUTE_STATEMENT_MARK.strip()) :].strip()
     if not 1 <= len(body) <= MAX_MESSAGE_CHARS:
-        return render_error(400, f"Write a message of 1 to {MAX_MESSAGE_CHARS:,} characters.")
+        return render_error(400, _message_size())
     me = current_address()
     assert me is not None
     session_db = db.session()
@@ -256,5 +279,5 @@ def statement_sent(trade_pk: int) -> Any:
     assert me is not None
     tx_hash = json_body().get("tx_hash")
     if role not in ("buyer", "seller") or not note_statement_sent(db.session(), trade, me, tx_hash):
-        return render_error(409, "There is no dispute statement waiting for this trade.")
+        return render_error(409, _("There is no dispute statement waiting for this trade."))
     return jsonify(ok=True)

@@ -8,6 +8,8 @@ from typing import Any
 import requests
 import sqlalchemy.exc
 from flask import Flask, g, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -18,17 +20,17 @@ from webapp.urls import redact
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: "The request was not understood.",
-    401: "Sign in with your wallet first.",
-    403: "You are not allowed to see or do this.",
-    404: "There is nothing here.",
-    405: "That action is not available here.",
-    413: "The upload is too large.",
-    429: "Too many attempts; wait a minute and try again.",
-    500: "Something went wrong on our side. Nothing was changed.",
-    503: "The blockchain node is not reachable right now. Try again in a moment.",
+    400: _l("The request was not understood."),
+    401: _l("Sign in with your wallet first."),
+    403: _l("You are not allowed to see or do this."),
+    404: _l("There is nothing here."),
+    405: _l("That action is not available here."),
+    413: _l("The upload is too large."),
+    429: _l("Too many attempts; wait a minute and try again."),
+    500: _l("Something went wrong on our side. Nothing was changed."),
+    503: _l("The blockchain node is not reachable right now. Try again in a moment."),
 }
-DATABASE_BUSY = (
+DATABASE_BUSY = _l(
     "The database is busy or not reachable right now; nothing was changed. Try again in a moment."
 )
 
@@ -41,8 +43,10 @@ def _wants_json() -> bool:
     )
 
 
-def render_error(status: int, message: str | None = None) -> tuple[Any, int]:
-    text = message or MESSAGES.get(status, MESSAGES[500])
+def render_error(status: int, message: Any = None) -> tuple[Any, int]:
+    """The error page (or JSON error) for ``status``; ``message`` is a text already translated
+    or a lazy one (``_l``), the status's own message when it is empty."""
+    text = str(message or MESSAGES.get(status, MESSAGES[500]))
     if _wants_json():
         return jsonify(error=text), status
     return render_template("errors/error.html", status=status, message=text), status
@@ -52,7 +56,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[Any, int]:
         return render_error(
-            400, "The form expired or came from another site. Reload the page and try again."
+            400, _("The form expired or came from another site. Reload the page and try again.")
         )
 
     @app.errorhandler(HTTPException)
@@ -93,7 +97,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(DeploymentError)
     def not_deployed(exc: DeploymentError) -> tuple[Any, int]:
-        return render_error(503, "The escrow contract is not deployed on this chain yet.")
+        return render_error(503, _("The escrow contract is not deployed on this chain yet."))
 
     @app.errorhandler(ContractRevert)
     def contract_refused(exc: ContractRevert) -> tuple[Any, int]:
@@ -111,39 +115,42 @@ def init_app(app: Flask) -> None:
 
 
 REVERT_TEXT = {
-    "NotBuyer": "Only the buyer can do this.",
-    "NotSeller": "Only the seller can do this.",
-    "NotArbitrator": "Only the trade's arbitrator can do this.",
-    "NotParty": "Only the buyer or the seller can do this.",
-    "NotPartyOrArbitrator": "Only the buyer, the seller or the arbitrator can do this.",
-    "InvalidStatus": "The trade has moved on; reload the page to see its current state.",
-    "DeadlinePassed": "The time for this action is over.",
-    "DeadlineNotReached": "It is too early for this; wait for the deadline.",
-    "NoMatchingProposal": "The other party has not proposed that split.",
-    "LaneBusy": "Your previous purchase is still being confirmed; try again in a moment.",
-    "WrongPayment": "The amount sent does not match the price.",
-    "FundingPaused": "New purchases are paused by the platform for now.",
-    "TokenNotAllowed": "This token is not accepted.",
-    "ArbitratorNotRegistered": "That arbitrator is not available.",
-    "ERC20InsufficientBalance": "Your token balance is too low.",
-    "ERC20InsufficientAllowance": "The escrow is not allowed to take that many tokens.",
-    "PlatformFeeAboveLimit": (
+    "NotBuyer": _l("Only the buyer can do this."),
+    "NotSeller": _l("Only the seller can do this."),
+    "NotArbitrator": _l("Only the trade's arbitrator can do this."),
+    "NotParty": _l("Only the buyer or the seller can do this."),
+    "NotPartyOrArbitrator": _l("Only the buyer, the seller or the arbitrator can do this."),
+    "InvalidStatus": _l("The trade has moved on; reload the page to see its current state."),
+    "DeadlinePassed": _l("The time for this action is over."),
+    "DeadlineNotReached": _l("It is too early for this; wait for the deadline."),
+    "NoMatchingProposal": _l("The other party has not proposed that split."),
+    "LaneBusy": _l("Your previous purchase is still being confirmed; try again in a moment."),
+    "WrongPayment": _l("The amount sent does not match the price."),
+    "FundingPaused": _l("New purchases are paused by the platform for now."),
+    "TokenNotAllowed": _l("This token is not accepted."),
+    "ArbitratorNotRegistered": _l("That arbitrator is not available."),
+    "ERC20InsufficientBalance": _l("Your token balance is too low."),
+    "ERC20InsufficientAllowance": _l("The escrow is not allowed to take that many tokens."),
+    "PlatformFeeAboveLimit": _l(
         "The platform fee went up after you reviewed this purchase, so the escrow refused the "
         "payment: nothing was paid. Buy again to review the new fee."
     ),
-    "InspectionPeriodTooShort": "The inspection period must be at least one day.",
-    "DeliveryWindowTooLong": "The delivery time is longer than the escrow allows.",
-    "InspectionAlreadyStarted": (
+    "InspectionPeriodTooShort": _l("The inspection period must be at least one day."),
+    "DeliveryWindowTooLong": _l("The delivery time is longer than the escrow allows."),
+    "InspectionAlreadyStarted": _l(
         "The inspection has already started (the item was marked received, or the delivery "
         "time is over)."
     ),
-    "ExtensionAlreadyRequested": "You have already asked for more time in this trade.",
-    "InvalidExtension": "You can ask for 1 to 7 more days.",
-    "NoExtensionRequested": "The buyer has not asked for more time, or it was already given.",
-    "NoProposalToCancel": "You have no open split offer to withdraw.",
-    "EvidenceUriTooLong": "The evidence link is too long.",
+    "ExtensionAlreadyRequested": _l("You have already asked for more time in this trade."),
+    "InvalidExtension": _l("You can ask for 1 to 7 more days."),
+    "NoExtensionRequested": _l("The buyer has not asked for more time, or it was already given."),
+    "NoProposalToCancel": _l("You have no open split offer to withdraw."),
+    "EvidenceUriTooLong": _l("The evidence link is too long."),
 }
 
 
 def describe_revert(exc: ContractRevert) -> str:
-    return REVERT_TEXT.get(exc.error_name, f"The escrow contract refused: {exc}")
+    text = REVERT_TEXT.get(exc.error_name)
+    if text is None:
+        return _("The escrow contract refused: %(reason)s", reason=str(exc))
+    return str(text)

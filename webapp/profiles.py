@@ -23,6 +23,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, StringField, TextAreaField
@@ -56,7 +59,7 @@ X_LIKE = "хХχΧ×ⅹⅩᕁ"
 ADDRESS_LIKE_NAME = str.maketrans({**dict.fromkeys(ZERO_LIKE, "0"), **dict.fromkeys(X_LIKE, "x")})
 #: An ``0x`` and a few hex digits anywhere in the name, with a Latin o for the zero too.
 ADDRESS_TOKEN = re.compile(r"(?<![0-9a-z])[0o]x[0-9a-f]{4}")
-ADDRESS_NAME_ERROR = (
+ADDRESS_NAME_ERROR = _l(
     "A display name cannot look like a wallet address (0x…): people could take it for "
     "someone else's address."
 )
@@ -76,12 +79,15 @@ def looks_like_address(name: str) -> bool:
 
 class ProfileForm(Form):
     display_name = StringField(
-        "Display name",
-        validators=[Optional(), Length(max=64, message="The name can be at most 64 characters.")],
+        _l("Display name"),
+        validators=[
+            Optional(),
+            Length(max=64, message=_l("The name can be at most 64 characters.")),
+        ],
     )
     languages = StringField(
-        "Languages (comma-separated)",
-        validators=[Optional(), Length(max=300, message="Too many languages.")],
+        _l("Languages (comma-separated)"),
+        validators=[Optional(), Length(max=300, message=_l("Too many languages."))],
     )
 
     def validate_display_name(self, field: StringField) -> None:
@@ -95,25 +101,31 @@ class ProfileForm(Form):
     def validate_languages(self, field: StringField) -> None:
         names = self.language_list()
         if len(names) > MAX_LANGUAGES:
-            raise ValidationError(f"List at most {MAX_LANGUAGES} languages.")
+            raise ValidationError(
+                ngettext(
+                    "List at most %(num)d language.",
+                    "List at most %(num)d languages.",
+                    MAX_LANGUAGES,
+                )
+            )
         for name in names:
             if len(name) > 30 or not LANGUAGE.match(name):
-                raise ValidationError("Write languages as words, separated by commas.")
+                raise ValidationError(_("Write languages as words, separated by commas."))
 
 
 class RatingForm(Form):
     score = IntegerField(
-        "Score",
+        _l("Score"),
         validators=[
-            InputRequired("Choose a score from 1 to 5."),
-            NumberRange(1, 5, "Choose a score from 1 to 5."),
+            InputRequired(_l("Choose a score from 1 to 5.")),
+            NumberRange(1, 5, _l("Choose a score from 1 to 5.")),
         ],
     )
     comment = TextAreaField(
-        "Comment",
+        _l("Comment"),
         validators=[
             Optional(),
-            Length(max=1000, message="The comment can be at most 1,000 characters."),
+            Length(max=1000, message=_l("The comment can be at most 1,000 characters.")),
         ],
     )
 
@@ -124,7 +136,7 @@ class RatingForm(Form):
 @bp.get("/u/<address>")
 def profile(address: str) -> str:
     if not is_address(address):
-        abort(404, "That is not a wallet address.")
+        abort(404, _("That is not a wallet address."))
     address = address.lower()
     session = db.session()
     user = session.scalar(select(User).where(User.address == address))
@@ -134,7 +146,7 @@ def profile(address: str) -> str:
         .limit(1)
     )
     if user is None and has_trades is None:
-        abort(404, "Nobody with this address has used the market yet.")
+        abort(404, _("Nobody with this address has used the market yet."))
     record = trust.seller_record(session, address, stablecoin=gateway().stablecoin_address())
     ratings = session.scalars(
         select(Rating)
@@ -182,7 +194,7 @@ def me() -> Any:
         user.display_name = (form.display_name.data or "").strip() or None
         user.languages = form.language_list()
         session.commit()
-        flash("Profile saved.", "success")
+        flash(_("Profile saved."), "success")
         return redirect(url_for("profiles.profile", address=user.address))
     status = 400 if request.method == "POST" else 200
     return render_template("profiles/me.html", form=form, user=user), status
@@ -213,7 +225,9 @@ class ArbitratorStats:
         if self.median_ruling is None:
             return "—"
         hours = self.median_ruling.total_seconds() / 3600
-        return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+        if hours < 48:
+            return _("%(hours)s h", hours=format(hours, ".1f"))
+        return _("%(days)s days", days=format(hours / 24, ".1f"))
 
 
 def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
@@ -296,18 +310,18 @@ def rate_trade(trade_pk: int) -> Any:
     session = db.session()
     trade = session.get(Trade, trade_pk)
     if trade is None:
-        abort(404, "There is no such trade.")
+        abort(404, _("There is no such trade."))
     state = rating_state(trade)
     if state.side is None:
-        abort(403, "Only the buyer and the seller of this trade can rate it.")
+        abort(403, _("Only the buyer and the seller of this trade can rate it."))
     form = RatingForm()
     error: str | None = None
     if state.given is not None:
-        error = "You have already rated this trade."
+        error = _("You have already rated this trade.")
     elif not state.can_rate:
-        error = "You can rate the trade once it is finished."
+        error = _("You can rate the trade once it is finished.")
     elif not form.validate_on_submit():
-        error = " ".join(e for errors in form.errors.values() for e in errors)
+        error = " ".join(str(e) for errors in form.errors.values() for e in errors)
     if error is None:
         session.add(
             Rating(
@@ -323,14 +337,14 @@ def rate_trade(trade_pk: int) -> Any:
             session.commit()
         except IntegrityError:
             session.rollback()
-            error = "You have already rated this trade."
+            error = _("You have already rated this trade.")
     status = 400 if error else 201
     if wants_json():
         return (jsonify(error=error), status) if error else (jsonify(ok=True), status)
     if error:
         flash(error, "error")
     else:
-        flash("Thank you for rating this trade.", "success")
+        flash(_("Thank you for rating this trade."), "success")
     return redirect(_safe_next(request.form.get("next"), state.ratee))
 
 

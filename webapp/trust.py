@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -35,6 +38,9 @@ MIN_RATINGS_FOR_LOW = 2
 
 @dataclass(frozen=True)
 class RiskSignal:
+    """A warning for buyers; ``title`` and ``explanation`` are lazy texts (``_l``), translated
+    when a page shows them."""
+
     code: str
     title: str
     explanation: str
@@ -79,7 +85,7 @@ class SellerRecord:
     @property
     def rating_text(self) -> str:
         if self.rating_average is None:
-            return "no ratings yet"
+            return _("no ratings yet")
         return f"{self.rating_average.quantize(Decimal('0.1'))} / 5 ({self.rating_count})"
 
 
@@ -196,27 +202,33 @@ def _person_signals(
         days=NEW_ACCOUNT_DAYS
     )
     if young or record.completed == 0:
-        reason = (
-            f"joined less than {NEW_ACCOUNT_DAYS} days ago"
+        explanation = (
+            lazy_ngettext(
+                "This seller joined less than %(num)d day ago. That is not wrong in itself, but "
+                "there is no track record to go on: keep all payment inside the escrow and check "
+                "the item before you confirm delivery.",
+                "This seller joined less than %(num)d days ago. That is not wrong in itself, but "
+                "there is no track record to go on: keep all payment inside the escrow and check "
+                "the item before you confirm delivery.",
+                NEW_ACCOUNT_DAYS,
+            )
             if young
-            else "has not finished a trade here yet"
-        )
-        signals.append(
-            RiskSignal(
-                "new_account",
-                "New account",
-                f"This seller {reason}. That is not wrong in itself, but there is no track record "
-                "to go on: keep all payment inside the escrow and check the item before you "
-                "confirm delivery.",
+            else _l(
+                "This seller has not finished a trade here yet. That is not wrong in itself, but "
+                "there is no track record to go on: keep all payment inside the escrow and check "
+                "the item before you confirm delivery."
             )
         )
+        signals.append(RiskSignal("new_account", _l("New account"), explanation))
     if record.open_disputes_as_seller - skip_open_dispute > 0:
         signals.append(
             RiskSignal(
                 "open_disputes",
-                "Seller has open disputes",
-                "Another buyer is in a dispute with this seller right now. Read the seller's "
-                "ratings and ask questions before you buy.",
+                _l("Seller has open disputes"),
+                _l(
+                    "Another buyer is in a dispute with this seller right now. Read the seller's "
+                    "ratings and ask questions before you buy."
+                ),
             )
         )
     if (
@@ -227,9 +239,13 @@ def _person_signals(
         signals.append(
             RiskSignal(
                 "low_rating",
-                "Low rating",
-                f"People who traded with this seller rated them {record.rating_text}, below "
-                f"{LOW_RATING} on average.",
+                _l("Low rating"),
+                _l(
+                    "People who traded with this seller rated them %(rating)s, below %(low)s on "
+                    "average.",
+                    rating=record.rating_text,
+                    low=str(LOW_RATING),
+                ),
             )
         )
     return signals
@@ -277,10 +293,12 @@ def _price_signal(
     return [
         RiskSignal(
             "price_far_below",
-            "Price far below similar listings",
-            "This price is less than half of what similar items in this category usually cost. "
-            "A price that looks too good is a common sign of a scam: never pay outside the escrow "
-            "and do not confirm delivery before you have the item.",
+            _l("Price far below similar listings"),
+            _l(
+                "This price is less than half of what similar items in this category usually "
+                "cost. A price that looks too good is a common sign of a scam: never pay outside "
+                "the escrow and do not confirm delivery before you have the item."
+            ),
         )
     ]
 
