@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from flask import abort, request
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto, _is_submitted  # the sentinel and test FlaskForm itself uses
 from werkzeug.datastructures import ImmutableMultiDict
@@ -37,18 +38,30 @@ def json_as_form(payload: Any, form: Any = None) -> ImmutableMultiDict[str, str]
 
     ``true``/``false`` are accepted only for check boxes (BooleanField)."""
     if not isinstance(payload, dict):
-        abort(400, "Send the form's fields as a JSON object of text values.")
+        abort(400, _("Send the form's fields as a JSON object of text values."))
     fields = getattr(form, "_fields", {}) or {}
     items: list[tuple[str, str]] = []
     for key, value in payload.items():
         if isinstance(value, bool):
             if not isinstance(fields.get(key), BooleanField):
-                abort(400, f"The field {str(key)[:40]!r} must be text, not true or false.")
+                abort(
+                    400,
+                    _(
+                        "The field %(name)s must be text, not true or false.",
+                        name=repr(str(key)[:40]),
+                    ),
+                )
             items.append((str(key), "y" if value else ""))
         elif isinstance(value, str):
             items.append((str(key), value))
         elif isinstance(value, int | float):
             items.append((str(key), json.dumps(value)))  # 1e309 arrives as inf: not a number
         elif value is not None:
-            abort(400, f"The field {str(key)[:40]!r} must be text, not a list or an object.")
+            abort(
+                400,
+                _(
+                    "The field %(name)s must be text, not a list or an object.",
+                    name=repr(str(key)[:40]),
+                ),
+            )
     return ImmutableMultiDict(items)

@@ -27,6 +27,9 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf.file import MultipleFileField
 from PIL import Image, ImageOps
 from sqlalchemy import Select, func, or_, select
@@ -56,22 +59,30 @@ from webapp.views import DECIMALS, to_units
 
 bp = Blueprint("listings", __name__)
 
-CATEGORIES: dict[str, str] = {
-    "electronics": "Electronics",
-    "phones": "Phones",
-    "furniture": "Furniture",
-    "clothing": "Clothing",
-    "bikes": "Bikes",
-    "books": "Books",
-    "kids": "Kids",
-    "home": "Home",
-    "other": "Other",
+#: Category key (stored in ``listings.category``) -> the name shown, in the reader's language.
+CATEGORIES: dict[str, Any] = {
+    "electronics": _l("Electronics"),
+    "phones": _l("Phones"),
+    "furniture": _l("Furniture"),
+    "clothing": _l("Clothing"),
+    "bikes": _l("Bikes"),
+    "books": _l("Books"),
+    "kids": _l("Kids"),
+    "home": _l("Home"),
+    "other": _l("Other"),
 }
 CURRENCIES = ("ETH", "USD")
-SORTS: dict[str, str] = {
-    "newest": "Newest first",
-    "price_asc": "Price: low to high",
-    "price_desc": "Price: high to low",
+SORTS: dict[str, Any] = {
+    "newest": _l("Newest first"),
+    "price_asc": _l("Price: low to high"),
+    "price_desc": _l("Price: high to low"),
+}
+#: Listing status (stored value) -> the word shown to people.
+STATUSES: dict[str, Any] = {
+    ListingStatus.ACTIVE.value: _l("active"),
+    ListingStatus.RESERVED.value: _l("reserved"),
+    ListingStatus.SOLD.value: _l("sold"),
+    ListingStatus.WITHDRAWN.value: _l("withdrawn"),
 }
 MAX_PHOTOS = 6
 MAX_PRICE_TEXT = 60
@@ -96,10 +107,21 @@ def parse_amount(text: str, currency: str) -> int:
     get their own message. ``static/js/amount_preview.js`` ``parsePrice`` mirrors this."""
     text = strip_amount(text or "")
     if not text:
-        raise ValueError("Enter a price.")
+        raise ValueError(_("Enter a price."))
     if len(text) > MAX_PRICE_TEXT:
-        raise ValueError("That price is too long.")
+        raise ValueError(_("That price is too long."))
     return to_units(text, currency)
+
+
+def amount_message(exc: ValueError) -> str:
+    """The message of a refused price in the reader's language. An ``escrow.amounts`` error
+    carries its English template (marked for translation where it is written) and values;
+    any other error's text is already translated."""
+    template = getattr(exc, "template", None)
+    if not isinstance(template, str):
+        return str(exc)
+    params = getattr(exc, "params", None) or {}
+    return _(template, **params)
 
 
 def understood_price(units: int, currency: str) -> str:
@@ -143,7 +165,26 @@ class CheckedPhoto:
 
 
 class PhotoRefused(ValueError):
-    """A photo that cannot be stored; the message completes "<file name> ..."."""
+    """A photo that cannot be stored: ``reason`` ("pixels", "too_many_pixels", "unreadable")
+    and the numbers of the message, which ``message`` words as a whole sentence."""
+
+    def __init__(self, reason: str, **values: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.values = values
+
+    def message(self, name: str) -> str:
+        """The sentence for the seller, naming the file."""
+        if self.reason == "pixels":
+            return _(
+                "%(name)s has %(width)s × %(height)s pixels; "
+                "at most %(millions)s million are accepted.",
+                name=name,
+                **self.values,
+            )
+        if self.reason == "too_many_pixels":
+            return _("%(name)s has too many pixels.", name=name)
+        return _("%(name)s could not be read as an image; it may be damaged.", name=name)
 
 
 def clean_photo(data: bytes, kind: str, max_pixels: int) -> bytes:
@@ -162,8 +203,7 @@ def clean_photo(data: bytes, kind: str, max_pixels: int) -> bytes:
             width, height = image.size
             if width * height > max_pixels:
                 raise PhotoRefused(
-                    f"has {width} × {height} pixels; "
-                    f"at most {max_pixels / 1_000_000:g} million are accepted."
+                    "pixels", width=width, height=height, millions=f"{max_pixels / 1_000_000:g}"
                 )
             image.load()
             icc_profile = image.info.get("icc_profile")
@@ -172,9 +212,9 @@ def clean_photo(data: bytes, kind: str, max_pixels: int) -> bytes:
     except PhotoRefused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoRefused("has too many pixels.") from None
+        raise PhotoRefused("too_many_pixels") from None
     except Exception:  # Pillow raises many kinds of errors for damaged files
-        raise PhotoRefused("could not be read as an image; it may be damaged.") from None
+        raise PhotoRefused("unreadable") from None
     pixels = upright  # a new image: exif_transpose copies
     pixels.info = {}  # nothing from the original file goes along
     options: dict[str, Any] = {}
@@ -207,16 +247,18 @@ def check_photos(files: list[FileStorage]) -> tuple[list[CheckedPhoto], list[str
         name = storage.filename[:80]
         data = storage.stream.read(limit + 1)
         if len(data) > limit:
-            errors.append(f"{name} is larger than {limit // (1024 * 1024)} MB.")
+            errors.append(
+                _("%(name)s is larger than %(size)s MB.", name=name, size=limit // (1024 * 1024))
+            )
             continue
         kind = _photo_kind(data[:16])
         if kind is None:
-            errors.append(f"{name} is not a JPEG, PNG or WebP image.")
+            errors.append(_("%(name)s is not a JPEG, PNG or WebP image.", name=name))
             continue
         try:
             photos.append(CheckedPhoto(clean_photo(data, kind, max_pixels), kind))
         except PhotoRefused as refused:
-            errors.append(f"{name} {refused}")
+            errors.append(refused.message(name))
     return photos, errors
 
 
@@ -248,9 +290,12 @@ def photo_space_errors(new: list[CheckedPhoto], freed: set[str] | None = None) -
     if used + sum(len(p.data) for p in new) <= limit:
         return []
     return [
-        f"Your photos would take more than the {limit // (1024 * 1024)} MB allowed per seller "
-        f"({used // (1024 * 1024)} MB in use). Remove photos from other listings, or add "
-        "smaller ones."
+        _(
+            "Your photos would take more than the %(limit)s MB allowed per seller "
+            "(%(used)s MB in use). Remove photos from other listings, or add smaller ones.",
+            limit=limit // (1024 * 1024),
+            used=used // (1024 * 1024),
+        )
     ]
 
 
@@ -270,9 +315,9 @@ def delete_photo_files(names: list[str]) -> None:
 def _owned_listing(listing_id: int) -> Listing:
     listing = db.session().get(Listing, listing_id)
     if listing is None:
-        abort(404, "There is no such listing.")
+        abort(404, _("There is no such listing."))
     if listing.seller.address != current_address():
-        abort(403, "Only the seller can change this listing.")
+        abort(403, _("Only the seller can change this listing."))
     return listing
 
 
@@ -281,36 +326,41 @@ def _owned_listing(listing_id: int) -> Listing:
 
 class ListingForm(Form):
     title = StringField(
-        "Title",
+        _l("Title"),
         validators=[
-            DataRequired("Give the listing a title."),
-            Length(3, 200, "The title needs 3 to 200 characters."),
+            DataRequired(_l("Give the listing a title.")),
+            Length(3, 200, _l("The title needs 3 to 200 characters.")),
         ],
     )
     description = TextAreaField(
-        "Description",
+        _l("Description"),
         validators=[
             Optional(),
-            Length(max=5000, message="The description can be at most 5,000 characters."),
+            Length(max=5000, message=_l("The description can be at most 5,000 characters.")),
         ],
     )
-    price = StringField("Price", validators=[DataRequired("Enter a price.")])
-    currency = SelectField("Currency", choices=[SelectChoice(c) for c in CURRENCIES])
+    price = StringField(_l("Price"), validators=[DataRequired(_l("Enter a price."))])
+    currency = SelectField(_l("Currency"), choices=[SelectChoice(c) for c in CURRENCIES])
     quantity = IntegerField(
-        "Quantity",
+        _l("Quantity"),
         default=1,
         validators=[
-            InputRequired("Enter how many you sell."),
-            NumberRange(1, 1000, "The quantity must be between 1 and 1,000."),
+            InputRequired(_l("Enter how many you sell.")),
+            NumberRange(1, 1000, _l("The quantity must be between 1 and 1,000.")),
         ],
     )
-    category = SelectField("Category", choices=[SelectChoice(k, v) for k, v in CATEGORIES.items()])
-    city = StringField(
-        "City",
-        validators=[Optional(), Length(max=100, message="The city can be at most 100 characters.")],
+    category = SelectField(
+        _l("Category"), choices=[SelectChoice(k, v) for k, v in CATEGORIES.items()]
     )
-    delivery_days = StringField("Delivery time (days)", default=str(DEFAULT_DELIVERY_DAYS))
-    photos = MultipleFileField("Photos")
+    city = StringField(
+        _l("City"),
+        validators=[
+            Optional(),
+            Length(max=100, message=_l("The city can be at most 100 characters.")),
+        ],
+    )
+    delivery_days = StringField(_l("Delivery time (days)"), default=str(DEFAULT_DELIVERY_DAYS))
+    photos = MultipleFileField(_l("Photos"))
 
     def delivery_days_value(self) -> int:
         """The delivery time in whole days; ValueError with a message for the seller."""
@@ -318,18 +368,28 @@ class ListingForm(Form):
         text = text.strip()
         if not text:
             raise ValueError(
-                f"Enter the delivery time in days ({MIN_DELIVERY_DAYS} to {MAX_DELIVERY_DAYS})."
+                _(
+                    "Enter the delivery time in days (%(min)s to %(max)s).",
+                    min=MIN_DELIVERY_DAYS,
+                    max=MAX_DELIVERY_DAYS,
+                )
             )
         if not text.isascii() or not text.isdigit() or len(text) > 3:
             raise ValueError(
-                "Enter the delivery time as a whole number of days, "
-                f"from {MIN_DELIVERY_DAYS} to {MAX_DELIVERY_DAYS}."
+                _(
+                    "Enter the delivery time as a whole number of days, from %(min)s to %(max)s.",
+                    min=MIN_DELIVERY_DAYS,
+                    max=MAX_DELIVERY_DAYS,
+                )
             )
         days = int(text)
         if not MIN_DELIVERY_DAYS <= days <= MAX_DELIVERY_DAYS:
             raise ValueError(
-                f"The delivery time must be between {MIN_DELIVERY_DAYS} and "
-                f"{MAX_DELIVERY_DAYS} days."
+                _(
+                    "The delivery time must be between %(min)s and %(max)s days.",
+                    min=MIN_DELIVERY_DAYS,
+                    max=MAX_DELIVERY_DAYS,
+                )
             )
         return days
 
@@ -350,11 +410,11 @@ class ListingForm(Form):
         try:
             self.price_units()
         except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError(amount_message(exc)) from None
 
 
 class ConfirmForm(Form):
-    confirm = BooleanField("Confirm")
+    confirm = BooleanField(_l("Confirm"))
 
 
 # ---------------------------------------------------------------------------- browse
@@ -403,7 +463,7 @@ def _read_filters() -> tuple[Filters, list[str]]:
     page = args.get("page", "1")
     filters.page = int(page) if page.isdigit() and 0 < int(page) < 10**6 else 1
     if (filters.min_price or filters.max_price) and not filters.currency:
-        errors.append("Choose a currency to filter by price.")
+        errors.append(_("Choose a currency to filter by price."))
     return filters, errors
 
 
@@ -426,7 +486,10 @@ def _apply_filters(query: Select[Any], filters: Filters, errors: list[str]) -> S
             try:
                 units = parse_amount(text, filters.currency)
             except ValueError as exc:
-                errors.append(f"{'Minimum' if is_min else 'Maximum'} price: {exc}")
+                if is_min:
+                    errors.append(_("Minimum price: %(error)s", error=amount_message(exc)))
+                else:
+                    errors.append(_("Maximum price: %(error)s", error=amount_message(exc)))
                 continue
             query = query.where(Listing.price >= units if is_min else Listing.price <= units)
     if filters.city:
@@ -477,11 +540,11 @@ def detail(listing_id: int) -> str:
     session = db.session()
     listing = session.get(Listing, listing_id)
     if listing is None:
-        abort(404, "There is no such listing.")
+        abort(404, _("There is no such listing."))
     address = current_address()
     is_owner = listing.seller.address == address
     if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
-        abort(404, "This listing was withdrawn by the seller.")
+        abort(404, _("This listing was withdrawn by the seller."))
     record = trust.seller_record(
         session, listing.seller.address, stablecoin=gateway().stablecoin_address()
     )
@@ -497,6 +560,7 @@ def detail(listing_id: int) -> str:
         reserved=reserved_by_other(listing, address),
         delivery_days=checkout.delivery_days_of(listing),
         categories=CATEGORIES,
+        statuses=STATUSES,
         form=ConfirmForm(),
     )
 
@@ -515,7 +579,11 @@ def mine() -> str:
             )
         )
     return render_template(
-        "listings/mine.html", listings=listings, form=ConfirmForm(), categories=CATEGORIES
+        "listings/mine.html",
+        listings=listings,
+        form=ConfirmForm(),
+        categories=CATEGORIES,
+        statuses=STATUSES,
     )
 
 
@@ -538,7 +606,13 @@ def create() -> Any:
             ), 429
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(photos) > MAX_PHOTOS:
-            photo_errors.append(f"At most {MAX_PHOTOS} photos per listing.")
+            photo_errors.append(
+                ngettext(
+                    "At most %(num)d photo per listing.",
+                    "At most %(num)d photos per listing.",
+                    MAX_PHOTOS,
+                )
+            )
         photo_errors += photo_space_errors(photos)
         if photo_errors:
             form.photos.errors = photo_errors
@@ -562,8 +636,10 @@ def create() -> Any:
             session.add(listing)
             session.commit()
             flash(
-                "Your listing is on the market. "
-                f"Price: {understood_price(listing.price, listing.currency)}.",
+                _(
+                    "Your listing is on the market. Price: %(price)s.",
+                    price=understood_price(listing.price, listing.currency),
+                ),
                 "success",
             )
             return redirect(url_for("listings.detail", listing_id=listing.id))
@@ -588,7 +664,7 @@ def _ensure_user(session: Any) -> User:
 def edit(listing_id: int) -> Any:
     listing = _owned_listing(listing_id)
     if listing.status == ListingStatus.SOLD.value:
-        flash("A sold listing cannot be changed.", "error")
+        flash(_("A sold listing cannot be changed."), "error")
         return redirect(url_for("listings.detail", listing_id=listing.id))
     form = ListingForm(obj=listing if request.method == "GET" else None)
     if request.method == "POST" and form.delivery_days.name not in request.form:
@@ -603,7 +679,13 @@ def edit(listing_id: int) -> Any:
         kept = [p for p in listing.photos if p not in remove]
         photos, photo_errors = check_photos(request.files.getlist(form.photos.name))
         if len(kept) + len(photos) > MAX_PHOTOS:
-            photo_errors.append(f"At most {MAX_PHOTOS} photos per listing; remove some first.")
+            photo_errors.append(
+                ngettext(
+                    "At most %(num)d photo per listing; remove some first.",
+                    "At most %(num)d photos per listing; remove some first.",
+                    MAX_PHOTOS,
+                )
+            )
         photo_errors += photo_space_errors(photos, freed=remove)
         locked = _terms_change_refused(listing, form)
         if locked:
@@ -627,7 +709,10 @@ def edit(listing_id: int) -> Any:
             seen = checkout.kept_photos(session, listing.id)
             delete_photo_files([p for p in remove if p not in kept and p not in seen])
             flash(
-                f"Listing saved. Price: {understood_price(listing.price, listing.currency)}.",
+                _(
+                    "Listing saved. Price: %(price)s.",
+                    price=understood_price(listing.price, listing.currency),
+                ),
                 "success",
             )
             return redirect(url_for("listings.detail", listing_id=listing.id))
@@ -648,7 +733,7 @@ def _terms_change_refused(listing: Listing, form: ListingForm) -> str | None:
     reason = checkout.terms_locked(db.session(), listing)
     if reason is None:
         return None
-    return f"{reason} The price and currency cannot change until it is over."
+    return f"{reason} " + _("The price and currency cannot change until it is over.")
 
 
 def _bump_version(listing: Listing, form: ListingForm, *, photos_changed: bool) -> None:
@@ -678,15 +763,15 @@ def pause(listing_id: int) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if checkout.listing_is_held(db.session(), listing.id):
-        flash("A buyer is paying for this item right now; try again in a few minutes.", "error")
+        flash(_("A buyer is paying for this item right now; try again in a few minutes."), "error")
     elif listing.status == ListingStatus.ACTIVE.value:
         listing.status = ListingStatus.WITHDRAWN.value
-        flash("Listing paused: buyers no longer see it.", "success")
+        flash(_("Listing paused: buyers no longer see it."), "success")
     elif listing.status == ListingStatus.WITHDRAWN.value:
         listing.status = ListingStatus.ACTIVE.value
-        flash("Listing is on the market again.", "success")
+        flash(_("Listing is on the market again."), "success")
     else:
-        flash("A listing that is reserved or sold cannot be paused.", "error")
+        flash(_("A listing that is reserved or sold cannot be paused."), "error")
     db.session().commit()
     return redirect(_back(listing))
 
@@ -699,7 +784,7 @@ def delete(listing_id: int) -> Response:
         abort(400)
     session = db.session()
     if checkout.listing_is_held(session, listing.id):
-        flash("A buyer is paying for this item right now; try again in a few minutes.", "error")
+        flash(_("A buyer is paying for this item right now; try again in a few minutes."), "error")
         return redirect(_back(listing))
     used = session.scalar(select(func.count(Trade.id)).where(Trade.listing_id == listing.id))
     if used:
@@ -707,14 +792,15 @@ def delete(listing_id: int) -> Response:
             listing.status = ListingStatus.WITHDRAWN.value
         session.commit()
         flash(
-            "This listing has trades, so it stays on record; it was withdrawn instead.", "warning"
+            _("This listing has trades, so it stays on record; it was withdrawn instead."),
+            "warning",
         )
         return redirect(url_for("listings.mine"))
     photos = list(listing.photos or [])
     session.delete(listing)
     session.commit()
     delete_photo_files(photos)
-    flash("Listing deleted.", "success")
+    flash(_("Listing deleted."), "success")
     return redirect(url_for("listings.mine"))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -32,7 +34,11 @@ def _ago(delta: timedelta) -> datetime:
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / MiB:.0f} MB" if size >= MiB else f"{max(size, 0) / 1024:.0f} KB"
+    if size >= MiB:
+        megabytes = f"{size / MiB:.0f}"
+        return _("%(size)s MB", size=megabytes)
+    kilobytes = f"{max(size, 0) / 1024:.0f}"
+    return _("%(size)s KB", size=kilobytes)
 
 
 def message_refusal(session: Session, sender: str) -> str | None:
@@ -50,12 +56,19 @@ def message_refusal(session: Session, sender: str) -> str | None:
         )
     ).one()
     if last_minute >= _limit("MESSAGES_PER_MINUTE"):
-        return (
-            f"You sent {last_minute} messages in the last minute, the most allowed. "
-            "Wait a minute, then send it again."
+        return ngettext(
+            "You sent %(num)d message in the last minute, the most allowed. "
+            "Wait a minute, then send it again.",
+            "You sent %(num)d messages in the last minute, the most allowed. "
+            "Wait a minute, then send it again.",
+            last_minute,
         )
     if last_hour >= _limit("MESSAGES_PER_HOUR"):
-        return f"You sent {last_hour} messages in the last hour, the most allowed. Try again later."
+        return ngettext(
+            "You sent %(num)d message in the last hour, the most allowed. Try again later.",
+            "You sent %(num)d messages in the last hour, the most allowed. Try again later.",
+            last_hour,
+        )
     return None
 
 
@@ -83,20 +96,28 @@ def evidence_refusal(session: Session, trade_id: int, uploader: str, size: int) 
         _limit("EVIDENCE_BYTES_PER_USER_DAY"),
     )
     if on_trade[0] >= files_per_trade:
-        return (
-            f"You already added {files_per_trade} evidence files to this trade, the most allowed."
+        return ngettext(
+            "You already added %(num)d evidence file to this trade, the most allowed.",
+            "You already added %(num)d evidence files to this trade, the most allowed.",
+            files_per_trade,
         )
     if on_trade[1] + size > bytes_per_trade:
-        return (
-            f"Your evidence on this trade would pass {_megabytes(bytes_per_trade)}, the most "
-            "allowed. Add a smaller file."
+        return _(
+            "Your evidence on this trade would pass %(size)s, the most allowed. "
+            "Add a smaller file.",
+            size=_megabytes(bytes_per_trade),
         )
     if today[0] >= files_per_day:
-        return f"You added {files_per_day} evidence files in the last 24 hours; try again tomorrow."
+        return ngettext(
+            "You added %(num)d evidence file in the last 24 hours; try again tomorrow.",
+            "You added %(num)d evidence files in the last 24 hours; try again tomorrow.",
+            files_per_day,
+        )
     if today[1] + size > bytes_per_day:
-        return (
-            f"Your evidence of the last 24 hours would pass {_megabytes(bytes_per_day)}; "
-            "add a smaller file or try again tomorrow."
+        return _(
+            "Your evidence of the last 24 hours would pass %(size)s; "
+            "add a smaller file or try again tomorrow.",
+            size=_megabytes(bytes_per_day),
         )
     return None
 
@@ -113,13 +134,17 @@ def listing_refusal(session: Session, seller: str) -> str | None:
         .where(User.address == seller)
     ).one()
     if created >= _limit("LISTINGS_PER_DAY"):
-        return (
-            f"You created {created} listings in the last 24 hours, the most allowed. "
-            "Try again tomorrow."
+        return ngettext(
+            "You created %(num)d listing in the last 24 hours, the most allowed. "
+            "Try again tomorrow.",
+            "You created %(num)d listings in the last 24 hours, the most allowed. "
+            "Try again tomorrow.",
+            created,
         )
     if listed >= _limit("ACTIVE_LISTINGS_PER_SELLER"):
-        return (
-            f"You have {listed} listings on the market, the most allowed. "
-            "Pause or delete one first."
+        return ngettext(
+            "You have %(num)d listing on the market, the most allowed. Pause or delete one first.",
+            "You have %(num)d listings on the market, the most allowed. Pause or delete one first.",
+            listed,
         )
     return None

@@ -5,6 +5,10 @@
  * webapp/listings.py parse_amount, with the same messages; tests/test_amounts.py runs a table
  * of cases through both. Change them together.
  *
+ * Messages go through gettext (static/js/i18n.js) as whole sentences, one for each noun the
+ * page uses ("amount", "price"), so that every language can word them its own way. Under node
+ * (the tests) there is no i18n.js: the messages are the English ones.
+ *
  * Markup: <input data-amount-preview="ID"> names the element (aria-live="polite") that gets
  * the text; the currency is the value of the form's "currency" field (or the field named by
  * data-currency-field). No inline script: this file is loaded with a <script src>.
@@ -32,29 +36,61 @@
     this.message = message;
   }
 
+  // The message in the page's language (i18n.js's gettext; under node, the English one), with
+  // its values: %(name)s and %(name)d, as in the messages of escrow/amounts.py, which are the
+  // same texts (one translation serves both).
+  function gettext(message, values) {
+    var text = message;
+    if (typeof window !== "undefined" && typeof window.gettext === "function") {
+      text = window.gettext(message);
+    }
+    return text.replace(/%\(([a-z_]+)\)[sd]/g, function (match, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name)
+        ? String(values[name])
+        : match;
+    });
+  }
+
+  function isPrice(noun) {
+    return noun === "price";
+  }
+
   function stripAmount(text) {
     return text.replace(TRIM, "");
   }
 
   function notANumber(noun) {
-    return "Enter the " + noun + " as a number, like 1,5 or 1 500 or 12.75.";
+    return isPrice(noun)
+      ? gettext("Enter the price as a number, like 1,5 or 1 500 or 12.75.")
+      : gettext("Enter the amount as a number, like 1,5 or 1 500 or 12.75.");
   }
 
   function tooManyDecimals(decimals, noun, symbol) {
+    var values = { symbol: symbol, decimals: decimals };
     if (decimals === 0) {
-      return symbol ? symbol + " " + noun + "s are whole numbers." : "Use a whole number.";
+      if (!symbol) return gettext("Use a whole number.");
+      return isPrice(noun)
+        ? gettext("%(symbol)s prices are whole numbers.", values)
+        : gettext("%(symbol)s amounts are whole numbers.", values);
     }
     if (symbol) {
-      return symbol + " " + noun + "s have at most " + decimals + " decimal places.";
+      return isPrice(noun)
+        ? gettext("%(symbol)s prices have at most %(decimals)d decimal places.", values)
+        : gettext("%(symbol)s amounts have at most %(decimals)d decimal places.", values);
     }
-    return "Use at most " + decimals + " decimal places.";
+    return gettext("Use at most %(decimals)d decimal places.", values);
   }
 
   function outOfPlace(noun) {
-    return (
-      "A separator is out of place in the " + noun + ": write one comma or dot before the " +
-      "decimals and spaces between thousands, like 1 500,50."
-    );
+    return isPrice(noun)
+      ? gettext(
+        "A separator is out of place in the price: write one comma or dot before the " +
+        "decimals and spaces between thousands, like 1 500,50."
+      )
+      : gettext(
+        "A separator is out of place in the amount: write one comma or dot before the " +
+        "decimals and spaces between thousands, like 1 500,50."
+      );
   }
 
   function rstripZeros(digits) {
@@ -70,11 +106,14 @@
     var first = s.charAt(0);
     var end = s.charAt(s.length - 1);
     if (first === "." || first === ",") {
-      throw new AmountError('Write a digit before the "' + first + '", like 0' + first + "5.");
+      throw new AmountError(
+        gettext('Write a digit before the "%(mark)s", like 0%(mark)s5.', { mark: first })
+      );
     }
     if (end === "." || end === ",") {
       throw new AmountError(
-        'Write the decimals after the "' + end + '", like 1' + end + "5, or leave it out."
+        gettext('Write the decimals after the "%(mark)s", like 1%(mark)s5, or leave it out.',
+          { mark: end })
       );
     }
     if (groups.indexOf("") !== -1) throw new AmountError(outOfPlace(noun));
@@ -99,7 +138,7 @@
         whole.slice(1).some(function (g) { return g.length !== 3; });
       if (bad) {
         throw new AmountError(
-          "Write thousands in groups of three digits, like 1 500 000, or without separators."
+          gettext("Write thousands in groups of three digits, like 1 500 000, or without separators.")
         );
       }
     } else if (decimal === "," && fraction.length === 3 && whole[0].length <= 3 &&
@@ -109,8 +148,11 @@
       var mark = decimals.length !== 3 ? "," : ".";
       var asDecimals = whole[0] + (decimals ? mark + decimals : "");
       throw new AmountError(
-        s + " could mean " + asThousands + " or " + asDecimals + ": write " + asThousands +
-        " or " + asDecimals + " instead."
+        gettext(
+          "%(text)s could mean %(thousands)s or %(decimal)s: " +
+          "write %(thousands)s or %(decimal)s instead.",
+          { text: s, thousands: asThousands, decimal: asDecimals }
+        )
       );
     }
     return [whole.join(""), fraction];
@@ -132,24 +174,41 @@
   function parseUnits(text, decimals, options) {
     options = options || {};
     var maxUnits = options.maxUnits === undefined ? DEFAULT_MAX : BigInt(options.maxUnits);
-    var noun = options.noun || "amount";
+    var noun = options.noun || "amount"; // "amount" or "price": the words of the messages
     var symbol = options.symbol || "";
     if (typeof text !== "string") throw new AmountError(notANumber(noun));
     var s = stripAmount(text);
-    if (!s) throw new AmountError("Enter the " + noun + ".");
+    var price = isPrice(noun);
+    if (!s) {
+      throw new AmountError(price ? gettext("Enter the price.") : gettext("Enter the amount."));
+    }
     if (s.charAt(0) === "-" || s.charAt(0) === "\u2212") {
       throw new AmountError(
-        "The " + noun + " must be more than zero: write it without a minus sign."
+        price
+          ? gettext("The price must be more than zero: write it without a minus sign.")
+          : gettext("The amount must be more than zero: write it without a minus sign.")
       );
     }
-    if (s.charAt(0) === "+") throw new AmountError("Write the " + noun + " without a plus sign.");
+    if (s.charAt(0) === "+") {
+      throw new AmountError(
+        price
+          ? gettext("Write the price without a plus sign.")
+          : gettext("Write the amount without a plus sign.")
+      );
+    }
     if (EXPONENT.test(s)) {
       throw new AmountError(
-        "Write the " + noun + " in plain digits, without an exponent: 1000, not 1e3."
+        price
+          ? gettext("Write the price in plain digits, without an exponent: 1000, not 1e3.")
+          : gettext("Write the amount in plain digits, without an exponent: 1000, not 1e3.")
       );
     }
     if (!ALLOWED.test(s)) throw new AmountError(notANumber(noun));
-    if (Array.from(s).length > MAX_TEXT) throw new AmountError("That " + noun + " is too long.");
+    if (Array.from(s).length > MAX_TEXT) {
+      throw new AmountError(
+        price ? gettext("That price is too long.") : gettext("That amount is too long.")
+      );
+    }
     var parts = split(s, noun);
     var fraction = rstripZeros(parts[1]);
     if (fraction.length > decimals) {
@@ -157,10 +216,20 @@
     }
     var units = BigInt(parts[0]) * BigInt(10) ** BigInt(decimals) +
       BigInt(fraction.padEnd(decimals, "0") || "0");
-    if (units === BigInt(0)) throw new AmountError("The " + noun + " must be more than zero.");
+    if (units === BigInt(0)) {
+      throw new AmountError(
+        price
+          ? gettext("The price must be more than zero.")
+          : gettext("The amount must be more than zero.")
+      );
+    }
     if (units > maxUnits) {
       var shown = showUnits(maxUnits, decimals) + (symbol ? " " + symbol : "");
-      throw new AmountError("That " + noun + " is too large: at most " + shown + ".");
+      throw new AmountError(
+        price
+          ? gettext("That price is too large: at most %(maximum)s.", { maximum: shown })
+          : gettext("That amount is too large: at most %(maximum)s.", { maximum: shown })
+      );
     }
     return units;
   }
@@ -170,8 +239,10 @@
     var known = Object.prototype.hasOwnProperty.call(CURRENCIES, currency);
     var rules = known ? CURRENCIES[currency] : CURRENCIES.ETH;
     var s = stripAmount(text || "");
-    if (!s) throw new AmountError("Enter a price.");
-    if (Array.from(s).length > MAX_PRICE_TEXT) throw new AmountError("That price is too long.");
+    if (!s) throw new AmountError(gettext("Enter a price."));
+    if (Array.from(s).length > MAX_PRICE_TEXT) {
+      throw new AmountError(gettext("That price is too long."));
+    }
     return parseUnits(s, rules.decimals, { maxUnits: rules.max, noun: "price", symbol: currency });
   }
 
