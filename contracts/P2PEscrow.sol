@@ -562,7 +562,15 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
             }
         }
         tradeId = laneKey | block.number;
-        bytes24 termsHash = bytes24(keccak256(abi.encode(tradeId, terms)));
+        bytes24 termsHash;
+        assembly ("memory-safe") {
+            // abi.encode(tradeId, terms): the id, then the static struct's 10 words as they lie
+            // in memory
+            let ptr := mload(0x40)
+            mstore(ptr, tradeId)
+            mcopy(add(ptr, 0x20), terms, 0x140)
+            termsHash := and(keccak256(ptr, 0x160), not(0xffffffffffffffff))
+        }
         _lanes[laneKey] = uint256(bytes32(termsHash)) | (uint256(uint8(Status.Funded)) << 56);
         emit TradeFunded(tradeId, msg.sender, terms.seller, terms, listingRef);
     }
@@ -754,7 +762,16 @@ contract P2PEscrow is IP2PEscrow, Ownable2Step, ReentrancyGuardTransient {
         return uint40(packed >> 16) & TIME_MASK;
     }
 
-    function _hashTerms(uint256 tradeId, Terms calldata terms) private pure returns (bytes24) {
-        return bytes24(keccak256(abi.encode(tradeId, terms)));
+    /// @dev keccak256(abi.encode(tradeId, terms)) straight from calldata: a static struct's
+    /// calldata is its ABI encoding. Bytes that are not a clean encoding (dirty high bits) hash
+    /// to something else and fail the comparison with the stored commitment, so every field
+    /// read after {_load} is clean. Saves the field-by-field copy and checks of abi.encode.
+    function _hashTerms(uint256 tradeId, Terms calldata terms) private pure returns (bytes24 termsHash) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, tradeId)
+            calldatacopy(add(ptr, 0x20), terms, 0x140)
+            termsHash := and(keccak256(ptr, 0x160), not(0xffffffffffffffff))
+        }
     }
 }

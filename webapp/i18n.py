@@ -25,7 +25,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.plural import to_javascript
 from flask import Flask, current_app, request, session
-from flask_babel import Babel, get_locale, gettext, ngettext
+from flask_babel import Babel, get_locale, get_translations, gettext
 
 #: Language code -> (locale used for formatting, the language's own name).
 LANGUAGES: dict[str, tuple[str, str]] = {
@@ -113,11 +113,14 @@ def js_catalogue(lang: str) -> str:
         else:
             # The forms for n = the CLDR sample of each category are enough for the client:
             # it picks one with the plural function below.
+            # The raw forms (placeholders kept) for a number of each plural category; the
+            # client picks one with the plural function below and fills it in.
             locale = Locale.parse(LANGUAGES[lang][0])
-            forms = []
-            for sample in _plural_samples(locale):
-                forms.append(ngettext(singular, plural, sample))
-            messages[singular] = forms
+            translations = get_translations()
+            messages[singular] = [
+                translations.ngettext(singular, plural, sample)
+                for sample in _plural_samples(locale)
+            ]
     locale = Locale.parse(LANGUAGES[lang][0])
     categories = [tag for tag, _ in _plural_categories(locale)]
     return (

@@ -193,7 +193,9 @@ class LocalStack:
         engine = make_engine(self.database_url)
         try:
             with session_scope(engine) as session:
-                if seed_demo_data(session, self.deployment, self.chain):
+                if seed_demo_data(
+                    session, self.deployment, self.chain, upload_dir=self.data_dir / "uploads"
+                ):
                     self.log("seeded demo sellers, buyers, arbitrators and listings")
         finally:
             engine.dispose()

@@ -1,5 +1,6 @@
 // Translations for the page's scripts: window.I18N comes from /i18n/<lang>.js, made from the
-// same catalogue as the pages (webapp/translations). Placeholders are %(name)s, as in Python.
+// same catalogue as the pages (webapp/translations). Placeholders are %(name)s or %(name)d,
+// as in Python.
 (function () {
   'use strict';
 
@@ -7,7 +8,7 @@
 
   function fill(text, values) {
     if (!values) return text;
-    return text.replace(/%\(([a-z_]+)\)s/g, (match, name) =>
+    return text.replace(/%\(([a-z_]+)\)[sd]/g, (match, name) =>
       Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : match);
   }
 
