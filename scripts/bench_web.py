@@ -1,22 +1,33 @@
 """Web benchmark: the production stack (gunicorn, SQLite, anvil, indexer) under bounded load.
 
-Fills the database with ``--listings`` listings (default 10,000) and makes 2,000 real trades
-on the chain (sent in JSON-RPC batches, then indexed), signs in as a buyer, and measures four
-pages with wrk on loopback for ``--seconds`` each (default 20): the listing index, a search, a
-listing page and a trade page. Prints a table and writes build/bench/web.json as
+Fills the database with ``--listings`` listings (default 10,000; titles, descriptions and
+cities in Latin, Russian and Kazakh) and makes 2,000 real trades on the chain (sent in JSON-RPC
+batches, then indexed), signs in as a buyer, and measures six pages with wrk on loopback for
+``--seconds`` each (default 20): the listing index, a filtered search, a Cyrillic search
+(``?q=айфон алматы``), a Latin search (``?q=iphone``), a listing page and a trade page. Prints a
+table and writes build/bench/web.json as
 ``{"pages": {"index": {"p95_ms": ..., "req_per_s": ...}, ...}}``.
 
+``--search-only`` measures the search query itself instead (webapp.search.apply_search with the
+index page's two queries: the count and one page of listings with their sellers), on
+``--listings`` listings in a SQLite file and, when ``--postgres-url`` or ``TEST_POSTGRES_URL``
+names a server, in a fresh PostgreSQL schema; no stack, no wrk. It writes
+build/bench/search.json as ``{"sqlite": {"<query>": {"p50_ms": ..., "p95_ms": ...}}, ...}``.
+
     python scripts/bench_web.py [--listings 10000] [--seconds 20] [--trades 2000]
+    python scripts/bench_web.py --search-only [--postgres-url URL] [--runs 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,17 +35,34 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
-from sqlalchemy import insert, select
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.orm import Session, contains_eager
 
-from escrow.db.engine import make_engine, session_scope
+from escrow.db.engine import make_engine, session_scope, upgrade
 from escrow.db.models import Listing, Trade, User
 from escrow.settings import PROJECT_ROOT
+from webapp.search import apply_search
 from webapp.stack import LocalStack
 
 CATEGORIES = ["electronics", "phones", "furniture", "clothing", "bikes", "books", "kids", "home"]
-CITIES = ["Almaty", "Astana", "Shymkent", "Karaganda", "Aktobe", "Taraz", "Pavlodar"]
+CITIES = [
+    "Almaty",
+    "Алматы",
+    "Astana",
+    "Астана",
+    "Shymkent",
+    "Шымкент",
+    "Karaganda",
+    "Қарағанды",
+    "Aktobe",
+    "Ақтөбе",
+    "Taraz",
+    "Pavlodar",
+    "Өскемен",
+]
 WORDS = [
     "bike",
     "phone",
@@ -54,7 +82,38 @@ WORDS = [
     "desk",
     "monitor",
     "tent",
+    "iPhone",
+    "Samsung",
 ]
+#: Every other listing is written in Russian or Kazakh.
+WORDS_CYRILLIC = [
+    "велосипед",
+    "телефон",
+    "диван",
+    "куртка",
+    "лампа",
+    "стол",
+    "ноутбук",
+    "айфон",
+    "самсунг",
+    "гитара",
+    "кітап",
+    "орындық",
+    "сағат",
+    "шәйнек",
+    "етік",
+    "палатка",
+]
+#: Queries --search-only measures (and the two search pages of the full run).
+SEARCH_QUERIES = {
+    "cyrillic": "айфон алматы",
+    "cyrillic_1word": "Диван",
+    "kazakh": "шәйнек",
+    "latin": "iphone",
+    "latin_city": "Almaty",
+    "short": "ай",
+    "none": "",
+}
 LUA = """
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"p50_us\\": %d, \\"p95_us\\": %d, \\"p99_us\\": %d, "
@@ -84,7 +143,8 @@ def fill_listings(stack: LocalStack, count: int) -> list[int]:
                 user_ids.append(user.id)
             rows = []
             for i in range(count):
-                title = f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} #{i}"
+                words = WORDS_CYRILLIC if i % 2 else WORDS
+                title = f"{rng.choice(words).title()} {rng.choice(words)} #{i}"
                 currency = "ETH" if rng.random() < 0.6 else "USD"
                 price = (
                     rng.randint(1, 500) * 10**15
@@ -207,6 +267,134 @@ def sign_in(stack: LocalStack, address: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in http.cookies.items())
 
 
+def fill_search_db(url: str, count: int) -> None:
+    """``count`` active listings (no chain) in the database at ``url``, migrated first."""
+    upgrade(url)
+    rng = random.Random(7)
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            users = [User(address="0x" + f"{n:040x}", languages=[]) for n in range(1, 5)]
+            session.add_all(users)
+            session.flush()
+            rows = []
+            for i in range(count):
+                words = WORDS_CYRILLIC if i % 2 else WORDS
+                title = f"{rng.choice(words).title()} {rng.choice(words)} #{i}"
+                now = datetime.now(UTC)
+                rows.append(
+                    {
+                        "ref": "0x" + secrets.token_hex(32),
+                        "seller_id": rng.choice(users).id,
+                        "title": title,
+                        "description": f"Good condition. {title}. Pick-up or post.",
+                        "price": rng.randint(1, 500) * 10**15,
+                        "currency": "ETH",
+                        "quantity": 1,
+                        "category": rng.choice(CATEGORIES),
+                        "city": rng.choice(CITIES),
+                        "photos": [],
+                        "status": "active" if rng.random() < 0.9 else "withdrawn",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            for start in range(0, len(rows), 2_000):
+                session.execute(insert(Listing), rows[start : start + 2_000])
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE listings"))
+                conn.execute(text("ANALYZE users"))
+    finally:
+        engine.dispose()
+
+
+def index_queries(session: Session, q: str, page_size: int = 24) -> tuple[int, int]:
+    """What the listings index runs for ``?q=``: the count and the first page (newest first)."""
+    base = apply_search(select(Listing).where(Listing.status == "active"), session, q)
+    total = session.scalar(base.with_only_columns(func.count(Listing.id)).order_by(None)) or 0
+    page = session.scalars(
+        base.join(Listing.seller)
+        .options(contains_eager(Listing.seller))
+        .order_by(Listing.created_at.desc(), Listing.id.desc())
+        .limit(page_size)
+    ).all()
+    return total, len(page)
+
+
+def measure_search(url: str, runs: int) -> dict[str, dict[str, Any]]:
+    engine = make_engine(url)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with Session(engine) as session:
+            for name, q in SEARCH_QUERIES.items():
+                for _ in range(5):  # warm up caches and prepared statements
+                    total, shown = index_queries(session, q)
+                    session.rollback()
+                times = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    index_queries(session, q)
+                    session.rollback()
+                    times.append((time.perf_counter() - started) * 1000)
+                times.sort()
+                results[name] = {
+                    "query": q,
+                    "found": total,
+                    "shown": shown,
+                    "p50_ms": round(statistics.median(times), 2),
+                    "p95_ms": round(times[int(len(times) * 0.95) - 1], 2),
+                    "max_ms": round(times[-1], 2),
+                }
+    finally:
+        engine.dispose()
+    return results
+
+
+def fresh_postgres_schema(server_url: str) -> str:
+    server_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    schema = "bench_" + secrets.token_hex(6)
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    admin.dispose()
+    separator = "&" if "?" in server_url else "?"
+    return f"{server_url}{separator}options=-csearch_path%3D{schema}"
+
+
+def search_only(args: argparse.Namespace) -> int:
+    report: dict[str, Any] = {"listings": args.listings, "runs": args.runs}
+    with tempfile.TemporaryDirectory(prefix="bench-search.") as tmp:
+        databases = {"sqlite": f"sqlite:///{Path(tmp) / 'search.sqlite3'}"}
+        pg: str = args.postgres_url or os.environ.get("TEST_POSTGRES_URL") or ""
+        if pg:
+            databases["postgresql"] = fresh_postgres_schema(pg)
+        for kind, url in databases.items():
+            started = time.monotonic()
+            fill_search_db(url, args.listings)
+            filled = time.monotonic() - started
+            report[kind] = measure_search(url, args.runs)
+            report[kind + "_fill_seconds"] = round(filled, 1)
+            if kind == "postgresql":
+                schema = url.rsplit("%3D", 1)[1]
+                admin = create_engine(pg.replace("postgresql://", "postgresql+psycopg://", 1))
+                with admin.begin() as conn:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                admin.dispose()
+    out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("search.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"{'database':11} {'query':16} {'found':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    for kind in ("sqlite", "postgresql"):
+        for name, r in report.get(kind, {}).items():
+            print(
+                f"{kind:11} {name:16} {r['found']:>6} {r['p50_ms']:>8} {r['p95_ms']:>8} "
+                f"{r['max_ms']:>8}"
+            )
+    print(f"{args.listings:,} listings, {args.runs} runs per query; written to {out}")
+    return 0
+
+
 def run_wrk(
     url: str, seconds: int, cookie: str | None, threads: int, connections: int, script: Path
 ) -> dict[str, float]:
@@ -238,6 +426,9 @@ def run_wrk(
     }
 
 
+DEFAULT_OUT = PROJECT_ROOT / "build" / "bench" / "web.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listings", type=int, default=10_000)
@@ -245,8 +436,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "web.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="measure the search query on SQLite (and PostgreSQL) directly, without the stack",
+    )
+    parser.add_argument("--postgres-url", help="PostgreSQL server for --search-only")
+    parser.add_argument("--runs", type=int, default=300, help="runs per query (--search-only)")
     args = parser.parse_args(argv)
+    if args.search_only:
+        return search_only(args)
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 1
@@ -276,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             pages = {
                 "index": (stack.url + "/", None),
                 "search": (stack.url + "/?q=bike&category=bikes&sort=price_asc", None),
+                "search_cyrillic": (
+                    stack.url + "/?" + urlencode({"q": SEARCH_QUERIES["cyrillic"]}),
+                    None,
+                ),
+                "search_latin": (
+                    stack.url + "/?" + urlencode({"q": SEARCH_QUERIES["latin"]}),
+                    None,
+                ),
                 "listing": (stack.url + f"/listings/{listing_ids[len(listing_ids) // 2]}", None),
                 "trade": (stack.url + f"/trades/{trade_pk}", cookie),
             }
@@ -309,10 +517,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'page':10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    print(f"{'page':16} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
     for name, r in results.items():
         print(
-            f"{name:10} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
+            f"{name:16} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
             f"{r['req_per_s']:>8} {r['errors'] + r['non_2xx']:>7}"
         )
     print(f"{args.listings:,} listings, {args.trades:,} trades; written to {args.out}")
