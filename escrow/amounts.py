@@ -8,12 +8,19 @@ Amounts are typed by people in Kazakhstan, who write a decimal comma (``1,5``) a
 thousands with spaces (``1 500``), and by people who write the English ``1,500.5``. The rules
 of ``parse_units`` read both without guessing; ``webapp/static/js/amount_preview.js`` applies
 the same rules in the browser (``tests/test_amounts.py`` runs both on one table of cases).
+
+The messages reach people in Kazakh, Russian or English, but this package does not depend on
+Flask: each message is an English template marked with ``N_`` (extracted by ``make
+translations``), and an ``AmountError`` carries the template and its parameters, so the web
+app shows ``gettext(exc.template) % exc.params`` (``webapp.views.amount_error_text``).
+``str(exc)`` is the English text.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal, localcontext
+from typing import Literal
 
 UINT256_DIGITS = 100  # uint256 has 78 decimal digits; leave room for the fraction
 
@@ -29,8 +36,77 @@ _ALLOWED = re.compile(r"[0-9., \u00a0\u202f]+")
 _SEPARATOR = re.compile(r"[., \u00a0\u202f]")
 
 
+def N_(message: str) -> str:
+    """Marks ``message`` for translation without translating it (gettext's "no-op")."""
+    return message
+
+
+Noun = Literal["amount", "price"]
+
+#: Each message about an amount, per noun: the noun changes its case in Kazakh and Russian,
+#: so every wording is a whole sentence of its own for the translators.
+MESSAGES: dict[str, dict[str, str]] = {
+    "amount": {
+        "empty": N_("Enter the amount."),
+        "minus": N_("The amount must be more than zero: write it without a minus sign."),
+        "plus": N_("Write the amount without a plus sign."),
+        "exponent": N_("Write the amount in plain digits, without an exponent: 1000, not 1e3."),
+        "not_a_number": N_("Enter the amount as a number, like 1,5 or 1 500 or 12.75."),
+        "too_long": N_("That amount is too long."),
+        "zero": N_("The amount must be more than zero."),
+        "too_large": N_("That amount is too large: at most %(maximum)s."),
+        "out_of_place": N_(
+            "A separator is out of place in the amount: write one comma or dot before the "
+            "decimals and spaces between thousands, like 1 500,50."
+        ),
+        "whole": N_("%(symbol)s amounts are whole numbers."),
+        "decimals": N_("%(symbol)s amounts have at most %(decimals)d decimal places."),
+    },
+    "price": {
+        "empty": N_("Enter the price."),
+        "minus": N_("The price must be more than zero: write it without a minus sign."),
+        "plus": N_("Write the price without a plus sign."),
+        "exponent": N_("Write the price in plain digits, without an exponent: 1000, not 1e3."),
+        "not_a_number": N_("Enter the price as a number, like 1,5 or 1 500 or 12.75."),
+        "too_long": N_("That price is too long."),
+        "zero": N_("The price must be more than zero."),
+        "too_large": N_("That price is too large: at most %(maximum)s."),
+        "out_of_place": N_(
+            "A separator is out of place in the price: write one comma or dot before the "
+            "decimals and spaces between thousands, like 1 500,50."
+        ),
+        "whole": N_("%(symbol)s prices are whole numbers."),
+        "decimals": N_("%(symbol)s prices have at most %(decimals)d decimal places."),
+    },
+}
+WHOLE_NUMBER = N_("Use a whole number.")
+AT_MOST_DECIMALS = N_("Use at most %(decimals)d decimal places.")
+DIGIT_BEFORE = N_('Write a digit before the "%(mark)s", like 0%(mark)s5.')
+DECIMALS_AFTER = N_('Write the decimals after the "%(mark)s", like 1%(mark)s5, or leave it out.')
+GROUPS_OF_THREE = N_(
+    "Write thousands in groups of three digits, like 1 500 000, or without separators."
+)
+UNCLEAR_COMMA = N_(
+    "%(text)s could mean %(thousands)s or %(decimal)s: write %(thousands)s or %(decimal)s instead."
+)
+
+
 class AmountError(ValueError):
-    """The text is not an amount the token can represent; the message says why."""
+    """The text is not an amount the token can represent; the message says why.
+
+    ``template`` is the English message (marked with ``N_``, so it is in the catalogues) and
+    ``params`` its values: a translation is ``gettext(template) % params``. ``str(exc)`` is the
+    English message.
+    """
+
+    def __init__(self, template: str, **params: str | int) -> None:
+        self.template = template
+        self.params = params
+        super().__init__(template % params if params else template)
+
+
+def _message(noun: Noun, key: str) -> str:
+    return MESSAGES[noun][key]
 
 
 def strip_amount(text: str) -> str:
@@ -43,12 +119,12 @@ def parse_units(
     decimals: int,
     *,
     max_units: int = 2**128 - 1,
-    noun: str = "amount",
+    noun: Noun = "amount",
     symbol: str = "",
 ) -> int:
     """``'1,25'`` or ``'1.25'`` with 6 decimals -> ``1250000``. What it cannot read for sure
     it refuses with an ``AmountError`` whose message says what to write instead; it never
-    drops a separator. ``noun`` ("amount", "price") and ``symbol`` ("ETH") word the messages.
+    drops a separator. ``noun`` ("amount" or "price") and ``symbol`` ("ETH") word the messages.
 
     The rules, in the order they apply:
 
@@ -86,47 +162,47 @@ def parse_units(
     ``1,500,000`` ``1 500 000``         1500000
     ==================================  ==========
     """
+    if noun not in MESSAGES:
+        raise ValueError(f"noun must be one of {sorted(MESSAGES)}, not {noun!r}")
     if not isinstance(text, str):
-        raise AmountError(_not_a_number(noun))
+        raise AmountError(_message(noun, "not_a_number"))
     s = strip_amount(text)
     if not s:
-        raise AmountError(f"Enter the {noun}.")
+        raise AmountError(_message(noun, "empty"))
     if s[0] in "-\u2212":
-        raise AmountError(f"The {noun} must be more than zero: write it without a minus sign.")
+        raise AmountError(_message(noun, "minus"))
     if s[0] == "+":
-        raise AmountError(f"Write the {noun} without a plus sign.")
+        raise AmountError(_message(noun, "plus"))
     if _EXPONENT.fullmatch(s):
-        raise AmountError(f"Write the {noun} in plain digits, without an exponent: 1000, not 1e3.")
+        raise AmountError(_message(noun, "exponent"))
     if not _ALLOWED.fullmatch(s):
-        raise AmountError(_not_a_number(noun))
+        raise AmountError(_message(noun, "not_a_number"))
     if len(s) > MAX_TEXT:
-        raise AmountError(f"That {noun} is too long.")
+        raise AmountError(_message(noun, "too_long"))
     whole, fraction = _split(s, noun)
     fraction = fraction.rstrip("0")
     if len(fraction) > decimals:
-        raise AmountError(_too_many_decimals(decimals, noun, symbol))
+        raise _too_many_decimals(decimals, noun, symbol)
     units = int(whole) * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
     if units == 0:
-        raise AmountError(f"The {noun} must be more than zero.")
+        raise AmountError(_message(noun, "zero"))
     if units > max_units:
         shown = show_units(max_units, decimals) + (f" {symbol}" if symbol else "")
-        raise AmountError(f"That {noun} is too large: at most {shown}.")
+        raise AmountError(_message(noun, "too_large"), maximum=shown)
     return units
 
 
-def _not_a_number(noun: str) -> str:
-    return f"Enter the {noun} as a number, like 1,5 or 1 500 or 12.75."
-
-
-def _too_many_decimals(decimals: int, noun: str, symbol: str) -> str:
+def _too_many_decimals(decimals: int, noun: Noun, symbol: str) -> AmountError:
     if decimals == 0:
-        return f"{symbol} {noun}s are whole numbers." if symbol else "Use a whole number."
+        if symbol:
+            return AmountError(_message(noun, "whole"), symbol=symbol)
+        return AmountError(WHOLE_NUMBER)
     if symbol:
-        return f"{symbol} {noun}s have at most {decimals} decimal places."
-    return f"Use at most {decimals} decimal places."
+        return AmountError(_message(noun, "decimals"), symbol=symbol, decimals=decimals)
+    return AmountError(AT_MOST_DECIMALS, decimals=decimals)
 
 
-def _split(s: str, noun: str) -> tuple[str, str]:
+def _split(s: str, noun: Noun) -> tuple[str, str]:
     """Digits, separators and group spaces -> (whole digits, fraction digits), by the rules
     in ``parse_units``'s docstring."""
     groups = _SEPARATOR.split(s)
@@ -134,13 +210,11 @@ def _split(s: str, noun: str) -> tuple[str, str]:
     if not separators:
         return s, ""
     if s[0] in ".,":
-        raise AmountError(f'Write a digit before the "{s[0]}", like 0{s[0]}5.')
+        raise AmountError(DIGIT_BEFORE, mark=s[0])
     if s[-1] in ".,":
-        raise AmountError(
-            f'Write the decimals after the "{s[-1]}", like 1{s[-1]}5, or leave it out.'
-        )
+        raise AmountError(DECIMALS_AFTER, mark=s[-1])
     if "" in groups:
-        raise AmountError(_out_of_place(noun))
+        raise AmountError(_message(noun, "out_of_place"))
     last = separators[-1]
     if last != " " and separators.count(last) == 1:
         decimal: str | None = last
@@ -149,29 +223,17 @@ def _split(s: str, noun: str) -> tuple[str, str]:
         decimal = None
         whole, fraction, grouping = groups, "", set(separators)
     if len(grouping) > 1:
-        raise AmountError(_out_of_place(noun))
+        raise AmountError(_message(noun, "out_of_place"))
     if len(whole) > 1:
         if len(whole[0]) > 3 or whole[0][0] == "0" or any(len(g) != 3 for g in whole[1:]):
-            raise AmountError(
-                "Write thousands in groups of three digits, like 1 500 000, or without separators."
-            )
+            raise AmountError(GROUPS_OF_THREE)
     elif decimal == "," and len(fraction) == 3 and len(whole[0]) <= 3 and whole[0][0] != "0":
         as_thousands = whole[0] + fraction
         decimals = fraction.rstrip("0")
         mark = "," if len(decimals) != 3 else "."
         as_decimals = whole[0] + (mark + decimals if decimals else "")
-        raise AmountError(
-            f"{s} could mean {as_thousands} or {as_decimals}: "
-            f"write {as_thousands} or {as_decimals} instead."
-        )
+        raise AmountError(UNCLEAR_COMMA, text=s, thousands=as_thousands, decimal=as_decimals)
     return "".join(whole), fraction
-
-
-def _out_of_place(noun: str) -> str:
-    return (
-        f"A separator is out of place in the {noun}: write one comma or dot before the "
-        "decimals and spaces between thousands, like 1 500,50."
-    )
 
 
 def show_units(units: int, decimals: int) -> str:

@@ -1,9 +1,12 @@
-"""Deploy the escrow (and on a local chain the test stablecoin and demo arbitrators).
+"""Deploy the escrow (and on a local chain the test tokens and demo arbitrators).
 
 Each deployment is recorded per chain id in ``<data dir>/deployments/<chain id>.json``:
 address, transaction hash, block and constructor arguments of every contract, plus the
-chain's genesis hash. Later runs reuse a live deployment; deploying over one needs
-``force=True``. A record whose contract code is gone (the chain was reset) is stale.
+chain's genesis hash. On a local chain the record also names the test tokens: ``stablecoin``
+(tUSD, 6 decimals, what USD listings are paid in) and ``tenge`` (tKZT, 2 decimals, what KZT
+listings are paid in; records written before it existed have none). Later runs reuse a live
+deployment; deploying over one needs ``force=True``. A record whose contract code is gone (the
+chain was reset) is stale.
 
 Upgrades: when the recorded escrow runs an older contract version, :func:`ensure_deployment`
 deploys the current version beside it and records both: ``escrow`` is the one new trades go
@@ -14,6 +17,7 @@ and get their funding paused. The indexer follows them all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,8 @@ LOCAL_CHAIN_IDS = {31337, 1337, 131277322940537}  # anvil/hardhat, geth dev, eth
 DEMO_ARBITRATOR_MAX_FEE_BPS = 500
 DEMO_PLATFORM_FEE_BPS = 100
 DEMO_STABLECOIN_PER_ACCOUNT = 100_000 * 10**6
+TENGE_DECIMALS = 2
+DEMO_TENGE_PER_ACCOUNT = 50_000_000 * 10**TENGE_DECIMALS  # 50 million tenge
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Deployment:
     arbitrators: list[str] = field(default_factory=list)
     #: older escrow contracts on this chain, newest first; their trades can still be finished
     previous_escrows: list[ContractRecord] = field(default_factory=list)
+    #: the test tenge (tKZT) on a local chain: the token KZT listings are paid in
+    tenge: ContractRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +100,7 @@ class Deployment:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Deployment:
         coin = data.get("stablecoin")
+        tenge = data.get("tenge")
         return cls(
             chain_id=data["chain_id"],
             genesis_hash=data["genesis_hash"],
@@ -100,6 +109,7 @@ class Deployment:
             stablecoin=ContractRecord(**coin) if coin else None,
             arbitrators=list(data.get("arbitrators", [])),
             previous_escrows=[ContractRecord(**r) for r in data.get("previous_escrows", [])],
+            tenge=ContractRecord(**tenge) if tenge else None,
         )
 
     def client(self, chain: Chain) -> EscrowClient:
@@ -181,14 +191,16 @@ def deploy(
     arbitrators: list[tuple[str, int]] | None = None,
     platform_fee: tuple[str, int] | None = None,
     with_stablecoin: bool | None = None,
+    with_tenge: bool | None = None,
     registry_dir: Path | None = None,
     record: bool | None = None,
     force: bool = False,
 ) -> Deployment:
     """Deploys the escrow and configures it.
 
-    On a local chain (anvil, eth-tester) the defaults also deploy the test stablecoin, mint
-    some to the dev accounts and register the last two dev accounts as demo arbitrators.
+    On a local chain (anvil, eth-tester) the defaults also deploy the test stablecoin (tUSD)
+    and the test tenge (tKZT), allow both on the escrow, mint some of each to the dev accounts
+    and register the last two dev accounts as demo arbitrators.
     ``record`` writes the registry file (default: when ``registry_dir`` is given or the chain
     is not the embedded one, which lives only in this process).
     """
@@ -217,6 +229,8 @@ def deploy(
         platform_fee = (owner, DEMO_PLATFORM_FEE_BPS)
     if with_stablecoin is None:
         with_stablecoin = local
+    if with_tenge is None:
+        with_tenge = local
 
     escrow_record = _deploy_contract(
         chain, CONTRACT_VERSIONS[CURRENT_VERSION], [owner, ruling_period], deployer
@@ -224,6 +238,7 @@ def deploy(
     coin_record = (
         _deploy_contract(chain, "TestStablecoin", [owner], deployer) if with_stablecoin else None
     )
+    tenge_record = _deploy_contract(chain, "TestTenge", [owner], deployer) if with_tenge else None
     deployment = Deployment(
         chain_id=chain.chain_id,
         genesis_hash=genesis_hash(chain),
@@ -231,6 +246,7 @@ def deploy(
         escrow=escrow_record,
         stablecoin=coin_record,
         arbitrators=[to_checksum_address(a) for a, _ in arbitrators],
+        tenge=tenge_record,
     )
     client = deployment.client(chain)
     for arbitrator, max_fee in arbitrators:
@@ -243,6 +259,9 @@ def deploy(
         for account in dev_accounts:
             mint = client.stablecoin.functions.mint(account, DEMO_STABLECOIN_PER_ACCOUNT)
             client.send(PreparedCall(mint), deployer)
+    if tenge_record is not None:
+        client.set_token_allowed(tenge_record.address, True, sender=deployer)
+        _mint(client, tenge_record.address, dev_accounts, DEMO_TENGE_PER_ACCOUNT, deployer)
     if record:
         write_deployment(deployment, registry_dir)
     return deployment
@@ -267,8 +286,10 @@ def upgrade(
     """Deploys the current escrow version beside the recorded (older) one.
 
     The new escrow gets the old one's owner, ruling period, arbitrators (with their fee caps),
-    platform fee and allowed stablecoin. The old escrow's funding is paused, so new trades go
-    to the new one; every exit of its open trades stays open. The record keeps both.
+    platform fee and allowed stablecoin and tenge. A local chain whose record has no tenge yet
+    (recorded before it existed) gets one, minted to the dev accounts. The old escrow's funding
+    is paused, so new trades go to the new one; every exit of its open trades stays open. The
+    record keeps both.
     """
     if deployer is None:
         if not chain.accounts:
@@ -300,6 +321,14 @@ def upgrade(
     coin = deployment.stablecoin
     if coin is not None and old.is_token_allowed(coin.address):
         new.set_token_allowed(coin.address, True, sender=deployer)
+    tenge = deployment.tenge
+    if tenge is not None:
+        if old.is_token_allowed(tenge.address):
+            new.set_token_allowed(tenge.address, True, sender=deployer)
+    elif chain.chain_id in LOCAL_CHAIN_IDS:
+        tenge = _deploy_contract(chain, "TestTenge", [owner], deployer)
+        new.set_token_allowed(tenge.address, True, sender=deployer)
+        _mint(new, tenge.address, chain.accounts, DEMO_TENGE_PER_ACCOUNT, deployer)
     if not old.contract.functions.fundingPaused().call():
         old.set_funding_paused(True, sender=deployer)
     upgraded = Deployment(
@@ -310,6 +339,7 @@ def upgrade(
         stablecoin=deployment.stablecoin,
         arbitrators=list(deployment.arbitrators),
         previous_escrows=[deployment.escrow, *deployment.previous_escrows],
+        tenge=tenge,
     )
     if record:
         write_deployment(upgraded, registry_dir)
@@ -327,6 +357,15 @@ def ensure_deployment(
     if recorded is not None and needs_upgrade(chain, recorded):
         return upgrade(chain, recorded, registry_dir=registry_dir), True
     return deploy(chain, registry_dir=registry_dir, force=True, **kwargs), True
+
+
+def _mint(
+    client: EscrowClient, token: str, accounts: Iterable[str], amount: int, deployer: Sender
+) -> None:
+    """Mints ``amount`` of a test token (owned by ``deployer``) to each of ``accounts``."""
+    contract = client.token(token)
+    for account in accounts:
+        client.send(PreparedCall(contract.functions.mint(account, amount)), deployer)
 
 
 def _deploy_contract(chain: Chain, name: str, args: list[Any], deployer: Sender) -> ContractRecord:

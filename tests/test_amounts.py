@@ -15,7 +15,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from escrow.amounts import AmountError, format_units, parse_units, show_units
+from escrow.amounts import (
+    MESSAGES,
+    N_,
+    AmountError,
+    format_units,
+    parse_units,
+    show_units,
+)
 
 JS = Path(__file__).resolve().parents[1] / "webapp" / "static" / "js" / "amount_preview.js"
 NBSP, NNBSP = "\u00a0", "\u202f"
@@ -245,6 +252,88 @@ def test_a_comma_is_never_dropped(text: str, decimals: int) -> None:
     whole = digits[: len(digits) - len(fraction)]
     padded = (fraction + "0" * decimals)[:decimals]
     assert units == int(whole) * 10**decimals + int(padded or "0")
+
+
+# ------------------------------------------------------------------ messages for translation
+
+
+@pytest.mark.parametrize(("text", "decimals", "message"), REFUSED)
+def test_every_refusal_carries_its_template(text: str, decimals: int, message: str) -> None:
+    """The web app translates ``template`` and fills in ``params``; the English message is
+    the template filled in, and every template is one marked for translation."""
+    with pytest.raises(AmountError) as info:
+        parse_units(text, decimals)
+    exc = info.value
+    assert exc.template % exc.params == str(exc) if exc.params else exc.template == str(exc)
+    assert exc.template in _marked_templates()
+
+
+def test_templates_and_their_parameters() -> None:
+    with pytest.raises(AmountError) as info:
+        parse_units("1,500", 18)
+    assert info.value.template == (
+        "%(text)s could mean %(thousands)s or %(decimal)s: "
+        "write %(thousands)s or %(decimal)s instead."
+    )
+    assert info.value.params == {"text": "1,500", "thousands": "1500", "decimal": "1,5"}
+    with pytest.raises(AmountError) as info:
+        parse_units("1.005", 2, noun="price", symbol="KZT")
+    assert info.value.template == "%(symbol)s prices have at most %(decimals)d decimal places."
+    assert info.value.params == {"symbol": "KZT", "decimals": 2}
+    with pytest.raises(AmountError) as info:
+        parse_units("6 000", 2, max_units=500_000, noun="price", symbol="KZT")
+    assert info.value.params == {"maximum": f"5{NNBSP}000 KZT"}
+    with pytest.raises(AmountError) as info:
+        parse_units("", 2)
+    assert info.value.template == "Enter the amount." and info.value.params == {}
+
+
+def test_each_noun_has_every_message() -> None:
+    assert set(MESSAGES) == {"amount", "price"}
+    assert set(MESSAGES["amount"]) == set(MESSAGES["price"])
+    for noun, messages in MESSAGES.items():
+        other = "price" if noun == "amount" else "amount"
+        for template in messages.values():
+            assert noun in template and other not in template, template
+    with pytest.raises(ValueError, match="noun must be one of"):
+        parse_units("1", 2, noun="fee")  # type: ignore[arg-type]
+
+
+def test_the_marker_changes_nothing() -> None:
+    assert N_("Enter the amount.") == "Enter the amount."
+
+
+def _marked_templates() -> set[str]:
+    from babel.messages.extract import extract_from_file
+
+    path = Path(__file__).resolve().parents[1] / "escrow" / "amounts.py"
+    return {
+        message
+        for _, message, _, _ in extract_from_file("python", str(path), {"N_": None})
+        if isinstance(message, str)
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [
+        ("1 234 567,50", 123_456_750),  # tenge as Kazakhstan writes them
+        (f"1{NBSP}234{NBSP}567,5", 123_456_750),
+        ("25 000", 2_500_000),
+        ("12,5", 1250),
+        ("0,05", 5),
+        ("1.234.567,50", 123_456_750),
+    ],
+)
+def test_tenge_with_a_decimal_comma(text: str, units: int) -> None:
+    assert parse_units(text, 2) == units
+
+
+def test_tenge_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(AmountError, match="could mean 1500 or 1,5"):
+        parse_units("1,500", 2)
+    with pytest.raises(AmountError, match="at most 2 decimal places"):
+        parse_units("0,005", 2)
 
 
 # ------------------------------------------------------------------ the browser's copy

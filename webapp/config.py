@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +14,11 @@ from escrow import settings
 from escrow.db.engine import database_url
 
 MiB = 1024 * 1024
+#: Example rates for local development, so that pages show the "≈ … ₸" hints: not market data.
+#: A real site sets ESCROW_TENGE_PER_ETH, ESCROW_TENGE_PER_USD and ESCROW_TENGE_RATE_DATE from
+#: the rate it means to show (an empty value or 0 turns a hint off).
+DEFAULT_TENGE_PER_ETH = "1500000"
+DEFAULT_TENGE_PER_USD = "500"
 #: The site's address when ``ESCROW_SITE_URL`` is not set: what ``make run`` serves.
 LOCAL_SITE_URL = "http://127.0.0.1:5000"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
@@ -112,7 +119,46 @@ def from_environment() -> dict[str, Any]:
         "RATELIMIT_HEADERS_ENABLED": True,
         "SIGNIN_RATE_LIMIT": os.environ.get("ESCROW_SIGNIN_RATE_LIMIT", "20 per minute"),
         **limits_and_headers(),
+        **tenge_rates(),
     }
+
+
+def tenge_rates() -> dict[str, Any]:
+    """How many tenge one ETH and one dollar are worth, for the "≈ 1 234 567 ₸" hints beside
+    ETH and USD prices (``webapp.views.approx_tenge``), and the day that rate is of.
+
+    Read from the environment, never from the network: ``ESCROW_TENGE_PER_ETH``,
+    ``ESCROW_TENGE_PER_USD`` (decimal numbers; empty or 0: no hint for that currency) and
+    ``ESCROW_TENGE_RATE_DATE`` (``YYYY-MM-DD``; empty: the hint names no date).
+    """
+    return {
+        "TENGE_PER_ETH": _env_rate("ESCROW_TENGE_PER_ETH", DEFAULT_TENGE_PER_ETH),
+        "TENGE_PER_USD": _env_rate("ESCROW_TENGE_PER_USD", DEFAULT_TENGE_PER_USD),
+        "TENGE_RATE_DATE": _env_date("ESCROW_TENGE_RATE_DATE"),
+    }
+
+
+def _env_rate(name: str, default: str) -> Decimal | None:
+    text = os.environ.get(name, default).strip().replace(" ", "").replace("_", "")
+    if not text:
+        return None
+    try:
+        rate = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{name} must be a decimal number like 520.35, not {text!r}") from None
+    if not rate.is_finite() or rate < 0:
+        raise ValueError(f"{name} must be a positive number, not {text!r}")
+    return rate or None
+
+
+def _env_date(name: str) -> date | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a date like 2026-11-30, not {text!r}") from None
 
 
 def _env_int(name: str, default: int) -> int:

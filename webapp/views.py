@@ -1,52 +1,188 @@
-"""Template helpers shared by every blueprint: money, addresses, times."""
+"""Template helpers shared by every blueprint: money, addresses, times, in the visitor's language.
+
+Amounts stay exact (integers of the token's smallest unit, formatted from their digits, never
+through float) and are written the way the visitor's locale writes them: ``1 234 567,50 ₸``
+and ``1,5 ETH`` in Kazakh and Russian (no-break spaces, decimal comma, as CLDR gives for
+``kk_KZ``/``ru_KZ``), ``1.5 ETH`` in English. Times are shown in the visitor's time zone
+(Almaty's by default) with the zone named. Outside a request (no visitor) they read as before:
+English, UTC.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import sqlalchemy.exc
-from flask import Flask, g
+from babel import Locale
+from babel.dates import get_timezone_location
+from babel.numbers import get_decimal_symbol, get_group_symbol
+from flask import Flask, current_app, g, has_app_context
+from flask_babel import (
+    format_date,
+    format_datetime,
+    get_locale,
+    get_timezone,
+    gettext,
+    ngettext,
+    npgettext,
+)
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from escrow.amounts import format_units, parse_units
+from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
 from escrow.db.models import ArbitratorProfile, Trade
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 
-DECIMALS = {"ETH": 18, "USD": 6}
-SYMBOLS = {"ETH": "ETH", "USD": "USD"}
+DECIMALS = {"ETH": 18, "USD": 6, "KZT": 2}
+SYMBOLS = {"ETH": "ETH", "USD": "USD", "KZT": "₸"}
 # The largest price a listing may ask, in whole tokens: far above anything sold person to
 # person, low enough that a slip of several zeros is refused instead of published.
 MAX_PRICE_ETH = 10_000
 MAX_PRICE_USD = 10_000_000
+MAX_PRICE_KZT = 5_000_000_000
 MAX_PRICE_UNITS = {
     "ETH": MAX_PRICE_ETH * 10 ** DECIMALS["ETH"],
     "USD": MAX_PRICE_USD * 10 ** DECIMALS["USD"],
+    "KZT": MAX_PRICE_KZT * 10 ** DECIMALS["KZT"],
 }
+#: Money written with the locale's currency pattern, with at least two decimals when not
+#: whole (English keeps dollars as "1,234,567.5 USD", as its pages always showed them).
+FIAT = {"USD", "KZT"}
+#: The sign of each fiat currency in its pattern (CLDR's narrow symbols: ₸ and $).
+FIAT_SIGNS = {"USD": "$", "KZT": "₸"}
+#: Settings holding the tenge value of one whole token (webapp/config.py ``tenge_rates``).
+TENGE_RATE_SETTINGS = {"ETH": "TENGE_PER_ETH", "USD": "TENGE_PER_USD"}
+APPROX = "≈\u00a0"
+ENGLISH = Locale.parse("en")
+UTC_ZONES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Universal", "Zulu"}
+
+
+def current_locale() -> Locale:
+    """The visitor's locale; English where there is no visitor (no request, a CLI)."""
+    if not has_app_context():
+        return ENGLISH
+    try:
+        locale = get_locale()
+    except RuntimeError:  # an app context without a request: no session to ask
+        return ENGLISH
+    return locale or ENGLISH
 
 
 def format_amount(amount: int | None, currency: str = "ETH", places: int | None = None) -> str:
-    """``1500000000000000000, 'ETH'`` -> ``'1.5 ETH'``; exact, never through float."""
+    """``1500000000000000000, 'ETH'`` -> ``'1.5 ETH'`` (English), ``'1,5 ETH'`` (Kazakh,
+    Russian); ``123456750, 'KZT'`` -> ``'1 234 567,50 ₸'`` (no-break spaces). Exact, never
+    through float. In English ETH and USD read as they always did (``'1,234,567 USD'``); tenge
+    and, in Kazakh and Russian, dollars follow the locale's currency pattern."""
     if amount is None:
         return "—"
-    text = format_units(int(amount), DECIMALS.get(currency, 18), places)
-    return f"{text} {SYMBOLS.get(currency, currency)}"
+    locale = current_locale()
+    fiat = currency == "KZT" or (currency in FIAT and locale.language != "en")
+    number = _number(int(amount), DECIMALS.get(currency, 18), places, locale, fiat)
+    if fiat:
+        return _currency_pattern(number, FIAT_SIGNS[currency], locale)
+    return f"{number} {SYMBOLS.get(currency, currency)}"
+
+
+def _number(
+    units: int, decimals: int, places: int | None, locale: Locale, fiat: bool = False
+) -> str:
+    """The digits of ``units`` with the locale's group and decimal symbols; a fiat amount
+    that is not whole gets at least two decimals (``1,50``)."""
+    whole, _, fraction = format_units(units, decimals, places).partition(".")
+    if fiat and fraction:
+        fraction = fraction.ljust(2, "0")
+    whole = whole.replace(",", get_group_symbol(locale))
+    return whole + (get_decimal_symbol(locale) + fraction if fraction else "")
+
+
+def _currency_pattern(number: str, sign: str, locale: Locale) -> str:
+    """``number`` placed in the locale's currency pattern (``#,##0.00 ¤`` in ru_KZ)."""
+    pattern = locale.currency_formats["standard"]
+    prefix, suffix = pattern.prefix[0], pattern.suffix[0]
+    return prefix.replace("¤", sign) + number + suffix.replace("¤", sign)
+
+
+def approx_tenge(amount: int | None, currency: str = "ETH") -> str:
+    """``'≈ 1 234 567 ₸'`` (a no-break space after ≈): an ETH or USD amount in whole tenge at
+    the configured rate (``TENGE_PER_ETH``, ``TENGE_PER_USD``); ``''`` without a rate, for
+    tenge and for no amount. The rate is the site's setting, never fetched."""
+    if amount is None or currency not in TENGE_RATE_SETTINGS or not has_app_context():
+        return ""
+    rate = _rate(current_app.config.get(TENGE_RATE_SETTINGS[currency]))
+    if rate is None:
+        return ""
+    with localcontext() as ctx:
+        ctx.prec = UINT256_DIGITS
+        tenge = (Decimal(int(amount)).scaleb(-DECIMALS[currency]) * rate).to_integral_value(
+            ROUND_HALF_UP
+        )
+    return APPROX + format_amount(int(tenge) * 10 ** DECIMALS["KZT"], "KZT")
+
+
+def _rate(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    rate = Decimal(str(value))
+    return rate if rate.is_finite() and rate > 0 else None
+
+
+def tenge_rate_note() -> str:
+    """``'Approximate, at the rate of 30 Nov 2026'`` for the title of an ``approx_tenge``
+    hint; ``''`` when the rate's date is not set."""
+    if not has_app_context():
+        return ""
+    day = current_app.config.get("TENGE_RATE_DATE")
+    if isinstance(day, str):
+        day = date.fromisoformat(day) if day else None
+    if not isinstance(day, date):
+        return ""
+    return gettext("Approximate, at the rate of %(date)s", date=format_date(day, "medium"))
 
 
 def to_units(text: str, currency: str) -> int:
     """Parses a user-typed price (``'1,25'``, ``'1 500.5'``) into the token's smallest unit,
     by the rules of ``escrow.amounts.parse_units``.
 
-    Raises ``AmountError`` (a ``ValueError``) with a message fit for the user.
+    Raises ``AmountError`` (a ``ValueError``); ``amount_error_text`` words it for the visitor.
     """
     return parse_units(
         text,
         DECIMALS.get(currency, 18),
         max_units=MAX_PRICE_UNITS.get(currency, MAX_PRICE_UNITS["ETH"]),
         noun="price",
-        symbol=SYMBOLS.get(currency, currency),
+        symbol=currency,
     )
+
+
+def amount_error_text(exc: Exception) -> str:
+    """The message of ``exc`` in the visitor's language: an ``AmountError``'s template
+    translated and filled in, any other exception's own text."""
+    if not isinstance(exc, AmountError):
+        return str(exc)
+    text = gettext(exc.template)
+    return text % exc.params if exc.params else text
+
+
+def amount_input_value(units: int | None, currency: str) -> str:
+    """A price as an input field shows it for editing: ``'1 500,5'`` in Kazakh and Russian,
+    ``'1 500.5'`` in English (narrow no-break spaces between thousands), always read back by
+    ``to_units`` to the same units. Where the decimal comma would be unclear (``1,125`` could
+    be thousands) the dot form is used. Never parse ``format_amount``'s text instead: in
+    Russian ``'1,5 ETH'`` without its commas is 15."""
+    if units is None:
+        return ""
+    decimals = DECIMALS.get(currency, 18)
+    text = show_units(int(units), decimals)
+    if "." in text and get_decimal_symbol(current_locale()) == ",":
+        local = text.replace(".", ",")
+        try:
+            if parse_units(local, decimals, max_units=2**256 - 1) == int(units):
+                return local
+        except AmountError:
+            pass
+    return text
 
 
 def short_address(address: str | None) -> str:
@@ -67,25 +203,108 @@ def iso(value: datetime | None) -> str:
 
 
 def when(value: datetime | None) -> str:
-    """``'30 Nov 2026, 14:55 UTC'``: how people read a time (the ISO form goes in attributes)."""
+    """How people read a time: in the visitor's zone and language, with the zone named.
+
+    ``'30 нояб. 2026 г., 19:55 (Алматы)'`` (ru), ``'2026 ж. 30 қар., 19:55 (Алматы)'`` (kk),
+    ``'30 Nov 2026, 19:55 (Almaty)'`` (en); in UTC ``'30 Nov 2026, 14:55 UTC'``, which is also
+    the form outside a request. The ISO form goes in attributes (``iso``)."""
     aware = as_utc(value)
     if aware is None:
         return "—"
-    return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    if not has_app_context():
+        return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    locale = current_locale()
+    zone = get_timezone()
+    text = format_datetime(aware, _date_time_pattern(locale))
+    name = str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
+    if name in UTC_ZONES:
+        return f"{text} UTC"
+    city = get_timezone_location(zone, locale=locale, return_city=True)
+    return f"{text} ({city})"
+
+
+def _date_time_pattern(locale: Locale) -> str:
+    """The locale's medium date and short time (no seconds), joined as the locale joins
+    them; English keeps the site's own ``30 Nov 2026, 14:55``."""
+    if locale.language == "en":
+        return "d MMM y, HH:mm"
+    joined = str(locale.datetime_formats["medium"])
+    date_part = locale.date_formats["medium"].pattern
+    time_part = locale.time_formats["short"].pattern
+    return joined.replace("{1}", date_part).replace("{0}", time_part)
+
+
+# A unit's words alone ("3 days") and in "in …" / "… ago" (context "relative time"): they
+# differ in Russian, where the latter take the accusative: 1 минута, but через 1 минуту.
+def _day(n: int) -> str:
+    return ngettext("%(num)d day", "%(num)d days", n)
+
+
+def _hour(n: int) -> str:
+    return ngettext("%(num)d hour", "%(num)d hours", n)
+
+
+def _minute(n: int) -> str:
+    return ngettext("%(num)d minute", "%(num)d minutes", n)
+
+
+def _relative_day(n: int) -> str:
+    return npgettext("relative time", "%(num)d day", "%(num)d days", n)
+
+
+def _relative_hour(n: int) -> str:
+    return npgettext("relative time", "%(num)d hour", "%(num)d hours", n)
+
+
+def _relative_minute(n: int) -> str:
+    return npgettext("relative time", "%(num)d minute", "%(num)d minutes", n)
+
+
+#: (seconds in the unit, its words alone, its words in "in …" / "… ago")
+UNITS = (
+    (86400, _day, _relative_day),
+    (3600, _hour, _relative_hour),
+    (60, _minute, _relative_minute),
+)
 
 
 def duration_words(seconds: int | None) -> str:
-    """``259200`` -> ``'3 days'``, ``93600`` -> ``'1 day 2 hours'``, ``3600`` -> ``'1 hour'``."""
+    """``259200`` -> ``'3 days'``, ``93600`` -> ``'1 day 2 hours'``, ``3600`` -> ``'1 hour'``
+    (``'3 дня'``, ``'1 день 2 часа'`` in Russian): the two largest units that are not zero."""
     if seconds is None:
         return "—"
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = []
-    for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
+    rest, parts = int(seconds), []
+    for size, words, _ in UNITS:
+        count, rest = divmod(rest, size)
         if count:
-            parts.append(f"{count} {unit}" if count == 1 else f"{count} {unit}s")
-    return " ".join(parts[:2]) or f"{int(seconds)} seconds"
+            parts.append(words(count))
+    return " ".join(parts[:2]) or ngettext("%(num)d second", "%(num)d seconds", int(seconds))
+
+
+def relative(value: datetime | None, now: datetime | None = None) -> str:
+    """``'in 2 days 4 hours'`` / ``'2 days 4 hours ago'`` (``'через 2 дня 4 часа'`` /
+    ``'2 дня 4 часа назад'``): how far ``value`` is from now, in the largest unit and the
+    next one (whole units, rounded down); under a minute ``'in less than a minute'`` /
+    ``'less than a minute ago'``. Also registered as the ``deadline_in`` filter."""
+    aware = as_utc(value)
+    if aware is None:
+        return "—"
+    seconds = int((aware - (as_utc(now) or datetime.now(UTC))).total_seconds())
+    future = seconds > 0
+    rest = abs(seconds)
+    if rest < 60:
+        return gettext("in less than a minute") if future else gettext("less than a minute ago")
+    parts: list[str] = []
+    for size, _, words in UNITS:
+        count, rest = divmod(rest, size)
+        if count or parts:
+            parts.append(words(count) if count else "")
+        if len(parts) == 2:
+            break
+    duration = " ".join(p for p in parts if p)
+    if future:
+        return gettext("in %(duration)s", duration=duration)
+    return gettext("%(duration)s ago", duration=duration)
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -94,6 +313,10 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["short_address"] = short_address
     app.jinja_env.filters["iso"] = iso
     app.jinja_env.filters["duration_words"] = duration_words
+    app.jinja_env.filters["relative"] = relative
+    app.jinja_env.filters["deadline_in"] = relative
+    app.jinja_env.filters["approx_tenge"] = approx_tenge
+    app.jinja_env.globals["tenge_rate_note"] = tenge_rate_note
 
     @app.context_processor
     def inject() -> dict[str, Any]:

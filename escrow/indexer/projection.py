@@ -78,12 +78,13 @@ URI_COLUMN_LENGTH = 500
 
 @dataclass(frozen=True)
 class Scope:
-    """One deployed contract on one chain (and the deployment's dollar stablecoin, if known:
-    a USD listing is bought with that token)."""
+    """One deployed contract on one chain (and the deployment's dollar stablecoin and tenge
+    token, if known: a USD listing is bought with the one, a KZT listing with the other)."""
 
     chain_id: int
     contract_address: str  # lower-case
     stablecoin: str | None = None  # lower-case
+    tenge: str | None = None  # lower-case
 
 
 def utc(seconds: int) -> datetime:
@@ -582,18 +583,22 @@ def _currency_tokens(
 ) -> dict[str, set[str]]:
     """The tokens (lower-case addresses) that pay a listing in each of ``currencies``."""
     tokens: dict[str, set[str]] = {Currency.ETH.value: {ZERO_ADDRESS}}
-    if Currency.USD.value in currencies:
-        if scope is not None and scope.stablecoin:
-            tokens[Currency.USD.value] = {scope.stablecoin.lower()}
+    known = {
+        Currency.USD.value: scope.stablecoin if scope is not None else None,
+        Currency.KZT.value: scope.tenge if scope is not None else None,
+    }
+    for currency, token in known.items():
+        if currency not in currencies:
+            continue
+        if token:
+            tokens[currency] = {token.lower()}
         else:
-            # The deployment record is not at hand: the web app quotes USD holds in the
-            # deployment's stablecoin, so those are the tokens it knows as dollars.
-            tokens[Currency.USD.value] = {
+            # The deployment record is not at hand: the web app quotes USD (KZT) holds in the
+            # deployment's stablecoin (tenge), so those are the tokens it knows as that currency.
+            tokens[currency] = {
                 t.lower()
                 for t in session.scalars(
-                    select(CheckoutHold.token)
-                    .where(CheckoutHold.currency == Currency.USD.value)
-                    .distinct()
+                    select(CheckoutHold.token).where(CheckoutHold.currency == currency).distinct()
                 )
             }
     return tokens

@@ -76,8 +76,9 @@ class Indexer:
 
     ``confirmations`` blocks at the chain head are left unread until they are that deep.
     ``start_block`` should be the deployment block (nothing before it concerns the contract).
-    ``stablecoin`` is the token USD listings are paid in; by default the one recorded with this
-    contract's deployment (``data/deployments/<chain id>.json``), if any.
+    ``stablecoin`` is the token USD listings are paid in, ``tenge`` the one KZT listings are paid
+    in; by default the ones recorded with this contract's deployment
+    (``data/deployments/<chain id>.json``), if any.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Indexer:
         max_blocks_per_batch: int = MAX_BLOCKS_PER_BATCH,
         target_events_per_batch: int = TARGET_EVENTS_PER_BATCH,
         stablecoin: str | None = None,
+        tenge: str | None = None,
     ) -> None:
         if abi is None:
             from escrow.client import escrow_events_abi
@@ -103,8 +105,13 @@ class Indexer:
         chain_id = self.source.chain_id
         if stablecoin is None:
             stablecoin = recorded_stablecoin(chain_id, contract_address)
+        if tenge is None:
+            tenge = recorded_tenge(chain_id, contract_address)
         self.scope = Scope(
-            chain_id, contract_address.lower(), stablecoin.lower() if stablecoin else None
+            chain_id,
+            contract_address.lower(),
+            stablecoin.lower() if stablecoin else None,
+            tenge.lower() if tenge else None,
         )
         self.start_block = start_block
         self.confirmations = confirmations
@@ -414,6 +421,16 @@ def follow(
 
 def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
     """The stablecoin recorded with this contract's deployment on this chain, or None."""
+    return _recorded_token(chain_id, contract_address, "stablecoin")
+
+
+def recorded_tenge(chain_id: int, contract_address: str) -> str | None:
+    """The tenge token recorded with this contract's deployment on this chain, or None
+    (also for a record written before the tenge existed)."""
+    return _recorded_token(chain_id, contract_address, "tenge")
+
+
+def _recorded_token(chain_id: int, contract_address: str, key: str) -> str | None:
     from escrow.deploy import registry_path
 
     try:
@@ -421,7 +438,7 @@ def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
         escrows = [record["escrow"], *record.get("previous_escrows", [])]
         if all(str(e["address"]).lower() != contract_address.lower() for e in escrows):
             return None
-        coin = record.get("stablecoin")
+        coin = record.get(key)
         return str(coin["address"]).lower() if coin else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
