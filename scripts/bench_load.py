@@ -155,6 +155,9 @@ class WebUser:
         self.timeout = timeout
         self.tx_timeout = tx_timeout
         self.http = requests.Session()
+        # The market answers in the browser's language (Russian by default); the messages this
+        # client and its tests read are the English ones.
+        self.http.headers["Accept-Language"] = "en"
         self.rpc_http = requests.Session()
         if source_ip:
             self.http.mount("http://", SourceAddressAdapter(source_ip))

@@ -178,6 +178,7 @@ def send_trades(
         return out
 
     ship_by = int(w3.eth.get_block("latest")["timestamp"]) + 7 * 86400
+    fee_bps = int(contract.functions.platformFee().call()[1])  # the fee the buyers accept
     hashes = []
     for lane in range(per_buyer):
         for key in buyer_keys:
@@ -191,8 +192,10 @@ def send_trades(
                         ZERO_ADDRESS,
                         amount,
                         ship_by,
-                        3 * 86400,
-                        100,
+                        3 * 86400,  # inspection period
+                        2 * 86400 if lane % 3 == 0 else 0,  # delivery window
+                        100,  # arbitrator fee
+                        fee_bps,  # highest platform fee accepted
                         lane,
                         lane.to_bytes(32, "big"),
                     ),
