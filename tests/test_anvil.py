@@ -11,7 +11,13 @@ from escrow.anvil import AnvilNode
 from escrow.chain import Chain, connect
 from escrow.client import ETH, Status
 from escrow.deploy import Deployment, deploy, load_deployment
-from escrow.errors import DeadlineNotReached, NotArbitrator, NotBuyer
+from escrow.errors import (
+    DeadlineNotReached,
+    DeadlinePassed,
+    InspectionAlreadyStarted,
+    NotArbitrator,
+    NotBuyer,
+)
 
 pytestmark = pytest.mark.anvil
 
@@ -113,6 +119,50 @@ def test_ruling_timeout_moves_anvil_time(anvil_chain: Chain, anvil_deployment: D
     args = result.event("DisputeResolved").args
     # shipped before the dispute: the fallback splits 50/50
     assert args["byTimeout"] and args["buyerAmount"] == 2 * 10**17
+
+
+def test_delivery_receipt_and_extension_on_anvil(
+    anvil_chain: Chain, anvil_deployment: Deployment
+) -> None:
+    """v2 on a real node: the delivery window, receipt, an extension and a lapsed offer
+    (custom errors decoded from anvil's reverts, time moved with evm_increaseTime)."""
+    client = anvil_deployment.client(anvil_chain)
+    buyer, seller, keeper = (
+        anvil_chain.accounts[1],
+        anvil_chain.accounts[2],
+        anvil_chain.accounts[3],
+    )
+    funded = client.fund(
+        seller=seller,
+        arbitrator=anvil_deployment.arbitrators[0],
+        amount=10**17,
+        ship_by=anvil_chain.latest_timestamp() + DAY,
+        inspection_period=DAY,
+        delivery_window=3 * DAY,
+        sender=buyer,
+    )
+    t = funded.terms
+    assert t is not None and t.delivery_window == 3 * DAY
+    client.mark_shipped(funded.trade_id, t, sender=seller)
+    assert not client.trade_view(funded.trade_id, t).inspection_started
+    client.propose_split(funded.trade_id, t, 9_000, sender=buyer)
+    anvil_chain.increase_time(DAY)
+    received = client.mark_received(funded.trade_id, t, sender=buyer)
+    ends = received.event("TradeReceived").args["inspectionEndsAt"]
+    with pytest.raises(InspectionAlreadyStarted):
+        client.mark_received(funded.trade_id, t, sender=buyer)
+    client.request_inspection_extension(funded.trade_id, t, 2, sender=buyer)
+    granted = client.grant_inspection_extension(funded.trade_id, t, sender=seller)
+    assert granted.event("InspectionExtended").args["inspectionEndsAt"] == ends + 2 * DAY
+    view = client.trade_view(funded.trade_id, t)
+    assert (view.inspection_started, view.extension_days, view.extension_granted) == (True, 2, True)
+    assert client.trade_state(funded.trade_id, t).deadline == ends + 2 * DAY
+    anvil_chain.increase_time(ends + 2 * DAY - anvil_chain.latest_timestamp())
+    with pytest.raises(DeadlinePassed):  # the buyer's offer lapsed with the inspection
+        client.accept_split(funded.trade_id, t, 9_000, sender=seller)
+    result = client.release_after_inspection(funded.trade_id, t, sender=keeper)
+    assert [e.name for e in result.events] == ["SplitCleared", "TradeReleased"]
+    assert client.trade_view(funded.trade_id, t).status == Status.RELEASED
 
 
 def test_chain_state_survives_a_restart(tmp_path: Path) -> None:

@@ -1894,7 +1894,11 @@ def test_trade_view_of_superseded_and_unknown_trades(
     old = client.trade_view(first.trade_id, first.terms)
     assert old.superseded and old.status == Status.NONE
     new = client.trade_view(second.trade_id, second.terms)
-    assert (new.superseded, new.status, new.deadline) == (False, Status.FUNDED, second.terms.ship_by)
+    assert (new.superseded, new.status, new.deadline) == (
+        False,
+        Status.FUNDED,
+        second.terms.ship_by,
+    )
     unknown = trade_id_of(roles.stranger, 0, 1)
     view = client.trade_view(unknown, first.terms)
     assert (view.superseded, view.status) == (False, Status.NONE)
