@@ -12,7 +12,15 @@ suite in test/foundry (which runs the volume; this runs the real client code pat
 * state machine: each call succeeds or reverts as the state machine says, and each trade's
   status and deadline on chain are the model's;
 * timeouts finish everything: on a chain snapshot, moving time past every deadline and calling
-  each open trade's timeout exit as a stranger ends all of them and leaves only credits and fees.
+  each open trade's timeout exit as a stranger ends all of them and leaves only credits and fees;
+* a lapsed offer can never be accepted: a split proposal whose state's timeout has passed reads
+  as none, and accepting it reverts, both at every step and after moving time past every
+  deadline on a snapshot.
+
+Contract v2 actions are in the mix: delivery windows (time steps cross them), the buyer marking
+the item received, one inspection extension asked and granted, cancelled split offers,
+``withdrawTo``, the fee cap at funding, the minimum inspection period, and arbitrators removed
+(who can then no longer rule) and registered again.
 
 Each example runs on a snapshot of the deployed chain, restored afterwards. The seed is
 printed; replay a failure with ``pytest --hypothesis-seed=<seed>``.
@@ -32,6 +40,7 @@ from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -40,9 +49,9 @@ from hypothesis.stateful import (
 from test_attacks import Refuser
 
 from escrow.chain import Chain
-from escrow.client import ETH, EscrowClient, Status, Terms, TxResult
+from escrow.client import ETH, EscrowClient, Party, Status, Terms, TxResult
 from escrow.deploy import Deployment
-from escrow.errors import ContractRevert
+from escrow.errors import ContractRevert, DeadlinePassed
 from escrow.transactions import PreparedCall
 from helpers import DAY, Roles
 
@@ -50,6 +59,8 @@ BPS = 10_000
 HOUR = 3600
 RULING_PERIOD = 7 * DAY
 MAX_OPEN = 3  # open trades at a time: keeps each step's timeout check short
+MIN_INSPECTION = DAY
+MAX_EXTENSION_DAYS = 7
 # A call whose outcome depends on a deadline this close to "now" is skipped: the embedded chain
 # stamps the next block a little later than the latest one.
 TIME_MARGIN = 60
@@ -67,6 +78,12 @@ ALLOWED = {
     Status.DISPUTED: {Status.RELEASED, Status.REFUNDED, Status.SETTLED, Status.RESOLVED},
 }
 ACTORS = ["buyer", "buyer2", "seller", "refuser", "stranger", "arbitrator", "arbitrator2", "owner"]
+# A trade action's actor: mostly the trade's own parties (most random actors would only revert),
+# sometimes anybody.
+TRADE_ACTORS = ["its buyer", "its seller", "its buyer", "its seller", "its arbitrator", *ACTORS]
+# withdrawTo destinations: the actors, plus the two an escrow must refuse
+ZERO = "zero"
+ESCROW = "escrow"
 
 
 @dataclass
@@ -78,6 +95,20 @@ class ModelTrade:
     shipped: bool = False
     proposer: int = 0  # 0 none, 1 buyer, 2 seller
     proposed_bps: int = 0
+    # while Shipped: the inspection end without extension (delivery window end + inspection,
+    # or receipt + inspection), and the buyer's one extension request
+    stored_end: int = 0
+    received: bool = False
+    extension_days: int = 0
+    extension_granted: bool = False
+
+    def effective_end(self) -> int:
+        extra = self.extension_days * DAY if self.extension_granted else 0
+        return self.stored_end + extra
+
+    def live_deadline(self) -> int:
+        """The timeout of the current open state: a split offer lapses at it."""
+        return self.terms.ship_by if self.status == Status.FUNDED else self.deadline
 
 
 class EscrowMachine(RuleBasedStateMachine):
@@ -87,6 +118,8 @@ class EscrowMachine(RuleBasedStateMachine):
     keys: dict[str, LocalAccount]
     refuser: Refuser
     coin: str
+    #: (action, succeeded) -> count over the whole run, printed at the end (coverage check)
+    outcomes: dict[tuple[str, bool], int] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +143,7 @@ class EscrowMachine(RuleBasedStateMachine):
         self.max_fee = {
             a: self.client.arbitrator_info(a).max_fee_bps for a in (r.arbitrator, r.arbitrator2)
         }
+        self.registered = {a: True for a in self.max_fee}
         self.trades: dict[int, ModelTrade] = {}  # by lane key: each lane's current trade
         self.open_amount = {t: 0 for t in self.tokens}
         self.fees = {t: self.client.accrued_platform_fees(t) for t in self.tokens}
@@ -143,8 +177,10 @@ class EscrowMachine(RuleBasedStateMachine):
         try:
             result = self.client.send(call, payer)
         except ContractRevert as exc:
+            self.outcomes[(what, False)] = self.outcomes.get((what, False), 0) + 1
             assert not predicted, f"{what} by {actor} reverted ({exc!r}); the model allows it"
             return None
+        self.outcomes[(what, True)] = self.outcomes.get((what, True), 0) + 1
         assert predicted, f"{what} by {actor} succeeded; the state machine forbids it"
         self.paid_gas(result)
         return result
@@ -162,8 +198,10 @@ class EscrowMachine(RuleBasedStateMachine):
         return [t for t in self.trades.values() if t.status in OPEN]
 
     def pick(self, data: st.DataObject) -> ModelTrade:
+        """A trade, open ones three times as likely as final ones (which only revert)."""
         trades = sorted(self.trades.values(), key=lambda t: t.trade_id)
-        return data.draw(st.sampled_from(trades), label="trade")
+        weighted = [t for t in trades for _ in range(3 if t.status in OPEN else 1)]
+        return data.draw(st.sampled_from(weighted), label="trade")
 
     def move(self, trade: ModelTrade, to: Status, deadline: int) -> None:
         assert to in ALLOWED.get(trade.status, set()), f"{trade.status!r} -> {to!r}"
@@ -213,10 +251,49 @@ class EscrowMachine(RuleBasedStateMachine):
         self.finish(trade, result, Status.REFUNDED, 0)
         self.owe(trade.terms.token, trade.terms.buyer, trade.terms.amount)
 
+    def resolve(self, actor: str, trade: ModelTrade) -> str:
+        """The actor's name, with "its buyer/seller/arbitrator" replaced by the trade's own."""
+        if not actor.startswith("its "):
+            return actor
+        address = getattr(trade.terms, actor[4:])
+        return next(name for name, a in self.addr.items() if a == address)
+
     def is_party(self, actor: str, trade: ModelTrade) -> bool:
         return self.addr[actor] in (trade.terms.buyer, trade.terms.seller)
 
     # ------------------------------------------------------------ funding
+
+    @initialize(
+        in_coin=st.booleans(),
+        delivery_window=st.sampled_from([0, DAY, 3 * DAY]),
+        ship=st.booleans(),
+    )
+    def first_trade(self, in_coin: bool, delivery_window: int, ship: bool) -> None:
+        """Every run starts with a valid trade, shipped or not, so that the random steps after
+        it act on a trade more often than they fund one."""
+        self.fund(
+            buyer="buyer",
+            seller="seller",
+            arbitrator="arbitrator",
+            in_coin=in_coin,
+            use_permit=False,
+            amount=10**6,
+            ship_within=3 * DAY,
+            inspection=2 * DAY,
+            delivery_window=delivery_window,
+            arbitrator_fee=100,
+            fee_cap=None,
+        )
+        (trade,) = self.trades.values()
+        if ship:
+            call = self.client.calls.mark_shipped(trade.trade_id, trade.terms)
+            result = self.act("seller", call, True, "markShipped")
+            assert result is not None
+            t = trade.terms
+            ends = self.block_time(result) + (t.delivery_window or 0) + t.inspection_period
+            self.move(trade, Status.SHIPPED, ends)
+            trade.shipped = True
+            trade.stored_end = ends
 
     @precondition(lambda self: len(self.open_trades()) < MAX_OPEN)
     @rule(
@@ -226,9 +303,13 @@ class EscrowMachine(RuleBasedStateMachine):
         in_coin=st.booleans(),
         use_permit=st.booleans(),
         amount=st.integers(1, 10**9),
-        ship_within=st.sampled_from([HOUR, DAY, 3 * DAY]),
-        inspection=st.sampled_from([0, HOUR, 2 * DAY]),
+        ship_within=st.sampled_from([DAY, 3 * DAY, 10 * DAY, HOUR]),
+        # below a day is refused (v2); the others are valid
+        inspection=st.sampled_from([DAY, 2 * DAY, DAY + HOUR, DAY, 2 * DAY, 0, HOUR]),
+        delivery_window=st.sampled_from([0, HOUR, DAY, 3 * DAY]),
         arbitrator_fee=st.integers(0, 600),
+        # None: the fee in force (the client's default); else the buyer's cap
+        fee_cap=st.one_of(st.none(), st.none(), st.integers(0, 1_000)),
     )
     def fund(
         self,
@@ -240,12 +321,19 @@ class EscrowMachine(RuleBasedStateMachine):
         amount: int,
         ship_within: int,
         inspection: int,
+        delivery_window: int,
         arbitrator_fee: int,
+        fee_cap: int | None,
     ) -> None:
         token = self.coin if in_coin else ETH
         amount = amount * (1 if in_coin else 10**9 + 7)  # odd wei amounts, every division rounds
         arb = self.addr[arbitrator]
-        predicted = arbitrator_fee <= self.max_fee[arb]
+        predicted = (
+            self.registered[arb]
+            and arbitrator_fee <= self.max_fee[arb]
+            and inspection >= MIN_INSPECTION
+            and (fee_cap is None or fee_cap >= self.fee_bps)
+        )
         buyer_addr = self.addr[buyer]
         ship_by = self.now() + ship_within
         kwargs: dict[str, Any] = dict(
@@ -255,6 +343,8 @@ class EscrowMachine(RuleBasedStateMachine):
             amount=amount,
             ship_by=ship_by,
             inspection_period=inspection,
+            delivery_window=delivery_window,
+            max_platform_fee_bps=fee_cap,
             arbitrator_fee_bps=arbitrator_fee,
         )
         try:
@@ -265,14 +355,17 @@ class EscrowMachine(RuleBasedStateMachine):
                     self.paid_gas(self.client.approve(token, amount, sender=buyer_addr))
                 result = self.client.fund(sender=buyer_addr, **kwargs)
         except ContractRevert as exc:
+            self.outcomes[("fund", False)] = self.outcomes.get(("fund", False), 0) + 1
             assert not predicted, f"fund reverted ({exc!r}); the model allows it"
             if in_coin and not use_permit:
                 self.paid_gas(self.client.approve(token, 0, sender=buyer_addr))
             return
-        assert predicted, "fund succeeded with an arbitrator fee above its maximum"
+        self.outcomes[("fund", True)] = self.outcomes.get(("fund", True), 0) + 1
+        assert predicted, "fund succeeded; the model forbids it (fee, arbitrator or inspection)"
         self.paid_gas(result)
         assert result.terms is not None
-        assert result.terms.platform_fee_bps == self.fee_bps
+        assert result.terms.platform_fee_bps == self.fee_bps  # the fee in force, not the cap
+        assert result.terms.delivery_window == delivery_window
         self.spent[(token, buyer_addr)] = self.spent.get((token, buyer_addr), 0) + amount
         self.open_amount[token] += amount
         lane_key = result.trade_id >> 64
@@ -283,9 +376,10 @@ class EscrowMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ trade actions
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def mark_shipped(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.terms.ship_by):
             return
         predicted = (
@@ -300,15 +394,76 @@ class EscrowMachine(RuleBasedStateMachine):
             "markShipped",
         )
         if result is not None:
-            self.move(
-                trade, Status.SHIPPED, self.block_time(result) + trade.terms.inspection_period
-            )
+            t = trade.terms
+            ends = self.block_time(result) + (t.delivery_window or 0) + t.inspection_period
+            self.move(trade, Status.SHIPPED, ends)
             trade.shipped = True
+            trade.stored_end = ends
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
+    def mark_received(self, data: st.DataObject, actor: str) -> None:
+        """Inspection starts at receipt, unless the delivery window is already over."""
+        trade = self.pick(data)
+        actor = self.resolve(actor, trade)
+        window_end = trade.stored_end - trade.terms.inspection_period
+        if trade.status == Status.SHIPPED and self.near(window_end):
+            return
+        predicted = (
+            self.addr[actor] == trade.terms.buyer
+            and trade.status == Status.SHIPPED
+            and self.now() < window_end
+        )
+        call = self.client.calls.mark_received(trade.trade_id, trade.terms)
+        result = self.act(actor, call, predicted, "markReceived")
+        if result is not None:
+            trade.stored_end = self.block_time(result) + trade.terms.inspection_period
+            trade.received = True
+            trade.deadline = trade.effective_end()
+            assert result.event("TradeReceived").args["inspectionEndsAt"] == trade.deadline
+
+    @precondition(lambda self: self.trades)
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS), days=st.integers(0, 8))
+    def request_inspection_extension(self, data: st.DataObject, actor: str, days: int) -> None:
+        trade = self.pick(data)
+        actor = self.resolve(actor, trade)
+        if trade.status == Status.SHIPPED and self.near(trade.deadline):
+            return
+        predicted = (
+            self.addr[actor] == trade.terms.buyer
+            and trade.status == Status.SHIPPED
+            and self.now() < trade.deadline
+            and trade.extension_days == 0
+            and 1 <= days <= MAX_EXTENSION_DAYS
+        )
+        call = self.client.calls.request_inspection_extension(trade.trade_id, trade.terms, days)
+        if self.act(actor, call, predicted, "requestInspectionExtension") is not None:
+            trade.extension_days = days
+
+    @precondition(lambda self: self.trades)
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
+    def grant_inspection_extension(self, data: st.DataObject, actor: str) -> None:
+        trade = self.pick(data)
+        actor = self.resolve(actor, trade)
+        if trade.status == Status.SHIPPED and self.near(trade.deadline):
+            return
+        predicted = (
+            self.addr[actor] == trade.terms.seller
+            and trade.status == Status.SHIPPED
+            and self.now() < trade.deadline
+            and trade.extension_days != 0
+            and not trade.extension_granted
+        )
+        call = self.client.calls.grant_inspection_extension(trade.trade_id, trade.terms)
+        if self.act(actor, call, predicted, "grantInspectionExtension") is not None:
+            trade.extension_granted = True
+            trade.deadline = trade.effective_end()
+
+    @precondition(lambda self: self.trades)
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def confirm_receipt(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         predicted = self.addr[actor] == trade.terms.buyer and trade.status in OPEN
         result = self.act(
             actor,
@@ -320,9 +475,10 @@ class EscrowMachine(RuleBasedStateMachine):
             self.pay_release(trade, result)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def release_after_inspection(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.deadline):
             return
         predicted = trade.status == Status.SHIPPED and self.now() >= trade.deadline
@@ -332,9 +488,10 @@ class EscrowMachine(RuleBasedStateMachine):
             self.pay_release(trade, result)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def refund_after_deadline(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.terms.ship_by):
             return
         predicted = trade.status == Status.FUNDED and self.now() >= trade.terms.ship_by
@@ -344,9 +501,10 @@ class EscrowMachine(RuleBasedStateMachine):
             self.pay_refund(trade, result)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def refund_by_seller(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         predicted = self.addr[actor] == trade.terms.seller and trade.status in OPEN
         call = self.client.calls.refund_by_seller(trade.trade_id, trade.terms)
         result = self.act(actor, call, predicted, "refundBySeller")
@@ -354,24 +512,40 @@ class EscrowMachine(RuleBasedStateMachine):
             self.pay_refund(trade, result)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS), bps=st.integers(0, 10_050))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS), bps=st.integers(0, 10_050))
     def propose_split(self, data: st.DataObject, actor: str, bps: int) -> None:
         trade = self.pick(data)
-        predicted = self.is_party(actor, trade) and trade.status in OPEN and bps <= BPS
+        actor = self.resolve(actor, trade)
+        if trade.status in OPEN and self.near(trade.live_deadline()):
+            return
+        predicted = (
+            self.is_party(actor, trade)
+            and trade.status in OPEN
+            and self.now() < trade.live_deadline()
+            and bps <= BPS
+        )
         call = self.client.calls.propose_split(trade.trade_id, trade.terms, bps)
         if self.act(actor, call, predicted, "proposeSplit") is not None:
             trade.proposer = 1 if self.addr[actor] == trade.terms.buyer else 2
             trade.proposed_bps = bps
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS), other_bps=st.none() | st.integers(0, BPS))
+    @rule(
+        data=st.data(),
+        actor=st.sampled_from(TRADE_ACTORS),
+        other_bps=st.none() | st.integers(0, BPS),
+    )
     def accept_split(self, data: st.DataObject, actor: str, other_bps: int | None) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
+        if trade.status in OPEN and self.near(trade.live_deadline()):
+            return
         bps = trade.proposed_bps if other_bps is None else other_bps
         side = 1 if self.addr[actor] == trade.terms.buyer else 2
         predicted = (
             self.is_party(actor, trade)
             and trade.status in OPEN
+            and self.now() < trade.live_deadline()  # a lapsed offer cannot be accepted
             and trade.proposer not in (0, side)
             and trade.proposed_bps == bps
         )
@@ -381,9 +555,24 @@ class EscrowMachine(RuleBasedStateMachine):
             self.pay_split(trade, result, Status.SETTLED, trade.terms.amount, bps, 0)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
+    def cancel_split(self, data: st.DataObject, actor: str) -> None:
+        """Only the proposer withdraws its offer, lapsed or not, while the trade is open."""
+        trade = self.pick(data)
+        actor = self.resolve(actor, trade)
+        side = 1 if self.addr[actor] == trade.terms.buyer else 2
+        predicted = self.is_party(actor, trade) and trade.status in OPEN and trade.proposer == side
+        call = self.client.calls.cancel_split(trade.trade_id, trade.terms)
+        result = self.act(actor, call, predicted, "cancelSplit")
+        if result is not None:
+            assert result.event("SplitCleared").args["byCancel"] is True
+            trade.proposer = trade.proposed_bps = 0
+
+    @precondition(lambda self: self.trades)
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def open_dispute(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.terms.ship_by, trade.deadline):
             return
         now = self.now()
@@ -397,23 +586,26 @@ class EscrowMachine(RuleBasedStateMachine):
             self.move(trade, Status.DISPUTED, self.block_time(result) + RULING_PERIOD)
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def submit_evidence(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         t = trade.terms
         predicted = self.addr[actor] in (t.buyer, t.seller, t.arbitrator) and trade.status in OPEN
         call = self.client.calls.submit_evidence(trade.trade_id, t, "ipfs://evidence", b"\x01")
         self.act(actor, call, predicted, "submitEvidence")
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS), bps=st.integers(0, 10_050))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS), bps=st.integers(0, 10_050))
     def rule_dispute(self, data: st.DataObject, actor: str, bps: int) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.deadline):
             return
         t = trade.terms
         predicted = (
             self.addr[actor] == t.arbitrator
+            and self.registered.get(t.arbitrator, False)  # a removed arbitrator cannot rule
             and trade.status == Status.DISPUTED
             and self.now() < trade.deadline
             and bps <= BPS
@@ -426,9 +618,10 @@ class EscrowMachine(RuleBasedStateMachine):
             )
 
     @precondition(lambda self: self.trades)
-    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    @rule(data=st.data(), actor=st.sampled_from(TRADE_ACTORS))
     def resolve_after_ruling_timeout(self, data: st.DataObject, actor: str) -> None:
         trade = self.pick(data)
+        actor = self.resolve(actor, trade)
         if self.near(trade.deadline):
             return
         predicted = trade.status == Status.DISPUTED and self.now() >= trade.deadline
@@ -441,6 +634,9 @@ class EscrowMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ money out, time, receivers
 
+    # Money-out and owner rules wait for the first trade: before it they can only revert, and
+    # every step spent on them is one less for the trade actions.
+    @precondition(lambda self: self.trades)
     @rule(actor=st.sampled_from(ACTORS), in_coin=st.booleans())
     def withdraw(self, actor: str, in_coin: bool) -> None:
         token = self.coin if in_coin else ETH
@@ -451,6 +647,29 @@ class EscrowMachine(RuleBasedStateMachine):
         if self.act(actor, self.client.calls.withdraw(token), predicted, "withdraw") is not None:
             self.credits[(token, payee)] = 0
 
+    @precondition(lambda self: self.trades)
+    @rule(
+        actor=st.sampled_from(ACTORS),
+        to=st.sampled_from([*ACTORS, ZERO, ESCROW]),
+        in_coin=st.booleans(),
+    )
+    def withdraw_to(self, actor: str, to: str, in_coin: bool) -> None:
+        """A payee sends its credit elsewhere: the receiver gets what the payee was owed."""
+        token = self.coin if in_coin else ETH
+        payee = self.addr[actor]
+        owed = self.credits.get((token, payee), 0)
+        receiver = {ZERO: ETH, ESCROW: self.client.address}.get(to) or self.addr[to]
+        refuses = token == ETH and to == "refuser" and self.refusing
+        predicted = owed > 0 and to not in (ZERO, ESCROW) and not refuses
+        call = self.client.calls.withdraw_to(receiver, token)
+        result = self.act(actor, call, predicted, "withdrawTo")
+        if result is not None:
+            assert result.event("Withdrawn").args["to"] == receiver
+            self.credits[(token, payee)] = 0
+            self.entitled[(token, payee)] -= owed
+            self.entitled[(token, receiver)] = self.entitled.get((token, receiver), 0) + owed
+
+    @precondition(lambda self: self.trades)
     @rule(actor=st.sampled_from(["owner", "stranger", "seller"]), in_coin=st.booleans())
     def withdraw_platform_fees(self, actor: str, in_coin: bool) -> None:
         token = self.coin if in_coin else ETH
@@ -459,15 +678,32 @@ class EscrowMachine(RuleBasedStateMachine):
         if self.act(actor, call, predicted, "withdrawPlatformFees") is not None:
             self.fees[token] = 0
 
-    @rule(seconds=st.sampled_from([10 * 60, 3 * HOUR, DAY, 3 * DAY, 8 * DAY]))
+    @precondition(lambda self: self.trades)
+    @rule(arbitrator=st.sampled_from(["arbitrator", "arbitrator2"]))
+    def remove_or_register_arbitrator(self, arbitrator: str) -> None:
+        """The owner removes an arbitrator (it can no longer rule nor be chosen), or registers
+        it again with its old fee cap."""
+        owner, arb = self.roles.owner, self.addr[arbitrator]
+        if self.registered[arb]:
+            result = self.client.remove_arbitrator(arb, sender=owner)
+        else:
+            result = self.client.register_arbitrator(arb, self.max_fee[arb], sender=owner)
+        self.paid_gas(result)
+        self.registered[arb] = not self.registered[arb]
+
+    # time steps below, across and beyond the delivery windows and inspection periods
+    @precondition(lambda self: self.trades)
+    @rule(seconds=st.sampled_from([10 * 60, 3 * HOUR, 20 * HOUR, 2 * DAY, 4 * DAY, 8 * DAY]))
     def warp(self, seconds: int) -> None:
         self.chain.increase_time(seconds)
 
+    @precondition(lambda self: self.trades)
     @rule(refusing=st.booleans())
     def switch_refuser(self, refusing: bool) -> None:
         self.refuser.set_reverting(refusing)
         self.refusing = refusing
 
+    @precondition(lambda self: self.trades)
     @rule(fee_bps=st.integers(0, 1_000))
     def set_platform_fee(self, fee_bps: int) -> None:
         """New trades take the new fee; open trades keep the one fixed at funding."""
@@ -520,6 +756,7 @@ class EscrowMachine(RuleBasedStateMachine):
 
     @invariant()
     def states_follow_the_model(self) -> None:
+        latest = self.chain.latest_timestamp()  # reads run in the latest block
         for trade in self.trades.values():
             state = self.client.trade_state(trade.trade_id, trade.terms)
             assert state.status == trade.status
@@ -528,6 +765,46 @@ class EscrowMachine(RuleBasedStateMachine):
                 trade.proposer,
                 trade.proposed_bps,
             )
+            view = self.client.trade_view(trade.trade_id, trade.terms)
+            assert (view.superseded, view.status) == (False, trade.status)
+            if trade.status not in OPEN:
+                assert (view.deadline, view.ended_in_block) == (0, trade.deadline)
+                continue
+            assert view.deadline == trade.live_deadline()
+            if trade.status == Status.SHIPPED:
+                started = latest + trade.terms.inspection_period >= trade.stored_end
+                assert view.inspection_started == started
+                assert (view.extension_days, view.extension_granted) == (
+                    trade.extension_days,
+                    trade.extension_granted,
+                )
+
+    @invariant()
+    def lapsed_offers_cannot_be_accepted(self) -> None:
+        """An offer whose state timeout has passed reads as none and cannot be accepted."""
+        latest = self.chain.latest_timestamp()
+        for trade in self.open_trades():
+            if trade.proposer == 0 or latest < trade.live_deadline():
+                continue
+            view = self.client.trade_view(trade.trade_id, trade.terms)
+            assert (view.split_proposer, view.proposed_buyer_bps) == (Party.NONE, 0)
+            self.assert_cannot_accept(trade)
+
+    def assert_cannot_accept(self, trade: ModelTrade) -> None:
+        """Accepting the trade's (lapsed) offer as the other party reverts with DeadlinePassed
+        (checked by a gas estimate in the pending block, so nothing is sent)."""
+        t = trade.terms
+        other = t.seller if trade.proposer == int(Party.BUYER) else t.buyer
+        call = self.client.calls.accept_split(trade.trade_id, t, trade.proposed_bps)
+        if other == self.refuser.address:
+            fn = self.refuser.contract.functions.forward(self.client.address, _calldata(call))
+            call, other = PreparedCall(fn), self.refuser.controller
+        with pytest.raises(DeadlinePassed) as info:
+            self.client.unsigned(call, other)
+        assert info.value.args_by_name == {
+            "tradeId": trade.trade_id,
+            "deadline": trade.live_deadline(),
+        }
 
     @invariant()
     def timeouts_finish_every_trade(self) -> None:
@@ -540,6 +817,9 @@ class EscrowMachine(RuleBasedStateMachine):
                 t.terms.ship_by if t.status == Status.FUNDED else t.deadline for t in open_trades
             ]
             self.chain.increase_time(max(max(exits) - self.chain.latest_timestamp(), 0) + 1)
+            for t in open_trades:  # every open offer has lapsed now
+                if t.proposer:
+                    self.assert_cannot_accept(t)
             calls = self.client.calls
             for t in open_trades:
                 exit_call = {
@@ -596,3 +876,13 @@ def test_escrow_state_machine(
         )
     finally:
         hypothesis_core.global_force_seed = forced
+        names = sorted({what for what, _ in EscrowMachine.outcomes})
+        print(
+            "calls (succeeded/reverted): "
+            + ", ".join(
+                f"{n} {EscrowMachine.outcomes.get((n, True), 0)}/"
+                f"{EscrowMachine.outcomes.get((n, False), 0)}"
+                for n in names
+            )
+        )
+        EscrowMachine.outcomes = {}
