@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 
 from escrow.db.engine import database_url, make_engine
-from escrow.db.models import Base
+from escrow.db.models import Base, not_search_structure
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -26,6 +26,8 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        # The listing search (migration 0011) lives outside the models.
+        include_name=not_search_structure,
         # SQLite cannot ALTER most things; batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
     )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from db_fixtures import *  # noqa: F403  (fixtures)
 from escrow.db.engine import downgrade, make_engine, upgrade
 from escrow.db.evidence import evidence_path, store_evidence, verify_evidence
-from escrow.db.models import Base, Listing, Rating, Trade, TradeEvent, User
+from escrow.db.models import Base, Listing, Rating, Trade, TradeEvent, User, not_search_structure
 from escrow.db.records import RecordRejected, add_rating
 
 SELLER = "0x" + "11" * 20
@@ -60,26 +60,11 @@ def make_seller(session: Session) -> User:
     return user
 
 
-#: Search structures of migration 0011 that have no model: the SQLite FTS5 table (and its
-#: shadow tables), and PostgreSQL's generated ``listings.search_text`` with its trigram index.
-SEARCH_TABLE = "listings_search"
-SEARCH_COLUMN = "search_text"
-SEARCH_INDEX = "ix_listings_search_trgm"
-
-
-def _not_search(name: str | None, type_: str, parent: dict[str, str | None]) -> bool:
-    if type_ == "table" and name and (name == SEARCH_TABLE or name.startswith(SEARCH_TABLE + "_")):
-        return False
-    if type_ == "column" and name == SEARCH_COLUMN and parent.get("table_name") == "listings":
-        return False
-    return not (type_ == "index" and name == SEARCH_INDEX)
-
-
 def test_migrations_match_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(
             MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_name": _not_search}
+                conn, opts={"compare_type": True, "include_name": not_search_structure}
             ),
             Base.metadata,
         )

@@ -254,6 +254,11 @@ MATRIX: tuple[Case, ...] = (
     Case("tx.tx_status", "GET", "/api/tx/{tx_hash}", everyone(200)),
     Case("tx.tx_status", "GET", "/api/tx/0x1234", everyone(404)),
     Case("static", "GET", "/static/css/app.css", everyone(200)),
+    # ---------------------------------------------------------------- languages
+    Case("languages.catalogue", "GET", "/i18n/kk.js", everyone(200)),
+    Case("languages.catalogue", "GET", "/i18n/xx.js", everyone(404)),
+    Case("languages.choose", "POST", "/lang", everyone(MOVED), "form", {"lang": "ru"}),
+    Case("languages.choose", "POST", "/lang", everyone(400), "form", {"lang": "fr"}),
 )
 # fmt: on
 

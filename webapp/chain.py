@@ -84,6 +84,25 @@ class ChainGateway:
             return None
         return coin.address if coin else None
 
+    def token_of(self, currency: str) -> str | None:
+        """The token a listing's currency is paid in: the zero address for ETH, the deployment's
+        dollar or tenge stablecoin for USD and KZT; None when this chain has none."""
+        if currency == "ETH":
+            return "0x" + "00" * 20
+        deployment = self.deployment()
+        record = {"USD": deployment.stablecoin, "KZT": deployment.tenge}.get(currency)
+        return record.address if record is not None else None
+
+    def currency_of(self, token: str) -> str:
+        """The currency a trade's token stands for (the token's address if it is none of ours)."""
+        if int(token, 16) == 0:
+            return "ETH"
+        deployment = self.deployment()
+        for currency, record in (("USD", deployment.stablecoin), ("KZT", deployment.tenge)):
+            if record is not None and record.address.lower() == token.lower():
+                return currency
+        return token
+
     def is_dev_chain(self) -> bool:
         try:
             return self.chain().chain_id in LOCAL_CHAIN_IDS

@@ -32,7 +32,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.file import MultipleFileField
 from PIL import Image, ImageOps
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import contains_eager
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
@@ -48,7 +48,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from escrow.amounts import show_units, strip_amount
 from escrow.db.models import Listing, ListingStatus, Trade, User
-from webapp import checkout, db, trust
+from webapp import checkout, db, search, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
 from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVERY_DAYS
@@ -71,7 +71,7 @@ CATEGORIES: dict[str, Any] = {
     "home": _l("Home"),
     "other": _l("Other"),
 }
-CURRENCIES = ("ETH", "USD")
+CURRENCIES = ("KZT", "ETH", "USD")
 SORTS: dict[str, Any] = {
     "newest": _l("Newest first"),
     "price_asc": _l("Price: low to high"),
@@ -469,13 +469,8 @@ def _read_filters() -> tuple[Filters, list[str]]:
 
 def _apply_filters(query: Select[Any], filters: Filters, errors: list[str]) -> Select[Any]:
     query = query.where(Listing.status == ListingStatus.ACTIVE.value)
-    if filters.q:
-        query = query.where(
-            or_(
-                Listing.title.icontains(filters.q, autoescape=True),
-                Listing.description.icontains(filters.q, autoescape=True),
-            )
-        )
+    # Words in any script and case, cities in any of their spellings (webapp/search.py).
+    query = search.apply_search(query, db.session(), filters.q)
     if filters.category:
         query = query.where(Listing.category == filters.category)
     if filters.currency:
@@ -493,7 +488,9 @@ def _apply_filters(query: Select[Any], filters: Filters, errors: list[str]) -> S
                 continue
             query = query.where(Listing.price >= units if is_min else Listing.price <= units)
     if filters.city:
-        query = query.where(func.lower(Listing.city) == filters.city.lower())
+        city = search.city_condition(db.session(), filters.city)
+        if city is not None:
+            query = query.where(city)
     return query
 
 
@@ -751,9 +748,10 @@ def _bump_version(listing: Listing, form: ListingForm, *, photos_changed: bool) 
 
 
 def _plain_amount(units: int, currency: str) -> str:
-    from webapp.views import format_amount
+    """The price as the edit form shows it, in the page's language, read back exactly."""
+    from webapp.views import amount_input_value
 
-    return format_amount(units, currency).rsplit(" ", 1)[0].replace(",", "")
+    return amount_input_value(units, currency)
 
 
 @bp.post("/listings/<int:listing_id>/pause")

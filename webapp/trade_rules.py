@@ -368,10 +368,7 @@ def prepare_for(trade: Trade, call: PreparedCall, sender: str) -> dict[str, Any]
 def currency_of(trade: Trade) -> str:
     if int(trade.token, 16) == 0:
         return "ETH"
-    coin = gateway().deployment().stablecoin
-    if coin is not None and coin.address.lower() == trade.token:
-        return "USD"
-    return trade.token
+    return gateway().currency_of(trade.token)
 
 
 def load_trade(trade_pk: int) -> tuple[Trade, str]:

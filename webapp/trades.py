@@ -236,11 +236,13 @@ def buy(listing_id: int) -> Any:
         arbitrator = arbitrators[0]
 
     token = ETH
-    if listing.currency == "USD":
-        coin = gateway().deployment().stablecoin
+    if listing.currency != "ETH":
+        coin = gateway().token_of(listing.currency)
         if coin is None:
+            if listing.currency == "KZT":
+                return render_error(409, _("Tenge payments are not available on this chain."))
             return render_error(409, _("Dollar payments are not available on this chain."))
-        token = to_checksum_address(coin.address)
+        token = to_checksum_address(coin)
     permit = body.get("permit")
     if permit is not None and not isinstance(permit, dict):
         return render_error(400, _("The permit signature is malformed; sign it again."))

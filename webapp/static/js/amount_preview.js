@@ -29,6 +29,7 @@
   var CURRENCIES = {
     ETH: { decimals: 18, max: "10000000000000000000000" },
     USD: { decimals: 6, max: "10000000000000" },
+    KZT: { decimals: 2, max: "500000000000" },
   };
   var MAX_PRICE_TEXT = 60; // webapp/listings.py MAX_PRICE_TEXT
 
