@@ -171,9 +171,9 @@ def share_arg(text: str) -> int:
 
 
 def token_arg(text: str) -> str:
-    """``eth``, ``usd`` (the test stablecoin) or a token address."""
+    """``eth``, ``usd``/``kzt`` (the test stablecoins) or a token address."""
     value = text.strip()
-    if value.lower() in ("eth", "usd", "tusd"):
+    if value.lower() in ("eth", "usd", "tusd", "kzt", "tkzt"):
         return value.lower()
     try:
         address = account_arg(value)
@@ -349,7 +349,7 @@ def _decimals(token: str) -> int:
 
 
 def _token(value: str, deployment: Any) -> str:
-    """The address of 'eth', 'usd' (the test stablecoin) or a token address."""
+    """The address of 'eth', 'usd'/'kzt' (the test stablecoins) or a token address."""
     from escrow.client import ETH
 
     if value == "eth":
@@ -358,6 +358,10 @@ def _token(value: str, deployment: Any) -> str:
         if deployment.stablecoin is None:
             raise DeploymentError("this deployment has no test stablecoin")
         return str(deployment.stablecoin.address)
+    if value in ("kzt", "tkzt"):
+        if deployment.tenge is None:
+            raise DeploymentError("this deployment has no test tenge token")
+        return str(deployment.tenge.address)
     return value
 
 
@@ -957,8 +961,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         deployment = _audit_deployment(args, chain)
         targets = targets_of(deployment)
-        if deployment.stablecoin is not None:
-            tokens.append(deployment.stablecoin.address)
+        for coin in (deployment.stablecoin, deployment.tenge):
+            if coin is not None:
+                tokens.append(coin.address)
     report = audit(chain, targets, extra_tokens=tokens, chunk_blocks=args.chunk_blocks)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
