@@ -223,6 +223,8 @@ class EscrowCalls:
     ) -> tuple[int, ...]:
         """The funding arguments between ship-by and lane, in this version's order."""
         if self.version == 1:
+            if delivery_window:
+                raise EscrowError("escrow contract v1 has no delivery window; fund on v2")
             return (inspection_period, arbitrator_fee_bps)
         return (inspection_period, delivery_window, arbitrator_fee_bps, max_platform_fee_bps)
 
