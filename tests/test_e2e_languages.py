@@ -530,8 +530,6 @@ def test_a_dispute_in_russian(
     assert not re.search(r"\d\.\d\d ₸|\d ₸", outcome.replace(NBSP, "~")), outcome
     trade_page_times(page, "ru")
     shot(page, f"lang-ru-4-trade-resolved-{width}")
-    if mobile:
-        docs_shot("lang-ru-phone-trade", f"lang-ru-4-trade-resolved-{width}")
     page.context.close()
     judge.context.close()
 
