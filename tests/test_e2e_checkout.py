@@ -17,8 +17,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from eth_utils import to_checksum_address
@@ -275,9 +276,12 @@ def assert_review_readable(page: Page, review: Locator) -> None:
         assert box["x"] + box["width"] <= viewport["width"], f"{part} is cut off"
 
 
-def hh_mm(value: datetime) -> str:
+ALMATY = ZoneInfo("Asia/Almaty")
+
+
+def hh_mm(value: datetime, zone: tzinfo = UTC) -> str:
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%H:%M")
+    return aware.astimezone(zone).strftime("%H:%M")
 
 
 # ---------------------------------------------------------------------------- 1. stale price
@@ -425,7 +429,7 @@ def test_hold_shown_to_others_and_cancel_frees_it(
     view_shot(page, f"checkout-3-review-{width}")
     assert_review_readable(page, review)
     hold = open_hold(engine, listing_id)
-    until = f"{hh_mm(hold.expires_at)} UTC"
+    until = f"{hh_mm(hold.expires_at, ALMATY)} (Almaty)"  # the market's default zone
     expect(review.locator('[data-review="hold_expires"]')).to_contain_text(until)
 
     # Another buyer sees the item on hold, on its page and on the market, and cannot buy it.

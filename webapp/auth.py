@@ -240,7 +240,7 @@ def verify() -> Response | tuple[Response, int]:
     if isinstance(previous_address, str) and previous_address != address:
         # As at sign-out: what the previous account held in this browser is let go.
         signed_out.send(current_app._get_current_object(), address=previous_address)  # type: ignore[attr-defined]
-    session.clear()
+    _clear_session_keeping_language()
     session.permanent = True
     session["address"] = address
     session["login"] = login
@@ -256,7 +256,7 @@ def logout() -> Response:
         db_session = db.session()
         db_session.execute(delete(LoginNonce).where(LoginNonce.id == login))
         db_session.commit()
-    session.clear()
+    _clear_session_keeping_language()
     g.pop("signed_in_address", None)
     g.pop("current_user", None)
     if address:
@@ -493,3 +493,11 @@ def _signer(method: str, params: list[Any]) -> str | None:
     else:
         signer = params[1] if method == "personal_sign" else params[0]
     return signer if isinstance(signer, str) else None
+
+
+def _clear_session_keeping_language() -> None:
+    """Signing in or out starts a new session; the language the visitor chose stays."""
+    lang = session.get("lang")
+    session.clear()
+    if lang is not None:
+        session["lang"] = lang

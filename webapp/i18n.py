@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from babel import Locale
+from babel.dates import get_timezone_location
 from babel.messages.extract import extract_from_file
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -140,7 +141,9 @@ def _plural_categories(locale: Locale) -> list[tuple[str, int]]:
     """(CLDR category, an integer in it) for each category of the locale's plural rule."""
     samples = {"one": 1, "few": 2, "many": 5, "other": 5, "zero": 0, "two": 2}
     rule = locale.plural_form
-    order = [tag for tag in ("zero", "one", "two", "few", "many", "other") if tag in rule.tags]
+    # ``rule.tags`` names the categories with a rule; "other" (everything else) has none.
+    tags = set(rule.tags) | {"other"}
+    order = [tag for tag in ("zero", "one", "two", "few", "many", "other") if tag in tags]
     out: list[tuple[str, int]] = []
     for tag in order:
         number = next((n for n in range(0, 200) if rule(n) == tag), samples[tag])
@@ -154,11 +157,25 @@ def _plural_samples(locale: Locale) -> list[int]:
 
 def template_globals() -> dict[str, Any]:
     lang = language()
+    zone = select_timezone()
     return {
         "languages": [(code, name) for code, (_, name) in LANGUAGES.items()],
         "current_language": lang,
         "html_lang": lang,
+        # For the page's scripts, which write times the way the server does.
+        "time_zone": zone,
+        "zone_label": zone_label(zone, LANGUAGES[lang][0]),
     }
+
+
+def zone_label(zone: str, locale: str) -> str:
+    """How a time zone is named after a time: its city (``Алматы``), or ``UTC``."""
+    if zone in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+        return "UTC"
+    try:
+        return str(get_timezone_location(zone, locale=locale, return_city=True))
+    except (LookupError, ValueError):
+        return zone
 
 
 def init_app(app: Flask) -> None:

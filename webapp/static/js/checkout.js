@@ -35,23 +35,26 @@
     return who.name ? who.name + ' (' + short + ')' : short;
   }
 
-  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov',
-                  'Dec'];
-  // The page's language (<html lang>): dates in Kazakh and Russian are written by the browser.
+  // Times as the server writes them: in the visitor's zone (Almaty by default), named after
+  // the time. Kazakh month names are missing from some browsers, so Kazakh dates are numeric.
   const LANG = document.documentElement.lang || 'en';
+  const ZONE = document.body.dataset.timeZone || 'UTC';
+  const ZONE_LABEL = document.body.dataset.zoneLabel || 'UTC';
+  const LOCALES = {kk: 'kk-KZ', ru: 'ru-RU', en: 'en-GB'};
   function when(iso) {
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return iso;
-    if (LANG !== 'en' && typeof Intl !== 'undefined') {
-      try {
-        return new Intl.DateTimeFormat(LANG, {day: 'numeric', month: 'short', year: 'numeric',
-          hour: '2-digit', minute: '2-digit', hour12: false, timeZone: 'UTC'}).format(d) + ' UTC';
-      } catch (e) { /* an unknown locale: the English form below */ }
+    const options = {day: 'numeric', month: LANG === 'kk' ? '2-digit' : 'short',
+      year: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false};
+    let text;
+    try {
+      text = new Intl.DateTimeFormat(LOCALES[LANG] || 'en-GB',
+        Object.assign({timeZone: ZONE}, options)).format(d);
+    } catch (e) { // an unknown zone: UTC
+      text = new Intl.DateTimeFormat('en-GB', Object.assign({timeZone: 'UTC'}, options)).format(d);
+      return text + ' UTC';
     }
-    const hh = String(d.getUTCHours()).padStart(2, '0');
-    const mm = String(d.getUTCMinutes()).padStart(2, '0');
-    return d.getUTCDate() + ' ' + MONTHS[d.getUTCMonth()] + ' ' + d.getUTCFullYear() + ', ' +
-      hh + ':' + mm + ' UTC';
+    return ZONE_LABEL === 'UTC' ? text + ' UTC' : text + ' (' + ZONE_LABEL + ')';
   }
 
   function duration(seconds) {
