@@ -126,7 +126,8 @@ def contract_analysed(report: dict[str, Any], log: str, name: str) -> bool:
     if pattern.search(log):
         return True
     return any(
-        pattern.search(r.get("description", "")) for r in report.get("results", {}).get("detectors", [])
+        pattern.search(r.get("description", ""))
+        for r in report.get("results", {}).get("detectors", [])
     )
 
 
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     results = report.get("results", {}).get("detectors", [])
     missing = [name for name in REQUIRED_CONTRACTS if not contract_analysed(report, log, name)]
     if missing:
-        print(f"slither did not analyse {', '.join(missing)}: the check is misconfigured", file=sys.stderr)
+        print(
+            f"slither did not analyse {', '.join(missing)}: the check is misconfigured",
+            file=sys.stderr,
+        )
         return 1
     untriaged, explained, low = [], [], 0
     for result in results:

@@ -145,12 +145,14 @@ def apply_mutant(source: str, mutant: Mutant) -> str:
     if not match:
         raise ValueError(f"{mutant.name}: function {mutant.function} not found")
     start = match.start()
-    following = re.search(r"\n    function |\n    // -{10}", source[match.end():])
+    following = re.search(r"\n    function |\n    // -{10}", source[match.end() :])
     end = match.end() + following.start() if following else len(source)
     body = source[start:end]
     count = body.count(mutant.old)
     if count != 1:
-        raise ValueError(f"{mutant.name}: expected the text once in {mutant.function}, found {count}")
+        raise ValueError(
+            f"{mutant.name}: expected the text once in {mutant.function}, found {count}"
+        )
     return source[:start] + body.replace(mutant.old, mutant.new) + source[end:]
 
 
@@ -214,8 +216,16 @@ def failing_tests(output: str) -> list[str]:
 def run_pytest(root: Path, selection: str, timeout: int) -> tuple[bool, str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         *selection.split()],
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            *selection.split(),
+        ],
         cwd=root,
         env=env,
         capture_output=True,
@@ -264,13 +274,17 @@ def check_mutant(
             result.update(caught=None, caught_by="compile error", failing=[output[-800:]])
             break
         if not ok:
-            result.update(caught=True, caught_by=stage, failing=failing_tests(output)[:6] or [output[-800:]])
+            result.update(
+                caught=True, caught_by=stage, failing=failing_tests(output)[:6] or [output[-800:]]
+            )
             break
     else:
         if project_root is not None and args.pytest:
             ok, output = run_pytest(project_root, args.pytest, args.timeout)
             if not ok:
-                tail = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+                tail = [
+                    line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))
+                ]
                 result.update(caught=True, caught_by=f"pytest {args.pytest}", failing=tail[:6])
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
@@ -281,8 +295,11 @@ def print_table(rows: list[dict[str, object]]) -> None:
     print(f"{'mutant':<{width}}  {'result':<9}  {'seconds':>7}  caught by / first failing test")
     print("-" * (width + 70))
     for r in rows:
-        verdict = "baseline" if r["name"] == "original" else (
-            "CAUGHT" if r["caught"] else "error" if r["caught"] is None else "SURVIVED")
+        verdict = (
+            "baseline"
+            if r["name"] == "original"
+            else ("CAUGHT" if r["caught"] else "error" if r["caught"] is None else "SURVIVED")
+        )
         if r["name"] == "original":
             verdict = "passes" if not r["caught"] else "FAILS"
         first = r["failing"][0] if r["failing"] else ""  # type: ignore[index]
@@ -296,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--invariant-runs", type=int, default=60, help="invariant runs per suite")
     parser.add_argument("--seed", default="0x5eed", help="fuzz seed (fixed, so results repeat)")
-    parser.add_argument("--pytest", help="also run this pytest selection when forge misses a mutant")
-    parser.add_argument("--optimizer", action="store_true", help="compile with the optimizer (slower)")
-    parser.add_argument("--skip-baseline", action="store_true", help="do not run the original first")
+    parser.add_argument(
+        "--pytest", help="also run this pytest selection when forge misses a mutant"
+    )
+    parser.add_argument(
+        "--optimizer", action="store_true", help="compile with the optimizer (slower)"
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="do not run the original first"
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per forge or pytest run")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -335,35 +358,48 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(base)
             if base["caught"] is not False:
                 print_table(rows)
-                print("the unmutated contract fails the tests: the mutation check says nothing",
-                      file=sys.stderr)
+                print(
+                    "the unmutated contract fails the tests: the mutation check says nothing",
+                    file=sys.stderr,
+                )
                 return 2
         for mutant in selected:
             print(f"mutant {mutant.name} ...", flush=True)
             rows.append(check_mutant(mutant, forge_root, project_root, original, args))
     # the real contract must be as it was
     if (ROOT / CONTRACT).read_text() != original:
-        print(f"warning: {CONTRACT} changed while the check ran (someone else edited it)", file=sys.stderr)
+        print(
+            f"warning: {CONTRACT} changed while the check ran (someone else edited it)",
+            file=sys.stderr,
+        )
 
     print_table(rows)
     mutants = [r for r in rows if r["name"] != "original"]
     caught = sum(1 for r in mutants if r["caught"])
     survived = [r["name"] for r in mutants if r["caught"] is False]
     errors = [r["name"] for r in mutants if r["caught"] is None]
-    print(f"{caught}/{len(mutants)} mutants caught; survived: {', '.join(survived) or 'none'}"
-          + (f"; errors: {', '.join(errors)}" if errors else ""))
+    print(
+        f"{caught}/{len(mutants)} mutants caught; survived: {', '.join(survived) or 'none'}"
+        + (f"; errors: {', '.join(errors)}" if errors else "")
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "contract": str(CONTRACT),
-        "seed": args.seed,
-        "invariant_runs_per_suite": args.invariant_runs,
-        "pytest": args.pytest,
-        "caught": caught,
-        "total": len(mutants),
-        "survived": survived,
-        "errors": errors,
-        "results": rows,
-    }, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "contract": str(CONTRACT),
+                "seed": args.seed,
+                "invariant_runs_per_suite": args.invariant_runs,
+                "pytest": args.pytest,
+                "caught": caught,
+                "total": len(mutants),
+                "survived": survived,
+                "errors": errors,
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
     return 0 if caught == len(mutants) else 1
 

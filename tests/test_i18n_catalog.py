@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
-from jinja2 import Environment
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "webapp" / "templates"

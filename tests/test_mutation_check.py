@@ -33,8 +33,14 @@ def test_required_mutants_are_present() -> None:
     functions = {m.function for m in mutation.MUTANTS}
     names = {m.name for m in mutation.MUTANTS}
     assert {"rule-deadline-ge-to-gt", "markShipped-shipBy-ge-to-gt"} <= names
-    new_functions = {"markReceived", "grantInspectionExtension", "requestInspectionExtension",
-                     "cancelSplit", "_withdraw", "acceptSplit"}
+    new_functions = {
+        "markReceived",
+        "grantInspectionExtension",
+        "requestInspectionExtension",
+        "cancelSplit",
+        "_withdraw",
+        "acceptSplit",
+    }
     assert len(functions & new_functions) >= 3
 
 

@@ -84,7 +84,9 @@ def test_v2_triage_is_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_missing_v1_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_report(monkeypatch, [], log="P2PEscrow\ncontracts/ analyzed (20 contracts with 76 detectors)")
+    _fake_report(
+        monkeypatch, [], log="P2PEscrow\ncontracts/ analyzed (20 contracts with 76 detectors)"
+    )
     assert check.main([]) == 1
 
 
