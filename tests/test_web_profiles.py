@@ -391,6 +391,27 @@ def test_me_edits_own_name_and_languages(app: Flask, web: Any, roles: Roles) -> 
         )
 
 
+def test_me_chooses_the_time_zone_times_are_shown_in(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    buyer = web("buyer", roles)
+    page = buyer.client.get("/me").get_data(as_text=True)
+    assert '<option selected value="Asia/Almaty">Almaty (GMT+05:00)</option>' in page
+    assert buyer.post_form("/me", {"time_zone": "Pacific/Nowhere"}).status_code == 400
+    assert buyer.post_form("/me", {"time_zone": "Europe/Moscow"}).status_code == 302
+    with _session(app) as session:
+        user = session.scalar(select(User).where(User.address == roles.buyer.lower()))
+        assert user is not None and user.time_zone == "Europe/Moscow"
+    # Every time on the pages is now in Moscow time, named after the time.
+    body = buyer.client.get("/me").get_data(as_text=True)
+    assert 'data-time-zone="Europe/Moscow"' in body and 'data-zone-label="Moscow"' in body
+    # Back to Almaty (the default): stored as no choice.
+    assert buyer.post_form("/me", {"time_zone": "Asia/Almaty"}).status_code == 302
+    with _session(app) as session:
+        user = session.scalar(select(User).where(User.address == roles.buyer.lower()))
+        assert user is not None and user.time_zone is None
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

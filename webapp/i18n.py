@@ -15,6 +15,7 @@ the same catalogue, served as data for the messages that ``webapp/static/js`` pa
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,36 @@ def template_globals() -> dict[str, Any]:
         "time_zone": zone,
         "zone_label": zone_label(zone, LANGUAGES[lang][0]),
     }
+
+
+#: Zones a user can pick for the times they see (all of Kazakhstan keeps Almaty's time).
+TIME_ZONES = (
+    "Asia/Almaty",
+    "Asia/Tashkent",
+    "Asia/Bishkek",
+    "Europe/Moscow",
+    "Europe/Istanbul",
+    "Asia/Dubai",
+    "Europe/Berlin",
+    "Europe/London",
+    "UTC",
+)
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    """(zone, "City (GMT+05:00)") in the page's language, for the profile's time zone menu."""
+    from babel.dates import get_timezone, get_timezone_gmt
+
+    locale = LANGUAGES[language()][0]
+    out = []
+    for zone in TIME_ZONES:
+        city = zone_label(zone, locale)
+        if zone == "UTC":
+            out.append((zone, "UTC"))
+            continue
+        offset = get_timezone_gmt(datetime.now(get_timezone(zone)), width="long", locale=locale)
+        out.append((zone, f"{city} ({offset})"))
+    return out
 
 
 def zone_label(zone: str, locale: str) -> str:

@@ -28,7 +28,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from wtforms import IntegerField, StringField, TextAreaField
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from escrow.db.models import (
@@ -41,7 +41,7 @@ from escrow.db.models import (
     Trade,
     User,
 )
-from webapp import db, trust
+from webapp import db, i18n, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.forms import Form
@@ -89,6 +89,14 @@ class ProfileForm(Form):
         _l("Languages (comma-separated)"),
         validators=[Optional(), Length(max=300, message=_l("Too many languages."))],
     )
+    #: Choices are set per request (their names are in the page's language).
+    time_zone = SelectField(
+        _l("Time zone for the times you see"), choices=[], validate_choice=False
+    )
+
+    def validate_time_zone(self, field: SelectField) -> None:
+        if field.data and field.data not in i18n.TIME_ZONES:
+            raise ValidationError(_("Choose a time zone from the list."))
 
     def validate_display_name(self, field: StringField) -> None:
         if field.data and looks_like_address(field.data):
@@ -187,12 +195,17 @@ def me() -> Any:
         session.add(user)
         session.flush()
     form = ProfileForm()
+    form.time_zone.choices = i18n.time_zone_choices()
     if request.method == "GET":
         form.display_name.data = user.display_name or ""
         form.languages.data = ", ".join(user.languages or [])
+        form.time_zone.data = user.time_zone or i18n.DEFAULT_TIME_ZONE
     if form.validate_on_submit():
         user.display_name = (form.display_name.data or "").strip() or None
         user.languages = form.language_list()
+        if "time_zone" in request.form:  # a form without the menu keeps the zone
+            zone = form.time_zone.data
+            user.time_zone = None if zone in (None, "", i18n.DEFAULT_TIME_ZONE) else zone
         session.commit()
         flash(_("Profile saved."), "success")
         return redirect(url_for("profiles.profile", address=user.address))
