@@ -54,7 +54,7 @@ bench: bench-gas bench-indexer bench-web bench-load
 # Compiles webapp/translations/*/LC_MESSAGES/messages.po into .mo (the app also does it
 # when a .po is newer than its .mo).
 translations-compile: $(STAMP_PY)
-	$(BIN)/pybabel compile -q -d webapp/translations -D messages
+	$(BIN)/pybabel -q compile -d webapp/translations -D messages
 
 # Extracts every translatable text (babel.cfg) and updates the Kazakh and Russian catalogues;
 # then translate the new entries in webapp/translations/*/LC_MESSAGES/messages.po.
