@@ -223,6 +223,33 @@ def when(value: datetime | None) -> str:
     return f"{text} ({city})"
 
 
+def clock(value: datetime | None) -> str:
+    """A time of today or tomorrow, as ``when`` writes it without the date: ``'19:55
+    (Almaty)'``, ``'19:55 (Алматы)'``; ``'14:55 UTC'`` in UTC or outside a request."""
+    aware = as_utc(value)
+    if aware is None:
+        return "—"
+    if not has_app_context():
+        return aware.astimezone(UTC).strftime("%H:%M UTC")
+    locale = current_locale()
+    zone = get_timezone()
+    text = format_datetime(aware, "HH:mm")
+    name = str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
+    if name in UTC_ZONES:
+        return f"{text} UTC"
+    return f"{text} ({get_timezone_location(zone, locale=locale, return_city=True)})"
+
+
+def day(value: datetime | None) -> str:
+    """A date in the visitor's zone and language (``'30 нояб. 2026 г.'``, ``'30 Nov 2026'``)."""
+    aware = as_utc(value)
+    if aware is None:
+        return "—"
+    if not has_app_context():
+        return aware.astimezone(UTC).strftime("%Y-%m-%d")
+    return format_date(aware.astimezone(get_timezone()), "medium")
+
+
 def _date_time_pattern(locale: Locale) -> str:
     """The locale's medium date and short time (no seconds), joined as the locale joins
     them; English keeps the site's own ``30 Nov 2026, 14:55``."""
@@ -310,6 +337,8 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["clock"] = clock
+    app.jinja_env.filters["day"] = day
     app.jinja_env.filters["short_address"] = short_address
     app.jinja_env.filters["iso"] = iso
     app.jinja_env.filters["duration_words"] = duration_words
