@@ -199,9 +199,13 @@ def time_zone_choices() -> list[tuple[str, str]]:
     return out
 
 
+#: Names of the zone without an offset: times in it are followed by "UTC", not a city.
+UTC_ZONES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Universal", "Zulu"}
+
+
 def zone_label(zone: str, locale: str) -> str:
     """How a time zone is named after a time: its city (``Алматы``), or ``UTC``."""
-    if zone in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+    if zone in UTC_ZONES:
         return "UTC"
     try:
         return str(get_timezone_location(zone, locale=locale, return_city=True))

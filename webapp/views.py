@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy.exc
 from babel import Locale
-from babel.dates import get_timezone_location
 from babel.numbers import get_decimal_symbol, get_group_symbol
 from flask import Flask, current_app, g, has_app_context
 from flask_babel import (
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
 from escrow.db.models import ArbitratorProfile, Trade
 from webapp.auth import current_address, current_user, dev_wallet_enabled
+from webapp.i18n import zone_label
 
 DECIMALS = {"ETH": 18, "USD": 6, "KZT": 2}
 SYMBOLS = {"ETH": "ETH", "USD": "USD", "KZT": "₸"}
@@ -56,7 +56,6 @@ FIAT_SIGNS = {"USD": "$", "KZT": "₸"}
 TENGE_RATE_SETTINGS = {"ETH": "TENGE_PER_ETH", "USD": "TENGE_PER_USD"}
 APPROX = "≈\u00a0"
 ENGLISH = Locale.parse("en")
-UTC_ZONES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Universal", "Zulu"}
 
 
 def current_locale() -> Locale:
@@ -213,14 +212,7 @@ def when(value: datetime | None) -> str:
         return "—"
     if not has_app_context():
         return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
-    locale = current_locale()
-    zone = get_timezone()
-    text = format_datetime(aware, _date_time_pattern(locale))
-    name = str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
-    if name in UTC_ZONES:
-        return f"{text} UTC"
-    city = get_timezone_location(zone, locale=locale, return_city=True)
-    return f"{text} ({city})"
+    return _with_zone(format_datetime(aware, _date_time_pattern(current_locale())))
 
 
 def clock(value: datetime | None) -> str:
@@ -231,13 +223,15 @@ def clock(value: datetime | None) -> str:
         return "—"
     if not has_app_context():
         return aware.astimezone(UTC).strftime("%H:%M UTC")
-    locale = current_locale()
+    return _with_zone(format_datetime(aware, "HH:mm"))
+
+
+def _with_zone(text: str) -> str:
+    """A time of the request's zone, followed by that zone's name (``UTC`` or its city)."""
     zone = get_timezone()
-    text = format_datetime(aware, "HH:mm")
     name = str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
-    if name in UTC_ZONES:
-        return f"{text} UTC"
-    return f"{text} ({get_timezone_location(zone, locale=locale, return_city=True)})"
+    label = zone_label(name, str(current_locale()))
+    return f"{text} UTC" if label == "UTC" else f"{text} ({label})"
 
 
 def day(value: datetime | None) -> str:
