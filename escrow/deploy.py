@@ -165,21 +165,24 @@ def same_chain(chain: Chain, deployment: Deployment) -> bool:
     return created is not None and created.lower() == deployment.escrow.address.lower()
 
 
+def recorded_version(chain: Chain, deployment: Deployment) -> int | None:
+    """The contract version the recorded escrow runs on this chain; None when the record is
+    of another chain or the escrow's code is not one of ours (a reset chain)."""
+    if not same_chain(chain, deployment):
+        return None
+    code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
+    return code_version(bytes(code))
+
+
 def is_live(chain: Chain, deployment: Deployment) -> bool:
     """True when the chain is the one deployed to and the current escrow runs the current
     contract version (an older version there needs :func:`upgrade`)."""
-    if not same_chain(chain, deployment):
-        return False
-    code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
-    return code_version(bytes(code)) == CURRENT_VERSION
+    return recorded_version(chain, deployment) == CURRENT_VERSION
 
 
 def needs_upgrade(chain: Chain, deployment: Deployment) -> bool:
     """True when the recorded escrow is live on this chain but runs an older version."""
-    if not same_chain(chain, deployment):
-        return False
-    code = chain.w3.eth.get_code(to_checksum_address(deployment.escrow.address))
-    version = code_version(bytes(code))
+    version = recorded_version(chain, deployment)
     return version is not None and version < CURRENT_VERSION
 
 
@@ -352,9 +355,10 @@ def ensure_deployment(
     """The live recorded deployment (upgraded beside an older escrow version if need be), or a
     new one; the flag says whether anything was deployed."""
     recorded = read_deployment(chain.chain_id, registry_dir)
-    if recorded is not None and is_live(chain, recorded):
+    version = recorded_version(chain, recorded) if recorded is not None else None
+    if recorded is not None and version == CURRENT_VERSION:
         return recorded, False
-    if recorded is not None and needs_upgrade(chain, recorded):
+    if recorded is not None and version is not None and version < CURRENT_VERSION:
         return upgrade(chain, recorded, registry_dir=registry_dir), True
     return deploy(chain, registry_dir=registry_dir, force=True, **kwargs), True
 
