@@ -8,7 +8,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 from sqlalchemy import func, select, text
 
-from escrow.db.models import IndexerCheckpoint, UndecodedLog
+from escrow.db.models import UndecodedLog
+from escrow.indexer.scanner import indexed_through
 from webapp import db
 from webapp.chain import gateway
 from webapp.urls import redact
@@ -33,17 +34,7 @@ def healthz() -> tuple[Any, int]:
         # The market follows every escrow of its deployment (older versions too): it is as
         # far indexed as the one furthest behind.
         addresses = gateway().escrow_addresses()
-        checkpoints = (
-            db.session()
-            .scalars(
-                select(IndexerCheckpoint.last_block).where(
-                    IndexerCheckpoint.chain_id == chain.chain_id,
-                    IndexerCheckpoint.contract_address.in_(addresses),
-                )
-            )
-            .all()
-        )
-        indexed = min(checkpoints) if len(checkpoints) == len(addresses) else None
+        indexed = indexed_through(db.session(), chain.chain_id, addresses)
         # Logs stored raw because they could not be decoded: worth a look, but anyone can
         # emit one, so they never make the service unhealthy.
         undecoded = db.session().scalar(

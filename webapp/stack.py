@@ -220,21 +220,15 @@ class LocalStack:
         assert self.chain is not None and self.deployment is not None
         target = int(self.chain.w3.eth.block_number)
         engine = make_engine(self.database_url)
-        from sqlalchemy import select
+        from escrow.indexer.scanner import indexed_through
 
-        from escrow.db.models import IndexerCheckpoint
-
+        addresses = [r.address.lower() for r in self.deployment.escrows]
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                addresses = [r.address.lower() for r in self.deployment.escrows]
                 with session_scope(engine) as session:
-                    lasts = session.scalars(
-                        select(IndexerCheckpoint.last_block).where(
-                            IndexerCheckpoint.contract_address.in_(addresses)
-                        )
-                    ).all()
-                if len(lasts) == len(addresses) and min(lasts) >= target:
+                    last = indexed_through(session, self.chain.chain_id, addresses)
+                if last is not None and last >= target:
                     return
                 time.sleep(0.1)
         finally:

@@ -7,10 +7,9 @@ from typing import Any
 from flask import Blueprint, abort, jsonify
 from flask_babel import gettext as _
 from hexbytes import HexBytes
-from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
-from escrow.db.models import IndexerCheckpoint
+from escrow.indexer import scanner
 from webapp import checkout, db
 from webapp.chain import gateway
 
@@ -41,15 +40,5 @@ def tx_status(tx_hash: str) -> tuple[Any, int]:
 def indexed_through(chain_id: int) -> int:
     """The last block the indexer has fully applied for every escrow the market follows (-1
     until each has a checkpoint): a transaction may go to an older escrow's trade."""
-    addresses = gateway().escrow_addresses()
-    lasts = (
-        db.session()
-        .scalars(
-            select(IndexerCheckpoint.last_block).where(
-                IndexerCheckpoint.chain_id == chain_id,
-                IndexerCheckpoint.contract_address.in_(addresses),
-            )
-        )
-        .all()
-    )
-    return int(min(lasts)) if len(lasts) == len(addresses) else -1
+    last = scanner.indexed_through(db.session(), chain_id, gateway().escrow_addresses())
+    return -1 if last is None else last

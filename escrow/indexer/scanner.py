@@ -419,6 +419,18 @@ def follow(
         stop.wait(poll_interval)
 
 
+def indexed_through(session: Session, chain_id: int | None, addresses: Sequence[str]) -> int | None:
+    """The last block applied for every one of ``addresses`` (lower case): the lowest of their
+    checkpoints, or None until each has one. ``chain_id`` None: any chain."""
+    query = select(IndexerCheckpoint.last_block).where(
+        IndexerCheckpoint.contract_address.in_(list(addresses))
+    )
+    if chain_id is not None:
+        query = query.where(IndexerCheckpoint.chain_id == chain_id)
+    lasts = session.scalars(query).all()
+    return int(min(lasts)) if lasts and len(lasts) == len(addresses) else None
+
+
 def recorded_stablecoin(chain_id: int, contract_address: str) -> str | None:
     """The stablecoin recorded with this contract's deployment on this chain, or None."""
     return _recorded_token(chain_id, contract_address, "stablecoin")
