@@ -217,6 +217,59 @@ def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, rol
     assert all("users" not in s or "JOIN users" in s for s in listing_queries)
 
 
+def _card(page: str, listing_id: int) -> str:
+    match = re.search(
+        rf'<a class="card listing-card" href="/listings/{listing_id}">.*?</a>', page, re.S
+    )
+    assert match, f"no card of listing {listing_id}"
+    return match.group(0)
+
+
+def test_cached_cards_follow_every_change(app: Flask, web: Any, roles: Roles) -> None:
+    """Cards are kept rendered (webapp/views.py card_cache_key): each thing a card shows
+    changes it at once, and no visitor gets another language's or zone's card."""
+    listing_id = _listing(app, roles.seller, title="Blue kettle", price=ONE_ETH)
+    visitor = web(None).client
+
+    def card(**headers: str) -> str:
+        return _card(visitor.get("/", headers=headers).get_data(as_text=True), listing_id)
+
+    first = card()
+    assert first == card(), "the same inputs give the same card"
+    assert "1 ETH" in first and "Blue kettle" in first
+    with _session(app) as session:
+        listing = session.get(Listing, listing_id)
+        listing.price = 2 * ONE_ETH
+        listing.title = "Blue kettle, boxed"
+        listing.city = "Astana"
+        session.commit()
+    changed = card()
+    assert "2 ETH" in changed and "Blue kettle, boxed" in changed and "Astana" in changed
+    with _session(app) as session:
+        user = session.scalar(select(User).where(User.address == roles.seller.lower()))
+        user.display_name = "Aigerim"
+        session.commit()
+    assert "Aigerim" in card()
+    # A hold shows its end, and goes when the hold has ended.
+    with _session(app) as session:
+        listing = session.get(Listing, listing_id)
+        listing.reserved_by = roles.buyer.lower()
+        listing.reserved_until = datetime.now(UTC) + timedelta(minutes=5)
+        session.commit()
+    assert "data-on-hold" in card()
+    with _session(app) as session:
+        listing = session.get(Listing, listing_id)
+        listing.reserved_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+    assert "data-on-hold" not in card()
+    # Another language, then the first again: each gets its own card.
+    russian = card(**{"Accept-Language": "ru"})
+    assert "2 ETH" in russian and "Нет фото" in russian
+    assert "No photo" in card()
+    app.config["TENGE_PER_ETH"] = "1000000"
+    assert "₸2,000,000" in card(), "a new tenge rate shows at once"
+
+
 # ---------------------------------------------------------------------------- listing page
 
 

@@ -391,9 +391,7 @@ def test_me_edits_own_name_and_languages(app: Flask, web: Any, roles: Roles) -> 
         )
 
 
-def test_me_chooses_the_time_zone_times_are_shown_in(
-    app: Flask, web: Any, roles: Roles
-) -> None:
+def test_me_chooses_the_time_zone_times_are_shown_in(app: Flask, web: Any, roles: Roles) -> None:
     buyer = web("buyer", roles)
     page = buyer.client.get("/me").get_data(as_text=True)
     assert '<option selected value="Asia/Almaty">Almaty (GMT+05:00)</option>' in page

@@ -23,7 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     from webapp import chain, db, errors, i18n, security_headers
-    from webapp.extensions import csrf, limiter
+    from webapp.extensions import csrf, fragments, limiter
     from webapp.ratelimit_storage import storage_uri  # also registers the db+ schemes
 
     if not app.config.get("RATELIMIT_STORAGE_URI"):
@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     chain.init_app(app)
     csrf.init_app(app)
+    fragments.init_app(app)
     limiter.init_app(app)
     errors.init_app(app)
     security_headers.init_app(app)

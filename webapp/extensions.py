@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, request, session
+from flask_caching import Cache
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
@@ -25,6 +26,16 @@ def _not_a_write() -> bool:
 
 
 csrf = CSRFProtect()
+#: Rendered fragments (the listing cards of a page), in each worker's memory. Every input of a
+#: fragment is part of its key (``webapp.views.card_cache_key``), so nothing is ever stale and
+#: nothing needs sharing between workers or hosts; the bounds only cap memory.
+fragments = Cache(
+    config={
+        "CACHE_TYPE": "SimpleCache",
+        "CACHE_THRESHOLD": 20_000,
+        "CACHE_DEFAULT_TIMEOUT": 3600,
+    }
+)
 limiter = Limiter(
     key_func=get_remote_address,
     default_limits=[],

@@ -26,8 +26,10 @@ from babel.messages.extract import extract_from_file
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.plural import to_javascript
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, g, request, session
 from flask_babel import Babel, get_locale, get_translations, gettext
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 #: Language code -> (locale used for formatting, the language's own name).
 LANGUAGES: dict[str, tuple[str, str]] = {
@@ -58,6 +60,68 @@ def language() -> str:
         return str(user.locale)
     best = request.accept_languages.best_match(list(LANGUAGES))
     return best or current_app.config.get("DEFAULT_LANGUAGE", DEFAULT_LANGUAGE)
+
+
+def request_translations() -> Any:
+    """The request's catalogue, looked up once per request: Flask-Babel walks its contexts
+    on every call, and a page of listings translates a hundred strings."""
+    try:
+        return g._i18n_translations
+    except AttributeError:
+        translations = g._i18n_translations = get_translations()
+        return translations
+
+
+def request_locale() -> Locale | None:
+    """The request's Babel locale (Flask-Babel's ``get_locale``), looked up once per request."""
+    try:
+        return g._i18n_locale
+    except AttributeError:
+        locale = g._i18n_locale = get_locale()
+        return locale
+
+
+#: The template variable holding the page's catalogue (set by ``template_globals``).
+CATALOGUE_VAR = "i18n_catalogue"
+
+
+def _catalogue(context: Context) -> Any:
+    """The page's catalogue from the template's context (one dictionary lookup), or the
+    request's for a template rendered without it (a macro imported without context)."""
+    return context.get(CATALOGUE_VAR) or request_translations()
+
+
+@pass_context
+def _template_gettext(context: Context, string: str) -> str:
+    return str(_catalogue(context).ugettext(string))
+
+
+@pass_context
+def _template_ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    return str(_catalogue(context).ungettext(singular, plural, n))
+
+
+@pass_context
+def _template_pgettext(context: Context, ctx: str, string: str) -> str:
+    return str(_catalogue(context).upgettext(ctx, string))
+
+
+@pass_context
+def _template_npgettext(context: Context, ctx: str, singular: str, plural: str, n: int) -> str:
+    return str(_catalogue(context).unpgettext(ctx, singular, plural, n))
+
+
+def _install_jinja_gettext(app: Flask) -> None:
+    """The templates' ``_``/``gettext``/``ngettext`` read the page's catalogue from the
+    template context, put there once per page, instead of Flask-Babel's callables, which look
+    the catalogue up through the request's globals for each of a page's hundred strings."""
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=_template_gettext,
+        ngettext=_template_ngettext,
+        newstyle=True,
+        pgettext=_template_pgettext,
+        npgettext=_template_npgettext,
+    )
 
 
 def select_locale() -> str:
@@ -160,6 +224,7 @@ def template_globals() -> dict[str, Any]:
     lang = language()
     zone = select_timezone()
     return {
+        CATALOGUE_VAR: request_translations(),
         "languages": [(code, name) for code, (_, name) in LANGUAGES.items()],
         "current_language": lang,
         "html_lang": lang,
@@ -219,6 +284,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     compile_catalogues()
     Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    _install_jinja_gettext(app)
     app.context_processor(template_globals)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy.exc
@@ -21,7 +22,6 @@ from flask import Flask, current_app, g, has_app_context
 from flask_babel import (
     format_date,
     format_datetime,
-    get_locale,
     get_timezone,
     gettext,
     ngettext,
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
 from escrow.db.models import ArbitratorProfile, Trade
 from webapp.auth import current_address, current_user, dev_wallet_enabled
-from webapp.i18n import zone_label
+from webapp.i18n import request_locale, zone_label
 
 DECIMALS = {"ETH": 18, "USD": 6, "KZT": 2}
 SYMBOLS = {"ETH": "ETH", "USD": "USD", "KZT": "₸"}
@@ -63,7 +63,7 @@ def current_locale() -> Locale:
     if not has_app_context():
         return ENGLISH
     try:
-        locale = get_locale()
+        locale = request_locale()
     except RuntimeError:  # an app context without a request: no session to ask
         return ENGLISH
     return locale or ENGLISH
@@ -76,9 +76,15 @@ def format_amount(amount: int | None, currency: str = "ETH", places: int | None 
     and, in Kazakh and Russian, dollars follow the locale's currency pattern."""
     if amount is None:
         return "—"
-    locale = current_locale()
+    return _format_amount(int(amount), currency, places, current_locale())
+
+
+#: Formatted amounts by (units, currency, places, locale): a page of listings formats the same
+#: prices for every visitor, and Babel's symbol lookups are the costly part of a card.
+@lru_cache(maxsize=16_384)
+def _format_amount(amount: int, currency: str, places: int | None, locale: Locale) -> str:
     fiat = currency == "KZT" or (currency in FIAT and locale.language != "en")
-    number = _number(int(amount), DECIMALS.get(currency, 18), places, locale, fiat)
+    number = _number(amount, DECIMALS.get(currency, 18), places, locale, fiat)
     if fiat:
         return _currency_pattern(number, FIAT_SIGNS[currency], locale)
     return f"{number} {SYMBOLS.get(currency, currency)}"
@@ -112,14 +118,21 @@ def approx_tenge(amount: int | None, currency: str = "ETH") -> str:
     rate = _rate(current_app.config.get(TENGE_RATE_SETTINGS[currency]))
     if rate is None:
         return ""
+    return APPROX + format_amount(_in_tenge(int(amount), currency, rate), "KZT")
+
+
+@lru_cache(maxsize=16_384)
+def _in_tenge(amount: int, currency: str, rate: Decimal) -> int:
+    """``amount`` of ``currency`` in tenge units (whole tenge, rounded half up)."""
     with localcontext() as ctx:
         ctx.prec = UINT256_DIGITS
         tenge = (Decimal(int(amount)).scaleb(-DECIMALS[currency]) * rate).to_integral_value(
             ROUND_HALF_UP
         )
-    return APPROX + format_amount(int(tenge) * 10 ** DECIMALS["KZT"], "KZT")
+    return int(tenge) * 10 ** DECIMALS["KZT"]
 
 
+@lru_cache(maxsize=64)
 def _rate(value: Any) -> Decimal | None:
     if value in (None, ""):
         return None
@@ -132,6 +145,14 @@ def tenge_rate_note() -> str:
     hint; ``''`` when the rate's date is not set."""
     if not has_app_context():
         return ""
+    try:
+        return g._tenge_rate_note
+    except AttributeError:  # once per request: a page of listings names it on every card
+        note = g._tenge_rate_note = _tenge_rate_note()
+        return note
+
+
+def _tenge_rate_note() -> str:
     day = current_app.config.get("TENGE_RATE_DATE")
     if isinstance(day, str):
         day = date.fromisoformat(day) if day else None
@@ -328,6 +349,44 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     return gettext("%(duration)s ago", duration=duration)
 
 
+def card_cache_key(listing: Any, held: datetime | None) -> str:
+    """The key of a listing card's rendered HTML (``listings/_card.html``): everything the card
+    shows or depends on, so that a changed listing, seller name, hold, language, time zone or
+    tenge rate makes a new key instead of a stale card; ``held`` is when the listing's
+    checkout hold ends, if it is held now (``held_until``). ``repr`` of the tuple keeps the
+    parts apart (Flask-Caching joins its keys with ``_``, which titles may contain)."""
+    seller = listing.seller
+    return repr(
+        (
+            listing.id,
+            listing.title,
+            listing.price,
+            listing.currency,
+            listing.photos[0] if listing.photos else None,
+            listing.city,
+            seller.display_name,
+            seller.address,
+            iso(held),
+            _page_setting_key(),
+        )
+    )
+
+
+def _page_setting_key() -> tuple[str, ...]:
+    """The request's language, time zone and tenge rates, read once per request."""
+    try:
+        return g._card_settings
+    except AttributeError:
+        config = current_app.config
+        names = (*TENGE_RATE_SETTINGS.values(), "TENGE_RATE_DATE")
+        key = g._card_settings = (
+            str(current_locale()),
+            str(get_timezone()),
+            *(str(config.get(name)) for name in names),
+        )
+        return key
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
@@ -340,6 +399,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["deadline_in"] = relative
     app.jinja_env.filters["approx_tenge"] = approx_tenge
     app.jinja_env.globals["tenge_rate_note"] = tenge_rate_note
+    app.jinja_env.globals["card_cache_key"] = card_cache_key
 
     @app.context_processor
     def inject() -> dict[str, Any]:
