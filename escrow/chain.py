@@ -17,10 +17,14 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import TxReceipt, Wei
 
-from escrow.errors import ChainUnavailable
+from escrow.errors import ChainUnavailable, TransactionStuck
 
 #: How long to wait for a receipt before giving up (seconds).
 RECEIPT_TIMEOUT = 120.0
+#: How long a pending transaction may wait without its account's nonce moving before the wait
+#: looks at why it is not mined (seconds). A local node mines at once; a public chain's queue
+#: moves every block.
+STALL_SECONDS = 10.0
 
 
 @dataclass
@@ -44,21 +48,100 @@ class Chain:
         return list(self.w3.eth.accounts)
 
     def wait_for_receipt(
-        self, tx_hash: HexBytes | bytes | str, timeout: float = RECEIPT_TIMEOUT
+        self,
+        tx_hash: HexBytes | bytes | str,
+        timeout: float = RECEIPT_TIMEOUT,
+        *,
+        stall_seconds: float = STALL_SECONDS,
     ) -> TxReceipt:
-        """Polls with a short, growing interval: a local node mines in milliseconds."""
-        deadline = time.monotonic() + timeout
+        """Polls with a short, growing interval: a local node mines in milliseconds.
+
+        A transaction that can never be mined as it stands ends the wait early with
+        :class:`TransactionStuck` saying why, instead of a bare timeout: the node no longer
+        knows it, another transaction took its nonce, a nonce before it was never sent (a gap
+        from concurrent senders), or its fee cap is below the base fee. Looked at once the
+        sender's nonce has not moved for ``stall_seconds``."""
+        tx_hash = HexBytes(tx_hash)
+        start = time.monotonic()
+        deadline = start + timeout
         delay = 0.001
+        watch = _StallWatch(start)
         while True:
             try:
-                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+                return self.w3.eth.get_transaction_receipt(tx_hash)
             except TransactionNotFound:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise ChainUnavailable(
-                        f"no receipt for {HexBytes(tx_hash).to_0x_hex()} after {timeout:.0f} s"
+                        f"no receipt for {tx_hash.to_0x_hex()} after {timeout:.0f} s"
                     ) from None
+                if not self.is_tester and now - watch.checked >= min(1.0, stall_seconds):
+                    self._diagnose_pending(tx_hash, watch, now, stall_seconds)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    def _diagnose_pending(
+        self, tx_hash: HexBytes, watch: _StallWatch, now: float, stall_seconds: float
+    ) -> None:
+        """Raises :class:`TransactionStuck` when ``tx_hash`` cannot be mined as it stands."""
+        watch.checked = now
+        shown = tx_hash.to_0x_hex()
+        try:
+            tx = self.w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            tx = None
+        if tx is None:
+            # Mined between the two questions? Then the next receipt poll returns it.
+            try:
+                self.w3.eth.get_transaction_receipt(tx_hash)
+                return
+            except TransactionNotFound:
+                pass
+            watch.unknown += 1
+            if watch.unknown >= 2:
+                raise TransactionStuck(
+                    f"transaction {shown} is unknown to the node: it was dropped from the "
+                    "pool (or sent to another node) and will not be mined; send it again",
+                    reason="dropped",
+                    tx_hash=shown,
+                )
+            return
+        watch.unknown = 0
+        if tx.get("blockNumber") is not None:
+            return  # mined: the receipt follows
+        sender, nonce = tx["from"], int(tx["nonce"])
+        latest = int(self.w3.eth.get_transaction_count(sender, "latest"))
+        if nonce < latest:
+            raise TransactionStuck(
+                f"transaction {shown} has nonce {nonce}, but {sender} has already used it "
+                f"(next nonce {latest}): another transaction replaced it, so it will never be "
+                "mined",
+                reason="replaced",
+                tx_hash=shown,
+            )
+        if latest != watch.nonce:
+            watch.nonce, watch.since = latest, now
+            return
+        if now - watch.since < stall_seconds:
+            return
+        if nonce > latest:
+            raise TransactionStuck(
+                f"transaction {shown} has nonce {nonce}, but {sender}'s next nonce is {latest} "
+                f"and has not moved for {now - watch.since:.0f} s: nonces {latest}..{nonce - 1} "
+                "were never sent (a gap, as from two programs sending for one account at "
+                "once), so it cannot be mined until they are",
+                reason="nonce_gap",
+                tx_hash=shown,
+            )
+        fee_cap = tx.get("maxFeePerGas", tx.get("gasPrice"))
+        base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        if fee_cap is not None and base_fee is not None and int(fee_cap) < int(base_fee):
+            raise TransactionStuck(
+                f"transaction {shown} offers at most {int(fee_cap)} wei per gas, below the "
+                f"chain's base fee of {int(base_fee)}: it waits until the base fee falls",
+                reason="underpriced",
+                tx_hash=shown,
+            )
 
     @property
     def _testing(self) -> Any:
@@ -117,6 +200,16 @@ class Chain:
             self.wait_for_receipt(tx)
         else:
             self.rpc("anvil_setBalance", [address, hex(wei)])
+
+
+@dataclass
+class _StallWatch:
+    """What ``wait_for_receipt`` saw of a pending transaction's sender so far."""
+
+    checked: float
+    nonce: int | None = None
+    since: float = 0.0
+    unknown: int = 0
 
 
 def connect(rpc_url: str | None = None, *, timeout: float = 30.0) -> Chain:

@@ -30,6 +30,18 @@ class ChainUnavailable(EscrowError):
     """The JSON-RPC node cannot be reached or answered with an error."""
 
 
+class TransactionStuck(ChainUnavailable):
+    """A sent transaction that the node will never mine as it stands; the message says why
+    (dropped from the pool, its nonce used by another transaction, a nonce gap before it, or
+    a fee below the chain's base fee). ``reason`` is one of ``dropped``, ``replaced``,
+    ``nonce_gap``, ``underpriced``."""
+
+    def __init__(self, message: str, *, reason: str, tx_hash: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.tx_hash = tx_hash
+
+
 class DeploymentError(EscrowError):
     """A deployment is missing, stale, or would overwrite a live one."""
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +22,7 @@ from escrow.errors import (
     InspectionAlreadyStarted,
     NotArbitrator,
     NotBuyer,
+    TransactionStuck,
 )
 
 pytestmark = pytest.mark.anvil
@@ -196,3 +202,115 @@ def test_chain_state_survives_a_restart(tmp_path: Path) -> None:
         assert client.terms_of(funded.trade_id)[0] == funded.terms
     finally:
         node.stop()
+
+
+# ---------------------------------------------------------------------------- stuck transactions
+
+
+def test_a_nonce_gap_is_named_instead_of_a_timeout(anvil_chain: Chain) -> None:
+    """A transaction sent with a nonce ahead of the account's next one (as two programs sending
+    for one account can do) is never mined: the wait says so within seconds."""
+    sender, to = anvil_chain.accounts[8], anvil_chain.accounts[9]
+    latest = anvil_chain.w3.eth.get_transaction_count(sender, "latest")
+    tx_hash = anvil_chain.rpc(
+        "eth_sendTransaction",
+        [{"from": sender, "to": to, "value": hex(1), "gas": hex(21_000), "nonce": hex(latest + 2)}],
+    )
+    started = time.monotonic()
+    with pytest.raises(TransactionStuck) as info:
+        anvil_chain.wait_for_receipt(tx_hash, timeout=60, stall_seconds=1)
+    assert time.monotonic() - started < 10
+    assert info.value.reason == "nonce_gap"
+    assert f"nonce {latest + 2}" in str(info.value) and f"{latest}..{latest + 1}" in str(info.value)
+    # Filling the gap mines it: the wait was right that only the gap held it.
+    for nonce in (latest, latest + 1):
+        anvil_chain.rpc(
+            "eth_sendTransaction",
+            [{"from": sender, "to": to, "value": hex(1), "gas": hex(21_000), "nonce": hex(nonce)}],
+        )
+    assert anvil_chain.wait_for_receipt(tx_hash, timeout=30)["status"] == 1
+
+
+def test_a_replaced_transaction_is_named_instead_of_a_timeout(anvil_chain: Chain) -> None:
+    """A pending transaction replaced by another with its nonce (a higher fee) will never be
+    mined: the node forgets it and the wait says it was dropped."""
+    sender, to = anvil_chain.accounts[8], anvil_chain.accounts[9]
+    anvil_chain.rpc("evm_setAutomine", [False])
+    try:
+        nonce = anvil_chain.w3.eth.get_transaction_count(sender, "latest")
+        base = int(anvil_chain.w3.eth.get_block("latest")["baseFeePerGas"])
+        params = {"from": sender, "to": to, "gas": hex(21_000), "nonce": hex(nonce)}
+        first = anvil_chain.rpc(
+            "eth_sendTransaction",
+            [
+                {
+                    **params,
+                    "value": hex(1),
+                    "maxFeePerGas": hex(4 * base + 10**9),
+                    "maxPriorityFeePerGas": hex(10**9),
+                }
+            ],
+        )
+        anvil_chain.rpc(
+            "eth_sendTransaction",
+            [
+                {
+                    **params,
+                    "value": hex(2),
+                    "maxFeePerGas": hex(8 * base + 4 * 10**9),
+                    "maxPriorityFeePerGas": hex(4 * 10**9),
+                }
+            ],
+        )
+        anvil_chain.rpc("evm_mine", [])
+    finally:
+        anvil_chain.rpc("evm_setAutomine", [True])
+    with pytest.raises(TransactionStuck) as info:
+        anvil_chain.wait_for_receipt(first, timeout=60, stall_seconds=1)
+    assert info.value.reason in {"dropped", "replaced"}
+    assert "will never be mined" in str(info.value) or "will not be mined" in str(info.value)
+
+
+def test_a_killed_parent_leaves_no_node_running(tmp_path: Path) -> None:
+    """A program that started anvil and is then killed (SIGKILL: no cleanup runs) takes the
+    node with it, instead of leaving it mining on."""
+    script = tmp_path / "starter.py"
+    script.write_text(
+        "import sys, time\n"
+        "from escrow.anvil import AnvilNode\n"
+        "node = AnvilNode().start()\n"
+        "print(node.process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    starter = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        node_pid = int(starter.stdout.readline())
+        os.kill(node_pid, 0)  # running
+        starter.kill()
+        starter.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(node_pid, 0)
+            except ProcessLookupError:
+                break
+            _reap(node_pid)
+            time.sleep(0.1)
+        else:
+            os.kill(node_pid, signal.SIGKILL)
+            pytest.fail("anvil outlived the killed program that started it")
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+        if starter.stdout is not None:
+            starter.stdout.close()
+
+
+def _reap(pid: int) -> None:
+    """A node whose parent died is re-parented; it may linger as a zombie of ours briefly."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
