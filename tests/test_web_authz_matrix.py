@@ -251,6 +251,7 @@ MATRIX: tuple[Case, ...] = (
     Case("auth.logout", "POST", "/auth/logout", everyone(MOVED), "form", last=True),
     # ---------------------------------------------------------------- public JSON and files
     Case("health.healthz", "GET", "/healthz", everyone(200)),
+    Case("health.livez", "GET", "/livez", everyone(200)),
     Case("tx.tx_status", "GET", "/api/tx/{tx_hash}", everyone(200)),
     Case("tx.tx_status", "GET", "/api/tx/0x1234", everyone(404)),
     Case("static", "GET", "/static/css/app.css", everyone(200)),

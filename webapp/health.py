@@ -1,4 +1,6 @@
-"""``/healthz``: chain id, latest block, indexer lag and database status as JSON."""
+"""``/healthz``: chain id, latest block, indexer lag and database status as JSON; ``/livez``:
+the process answers (no database, no chain), for a proxy's liveness check and as the
+benchmark's baseline (the cost of the framework alone)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from webapp.urls import redact
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
+
+
+@bp.get("/livez")
+def livez() -> tuple[str, int, dict[str, str]]:
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 @bp.get("/healthz")
