@@ -980,6 +980,93 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
+def units_arg(decimals: int, unit: str) -> Callable[[str], int]:
+    """A positive amount in ``unit`` (``0.5``, ``0,5``), returned in its smallest units."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_units(text, decimals)
+        except AmountError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} {unit}: {exc}") from None
+
+    parse.__name__ = unit
+    return parse
+
+
+def cmd_keep(args: argparse.Namespace) -> int:
+    """Sends the contract's timeouts that are due, from a platform account, within a budget."""
+    import logging
+    import signal
+
+    import sqlalchemy.exc
+
+    from escrow.db.engine import database_url, make_engine
+    from escrow.keeper import Budget, Keeper
+
+    if not args.rpc_url:
+        raise UsageError("escrow keep needs a chain node: pass --rpc-url or set ESCROW_RPC_URL")
+    budget = Budget(
+        max_gas_price=args.max_gas_price_gwei, per_hour=args.budget_eth, per_run=args.run_budget_eth
+    )
+    chain = _connect(args)
+    sender = _sender(args, chain)
+    deployment = _deployment(args, chain)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s keeper %(levelname)s: %(message)s",
+            stream=sys.stderr,
+        )
+    engine = make_engine(args.database_url or database_url())
+    try:
+        keeper = Keeper(
+            chain,
+            deployment,
+            engine,
+            sender,
+            budget,
+            receipt_timeout=args.receipt_timeout,
+            max_per_pass=args.max_per_pass,
+        )
+        escrows = ", ".join(f"v{r.version} {r.address}" for r in deployment.escrows)
+        run_cap = "none" if budget.per_run is None else f"{budget.per_run / 10**18:g} ETH"
+        logging.getLogger("escrow.keeper").info(
+            "keeping escrows %s on chain %d from %s; gas price at most %g gwei, budget %g ETH "
+            "per hour, %s per run",
+            escrows,
+            chain.chain_id,
+            keeper.address,
+            budget.max_gas_price / 10**9,
+            budget.per_hour / 10**18,
+            run_cap,
+        )
+        if args.once:
+            if not keeper.wait_until_idle(args.receipt_timeout):
+                raise EscrowError(
+                    f"the account {keeper.address} still has {keeper.pending_count()} pending "
+                    f"transactions after {args.receipt_timeout:g} s: nothing was sent (a timeout "
+                    "in flight must not be sent twice)"
+                )
+            try:
+                report = keeper.run_once()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                raise EscrowError(
+                    f"cannot read the trades from the database ({exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0][:200]}); is it the one `escrow index` writes?"
+                ) from exc
+            print(f"escrow keep: {report.summary()}")
+            return 0 if report.done else EXIT_ERROR
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            keeper.run(stop, args.poll)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        engine.dispose()
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -1231,6 +1318,63 @@ def build_parser() -> argparse.ArgumentParser:
         help="blocks per eth_getLogs request (default 2000; halved when the node refuses)",
     )
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "keep",
+        help="send the contract's due timeouts (refund, release, resolve) from a platform account",
+        description="Reads the trades the indexer keeps (escrow index), checks each due one on "
+        "chain and sends refundAfterDeadline, releaseAfterInspection or "
+        "resolveAfterRulingTimeout, never twice and within the gas budget. Exit status with "
+        "--once: 0 when every due timeout was done, 1 when one was refused (gas price, budget) "
+        "or failed.",
+    )
+    p.add_argument(
+        "--from",
+        dest="sender",
+        type=account_arg,
+        help=f"the keeper's account: unlocked {ACCOUNT_HELP} (default: ESCROW_PRIVATE_KEY)",
+    )
+    p.add_argument(
+        "--poll", type=positive_seconds_arg, default=2.0, help="seconds between passes (2)"
+    )
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument(
+        "--max-gas-price-gwei",
+        type=units_arg(9, "gwei"),
+        default=100 * 10**9,
+        help="send nothing while gas costs more than this per unit (default 100 gwei)",
+    )
+    p.add_argument(
+        "--budget-eth",
+        type=units_arg(18, "ETH"),
+        default=10**17,
+        help="spend at most this much ETH on gas in any hour (default 0.1)",
+    )
+    p.add_argument(
+        "--run-budget-eth",
+        type=units_arg(18, "ETH"),
+        default=None,
+        help="spend at most this much ETH on gas until the keeper stops (default: no cap)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="database the indexer writes (default: DATABASE_URL or the SQLite file in the "
+        "data dir)",
+    )
+    p.add_argument(
+        "--receipt-timeout",
+        type=positive_seconds_arg,
+        default=60.0,
+        help="seconds to wait for the receipts of a pass (60)",
+    )
+    p.add_argument(
+        "--max-per-pass",
+        type=int_range_arg(1, 100_000, "trades"),
+        default=1_000,
+        help="due trades looked at in one pass at most (1000)",
+    )
+    p.set_defaults(func=cmd_keep)
 
     try:
         from escrow.indexer import commands as indexer_commands
