@@ -18,7 +18,15 @@ from sqlalchemy import select
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
-from escrow.db.models import Base, Listing, ListingStatus, Trade
+from escrow.db.models import (
+    Base,
+    Conversation,
+    ConversationMessage,
+    Listing,
+    ListingStatus,
+    Trade,
+    User,
+)
 from helpers import USD, Roles
 from web_fixtures import WebUser, add_hold, add_listing, db_session, funded_trade, index_now
 
@@ -45,6 +53,7 @@ class Scene:
     evidence: int
     tx_hash: str
     photo: str = PHOTO_NAME
+    conversation: int = 0  # the buyer's questions to the seller about ``listing``
 
     def values(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,6 +106,7 @@ def build_scene(
     assert evidence.status_code == 200, evidence.get_data(as_text=True)
     with db_session(app) as session:
         statuses = {pk: session.get(Trade, pk).status for pk in (done, open_pk, disputed)}
+        conversation = _conversation(session, ids["view"], roles.buyer)
     assert statuses == {done: "Released", open_pk: "Funded", disputed: "Disputed"}, statuses
     return Scene(
         listing=ids["view"],
@@ -112,7 +122,31 @@ def build_scene(
         disputed=disputed,
         evidence=int(evidence.get_json()["evidence_id"]),
         tx_hash=result.tx_hash if result.tx_hash.startswith("0x") else "0x" + result.tx_hash,
+        conversation=conversation,
     )
+
+
+def _conversation(session: Any, listing_id: int, buyer: str) -> int:
+    """The buyer's conversation with the seller about a listing, with one message."""
+    listing = session.get(Listing, listing_id)
+    user = session.scalar(select(User).where(User.address == buyer.lower()))
+    if user is None:
+        user = User(address=buyer.lower(), languages=[])
+        session.add(user)
+        session.flush()
+    conversation = Conversation(
+        listing_id=listing.id,
+        listing_title=listing.title,
+        buyer_id=user.id,
+        seller_id=listing.seller_id,
+    )
+    session.add(conversation)
+    session.flush()
+    session.add(
+        ConversationMessage(conversation_id=conversation.id, sender_id=user.id, body="Still there?")
+    )
+    session.commit()
+    return int(conversation.id)
 
 
 # ------------------------------------------------------------------ state to compare

@@ -209,6 +209,22 @@ MATRIX: tuple[Case, ...] = (
          cells(SIGNIN, 404, 404, 404, 404), "form", {"body": "Hello"}),
     Case("disputes.statement_sent", "POST", "/trades/{disputed}/statement",
          cells(401, 409, 409, 409, 403), "json", {"tx_hash": "0x" + "ab" * 32}),
+    # ---------------------------------------------------------------- chat before buying
+    # Only the conversation's buyer and seller see it; for anyone else it does not exist.
+    Case("messages.inbox", "GET", "/messages", cells(SIGNIN, 200, 200, 200, 200)),
+    Case("messages.show", "GET", "/messages/{conversation}", cells(SIGNIN, 200, 200, 404, 404)),
+    Case("messages.show", "GET", f"/messages/{NOWHERE}", cells(SIGNIN, 404, 404, 404, 404)),
+    Case("messages.reply", "POST", "/messages/{conversation}",
+         cells(SIGNIN, MOVED, MOVED, 404, 404), "form", {"body": "Can we meet at 6?"}),
+    Case("messages.reply", "POST", f"/messages/{NOWHERE}", cells(SIGNIN, 404, 404, 404, 404),
+         "form", {"body": "Hello"}),
+    # A seller cannot message themselves; a withdrawn listing starts no conversation.
+    Case("messages.ask", "POST", "/listings/{listing}/ask", cells(SIGNIN, MOVED, 403, MOVED, MOVED),
+         "form", {"body": "Is it still for sale?"}),
+    Case("messages.ask", "POST", "/listings/{listing_withdrawn}/ask",
+         cells(SIGNIN, 404, 403, 404, 404), "form", {"body": "Is it still for sale?"}),
+    Case("messages.ask", "POST", f"/listings/{NOWHERE}/ask", cells(SIGNIN, 404, 404, 404, 404),
+         "form", {"body": "Hello"}),
     # ---------------------------------------------------------------- profiles and ratings
     Case("profiles.rate_trade", "POST", "/trades/{done}/rating", cells(401, 201, 201, 403, 403),
          "json", {"score": 5, "comment": "Smooth"}),

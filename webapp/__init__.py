@@ -46,12 +46,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         health,
         languages,
         listings,
+        messages,
         profiles,
         trades,
         tx,
     )
 
-    for module in (auth, listings, trades, disputes, arbitration, profiles, health, tx, languages):
+    for module in (
+        auth,
+        listings,
+        trades,
+        disputes,
+        arbitration,
+        profiles,
+        health,
+        tx,
+        languages,
+        messages,
+    ):
         app.register_blueprint(module.bp)
 
     from webapp.views import register_template_helpers

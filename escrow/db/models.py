@@ -494,6 +494,57 @@ class PendingStatement(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+# ---------------------------------------------------------------------------- chat before buying
+
+
+class Conversation(Base):
+    """A buyer's questions to a seller about one listing, before any trade: one per listing and
+    buyer. It outlives the listing (``listing_id`` becomes NULL when the listing is deleted;
+    ``listing_title`` is the title when the conversation began). ``*_read_id`` is the last
+    message each side has seen: later messages of the other side are unread."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("listing_id", "buyer_id"),
+        CheckConstraint("buyer_id <> seller_id", name="not_self"),
+        # The inbox: a user's conversations, latest first, as buyer and as seller.
+        Index("ix_conversations_buyer_last", "buyer_id", "last_message_at"),
+        Index("ix_conversations_seller_last", "seller_id", "last_message_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    listing_id: Mapped[int | None] = mapped_column(ForeignKey("listings.id", ondelete="SET NULL"))
+    listing_title: Mapped[str] = mapped_column(String(200))
+    buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    seller_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    buyer_read_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    seller_read_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    listing: Mapped[Listing | None] = relationship()
+    buyer: Mapped[User] = relationship(foreign_keys=[buyer_id])
+    seller: Mapped[User] = relationship(foreign_keys=[seller_id])
+
+
+class ConversationMessage(Base):
+    """One message of a :class:`Conversation` (the trade's own messages are :class:`Message`)."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (
+        # A conversation's messages in order, and its unread ones (id above a read mark).
+        Index("ix_conversation_messages_conversation_id", "conversation_id", "id"),
+        # The sender's messages of the last hour (the rate limit).
+        Index("ix_conversation_messages_sender_created", "sender_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # ---------------------------------------------------------------------------- sign-in
 
 
