@@ -40,7 +40,7 @@ def rpc_ready(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _ends_with_parent() -> list[str]:
+def ends_with_parent() -> list[str]:
     """A prefix that makes the node get SIGTERM when the process that started it dies, even
     by SIGKILL (Linux's parent-death signal, set by util-linux's ``setpriv``, which then runs
     anvil in its place): a killed test run, benchmark or ``make run`` leaves no node mining on.
@@ -128,7 +128,7 @@ class AnvilNode:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                _ends_with_parent() + self.command(),
+                ends_with_parent() + self.command(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -124,12 +124,26 @@ class Chain:
             return
         if now - watch.since < stall_seconds:
             return
-        if nonce > latest:
+        stalled = f"{now - watch.since:.0f} s"
+        pool = self._pool_nonces(sender)
+        if pool is not None and latest in pool["queued"]:
+            # The account's next transaction is in the pool but held as not ready.
+            behind = "" if nonce == latest else f", and {shown} waits behind it"
+            raise TransactionStuck(
+                f"{sender}'s next transaction (nonce {latest}) has waited {stalled} among the "
+                "node's not-ready (queued) transactions though no earlier nonce is missing, so "
+                f"the node will not mine it as it stands{behind}. anvil can leave a "
+                "transaction there when one account's transactions reach it out of order at "
+                "the same moment; send each account's transactions in nonce order",
+                reason="not_promoted",
+                tx_hash=shown,
+            )
+        if nonce > latest and (pool is None or latest not in pool["pending"]):
             raise TransactionStuck(
                 f"transaction {shown} has nonce {nonce}, but {sender}'s next nonce is {latest} "
-                f"and has not moved for {now - watch.since:.0f} s: nonces {latest}..{nonce - 1} "
-                "were never sent (a gap, as from two programs sending for one account at "
-                "once), so it cannot be mined until they are",
+                f"and has not moved for {stalled}: nonces {latest}..{nonce - 1} were never "
+                "sent (a gap, as from two programs sending for one account at once), so it "
+                "cannot be mined until they are",
                 reason="nonce_gap",
                 tx_hash=shown,
             )
@@ -142,6 +156,20 @@ class Chain:
                 reason="underpriced",
                 tx_hash=shown,
             )
+
+    def _pool_nonces(self, sender: str) -> dict[str, set[int]] | None:
+        """``sender``'s nonces in the node's pool, ``pending`` (ready) and ``queued`` (not
+        ready); None when the node has no ``txpool_content`` (it is not a standard method)."""
+        try:
+            content = self.rpc("txpool_content", [])
+        except (ChainUnavailable, ValueError, OSError):
+            return None
+        out: dict[str, set[int]] = {"pending": set(), "queued": set()}
+        for kind in out:
+            for address, by_nonce in ((content or {}).get(kind) or {}).items():
+                if str(address).lower() == sender.lower():
+                    out[kind] |= {int(n) for n in (by_nonce or {})}
+        return out
 
     @property
     def _testing(self) -> Any:

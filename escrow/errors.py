@@ -33,8 +33,9 @@ class ChainUnavailable(EscrowError):
 class TransactionStuck(ChainUnavailable):
     """A sent transaction that the node will never mine as it stands; the message says why
     (dropped from the pool, its nonce used by another transaction, a nonce gap before it, or
-    a fee below the chain's base fee). ``reason`` is one of ``dropped``, ``replaced``,
-    ``nonce_gap``, ``underpriced``."""
+    a fee below the chain's base fee, or left among the node's not-ready transactions though
+    nothing precedes it). ``reason`` is one of ``dropped``, ``replaced``, ``nonce_gap``,
+    ``not_promoted``, ``underpriced``."""
 
     def __init__(self, message: str, *, reason: str, tx_hash: str) -> None:
         super().__init__(message)

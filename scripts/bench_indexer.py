@@ -27,6 +27,7 @@ from web3 import HTTPProvider, Web3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from escrow.anvil import ends_with_parent  # noqa: E402
 from escrow.compiler import load_artifact  # noqa: E402
 from escrow.db.engine import make_engine, upgrade  # noqa: E402
 from escrow.db.models import TradeEvent  # noqa: E402
@@ -47,6 +48,8 @@ class Node:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [
+                # Ends with this script, even when the script is killed.
+                *ends_with_parent(),
                 str(anvil_binary()),
                 "--port",
                 str(port),

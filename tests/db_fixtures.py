@@ -25,6 +25,7 @@ import requests
 from sqlalchemy import Engine, create_engine, text
 from web3 import HTTPProvider, Web3
 
+from escrow.anvil import ends_with_parent
 from escrow.compiler import load_artifact
 from escrow.db.engine import make_engine, upgrade
 from escrow.settings import PROJECT_ROOT, anvil_binary
@@ -131,6 +132,7 @@ def start_anvil(*extra: str) -> AnvilProcess:
     port = free_port()
     process = subprocess.Popen(
         [
+            *ends_with_parent(),  # a killed test run takes its nodes with it
             str(binary),
             "--port",
             str(port),
