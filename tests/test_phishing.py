@@ -12,7 +12,7 @@ from flask import Flask
 from flask_babel import Babel
 
 from webapp.i18n import TRANSLATIONS_DIR, compile_catalogues
-from webapp.phishing import render, scan
+from webapp.phishing import preview, render, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -283,3 +283,11 @@ def test_numbers_and_links_are_masked_words_are_marked() -> None:
     result = scan("Каспи перевод на +7 707 123 45 67, карта 4400 4301 2345 6789", SITE)
     masked = {span.text: span.masked for span in result.spans}
     assert masked == {"Каспи перевод": False, "+7 707 123 45 67": True, "4400 4301 2345 6789": True}
+
+
+def test_preview_is_one_masked_line(babel_app: Flask) -> None:
+    babel_app.config["TEST_LOCALE"] = "en"
+    with babel_app.test_request_context():
+        line = preview("Pay here:\n olx-kz.delivery-pay.com  now, card 4400 4301 2345 6789", SITE)
+        assert line == "Pay here: [⚠ link to another site] now, card [⚠ card number]"
+        assert len(preview("word " * 100, SITE)) == 120

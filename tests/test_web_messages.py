@@ -165,6 +165,10 @@ def test_scam_links_are_masked_in_the_readers_language(app: Flask, web: Any, rol
         # The site's own link is plain text, with no warning.
         assert "Моё другое объявление: http://localhost/listings/1" in page
         assert 'data-risky="card_details"' in page
+    # The inbox's preview of the latest message masks the same way.
+    seller.post_form(f"/messages/{conversation}", {"body": SCAM})
+    inbox = buyer.client.get("/messages", headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    assert "delivery-pay" not in inbox and "[⚠ ссылка на другой сайт]" in inbox
 
 
 def test_messages_are_escaped(app: Flask, web: Any, roles: Roles) -> None:

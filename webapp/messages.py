@@ -222,6 +222,12 @@ def guarded(text: str) -> Markup:
     return Markup(phishing.render(text or "", site, other_hosts=others))
 
 
+def guarded_preview(text: str) -> str:
+    """The inbox's one-line preview of a message, with the same parts masked."""
+    site, others = _site_hosts()
+    return phishing.preview(text or "", site, other_hosts=others)
+
+
 @bp.app_context_processor
 def header_counts() -> dict[str, Any]:
     """``unread_messages`` for the header of every page (0 when signed out or the database is
@@ -265,7 +271,7 @@ def inbox() -> str:
                 .limit(PAGE_SIZE)
             )
         )
-    return render_template("messages/inbox.html", rows=rows, me=me)
+    return render_template("messages/inbox.html", rows=rows, me=me, preview=guarded_preview)
 
 
 def _show(conversation: Conversation, me: User, form: MessageForm, error: str | None = None) -> str:

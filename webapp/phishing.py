@@ -526,3 +526,22 @@ def render(text: str, site_host: str, *, other_hosts: Iterable[str] = ()) -> Any
         '<div class="phishing-warning" role="note"><strong>{title}</strong><ul>{items}</ul></div>'
         '<div class="message-text">{body}</div>'
     ).format(title=_("Careful: this message may be a scam."), items=items, body=body)
+
+
+def preview(
+    text: str, site_host: str, *, other_hosts: Iterable[str] = (), length: int = 120
+) -> str:
+    """A one-line plain-text preview (the inbox): masked parts replaced by ``⚠ <what it is>``,
+    whitespace folded, at most ``length`` characters. Plain text: the template escapes it."""
+    result = scan(text, site_host, other_hosts=other_hosts)
+    parts: list[str] = []
+    position = 0
+    for span in result.spans:
+        if not span.masked:
+            continue
+        parts.append(text[position : span.start])
+        parts.append(f"[⚠ {reason_label(span.reasons[0])}]")
+        position = span.end
+    parts.append(text[position:])
+    line = " ".join("".join(parts).split())
+    return line if len(line) <= length else line[: length - 1].rstrip() + "…"
