@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask
@@ -16,6 +17,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.from_environment())
     if test_config:
         app.config.update(test_config)
+    from webapp import production
+
+    # A real site (ESCROW_ENV=production) refuses unsafe or missing settings before anything
+    # starts; test_config counts as set (a test can check the rule itself).
+    production.check(app.config, os.environ)
     proxies = int(app.config.get("PROXY_COUNT") or 0)
     if proxies:
         # The client's address and scheme as the proxies in front saw them, believed for

@@ -168,27 +168,30 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+#: Write quotas and their defaults; each is read from ``ESCROW_`` + its name.
+QUOTAS = {
+    # Photos are decoded to check them; more pixels than this are refused unread.
+    "MAX_PHOTO_PIXELS": 40_000_000,
+    "PHOTO_BYTES_PER_SELLER": 250 * MiB,
+    "LISTINGS_PER_DAY": 20,
+    "ACTIVE_LISTINGS_PER_SELLER": 100,
+    "MESSAGES_PER_MINUTE": 10,
+    "MESSAGES_PER_HOUR": 100,
+    "EVIDENCE_FILES_PER_TRADE": 20,
+    "EVIDENCE_BYTES_PER_TRADE": 50 * MiB,
+    "EVIDENCE_FILES_PER_USER_DAY": 40,
+    "EVIDENCE_BYTES_PER_USER_DAY": 100 * MiB,
+}
+
+
 def limits_and_headers() -> dict[str, Any]:
     """Write quotas, the request rate limit, the proxy in front and the HTTPS header.
 
     Each can be set from the environment (``ESCROW_`` + the setting's name, e.g.
     ``ESCROW_LISTINGS_PER_DAY=50``); the quotas are counted in the database (webapp/quotas.py).
     """
-    quotas = {
-        # Photos are decoded to check them; more pixels than this are refused unread.
-        "MAX_PHOTO_PIXELS": 40_000_000,
-        "PHOTO_BYTES_PER_SELLER": 250 * MiB,
-        "LISTINGS_PER_DAY": 20,
-        "ACTIVE_LISTINGS_PER_SELLER": 100,
-        "MESSAGES_PER_MINUTE": 10,
-        "MESSAGES_PER_HOUR": 100,
-        "EVIDENCE_FILES_PER_TRADE": 20,
-        "EVIDENCE_BYTES_PER_TRADE": 50 * MiB,
-        "EVIDENCE_FILES_PER_USER_DAY": 40,
-        "EVIDENCE_BYTES_PER_USER_DAY": 100 * MiB,
-    }
     return {
-        **{name: _env_int("ESCROW_" + name, default) for name, default in quotas.items()},
+        **{name: _env_int("ESCROW_" + name, default) for name, default in QUOTAS.items()},
         # Every POST, per signed-in user (per client address before sign-in), counted by
         # Flask-Limiter in RATELIMIT_STORAGE_URI: by default the database, one count for the
         # whole server; "memory://" would make it one count per worker process.
