@@ -130,7 +130,12 @@ def test_withdrawn_and_sold_listings_keep_history_but_start_nothing(
     _set_status(app, listing, "withdrawn")
     assert _ask(buyer2, listing, "Hello?").status_code == 404
     assert _count(app, Conversation) == 1
-    assert web("seller", roles).client.get(f"/messages/{conversation}").status_code == 200
+    seller_view = web("seller", roles).client.get(f"/messages/{conversation}")
+    assert seller_view.status_code == 200
+    assert f'href="/listings/{listing}"' in seller_view.get_data(as_text=True)
+    # The buyer is not sent to a listing page that is a 404 for them.
+    page = buyer.client.get(f"/messages/{conversation}").get_data(as_text=True)
+    assert f'href="/listings/{listing}"' not in page and "Old sofa" in page
 
     # A deleted listing leaves the conversation, under the title it had.
     with db_session(app) as session:
@@ -221,6 +226,10 @@ def test_lengths_are_checked(app: Flask, web: Any, roles: Roles) -> None:
     too_long = buyer.post_form(f"/messages/{conversation}", {"body": "y" * 1001})
     assert too_long.status_code == 400
     assert "Write a message of 1 to 1,000 characters." in too_long.get_data(as_text=True)
+    # Control characters are dropped; a message of nothing else is empty.
+    assert _ask(buyer, listing, "\x00\x07").status_code == 400
+    assert buyer.post_form(f"/messages/{conversation}", {"body": "a\x00b"}).status_code == 302
+    assert "ab" in buyer.client.get(f"/messages/{conversation}").get_data(as_text=True)
     # One 200-character word is a message like any other.
     word = "Ә" * 200
     assert buyer.post_form(f"/messages/{conversation}", {"body": word}).status_code == 302

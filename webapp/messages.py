@@ -13,6 +13,7 @@ text the person wrote, never a 500.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ LIMITS = {
 #: Listings about which a new conversation may start.
 OPEN_LISTING = (ListingStatus.ACTIVE.value, ListingStatus.RESERVED.value)
 PAGE_SIZE = 50
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class MessageForm(Form):
@@ -131,7 +133,9 @@ def _size_error() -> str:
 def _body(form: MessageForm) -> str | None:
     """The message's text, stripped, or None when it is empty or too long."""
     raw = form.body.data if isinstance(form.body.data, str) else ""
-    body = raw.replace("\r\n", "\n").strip()
+    # Control characters other than line breaks and tabs are dropped (PostgreSQL refuses NUL).
+    raw = CONTROL.sub("", raw.replace("\r\n", "\n"))
+    body = raw.strip()
     return body if 1 <= len(body) <= MAX_CHARS else None
 
 
