@@ -175,6 +175,26 @@ def test_messages_by_role(app: Flask, web: Any, roles: Roles, client: EscrowClie
     assert "Please send photos." in buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
 
 
+def test_trade_messages_go_through_the_phishing_guard(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    """After payment the scam moves to the trade's own messages ("pay the delivery here",
+    "send your card for the refund"): the reader sees those parts masked, with a warning, and
+    the arbitrator's case page too; plain messages read as written."""
+    pk = funded_trade(app, client, roles)
+    seller = web("seller", roles)
+    scam = "Оплатите доставку тут: https://olx-kz.delivery-pay.com/pay и пришлите номер карты"
+    assert seller.post_form(f"/trades/{pk}/messages", {"body": scam}).status_code == 302
+    assert seller.post_form(f"/trades/{pk}/messages", {"body": "Shipped today"}).status_code == 302
+    page = web("buyer", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert "phishing-warning" in page and 'class="masked"' in page
+    assert '<a href="https://olx-kz' not in page and "Shipped today" in page
+    assert "js/messages.js" in page
+    with db_session(app) as session:
+        stored = session.scalars(select(Message.body).where(Message.trade_id == pk)).all()
+    assert scam in stored, "the message is kept as written; only its display is guarded"
+
+
 def test_a_message_cannot_pose_as_the_dispute_statement(
     app: Flask,
     web: Any,

@@ -16,14 +16,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy.exc
 from flask import Blueprint, abort, current_app, g, redirect, render_template, url_for
 from flask_babel import format_number, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from markupsafe import Markup
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -37,10 +35,11 @@ from escrow.db.models import (
     ListingStatus,
     User,
 )
-from webapp import db, phishing
+from webapp import db
 from webapp.auth import current_address, current_user, login_required
 from webapp.errors import render_error
 from webapp.forms import Form
+from webapp.views import guarded, guarded_preview
 
 bp = Blueprint("messages", __name__)
 
@@ -212,24 +211,6 @@ def unread_count(session: Session, user_id: int) -> int:
         )
     )
     return int(total or 0)
-
-
-def _site_hosts() -> tuple[str, list[str]]:
-    """The market's own host (``SITE_URL``) and its other names (``TRUSTED_HOSTS``)."""
-    site = urlsplit(str(current_app.config.get("SITE_URL") or "")).netloc
-    return site, [str(h) for h in current_app.config.get("TRUSTED_HOSTS") or ()]
-
-
-def guarded(text: str) -> Markup:
-    """A message as its reader sees it: escaped, risky parts masked, with a warning."""
-    site, others = _site_hosts()
-    return Markup(phishing.render(text or "", site, other_hosts=others))
-
-
-def guarded_preview(text: str) -> str:
-    """The inbox's one-line preview of a message, with the same parts masked."""
-    site, others = _site_hosts()
-    return phishing.preview(text or "", site, other_hosts=others)
 
 
 @bp.app_context_processor

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy.exc
 from babel import Locale
@@ -27,11 +28,13 @@ from flask_babel import (
     ngettext,
     npgettext,
 )
+from markupsafe import Markup
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
 from escrow.db.models import ArbitratorProfile, Trade
+from webapp import phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 from webapp.i18n import request_locale, zone_label
 
@@ -387,6 +390,25 @@ def _page_setting_key() -> tuple[str, ...]:
         return key
 
 
+def _site_hosts() -> tuple[str, list[str]]:
+    """The market's own host (``SITE_URL``) and its other names (``TRUSTED_HOSTS``)."""
+    site = urlsplit(str(current_app.config.get("SITE_URL") or "")).netloc
+    return site, [str(h) for h in current_app.config.get("TRUSTED_HOSTS") or ()]
+
+
+def guarded(text: str) -> Markup:
+    """A person's message as its reader sees it: escaped, risky parts (outside links, card
+    numbers, payment requests: ``webapp/phishing.py``) masked, with a warning."""
+    site, others = _site_hosts()
+    return Markup(phishing.render(text or "", site, other_hosts=others))
+
+
+def guarded_preview(text: str) -> str:
+    """A one-line preview of a message, with the same parts masked."""
+    site, others = _site_hosts()
+    return phishing.preview(text or "", site, other_hosts=others)
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
@@ -400,6 +422,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["approx_tenge"] = approx_tenge
     app.jinja_env.globals["tenge_rate_note"] = tenge_rate_note
     app.jinja_env.globals["card_cache_key"] = card_cache_key
+    app.jinja_env.globals["guarded"] = guarded
 
     @app.context_processor
     def inject() -> dict[str, Any]:
