@@ -332,6 +332,7 @@ class Keeper:
         #: trades (by database row id) left alone until a monotonic time, with the reason
         self._resting: dict[int, tuple[float, str]] = {}
         self.spending = _Spending(clock)
+        self._pending_logged = 0
 
     # ------------------------------------------------------------------ loop
 
@@ -395,16 +396,19 @@ class Keeper:
         self._collect(report, wait=0.0)
         pending = self.pending_count()
         if pending:
-            log.info(
-                "account %s has %d pending transactions (%d of this keeper in flight): "
-                "sending nothing until they are mined",
-                self.address,
-                pending,
-                len(self.inflight),
-            )
+            if pending != self._pending_logged:  # once per change, not on every poll
+                log.warning(
+                    "account %s has %d pending transactions (%d of this keeper in flight): "
+                    "sending nothing until they are mined",
+                    self.address,
+                    pending,
+                    len(self.inflight),
+                )
+            self._pending_logged = pending
             report.waited_for_pending = pending
             report.seconds = time.perf_counter() - started
             return report
+        self._pending_logged = 0
         latest = self.w3.eth.get_block("latest")
         now = int(latest["timestamp"])
         report.chain_time = now
