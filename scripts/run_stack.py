@@ -1,5 +1,6 @@
 """`make run`: a local chain with saved state, the contracts, the database, demo data, the
-indexer and the web server, started together and stopped together (Ctrl-C).
+indexer, the keeper (sends the contract's due timeouts) and the web server, started together and
+stopped together (Ctrl-C).
 
 Environment: ESCROW_DATA_DIR (default ./data), ESCROW_CHAIN_PORT (8545), ESCROW_WEB_PORT (5000),
 DATABASE_URL (default: SQLite in the data folder), ESCROW_SECRET_KEY (default: random per run),
@@ -45,7 +46,11 @@ def main() -> int:
         stack.start()
         print(f"open {stack.url} — Ctrl-C stops everything (the chain keeps its state)")
         while not stop["now"]:
-            for name, process in (("web server", stack.web), ("indexer", stack.indexer)):
+            for name, process in (
+                ("web server", stack.web),
+                ("indexer", stack.indexer),
+                ("keeper", stack.keeper),
+            ):
                 if process is not None and process.poll() is not None:
                     print(f"the {name} exited with {process.returncode}; stopping", file=sys.stderr)
                     stop["now"] = True

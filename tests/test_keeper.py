@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from db_fixtures import fresh_postgres_url, postgres_server  # noqa: F401 (a fixture)
 from escrow.anvil import AnvilNode
 from escrow.chain import Chain, connect
 from escrow.cli import main as cli_main
@@ -159,12 +161,17 @@ class Market:
 
 
 @pytest.fixture
-def market(tmp_path: Path) -> Iterator[Market]:
+def market(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Market]:
+    """A fresh anvil and deployment, and a migrated SQLite database (or PostgreSQL, with
+    ``indirect`` parametrization)."""
     data_dir = tmp_path / "data"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        db_url = fresh_postgres_url(request.getfixturevalue("postgres_server"))
+    else:
+        db_url = f"sqlite:///{tmp_path / 'escrow.sqlite3'}"
     with AnvilNode() as node:
         chain = connect(node.url)
         deployment = deploy(chain, registry_dir=data_dir / "deployments", ruling_period=RULING)
-        db_url = f"sqlite:///{tmp_path / 'escrow.sqlite3'}"
         upgrade(db_url)
         engine = make_engine(db_url)
         indexer = Indexer(
@@ -240,6 +247,7 @@ def test_a_timeout_is_sent_at_its_deadline_and_not_a_second_before(
     assert market.sent_by(keeper_account) == 1
 
 
+@pytest.mark.parametrize("market", ["sqlite", "postgresql"], indirect=True)
 def test_every_kind_in_one_pass_from_an_unlocked_account_and_on_a_v1_escrow(
     market: Market,
 ) -> None:
@@ -533,3 +541,40 @@ def test_escrow_keep_usage_errors(
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------- make run
+
+
+@pytest.mark.slow
+def test_the_local_stack_runs_the_keeper(tmp_path: Path) -> None:
+    """`make run`'s stack starts `escrow keep` beside the indexer, from its own account (none
+    of the demo's parties), and stops it with the rest."""
+    from webapp.stack import LocalStack, keeper_account
+
+    with LocalStack(
+        tmp_path / "stack", quiet=True, seed=False, workers=1, threads=2, keeper_poll=0.2
+    ) as stack:
+        assert stack.chain is not None and stack.deployment is not None and stack.keeper
+        chain, client = stack.chain, stack.deployment.client(stack.chain)
+        keeper = keeper_account().address
+        assert keeper not in chain.accounts
+        assert keeper not in stack.deployment.arbitrators and keeper != stack.deployment.owner
+        funded = client.fund(
+            seller=chain.accounts[2],
+            arbitrator=stack.deployment.arbitrators[-1],
+            amount=10**16,
+            ship_by=chain.latest_timestamp() + DAY,
+            inspection_period=DAY,
+            sender=chain.accounts[1],
+        )
+        assert funded.terms is not None
+        chain.increase_time(DAY + 1)
+        deadline = time.monotonic() + 90  # a busy machine: the process imports web3 first
+        while client.trade_state(funded.trade_id, funded.terms).status != Status.REFUNDED:
+            assert stack.keeper.poll() is None, "the keeper exited"
+            assert time.monotonic() < deadline, "the keeper did not refund the trade"
+            time.sleep(0.2)
+        assert chain.w3.eth.get_transaction_count(keeper) == 1
+        process = stack.keeper
+    assert process.poll() is not None  # stopped with the stack

@@ -1,5 +1,6 @@
 """The whole local system as one object: anvil with saved state, the contracts, the migrated
-database, demo data, the indexer and the production web server.
+database, demo data, the indexer, the keeper (which sends the contract's due timeouts) and the
+production web server.
 
 ``make run`` (scripts/run_stack.py), the browser tests and the web benchmarks all start it
 the same way, so what is tested is what users run.
@@ -19,10 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from escrow.anvil import AnvilNode, free_port, rpc_ready
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from escrow.anvil import DEV_MNEMONIC, AnvilNode, free_port, rpc_ready
 from escrow.chain import Chain, connect
 from escrow.db.engine import make_engine, session_scope, upgrade
 from escrow.deploy import Deployment, ensure_deployment
+from escrow.errors import ChainUnavailable
 
 BIN = Path(sys.executable).parent
 #: Files the stack and its processes create are the owner's only (0600 files, 0700 folders).
@@ -30,6 +35,22 @@ PRIVATE_UMASK = 0o077
 #: What the stack keeps in its data folder: made owner-only on start, also from older runs.
 DATA_ENTRIES = ("chain", "deployments", "uploads", "evidence", "secret_key")
 LOCAL_HOSTS = "127.0.0.1,localhost"
+#: The keeper's account on the local chain: key 10 of the dev mnemonic, the first one anvil does
+#: not unlock. Of the ten it unlocks, 0 is the owner and fee recipient, 1-7 are the demo's
+#: sellers and buyers (``webapp.seed``), 8-9 its arbitrators: none of them may pay the keeper's
+#: gas or share its nonces.
+KEEPER_KEY_INDEX = 10
+#: ETH the keeper's account gets on the local chain when it has less than half of it.
+KEEPER_FUNDS = 10 * 10**18
+
+
+def keeper_account() -> LocalAccount:
+    """The local keeper's account (a public test key, never for real money)."""
+    Account.enable_unaudited_hdwallet_features()
+    account: LocalAccount = Account.from_mnemonic(
+        DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{KEEPER_KEY_INDEX}"
+    )
+    return account
 
 
 @contextmanager
@@ -72,6 +93,8 @@ class LocalStack:
         threads: int = 4,
         seed: bool = True,
         indexer_poll: float = 0.2,
+        keeper: bool = True,
+        keeper_poll: float = 1.0,
         quiet: bool = False,
         dev_wallet: bool = True,
         extra_env: dict[str, str] | None = None,
@@ -84,6 +107,8 @@ class LocalStack:
         self.threads = threads
         self.seed = seed
         self.indexer_poll = indexer_poll
+        self.run_keeper = keeper
+        self.keeper_poll = keeper_poll
         self.quiet = quiet
         self.dev_wallet = dev_wallet
         self.extra_env = extra_env or {}
@@ -96,6 +121,7 @@ class LocalStack:
         self.chain: Chain | None = None
         self.deployment: Deployment | None = None
         self.indexer: subprocess.Popen[bytes] | None = None
+        self.keeper: subprocess.Popen[bytes] | None = None
         self.web: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,6 +184,8 @@ class LocalStack:
             stderr=out,
             umask=PRIVATE_UMASK,
         )
+        if self.run_keeper:
+            self._start_keeper(env, out)
         self.web = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
@@ -183,6 +211,24 @@ class LocalStack:
         make_private(self.data_dir)
         self.log(f"market at {self.url}")
         return self
+
+    def _start_keeper(self, env: dict[str, str], out: int | None) -> None:
+        """``escrow keep`` beside the indexer, from its own funded account."""
+        assert self.chain is not None
+        account = keeper_account()
+        if int(self.chain.w3.eth.get_balance(account.address)) < KEEPER_FUNDS // 2:
+            try:
+                self.chain.fund_account(account.address, KEEPER_FUNDS)  # anvil_setBalance
+            except ChainUnavailable as exc:  # a node other than anvil: the keeper says it is poor
+                self.log(f"could not fund the keeper's account {account.address}: {exc}")
+        self.log(f"keeper sends due timeouts from {account.address}")
+        self.keeper = subprocess.Popen(
+            [str(BIN / "escrow"), "keep", "--poll", str(self.keeper_poll)],
+            env={**env, "ESCROW_PRIVATE_KEY": "0x" + bytes(account.key).hex()},
+            stdout=out,
+            stderr=out,
+            umask=PRIVATE_UMASK,
+        )
 
     def _seed(self) -> None:
         try:
@@ -236,10 +282,10 @@ class LocalStack:
         raise TimeoutError(f"the indexer did not reach block {target}")
 
     def stop(self) -> None:
-        for process in (self.web, self.indexer):
+        for process in (self.web, self.keeper, self.indexer):
             if process is not None and process.poll() is None:
                 process.terminate()
-        for process in (self.web, self.indexer):
+        for process in (self.web, self.keeper, self.indexer):
             if process is None:
                 continue
             try:
