@@ -50,6 +50,7 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
+from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import TransactionNotFound
 from web3.types import TxParams, TxReceipt
@@ -285,6 +286,20 @@ class _Spending:
         self.reserved.pop(tx_hash, None)
 
 
+def _lean(chain: Chain) -> Chain:
+    """The same node through a Web3 of the keeper's own without web3's validation middleware,
+    which asks the node for its chain id before every call, estimate and send (three times per
+    timeout). The keeper sets the chain id of its transactions itself."""
+    if chain.is_tester:
+        return chain
+    w3 = Web3(chain.w3.provider)
+    try:
+        w3.middleware_onion.remove("validation")
+    except ValueError:  # a web3 without it
+        pass
+    return Chain(w3=w3, is_tester=False, url=chain.url, _chain_id=chain.chain_id)
+
+
 class Keeper:
     """Finds due timeouts in the indexer's database and sends them from ``sender``.
 
@@ -305,6 +320,7 @@ class Keeper:
         retry_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        chain = _lean(chain)
         self.chain = chain
         self.w3 = chain.w3
         self.deployment = deployment
