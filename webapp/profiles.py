@@ -26,27 +26,27 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from escrow.db.models import (
     ArbitratorProfile,
-    Dispute,
     Listing,
     ListingStatus,
+    PartyStats,
     Rating,
     Side,
     Trade,
     User,
 )
+from escrow.db.models import ArbitratorStats as ArbitratorStatsRow
 from webapp import db, i18n, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.urls import safe_next
-from webapp.views import as_utc
 
 bp = Blueprint("profiles", __name__)
 
@@ -148,12 +148,7 @@ def profile(address: str) -> str:
     address = address.lower()
     session = db.session()
     user = session.scalar(select(User).where(User.address == address))
-    has_trades = session.scalar(
-        select(Trade.id)
-        .where(or_(Trade.buyer == address, Trade.seller == address, Trade.arbitrator == address))
-        .limit(1)
-    )
-    if user is None and has_trades is None:
+    if user is None and not _has_trades(session, address):
         abort(404, _("Nobody with this address has used the market yet."))
     record = trust.seller_record(session, address, stablecoin=gateway().stablecoin_address())
     ratings = session.scalars(
@@ -182,6 +177,16 @@ def profile(address: str) -> str:
         listings=listings,
         is_me=address == current_address(),
     )
+
+
+def _has_trades(session: Any, address: str) -> bool:
+    """Whether ``address`` is the buyer, seller or arbitrator of a trade (from the figures the
+    indexer keeps per person)."""
+    party = session.get(PartyStats, address)
+    if party is not None and party.trades_total:
+        return True
+    arbitrator = session.get(ArbitratorStatsRow, address)
+    return arbitrator is not None and arbitrator.trades > 0
 
 
 @bp.route("/me", methods=["GET", "POST"])
@@ -244,6 +249,7 @@ class ArbitratorStats:
 
 
 def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
+    """Every arbitrator with a profile, with the figures the indexer keeps for them."""
     profiles = session.scalars(select(ArbitratorProfile).order_by(ArbitratorProfile.id)).all()
     addresses = [p.address for p in profiles]
     names = dict(
@@ -251,33 +257,23 @@ def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
             select(User.address, User.display_name).where(User.address.in_(addresses))
         ).all()
     )
-    stats = {p.address: ArbitratorStats(p.address, names.get(p.address), p) for p in profiles}
-    durations: dict[str, list[timedelta]] = {}
-    rows = session.execute(
-        select(Trade.arbitrator, Dispute.opened_at, Dispute.resolved_at, Dispute.by_timeout)
-        .join(Dispute, Dispute.trade_id == Trade.id)
-        .where(Trade.arbitrator.in_(addresses))
-    ).all()
-    for arbitrator, opened_at, resolved_at, by_timeout in rows:
-        entry = stats[arbitrator]
-        entry.cases += 1
-        if resolved_at is None:
-            entry.open_cases += 1
-            continue
-        entry.resolved += 1
-        if by_timeout:
-            entry.by_timeout += 1
-        else:
-            ruled, opened = as_utc(resolved_at), as_utc(opened_at)
-            assert ruled is not None and opened is not None
-            durations.setdefault(arbitrator, []).append(ruled - opened)
-    for arbitrator, values in durations.items():
-        values.sort()
-        middle = len(values) // 2
-        stats[arbitrator].median_ruling = (
-            values[middle] if len(values) % 2 else ((values[middle - 1] + values[middle]) / 2)
+    kept = {
+        row.address: row
+        for row in session.scalars(
+            select(ArbitratorStatsRow).where(ArbitratorStatsRow.address.in_(addresses))
         )
-    return list(stats.values())
+    }
+    stats = []
+    for p in profiles:
+        entry = ArbitratorStats(p.address, names.get(p.address), p)
+        row = kept.get(p.address)
+        if row is not None:
+            entry.cases, entry.open_cases = row.cases, row.open_cases
+            entry.resolved, entry.by_timeout = row.resolved, row.by_timeout
+            if row.median_ruling_ms is not None:
+                entry.median_ruling = timedelta(milliseconds=row.median_ruling_ms)
+        stats.append(entry)
+    return stats
 
 
 @bp.get("/arbitrators")

@@ -1,8 +1,9 @@
 """What the market knows about a person, and the warnings it shows buyers.
 
 Everything here is computed from the database (the indexer's projection of the chain plus the
-ratings people left), never from what a user wrote about themselves. The functions take a
-session and return plain values so that any page, or a test, can use them.
+ratings people left), never from what a user wrote about themselves. A person's figures are
+read from the rows the indexer keeps per person (``party_stats``, see :mod:`escrow.db.stats`).
+The functions take a session and return plain values so that any page, or a test, can use them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from escrow.db.models import (
     FINAL_STATUSES,
     Listing,
     ListingStatus,
+    PartyStats,
+    PartyVolume,
     Rating,
     Trade,
     TradeStatus,
@@ -116,52 +119,39 @@ def _aware(value: datetime | None) -> datetime | None:
 def seller_record(
     session: Session, address: str, *, stablecoin: str | None = None, now: datetime | None = None
 ) -> SellerRecord:
-    """The record of ``address`` from finished trades, disputes and ratings received."""
+    """The record of ``address`` from finished trades, disputes and ratings received.
+
+    Reads the figures the indexer keeps per person (``party_stats``, ``party_volumes``): one
+    row and the person's few volume rows, however many trades they have.
+    """
     address = address.lower()
     now = now or datetime.now(UTC)
     user = session.scalar(select(User).where(User.address == address))
-
-    party = or_(Trade.seller == address, Trade.buyer == address)
-    rows = session.execute(
-        select(
-            Trade.seller,
-            Trade.status,
-            Trade.token,
-            Trade.amount,
-            Trade.disputed_at.is_not(None),
-            Listing.currency,
-        )
-        .outerjoin(Listing, Listing.id == Trade.listing_id)
-        .where(party)
-    ).all()
-    completed_as_seller = completed_as_buyer = disputes = open_disputes = 0
+    stats = session.get(PartyStats, address)
     volume: dict[str, int] = {}
-    for seller, status, token, amount, disputed, listing_currency in rows:
-        if disputed:
-            disputes += 1
-        if status == TradeStatus.DISPUTED.value and seller == address:
-            open_disputes += 1
-        if status in FINAL:
-            if seller == address:
-                completed_as_seller += 1
-            else:
-                completed_as_buyer += 1
-            currency = currency_of_token(token, stablecoin, listing_currency)
-            volume[currency] = volume.get(currency, 0) + int(amount)
-
-    count, average = _ratings(session, address)
+    if stats is not None and stats.trades_total:
+        for token, listing_currency, amount in session.execute(
+            select(PartyVolume.token, PartyVolume.listing_currency, PartyVolume.amount).where(
+                PartyVolume.address == address
+            )
+        ):
+            if amount:
+                currency = currency_of_token(token, stablecoin, listing_currency or None)
+                volume[currency] = volume.get(currency, 0) + int(amount)
+    count = stats.rating_count if stats is not None else 0
+    average = Decimal(stats.rating_total) / Decimal(count) if stats is not None and count else None
     member_since = _aware(user.created_at) if user else None
     return SellerRecord(
         address=address,
         display_name=user.display_name if user else None,
         member_since=member_since,
         account_age_days=(now - member_since).days if member_since else None,
-        completed_as_seller=completed_as_seller,
-        completed_as_buyer=completed_as_buyer,
+        completed_as_seller=stats.completed_as_seller if stats else 0,
+        completed_as_buyer=stats.completed_as_buyer if stats else 0,
         volume=volume,
-        trades_total=len(rows),
-        disputes=disputes,
-        open_disputes_as_seller=open_disputes,
+        trades_total=stats.trades_total if stats else 0,
+        disputes=stats.disputes if stats else 0,
+        open_disputes_as_seller=stats.open_disputes_as_seller if stats else 0,
         rating_count=count,
         rating_average=average,
     )
@@ -177,18 +167,6 @@ def counted_ratings_filter(address: str) -> list[object]:
             and_(Rating.rater == Trade.seller, Trade.buyer == address),
         ),
     ]
-
-
-def _ratings(session: Session, address: str) -> tuple[int, Decimal | None]:
-    row = session.execute(
-        select(func.count(Rating.id), func.sum(Rating.score))
-        .join(Trade, Trade.id == Rating.trade_id)
-        .where(*counted_ratings_filter(address))  # type: ignore[arg-type]
-    ).one()
-    count, total = int(row[0] or 0), int(row[1] or 0)
-    if not count:
-        return 0, None
-    return count, Decimal(total) / Decimal(count)
 
 
 # ---------------------------------------------------------------------------- risk signals

@@ -630,6 +630,71 @@ class UndecodedLog(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# ---------------------------------------------------------------------------- figures per person
+
+
+class PartyStats(Base):
+    """A person's record as buyer and seller, kept by the indexer (and by the ratings), so a
+    page reads one row instead of adding up their trades.
+
+    Projected: the indexer changes it in the same transaction as the trades it counts
+    (:mod:`escrow.db.stats`); ``rating_*`` follow the ratings that count (left by the other
+    party of a finished trade). Equal to :func:`escrow.db.stats.compute_parties` at all times.
+    """
+
+    __tablename__ = "party_stats"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    #: Trades with this person as buyer or seller (any status).
+    trades_total: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of those, trades that went to a dispute (open or resolved).
+    disputes: Mapped[int] = mapped_column(Integer, default=0)
+    open_disputes_as_seller: Mapped[int] = mapped_column(Integer, default=0)
+    completed_as_seller: Mapped[int] = mapped_column(Integer, default=0)
+    completed_as_buyer: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sum of the counted ratings' scores (the average is ``rating_total / rating_count``).
+    rating_total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PartyVolume(Base):
+    """Value of a person's finished trades in one token (exact, smallest unit), with the
+    currency of the listing they bought when there was one (a USD listing's token is USD even
+    when the stablecoin's address is not at hand)."""
+
+    __tablename__ = "party_volumes"
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    token: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    #: The linked listing's currency, '' for a trade without a listing.
+    listing_currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    amount: Mapped[int] = mapped_column(Uint256)
+
+
+class ArbitratorStats(Base):
+    """An arbitrator's cases and rulings, kept by the indexer like :class:`PartyStats`."""
+
+    __tablename__ = "arbitrator_stats"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    #: Trades naming this arbitrator (any status).
+    trades: Mapped[int] = mapped_column(Integer, default=0)
+    cases: Mapped[int] = mapped_column(Integer, default=0)  # disputes
+    open_cases: Mapped[int] = mapped_column(Integer, default=0)
+    #: Disputes ended, by a ruling or by the ruling deadline passing (``by_timeout``).
+    resolved: Mapped[int] = mapped_column(Integer, default=0)
+    by_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    #: Rulings (not timeouts) giving the buyer everything, the seller everything, or a split.
+    for_buyer: Mapped[int] = mapped_column(Integer, default=0)
+    for_seller: Mapped[int] = mapped_column(Integer, default=0)
+    split: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sum of the rulings' times from opening to ruling (mean = this / rulings), seconds.
+    ruling_seconds_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Median time from opening to ruling, milliseconds; NULL without rulings.
+    median_ruling_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
 # ---------------------------------------------------------------------------- search
 
 #: Search structures of migration 0011 that have no model: the SQLite FTS5 table (and its
@@ -647,3 +712,7 @@ def not_search_structure(name: str | None, type_: str, parent: dict[str, str | N
     if type_ == "column" and name == SEARCH_COLUMN and parent.get("table_name") == "listings":
         return False
     return not (type_ == "index" and name == SEARCH_INDEX)
+
+
+# The per-person figures follow every ORM write of a trade, dispute or rating (session hooks).
+from escrow.db import stats as _stats  # noqa: E402,F401  (registers the hooks)

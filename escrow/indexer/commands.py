@@ -15,6 +15,7 @@ from sqlalchemy import delete
 
 from escrow.db.engine import database_url, make_engine, session_scope, upgrade
 from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, UndecodedLog
+from escrow.db.stats import parties_of_trades, recompute
 from escrow.errors import EscrowError
 from escrow.indexer.projection import detach_records
 from escrow.indexer.reconcile import ReconcileReport, reconcile
@@ -144,11 +145,14 @@ def reset_rows(engine: Any, chain_id: int, address: str) -> None:
     trades, not deleted, and come back if the same funding appears again.
     """
     with session_scope(engine) as session:
-        detach_records(session, (Trade.chain_id == chain_id) & (Trade.contract_address == address))
+        of_contract = (Trade.chain_id == chain_id) & (Trade.contract_address == address)
+        people = parties_of_trades(session, of_contract)
+        detach_records(session, of_contract)
         for model in (TradeEvent, UndecodedLog, Trade, IndexerCheckpoint):
             session.execute(
                 delete(model).where(model.chain_id == chain_id, model.contract_address == address)
             )
+        recompute(session, *people)  # their figures without this contract's trades
 
 
 def run_index(args: argparse.Namespace) -> int:

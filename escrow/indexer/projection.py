@@ -32,6 +32,8 @@ from escrow.db.models import (
     UndecodedLog,
     User,
 )
+from escrow.db.stats import StatsDelta, parties_of_trades, recompute
+from escrow.indexer.bulk import insert_rows, insert_with_ids
 from escrow.indexer.decoder import DecodedLog, Undecoded
 from escrow.indexer.listings import refresh_listings
 
@@ -167,6 +169,9 @@ class TradeProjection:
     dispute_pk: int | None = None
     evidence: list[DecodedLog] = field(default_factory=list)
     changed: bool = False
+    #: The rows as stored before this batch (None: no row), for the per-person figures.
+    stored_trade: dict[str, Any] | None = None
+    stored_dispute: dict[str, Any] | None = None
 
 
 def _block_time(event: DecodedLog) -> datetime:
@@ -399,6 +404,7 @@ def load_projections(
             proj = result[row["onchain_id"]]
             proj.trade_pk = row["id"]
             proj.trade = {k: v for k, v in row.items() if k != "id"}
+            proj.stored_trade = dict(proj.trade)
     by_pk = {p.trade_pk: p for p in result.values() if p.trade_pk is not None}
     for chunk in _chunks(list(by_pk)):
         for row in session.execute(
@@ -409,6 +415,7 @@ def load_projections(
             proj = by_pk[row["trade_id"]]
             proj.dispute_pk = row["id"]
             proj.dispute = {k: v for k, v in row.items() if k not in ("id", "trade_id")}
+            proj.stored_dispute = dict(proj.dispute)
     return result
 
 
@@ -425,13 +432,13 @@ def store_projections(
     if new:
         _link_listings(session, scope, [p.trade for p in new if p.trade is not None])
         table = cast(Table, Trade.__table__)
-        pks = (
-            session.execute(
-                insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                [p.trade for p in new if p.trade is not None],
-            )
-            .scalars()
-            .all()
+        rows = [p.trade for p in new if p.trade is not None]
+        pks = insert_with_ids(
+            session,
+            table,
+            rows,
+            "onchain_id",
+            {"chain_id": rows[0]["chain_id"], "contract_address": rows[0]["contract_address"]},
         )
         for proj, pk in zip(new, pks, strict=True):
             proj.trade_pk = pk
@@ -491,6 +498,38 @@ def store_projections(
                     onchain_block=event.block_number,
                 )
             )
+    _count_for_people(session, projections)
+
+
+def _count_for_people(session: Session, projections: list[TradeProjection]) -> None:
+    """Adds the difference these trades make to their people's figures (``party_stats``,
+    ``arbitrator_stats``), in the batch's transaction."""
+    listing_ids = sorted(
+        {
+            row["listing_id"]
+            for p in projections
+            for row in (p.stored_trade, p.trade)
+            if row is not None and row.get("listing_id") is not None
+        }
+    )
+    currency: dict[int, str] = {}
+    for chunk in _chunks(listing_ids):
+        currency.update(
+            session.execute(select(Listing.id, Listing.currency).where(Listing.id.in_(chunk))).all()
+        )
+    delta = StatsDelta()
+    for proj in projections:
+        old, new = proj.stored_trade, proj.trade
+        delta.add(
+            old,
+            currency.get(old["listing_id"]) if old and old.get("listing_id") else None,
+            new,
+            currency.get(new["listing_id"]) if new and new.get("listing_id") else None,
+            dispute_changed=proj.dispute != proj.stored_dispute,
+        )
+        proj.stored_trade = None if new is None else dict(new)
+        proj.stored_dispute = None if proj.dispute is None else dict(proj.dispute)
+    delta.apply(session)
 
 
 @dataclass(frozen=True)
@@ -819,7 +858,7 @@ def apply_events(
     for row, proj in zip(rows, row_projection, strict=True):
         if proj is not None:
             row["trade_id"] = proj.trade_pk
-    session.execute(insert(cast(Table, TradeEvent.__table__)), rows)
+    insert_rows(session, cast(Table, TradeEvent.__table__), rows)
     for event in arbitrator_events:
         _apply_arbitrator_event(session, event)
     result.applied = len(rows)
@@ -903,6 +942,16 @@ def rollback_above(session: Session, scope: Scope, block: int) -> int:
             if a is not None
         }
     )
+    of_scope = and_(
+        Trade.chain_id == scope.chain_id, Trade.contract_address == scope.contract_address
+    )
+    people: tuple[set[str], set[str]] = (set(), set())
+    for chunk in _chunks(affected):
+        parties, arbitrators_here = parties_of_trades(
+            session, and_(of_scope, Trade.onchain_id.in_(chunk))
+        )
+        people[0].update(parties)
+        people[1].update(arbitrators_here)
     removed = cast(CursorResult[Any], session.execute(delete(TradeEvent).where(in_scope)))
     removed_count = removed.rowcount or 0
     session.execute(
@@ -924,6 +973,8 @@ def rollback_above(session: Session, scope: Scope, block: int) -> int:
         rebuild_trades(session, scope, chunk)
     for address in arbitrators:
         _rebuild_arbitrator(session, scope, address)
+    # The figures of everyone whose trades were undone, again from the trades (exact).
+    recompute(session, *people)
     return removed_count
 
 

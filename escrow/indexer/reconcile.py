@@ -19,6 +19,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from escrow.db.engine import session_scope
 from escrow.db.models import IndexerCheckpoint, Trade, TradeEvent, TradeStatus, UndecodedLog
+from escrow.db.stats import recompute
 from escrow.indexer.decoder import DecodedLog, LogDecoder, UndecodableLog
 from escrow.indexer.projection import (
     Scope,
@@ -279,4 +280,6 @@ def repair_trade(
             added += 1
         session.flush()
         rebuild_trades(session, scope, [trade.onchain_id])
+        # The people's figures again from their trades (the rebuild added its difference).
+        recompute(session, {trade.buyer, trade.seller}, {trade.arbitrator})
     return added
