@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -577,4 +578,6 @@ def test_the_local_stack_runs_the_keeper(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert chain.w3.eth.get_transaction_count(keeper) == 1
         process = stack.keeper
-    assert process.poll() is not None  # stopped with the stack
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        assert re.search(r"^Umask:\s+0077$", status, re.MULTILINE)  # like the stack's others
+    assert process.returncode == 0  # stopped with the stack, cleanly on SIGTERM
