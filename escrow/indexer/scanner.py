@@ -11,11 +11,13 @@ above it and reads on from there.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +46,24 @@ log = logging.getLogger(__name__)
 #: Aim for this many events per batch (one transaction); the block range adapts to it.
 TARGET_EVENTS_PER_BATCH = 5_000
 MAX_BLOCKS_PER_BATCH = 10_000
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pauses Python's cycle collector while a batch is decoded and written.
+
+    A batch makes a few dicts per event that live until it commits; the collector kept
+    scanning them (about a sixth of a batch's time in a profile). Reference counting still
+    frees everything at once; collection resumes afterwards. Left alone if already paused.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class ChainResetError(EscrowError):
@@ -258,13 +278,19 @@ class Indexer:
         first = last_block + 1
         last = min(head, first + self._blocks_per_batch - 1)
         last_hash = self.source.block_hash(last)
-        raw = self.source.get_logs(self.scope.contract_address, first, last)
-        if (
-            last_hash is None
-            or self.source.block_hash(last) != last_hash
-            or any(r.block_number == last and r.block_hash != last_hash for r in raw)
-        ):
-            return (last_block, BatchResult())  # the chain moved under us: read again
+        with gc_paused():  # from reading the logs to the last commit
+            raw = self.source.get_logs(self.scope.contract_address, first, last)
+            if (
+                last_hash is None
+                or self.source.block_hash(last) != last_hash
+                or any(r.block_number == last and r.block_hash != last_hash for r in raw)
+            ):
+                return (last_block, BatchResult())  # the chain moved under us: read again
+            return self._store(raw, last_block, first, last, last_hash)
+
+    def _store(
+        self, raw: list[RawLog], last_block: int, first: int, last: int, last_hash: str
+    ) -> tuple[int, BatchResult]:
         events, undecoded = self._decode_all(raw)
         total = BatchResult()
         committed = last_block
