@@ -89,6 +89,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.InterfaceError,
 )
 MAX_RETRY_DELAY = 30.0
+#: Seconds between two warnings that say the same (the budget is spent, the gas is too dear).
+WARN_EVERY = 60.0
 
 
 class KeeperError(EscrowError):
@@ -349,6 +351,7 @@ class Keeper:
         self._resting: dict[int, tuple[float, str]] = {}
         self.spending = _Spending(clock)
         self._pending_logged = 0
+        self._warned: dict[str, float] = {}
 
     # ------------------------------------------------------------------ loop
 
@@ -484,7 +487,9 @@ class Keeper:
                 f"{tip / GWEI:.3f}) is above the limit of "
                 f"{self.budget.max_gas_price / GWEI:.3f} gwei"
             )
-            log.warning("not sending %d due timeouts: %s", len(rows), reason)
+            self._warn_now_and_then(
+                "gas price", "not sending %d due timeouts: %s", len(rows), reason
+            )
             report.refused.extend((row.onchain_id, reason) for row in rows)
             return
         fee_cap = min(2 * base_fee + tip, self.budget.max_gas_price)
@@ -505,8 +510,11 @@ class Keeper:
                 return
             except _Refused as exc:
                 budget_reason = str(exc)
-                log.warning(
-                    "refusing to send the timeout of trade %#x: %s", row.onchain_id, budget_reason
+                self._warn_now_and_then(
+                    exc.key,
+                    "refusing to send the timeout of trade %#x and those after it: %s",
+                    row.onchain_id,
+                    budget_reason,
                 )
                 report.refused.append((row.onchain_id, budget_reason))
                 continue
@@ -558,10 +566,13 @@ class Keeper:
             return None
         cost = gas * fee_cap
         refusal = self.spending.refusal(self.budget, cost)
-        if refusal is None and cost > balance:
-            refusal = f"the keeper account {self.address} has {_eth(balance)}, needs {_eth(cost)}"
         if refusal is not None:
-            raise _Refused(refusal)
+            raise _Refused("budget", refusal)
+        if cost > balance:
+            raise _Refused(
+                "balance",
+                f"the keeper account {self.address} has {_eth(balance)}, needs {_eth(cost)}",
+            )
         tx: dict[str, Any] = {
             **params,
             "gas": gas,
@@ -650,6 +661,17 @@ class Keeper:
             raise
         except Exception:
             return DEFAULT_PRIORITY_FEE
+
+    def _warn_now_and_then(self, key: str, message: str, *args: Any) -> None:
+        """A warning the first time, then at most once a minute while it lasts (a budget spent
+        for the hour would otherwise be logged on every pass)."""
+        clock = self.clock()
+        last = self._warned.get(key)
+        if last is None or clock - last >= WARN_EVERY:
+            self._warned[key] = clock
+            log.warning(message, *args)
+        else:
+            log.debug(message, *args)
 
     def _skip(self, row: Trade, reason: str, report: PassReport) -> None:
         log.info("skipping trade %#x: %s", row.onchain_id, reason)
@@ -768,4 +790,8 @@ class Keeper:
 
 
 class _Refused(Exception):
-    """The budget, the gas price cap or the balance does not allow a transaction."""
+    """The budget or the balance does not allow a transaction."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
