@@ -4,7 +4,10 @@
 Creates ``--events`` TradeFunded events on a fresh anvil node (JSON-RPC batches of
 ``eth_sendTransaction`` with explicit nonces, many trades per block), then indexes the contract
 from block 0 into SQLite and into PostgreSQL and reports events per second. Writes
-build/bench/indexer.json with keys events, sqlite_events_per_s, postgres_events_per_s.
+build/bench/indexer.json with keys events, sqlite_events_per_s, postgres_events_per_s, and the
+SQL statements each database was sent per committed batch (reads included). ``--profile DIR``
+also writes a cProfile of each database's ``Indexer.sync`` (``DIR/indexer-<db>.prof``) and
+prints its top.
 
     .venv/bin/python scripts/bench_indexer.py --events 100000
 """
@@ -12,7 +15,9 @@ build/bench/indexer.json with keys events, sqlite_events_per_s, postgres_events_
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -20,7 +25,7 @@ import time
 from pathlib import Path
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 from web3 import HTTPProvider, Web3
 
@@ -104,7 +109,8 @@ class Node:
 
 def create_events(node: Node, count: int) -> tuple[str, int]:
     w3 = Web3(HTTPProvider(node.url))
-    owner, seller, arbitrator, buyer = w3.eth.accounts[:4]
+    accounts = list(w3.eth.accounts)
+    owner, seller, arbitrator, buyer = accounts[0], accounts[1], accounts[2], accounts[3]
     artifact = load_artifact("P2PEscrow")
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     deploy = factory.constructor(owner, 86400).build_transaction({"from": owner, "gas": 8_000_000})
@@ -167,12 +173,28 @@ def create_events(node: Node, count: int) -> tuple[str, int]:
     return address, int(receipt["blockNumber"], 16)
 
 
-def measure(w3: Web3, url: str, address: str, expected: int) -> float:
+def measure(
+    w3: Web3, url: str, address: str, expected: int, profile: Path | None = None
+) -> tuple[float, float]:
+    """(events per second, SQL statements per committed batch, all reads included)."""
     upgrade(url)
     engine = make_engine(url)
+    statements = {"n": 0, "batches": 0}
+
+    def count(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements["n"] += 1
+        if sql.startswith("UPDATE indexer_checkpoints"):  # one per committed batch
+            statements["batches"] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
     indexer = Indexer(w3, engine, address, start_block=0)
+    profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     result = indexer.sync()
+    if profiler:
+        profiler.disable()
     seconds = time.perf_counter() - started
     with Session(engine) as session:
         stored = session.scalar(select(func.count()).select_from(TradeEvent))
@@ -180,12 +202,18 @@ def measure(w3: Web3, url: str, address: str, expected: int) -> float:
     if stored != expected + 1:  # + ArbitratorRegistered (OwnershipTransferred too, below)
         if stored != expected + 2:
             raise RuntimeError(f"stored {stored} events, expected about {expected}")
+    per_batch = statements["n"] / max(1, statements["batches"])
     print(
         f"{url.split(':')[0]}: {result.events} events in {seconds:.2f} s "
-        f"({result.events / seconds:,.0f}/s, {result.batches} batches)",
+        f"({result.events / seconds:,.0f}/s, {statements['batches']} batches, "
+        f"{per_batch:.1f} statements each{', profiled' if profiler else ''})",
         file=sys.stderr,
     )
-    return result.events / seconds
+    if profiler and profile:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(str(profile))
+        pstats.Stats(str(profile), stream=sys.stderr).sort_stats("tottime").print_stats(15)
+    return result.events / seconds, per_batch
 
 
 def main() -> int:
@@ -198,6 +226,11 @@ def main() -> int:
     )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench" / "indexer.json"))
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="folder for a cProfile of each database's sync (slows the run: rates not comparable)",
+    )
     args = parser.parse_args()
 
     node = Node()
@@ -205,9 +238,17 @@ def main() -> int:
     try:
         address, _ = create_events(node, args.events)
         w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 300}))
+        profiles = Path(args.profile) if args.profile else None
         with tempfile.TemporaryDirectory() as tmp:
-            sqlite_rate = measure(w3, f"sqlite:///{tmp}/bench.sqlite3", address, args.events)
+            sqlite_rate, sqlite_statements = measure(
+                w3,
+                f"sqlite:///{tmp}/bench.sqlite3",
+                address,
+                args.events,
+                profiles / "indexer-sqlite.prof" if profiles else None,
+            )
         postgres_rate: float | None = None
+        postgres_statements: float | None = None
         if not args.no_postgres:
             url = args.postgres_url
             if url is None:
@@ -222,7 +263,13 @@ def main() -> int:
                     .stdout.strip()
                     .splitlines()[-1]
                 )
-            postgres_rate = measure(w3, url, address, args.events)
+            postgres_rate, postgres_statements = measure(
+                w3,
+                url,
+                address,
+                args.events,
+                profiles / "indexer-postgres.prof" if profiles else None,
+            )
     finally:
         node.stop()
         if pg_dir:
@@ -233,6 +280,11 @@ def main() -> int:
         "events": args.events,
         "sqlite_events_per_s": round(sqlite_rate),
         "postgres_events_per_s": None if postgres_rate is None else round(postgres_rate),
+        "sqlite_statements_per_batch": round(sqlite_statements, 1),
+        "postgres_statements_per_batch": (
+            None if postgres_statements is None else round(postgres_statements, 1)
+        ),
+        "profiled": bool(args.profile),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
