@@ -208,3 +208,54 @@ def test_the_migration_backfills_the_figures(market: Market, engine: Engine) -> 
     with engine.begin() as connection:
         migration._backfill(connection)
     assert kept(engine) == expected
+
+
+def _orm_trade(session: Session, n: int, status: str, amount: int) -> Trade:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    trade = Trade(
+        chain_id=1,
+        contract_address="0x" + "1" * 40,
+        onchain_id=n,
+        listing_ref="0x" + "0" * 64,
+        buyer="0x" + "b" * 40,
+        seller="0x" + "5" * 40,
+        arbitrator="0x" + "a" * 40,
+        token="0x" + "0" * 40,
+        amount=amount,
+        ship_by=now,
+        inspection_period=86400,
+        arbitrator_fee_bps=0,
+        platform_fee_bps=0,
+        terms_hash="0x",
+        status=status,
+        funded_at=now,
+        funded_block=n,
+        funded_tx="0x" + f"{n:064x}",
+        last_event_block=n,
+    )
+    session.add(trade)
+    session.flush()
+    return trade
+
+
+def test_a_rating_changes_the_figures_in_its_own_transaction(engine: Engine) -> None:
+    seller = "0x" + "5" * 40
+    with session_scope(engine) as session:
+        trade = _orm_trade(session, 1, "Released", 2 * BIG)
+        _orm_trade(session, 2, "Funded", 1)
+    with Session(engine) as session:
+        trade = session.scalars(select(Trade).where(Trade.onchain_id == 1)).one()
+        add_rating(session, trade, trade.buyer, 4)
+        session.flush()
+        row = session.get(PartyStats, seller)
+        assert row is not None and (row.rating_count, row.rating_total) == (1, 4)
+        session.rollback()  # the rating is not kept, nor is its count
+    with Session(engine) as session:
+        row = session.get(PartyStats, seller)
+        assert row is not None and (row.rating_count, row.trades_total) == (0, 2)
+        assert row.completed_as_seller == 1
+        volume = session.scalars(select(PartyVolume.amount).where(PartyVolume.address == seller))
+        assert list(volume) == [2 * BIG]
+    assert_figures_right(engine)
