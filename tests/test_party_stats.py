@@ -259,3 +259,94 @@ def test_a_rating_changes_the_figures_in_its_own_transaction(engine: Engine) -> 
         volume = session.scalars(select(PartyVolume.amount).where(PartyVolume.address == seller))
         assert list(volume) == [2 * BIG]
     assert_figures_right(engine)
+
+
+def test_upgrading_an_old_database_fills_the_figures(db_url: str) -> None:
+    """Trades, disputes and ratings stored at revision 0012; ``upgrade`` to 0013 fills the
+    tables with what a computation from scratch gives (including sums above 2**64)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from escrow.db.engine import make_engine, upgrade
+    from escrow.db.models import Dispute, Rating
+
+    upgrade(db_url, "0012")
+    engine = make_engine(db_url)
+    rng = random.Random(4)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    sellers = ["0x" + f"{n:040x}" for n in (1, 2)]
+    buyers = ["0x" + f"{n:040x}" for n in (7, 8, 9)]
+    statuses = ["Funded", "Shipped", "Released", "Refunded", "Disputed", "Resolved", "Settled"]
+    try:
+        with engine.begin() as connection:
+            rows = []
+            for n in range(60):
+                status = rng.choice(statuses)
+                rows.append(
+                    {
+                        "chain_id": 1,
+                        "contract_address": "0x" + "1" * 40,
+                        "onchain_id": n + 1,
+                        "listing_ref": "0x" + "0" * 64,
+                        "buyer": rng.choice(buyers),
+                        "seller": rng.choice(sellers),
+                        "arbitrator": "0x" + "a" * 40,
+                        "token": rng.choice(["0x" + "0" * 40, "0x" + "e" * 40]),
+                        "amount": rng.choice([1, BIG, 3 * BIG]),
+                        "ship_by": now,
+                        "inspection_period": 86400,
+                        "arbitrator_fee_bps": 0,
+                        "platform_fee_bps": 0,
+                        "terms_hash": "0x",
+                        "status": status,
+                        "funded_at": now,
+                        "funded_block": n,
+                        "funded_tx": "0x" + f"{n:064x}",
+                        "last_event_block": n,
+                        "extension_granted": False,
+                        "disputed_at": now if status in ("Disputed", "Resolved") else None,
+                    }
+                )
+            connection.execute(insert(Trade), rows)
+            stored = connection.execute(
+                select(Trade.id, Trade.status, Trade.buyer, Trade.seller)
+            ).all()
+            for pk, status, buyer, seller in stored:
+                if status in ("Disputed", "Resolved"):
+                    hours = rng.randint(1, 90)
+                    resolved = status == "Resolved"
+                    connection.execute(
+                        insert(Dispute).values(
+                            trade_id=pk,
+                            opened_by=buyer,
+                            opened_at=now,
+                            opened_block=1,
+                            ruling_deadline=now + timedelta(days=7),
+                            resolved_at=now + timedelta(hours=hours)
+                            if status == "Resolved"
+                            else None,
+                            by_timeout=(hours > 80) if resolved else None,
+                            buyer_bps=rng.choice([0, 5000, 10_000])
+                            if status == "Resolved"
+                            else None,
+                        )
+                    )
+                if rng.random() < 0.5:  # some on unfinished trades: those do not count
+                    connection.execute(
+                        insert(Rating).values(
+                            trade_id=pk,
+                            rater_side="buyer",
+                            rater=buyer,
+                            ratee=seller,
+                            score=rng.randint(1, 5),
+                            created_at=now,
+                        )
+                    )
+        upgrade(db_url)
+        figures = kept(engine)
+        assert figures == from_scratch(engine)
+        assert figures["parties"] and figures["arbitrators"]
+        assert max(figures["volumes"].values()) > 2**64
+    finally:
+        engine.dispose()
