@@ -10,11 +10,13 @@ SQLite: the driver's ``executemany`` (one prepared statement, rows bound in C).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, func, insert, select, text
+import sqlalchemy.exc
+from sqlalchemy import JSON, Connection, Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 
@@ -93,9 +95,11 @@ def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> Non
     assert raw is not None
     quoted = ", ".join(f'"{name}"' for name in names)
     values = _converted(rows, names, [(i, json.dumps) for i, j in enumerate(as_json) if j])
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-        for row in values:
-            copy.write_row(row)
+    statement = f'COPY "{table.name}" ({quoted}) FROM STDIN'
+    with _as_sqlalchemy_errors(session.connection(), statement):
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in values:
+                copy.write_row(row)
 
 
 def _executemany(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -112,11 +116,26 @@ def _executemany(session: Session, table: Table, rows: Sequence[dict[str, Any]])
     values = _converted(rows, order, [(i, p) for i, p in enumerate(processors) if p is not None])
     raw = connection.connection.driver_connection
     assert raw is not None
-    cursor = raw.cursor()
+    with _as_sqlalchemy_errors(connection, compiled.string):
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(compiled.string, values)
+        finally:
+            cursor.close()
+
+
+@contextmanager
+def _as_sqlalchemy_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """The driver's own errors (``sqlite3.OperationalError: database is locked``, psycopg's)
+    raised as SQLAlchemy's, as every other statement of a batch raises them: the indexer's loop
+    waits out a locked or unreachable database by those classes instead of stopping."""
+    dbapi = connection.dialect.loaded_dbapi
     try:
-        cursor.executemany(compiled.string, values)
-    finally:
-        cursor.close()
+        yield
+    except dbapi.Error as exc:
+        raise sqlalchemy.exc.DBAPIError.instance(
+            statement, None, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
 
 
 def _converted(
