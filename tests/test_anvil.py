@@ -314,3 +314,50 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def test_a_killed_stack_owner_leaves_no_process_running(tmp_path: Path) -> None:
+    """``make run``, a benchmark or a test that started the whole stack and is then killed
+    (SIGKILL) takes anvil, the indexer, the keeper and gunicorn with it."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from webapp.stack import LocalStack\n"
+        f"stack = LocalStack(Path({str(tmp_path / 'stack')!r}), workers=1, quiet=True, "
+        "seed=False).start()\n"
+        "pids = [stack.node.process.pid, stack.indexer.pid, stack.keeper.pid, stack.web.pid]\n"
+        "print(' '.join(map(str, pids)), flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 4
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            for pid in alive:
+                _reap(pid)
+            alive = [pid for pid in alive if _running(pid)]
+            time.sleep(0.2)
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
+        assert not alive, f"still running after their owner was killed: {alive}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -23,7 +23,7 @@ from types import TracebackType
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from escrow.anvil import DEV_MNEMONIC, AnvilNode, free_port, rpc_ready
+from escrow.anvil import DEV_MNEMONIC, AnvilNode, ends_with_parent, free_port, rpc_ready
 from escrow.chain import Chain, connect
 from escrow.db.engine import make_engine, session_scope, upgrade
 from escrow.deploy import Deployment, ensure_deployment
@@ -153,7 +153,14 @@ class LocalStack:
         # Everything created while starting (database, chain state, deployments) and by the
         # processes started here (uploads, evidence) is readable by the owner only.
         with private_umask():
-            return self._start()
+            try:
+                return self._start()
+            except BaseException:
+                # A start that fails half-way (the web server not answering, a deployment
+                # error, Ctrl-C) stops what it had started: no gunicorn, indexer or anvil is
+                # left running without an owner.
+                self.stop()
+                raise
 
     def _start(self) -> LocalStack:
         created = not self.data_dir.exists()
@@ -178,7 +185,7 @@ class LocalStack:
         env = self.env
         out = subprocess.DEVNULL if self.quiet else None
         self.indexer = subprocess.Popen(
-            [str(BIN / "escrow"), "index", "--poll", str(self.indexer_poll)],
+            [*ends_with_parent(), str(BIN / "escrow"), "index", "--poll", str(self.indexer_poll)],
             env=env,
             stdout=out,
             stderr=out,
@@ -188,6 +195,9 @@ class LocalStack:
             self._start_keeper(env, out)
         self.web = subprocess.Popen(
             [
+                # Each process of the stack gets SIGTERM if the program that started it dies,
+                # even by SIGKILL (escrow.anvil.ends_with_parent).
+                *ends_with_parent(),
                 str(BIN / "gunicorn"),
                 "--workers",
                 str(self.workers),
@@ -223,7 +233,7 @@ class LocalStack:
                 self.log(f"could not fund the keeper's account {account.address}: {exc}")
         self.log(f"keeper sends due timeouts from {account.address}")
         self.keeper = subprocess.Popen(
-            [str(BIN / "escrow"), "keep", "--poll", str(self.keeper_poll)],
+            [*ends_with_parent(), str(BIN / "escrow"), "keep", "--poll", str(self.keeper_poll)],
             env={**env, "ESCROW_PRIVATE_KEY": "0x" + bytes(account.key).hex()},
             stdout=out,
             stderr=out,
