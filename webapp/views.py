@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 import sqlalchemy.exc
 from babel import Locale
+from babel import dates as babel_dates
 from babel.numbers import get_decimal_symbol, get_group_symbol
 from flask import Flask, current_app, g, has_app_context
 from flask_babel import (
     format_date,
-    format_datetime,
     get_timezone,
     gettext,
     ngettext,
@@ -236,7 +236,8 @@ def when(value: datetime | None) -> str:
         return "—"
     if not has_app_context():
         return aware.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
-    return _with_zone(format_datetime(aware, _date_time_pattern(current_locale())))
+    locale = current_locale()
+    return _zoned_text(aware, _date_time_pattern(locale), locale, _zone_name())
 
 
 def clock(value: datetime | None) -> str:
@@ -247,14 +248,25 @@ def clock(value: datetime | None) -> str:
         return "—"
     if not has_app_context():
         return aware.astimezone(UTC).strftime("%H:%M UTC")
-    return _with_zone(format_datetime(aware, "HH:mm"))
+    return _zoned_text(aware, "HH:mm", current_locale(), _zone_name())
 
 
-def _with_zone(text: str) -> str:
-    """A time of the request's zone, followed by that zone's name (``UTC`` or its city)."""
+def _zone_name() -> str:
+    """The request's time zone by name (``Asia/Almaty``)."""
     zone = get_timezone()
-    name = str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
-    label = zone_label(name, str(current_locale()))
+    return str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
+
+
+#: Times as shown, by (moment, pattern, locale, zone): pages list the same trades' times to
+#: every visitor, and Babel's formatting is the costly part of a row.
+@lru_cache(maxsize=32_768)
+def _zoned_text(moment: datetime, pattern: str, locale: Locale, zone: str) -> str:
+    """``moment`` in ``zone`` written by ``pattern`` in ``locale``, followed by the zone's name
+    (``UTC`` or its city), as Flask-Babel's ``format_datetime`` writes it for the request."""
+    text = babel_dates.format_datetime(
+        moment, pattern, tzinfo=babel_dates.get_timezone(zone), locale=locale
+    )
+    label = zone_label(zone, str(locale))
     return f"{text} UTC" if label == "UTC" else f"{text} ({label})"
 
 
