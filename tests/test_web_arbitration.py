@@ -86,6 +86,32 @@ def test_queue_is_sorted_by_ruling_deadline(
     assert page.index(f"/arbitration/{first}") < page.index(f"/arbitration/{second}")
 
 
+def test_queue_comes_in_pages_most_urgent_first(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain, monkeypatch: Any
+) -> None:
+    """A busy arbitrator's queue is paged (most urgent first); a bad or too large page number
+    shows a page that exists instead of an error."""
+    from webapp import arbitration
+
+    monkeypatch.setattr(arbitration, "QUEUE_PAGE", 2)
+    cases = []
+    for n in range(3):
+        cases.append(disputed_trade(app, client, roles, buyer=(roles.buyer, roles.buyer2)[n % 2]))
+        chain.increase_time(600)
+    arbitrator = web("arbitrator", roles).client
+
+    def listed(query: str) -> list[int]:
+        page = arbitrator.get("/arbitration" + query).get_data(as_text=True)
+        return [pk for pk in cases if f"/arbitration/{pk}" in page]
+
+    assert listed("") == cases[:2]
+    assert listed("?page=2") == cases[2:]
+    assert "Page 1 of 2" in arbitrator.get("/arbitration").get_data(as_text=True)
+    assert listed("?page=9") == cases[2:]
+    assert listed("?page=abc") == cases[:2]
+    assert listed("?page=-3") == cases[:2]
+
+
 def test_ruling_end_to_end(
     app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
 ) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, url_for
+from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from escrow.db.models import (
     Dispute,
@@ -38,6 +39,8 @@ from webapp.views import as_utc, format_amount, is_arbitrator
 bp = Blueprint("arbitration", __name__)
 
 PAST_RULINGS = 50
+#: Open cases per page of the queue (the most urgent first).
+QUEUE_PAGE = 25
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,17 @@ def index() -> str:
     session = db.session()
     if not is_arbitrator(session, me):
         abort(403, _("This console is for arbitrators."))
+    open_cases = (Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
+    total = int(session.scalar(select(func.count(Trade.id)).where(*open_cases)) or 0)
+    pages = max(1, math.ceil(total / QUEUE_PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     queue = list(
         session.scalars(
             select(Trade)
-            .where(Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
+            .where(*open_cases)
             .order_by(Trade.ruling_deadline, Trade.id)
+            .limit(QUEUE_PAGE)
+            .offset((page - 1) * QUEUE_PAGE)
         )
     )
     past = list(
@@ -97,6 +106,8 @@ def index() -> str:
     return render_template(
         "arbitration/index.html",
         queue=queue,
+        page=page,
+        pages=pages,
         past=past,
         now=page_now(),
         currency=currency,
