@@ -15,10 +15,11 @@ the same catalogue, served as data for the messages that ``webapp/static/js`` pa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from babel import Locale
 from babel.dates import get_timezone_location
@@ -38,6 +39,7 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "en": ("en", "English"),
 }
 DEFAULT_LANGUAGE = "ru"
+T = TypeVar("T")
 DEFAULT_TIME_ZONE = "Asia/Almaty"
 SESSION_KEY = "lang"
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
@@ -62,23 +64,26 @@ def language() -> str:
     return best or current_app.config.get("DEFAULT_LANGUAGE", DEFAULT_LANGUAGE)
 
 
+def per_request(name: str, compute: Callable[[], T]) -> T:
+    """``compute()`` worked out once per request and kept in ``g`` under ``name``; an
+    exception is not kept, so the next call tries again."""
+    try:
+        return cast(T, getattr(g, name))
+    except AttributeError:
+        value = compute()
+        setattr(g, name, value)
+        return value
+
+
 def request_translations() -> Any:
     """The request's catalogue, looked up once per request: Flask-Babel walks its contexts
     on every call, and a page of listings translates a hundred strings."""
-    try:
-        return g._i18n_translations
-    except AttributeError:
-        translations = g._i18n_translations = get_translations()
-        return translations
+    return per_request("_i18n_translations", get_translations)
 
 
 def request_locale() -> Locale | None:
     """The request's Babel locale (Flask-Babel's ``get_locale``), looked up once per request."""
-    try:
-        return g._i18n_locale
-    except AttributeError:
-        locale = g._i18n_locale = get_locale()
-        return locale
+    return per_request("_i18n_locale", get_locale)
 
 
 #: The template variable holding the page's catalogue (set by ``template_globals``).

@@ -36,7 +36,7 @@ from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_unit
 from escrow.db.models import ArbitratorProfile, Trade
 from webapp import phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
-from webapp.i18n import request_locale, zone_label
+from webapp.i18n import per_request, request_locale, zone_label
 
 DECIMALS = {"ETH": 18, "USD": 6, "KZT": 2}
 SYMBOLS = {"ETH": "ETH", "USD": "USD", "KZT": "₸"}
@@ -148,11 +148,8 @@ def tenge_rate_note() -> str:
     hint; ``''`` when the rate's date is not set."""
     if not has_app_context():
         return ""
-    try:
-        return g._tenge_rate_note
-    except AttributeError:  # once per request: a page of listings names it on every card
-        note = g._tenge_rate_note = _tenge_rate_note()
-        return note
+    # Once per request: a page of listings names it on every card.
+    return per_request("_tenge_rate_note", _tenge_rate_note)
 
 
 def _tenge_rate_note() -> str:
@@ -389,17 +386,17 @@ def card_cache_key(listing: Any, held: datetime | None) -> str:
 
 def _page_setting_key() -> tuple[str, ...]:
     """The request's language, time zone and tenge rates, read once per request."""
-    try:
-        return g._card_settings
-    except AttributeError:
+
+    def settings() -> tuple[str, ...]:
         config = current_app.config
         names = (*TENGE_RATE_SETTINGS.values(), "TENGE_RATE_DATE")
-        key = g._card_settings = (
+        return (
             str(current_locale()),
             str(get_timezone()),
             *(str(config.get(name)) for name in names),
         )
-        return key
+
+    return per_request("_card_settings", settings)
 
 
 def _site_hosts() -> tuple[str, list[str]]:
