@@ -33,7 +33,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
-from escrow.db.models import ArbitratorProfile, Trade
+from escrow.db.models import ArbitratorProfile, Trade, User
 from webapp import phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 from webapp.i18n import per_request, request_locale, zone_label
@@ -418,6 +418,21 @@ def guarded_preview(text: str) -> str:
     return phishing.preview(text or "", site, other_hosts=others)
 
 
+def party_name(address: str | None) -> str:
+    """The name a party chose (their profile's display name), else their short address; names
+    are looked up once per request for every address asked about."""
+    if not address:
+        return "—"
+    names: dict[str, str | None] = per_request("_party_names", dict)
+    if address not in names:
+        from webapp import db
+
+        names[address] = db.session().scalar(
+            select(User.display_name).where(User.address == address)
+        )
+    return names[address] or short_address(address)
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
@@ -432,6 +447,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["tenge_rate_note"] = tenge_rate_note
     app.jinja_env.globals["card_cache_key"] = card_cache_key
     app.jinja_env.globals["guarded"] = guarded
+    app.jinja_env.globals["party_name"] = party_name
 
     @app.context_processor
     def inject() -> dict[str, Any]:
