@@ -716,3 +716,104 @@ def not_search_structure(name: str | None, type_: str, parent: dict[str, str | N
 
 # The per-person figures follow every ORM write of a trade, dispute or rating (session hooks).
 from escrow.db import stats as _stats  # noqa: E402,F401  (registers the hooks)
+
+
+# ---------------------------------------------------------------------------- notifications
+
+
+class Notification(Base):
+    """Something that happened to or is due for one person (``recipient``), written by the
+    notifier (``webapp/notify.py``). Only the kind and its parameters are stored: the text is
+    written when it is shown, in the reader's language and time zone.
+
+    ``key`` names what it is about (``ev:<chain>:<tx>:<log>`` for a contract event,
+    ``msg:<id>``, ``chat:<id>``, ``rem:<trade>:<deadline kind>:<deadline>:<hours>`` for a
+    reminder): one notification per person and key, however often the notifier runs.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("recipient", "key"),
+        # The header's unread count and the centre's pages, newest first.
+        Index("ix_notifications_recipient_read", "recipient", "read_at"),
+        Index("ix_notifications_recipient_id", "recipient", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(ADDRESS)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The trade it is about; NULL for a chat before buying, or once a reorganisation removed
+    #: the trade (the notification stays, linking to the trades page).
+    trade_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trades.id", ondelete="SET NULL"), index=True
+    )
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationSettings(Base):
+    """A person's e-mail for notifications, and whether they want e-mails at all. ``locale``
+    is the language the settings were saved in, used for e-mails when the user row names none.
+    """
+
+    __tablename__ = "notification_settings"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    locale: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class EmailState(enum.StrEnum):
+    """``queued`` until a sender claims it (``sending``), then ``sent``; ``failed`` when the
+    server refused it for good; ``unknown`` when a sender stopped between claiming and
+    marking (never sent again: at most once)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class EmailOutbox(Base):
+    """One e-mail to send for one notification: at most one per (recipient, key)."""
+
+    __tablename__ = "email_outbox"
+    __table_args__ = (
+        UniqueConstraint("recipient", "key"),
+        CheckConstraint(_in("state", EmailState), name="state"),
+        Index("ix_email_outbox_state_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(ADDRESS)
+    key: Mapped[str] = mapped_column(String(200))
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    to_email: Mapped[str] = mapped_column(String(254))
+    state: Mapped[str] = mapped_column(String(16), default=EmailState.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NotifierCursor(Base):
+    """How far the notifier has read one source (``events``, ``messages``, ``chat``)."""
+
+    __tablename__ = "notifier_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
