@@ -717,7 +717,6 @@ def not_search_structure(name: str | None, type_: str, parent: dict[str, str | N
 # The per-person figures follow every ORM write of a trade, dispute or rating (session hooks).
 from escrow.db import stats as _stats  # noqa: E402,F401  (registers the hooks)
 
-
 # ---------------------------------------------------------------------------- notifications
 
 
