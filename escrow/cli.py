@@ -1059,12 +1059,39 @@ def cmd_keep(args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            keeper.run(stop, args.poll)
+            if args.leader_lock:
+                _keep_as_leader(keeper, args, stop)
+            else:
+                keeper.run(stop, args.poll)
         except KeyboardInterrupt:
             pass
         return 0
     finally:
         engine.dispose()
+
+
+def _keep_as_leader(keeper: Any, args: argparse.Namespace, stop: threading.Event) -> None:
+    """Passes only while this process holds the keeper's lock (escrow.leader); a lost lock
+    stops the passes until it is taken again."""
+    import logging
+
+    from escrow.db.engine import database_url
+    from escrow.leader import LeadershipLost, leader_lock
+
+    lock = leader_lock(args.database_url or database_url(), "keeper")
+    try:
+        while lock.acquire(stop):
+            try:
+                # Transactions an earlier active keeper left in flight are mined first.
+                keeper.wait_until_idle(args.receipt_timeout, stop)
+                keeper.run(stop, args.poll, before_pass=lock.check)
+                return
+            except LeadershipLost as exc:
+                logging.getLogger("escrow.keeper").warning(
+                    "%s: no more passes, waiting for the lock again", exc
+                )
+    finally:
+        lock.release()
 
 
 # ------------------------------------------------------------------ parser
@@ -1338,6 +1365,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll", type=positive_seconds_arg, default=2.0, help="seconds between passes (2)"
     )
     p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument(
+        "--leader-lock",
+        action="store_true",
+        help="on PostgreSQL, make passes only while holding the keeper's advisory lock (one "
+        "active keeper per database, the others stand by and take over); no effect on SQLite",
+    )
     p.add_argument(
         "--max-gas-price-gwei",
         type=units_arg(9, "gwei"),

@@ -355,11 +355,19 @@ class Keeper:
 
     # ------------------------------------------------------------------ loop
 
-    def run(self, stop: threading.Event, poll_interval: float = 2.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        poll_interval: float = 2.0,
+        before_pass: Callable[[], None] | None = None,
+    ) -> None:
         """Passes every ``poll_interval`` seconds until ``stop`` is set. A node or database
-        that is down is waited out with a growing pause; nothing else stops the loop."""
+        that is down is waited out with a growing pause; nothing else stops the loop but an
+        exception of ``before_pass`` (called before each pass: the leader lock's check)."""
         delay = poll_interval
         while not stop.is_set():
+            if before_pass is not None:
+                before_pass()
             try:
                 report = self.run_once(stop)
             except TRANSIENT_ERRORS as exc:

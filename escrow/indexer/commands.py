@@ -21,11 +21,16 @@ from escrow.indexer.projection import detach_records
 from escrow.indexer.reconcile import ReconcileReport, reconcile
 from escrow.indexer.scanner import (
     MAX_BLOCKS_PER_BATCH,
+    MAX_RETRY_DELAY,
+    TRANSIENT_ERRORS,
     ChainResetError,
     Indexer,
     Progress,
     follow,
 )
+from escrow.leader import Leadership, LeadershipLost, leader_lock
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reset",
         action="store_true",
         help="delete this contract's indexed rows first (after a chain reset)",
+    )
+    index.add_argument(
+        "--leader-lock",
+        action="store_true",
+        help="on PostgreSQL, index only while holding the indexer's advisory lock (one active "
+        "indexer per database, the others stand by and take over); no effect on SQLite",
     )
     index.set_defaults(handler=run_index)
 
@@ -157,6 +168,8 @@ def reset_rows(engine: Any, chain_id: int, address: str) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     url = args.database_url or database_url()
+    if getattr(args, "leader_lock", False) and not args.once:
+        return _run_index_as_leader(args, url)
     upgrade(url)
     engine = make_engine(url)
     try:
@@ -206,6 +219,83 @@ def _run_index(args: argparse.Namespace, engine: Any) -> int:
     except ChainResetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_index_as_leader(args: argparse.Namespace, url: str) -> int:
+    """Stands by until this process holds the indexer's lock, then indexes while it holds it;
+    a lost lock stops the writes and it stands by again (escrow.leader)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s indexer %(levelname)s: %(message)s",
+            stream=sys.stderr,
+        )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lock = leader_lock(url, "indexer")
+    try:
+        while lock.acquire(stop):
+            # Migrations and --reset happen under the lock: never two at once.
+            upgrade(url)
+            engine = make_engine(url)
+            try:
+                return _follow_while_active(args, engine, lock, stop)
+            except LeadershipLost as exc:
+                log.warning("%s: stopped writing, waiting for the lock again", exc)
+            finally:
+                engine.dispose()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except ChainResetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+
+
+def _follow_while_active(
+    args: argparse.Namespace, engine: Any, lock: Leadership, stop: threading.Event
+) -> int:
+    """:func:`follow`, one batch at a time, with the lock checked before each batch."""
+    chain = _connect(args)
+    targets = _targets(args, chain)
+    if args.reset:
+        for target in targets:
+            reset_rows(engine, chain.chain_id, target.address)
+    indexers = [
+        Indexer(
+            chain.w3,
+            engine,
+            target.address,
+            start_block=target.start_block,
+            confirmations=args.confirmations,
+            max_blocks_per_batch=args.max_blocks_per_batch,
+        )
+        for target in targets
+    ]
+    show = _progress_printer()
+    delay = args.poll
+    while not stop.is_set():
+        try:
+            for indexer in indexers:
+                while not stop.is_set():
+                    lock.check()
+                    if indexer.sync(max_batches=1, progress=show).batches == 0:
+                        break
+        except TRANSIENT_ERRORS as exc:
+            log.warning(
+                "indexer waiting %.1f s after %s: %s",
+                delay,
+                exc.__class__.__name__,
+                str(exc)[:200],
+            )
+            stop.wait(delay)
+            delay = min(max(delay * 2, 0.5), MAX_RETRY_DELAY)
+            continue
+        delay = args.poll
+        stop.wait(args.poll)
+    return 0
 
 
 def run_reconcile(args: argparse.Namespace) -> int:
