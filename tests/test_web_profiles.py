@@ -221,9 +221,11 @@ def test_signal_new_account_by_age_and_by_no_finished_trades(app: Flask, roles: 
         signals = trust.risk_signals_for_listing(session, young)
         assert "new_account" in _codes(signals)
         assert "less than 7 days" in next(s for s in signals if s.code == "new_account").explanation
-        # Old account without finished trades: still new.
+        # Old account without finished trades: not new, but no track record either.
         old = _listing(session, roles.stranger)
         signals = trust.risk_signals_for_listing(session, old)
+        assert "new_account" not in _codes(signals)
+        assert signals[-1].code == "no_finished_trades"
         assert "has not finished a trade" in signals[-1].explanation
         # Old account with a finished trade: no signal.
         _trade(session, roles.buyer, roles.stranger, "Released")
@@ -317,7 +319,8 @@ def test_trade_signals_cover_the_price_and_the_seller(app: Flask, roles: Roles) 
             session, roles.buyer, roles.seller, "Funded", listing=listing, amount=ONE_ETH
         )
         codes = _codes(trust.risk_signals_for_trade(session, trade))
-    assert codes == {"price_far_below", "new_account"}
+    # The seller's account is 100 days old: not new, but without a finished trade.
+    assert codes == {"price_far_below", "no_finished_trades"}
 
 
 # ---------------------------------------------------------------------------- public profile

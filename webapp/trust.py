@@ -140,7 +140,7 @@ def seller_record(
                 volume[currency] = volume.get(currency, 0) + int(amount)
     count = stats.rating_count if stats is not None else 0
     average = Decimal(stats.rating_total) / Decimal(count) if stats is not None and count else None
-    member_since = _aware(user.created_at) if user else None
+    member_since = first_activity(session, address, user)
     return SellerRecord(
         address=address,
         display_name=user.display_name if user else None,
@@ -155,6 +155,27 @@ def seller_record(
         rating_count=count,
         rating_average=average,
     )
+
+
+def first_activity(session: Session, address: str, user: User | None) -> datetime | None:
+    """When ``address`` first used the market: the earliest of the web account's creation, the
+    first listing and the first trade paid on chain as buyer or seller. A person who traded
+    before they ever signed in here (or whose account row was made later) is not new."""
+    moments = [_aware(user.created_at) if user else None]
+    if user is not None:
+        moments.append(
+            _aware(
+                session.scalar(
+                    select(func.min(Listing.created_at)).where(Listing.seller_id == user.id)
+                )
+            )
+        )
+    for side in (Trade.buyer, Trade.seller):  # one indexed lookup per side
+        moments.append(
+            _aware(session.scalar(select(func.min(Trade.funded_at)).where(side == address)))
+        )
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
 
 
 def counted_ratings_filter(address: str) -> list[object]:
@@ -172,32 +193,46 @@ def counted_ratings_filter(address: str) -> list[object]:
 # ---------------------------------------------------------------------------- risk signals
 
 
+def is_new_account(record: SellerRecord, now: datetime) -> bool:
+    """Whether the person first used the market less than :data:`NEW_ACCOUNT_DAYS` ago (or never
+    did: nothing is known of them)."""
+    return record.member_since is None or now - record.member_since < timedelta(
+        days=NEW_ACCOUNT_DAYS
+    )
+
+
 def _person_signals(
     record: SellerRecord, now: datetime, *, skip_open_dispute: int = 0
 ) -> list[RiskSignal]:
     signals: list[RiskSignal] = []
-    young = record.member_since is None or now - record.member_since < timedelta(
-        days=NEW_ACCOUNT_DAYS
-    )
-    if young or record.completed == 0:
-        explanation = (
-            lazy_ngettext(
-                "This seller joined less than %(num)d day ago. That is not wrong in itself, but "
-                "there is no track record to go on: keep all payment inside the escrow and check "
-                "the item before you confirm delivery.",
-                "This seller joined less than %(num)d days ago. That is not wrong in itself, but "
-                "there is no track record to go on: keep all payment inside the escrow and check "
-                "the item before you confirm delivery.",
-                NEW_ACCOUNT_DAYS,
-            )
-            if young
-            else _l(
-                "This seller has not finished a trade here yet. That is not wrong in itself, but "
-                "there is no track record to go on: keep all payment inside the escrow and check "
-                "the item before you confirm delivery."
+    if is_new_account(record, now):
+        signals.append(
+            RiskSignal(
+                "new_account",
+                _l("New account"),
+                lazy_ngettext(
+                    "This seller joined less than %(num)d day ago. That is not wrong in itself, "
+                    "but there is no track record to go on: keep all payment inside the escrow "
+                    "and check the item before you confirm delivery.",
+                    "This seller joined less than %(num)d days ago. That is not wrong in itself, "
+                    "but there is no track record to go on: keep all payment inside the escrow "
+                    "and check the item before you confirm delivery.",
+                    NEW_ACCOUNT_DAYS,
+                ),
             )
         )
-        signals.append(RiskSignal("new_account", _l("New account"), explanation))
+    elif record.completed == 0:
+        signals.append(
+            RiskSignal(
+                "no_finished_trades",
+                _l("No finished trades yet"),
+                _l(
+                    "This seller has not finished a trade here yet. That is not wrong in itself, "
+                    "but there is no track record to go on: keep all payment inside the escrow "
+                    "and check the item before you confirm delivery."
+                ),
+            )
+        )
     if record.open_disputes_as_seller - skip_open_dispute > 0:
         signals.append(
             RiskSignal(
