@@ -22,6 +22,7 @@ open or one of its trades is open, its price and currency cannot change.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +45,15 @@ from escrow.db.models import (
     User,
 )
 from webapp.auth import signed_out
-from webapp.trade_rules import OPEN_STATUSES
+from webapp.chain import gateway
+from webapp.trade_rules import (
+    DAY,
+    INSPECTION_SECONDS,
+    MIN_INSPECTION_SECONDS,
+    OPEN_STATUSES,
+    SHIP_WITHIN_SECONDS,
+    page_now,
+)
 from webapp.views import as_utc, format_amount
 
 #: A transaction hash as the wallet reports it.
@@ -96,6 +105,29 @@ def delivery_days_of(listing: Listing) -> int:
     return min(max(days, MIN_DELIVERY_DAYS), MAX_DELIVERY_DAYS)
 
 
+def ship_within_seconds() -> int:
+    """How long after the payment the seller has to ship: the trade's ship-by is the payment
+    block's time plus this."""
+    return _setting("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)
+
+
+def inspection_seconds() -> int:
+    """The inspection period of new trades: the market's setting, never below the contract's
+    minimum of one day."""
+    return max(_setting("INSPECTION_SECONDS", INSPECTION_SECONDS), MIN_INSPECTION_SECONDS)
+
+
+def delivery_window_of(listing: Listing) -> int:
+    """The delivery window the seller promised in the listing, in seconds."""
+    return delivery_days_of(listing) * DAY
+
+
+def platform_fee_of(price: int, platform_fee_bps: int) -> int:
+    """The platform fee the escrow takes from the seller's payout of ``price`` (as the contract
+    computes it when the money is released)."""
+    return price * platform_fee_bps // 10_000
+
+
 def days_text(days: int) -> str:
     return ngettext("%(num)d day", "%(num)d days", days)
 
@@ -111,6 +143,68 @@ def listing_terms(listing: Listing) -> dict[str, Any]:
         "amount_text": format_amount(int(listing.price), listing.currency),
         "delivery_days": delivery_days_of(listing),
     }
+
+
+#: Seconds a platform fee read from the escrow is reused for listing pages (the buy request
+#: reads it again, and the escrow refuses a fee above the one the buyer reviewed).
+FEE_CACHE_SECONDS = 30
+_fee_cache: dict[str, tuple[float, int]] = {}
+
+
+def current_platform_fee_bps() -> int | None:
+    """The escrow's platform fee in basis points, None when the chain does not answer."""
+    try:
+        client = gateway().client()
+        key = client.address.lower()
+        cached = _fee_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < FEE_CACHE_SECONDS:
+            return cached[1]
+        bps = int(client.platform_fee()[1])
+    except Exception:  # a listing page says "unknown" rather than failing with the node
+        current_app.logger.info("platform fee unavailable", exc_info=True)
+        return None
+    _fee_cache[key] = (time.monotonic(), bps)
+    return bps
+
+
+@dataclass(frozen=True)
+class OfferTerms:
+    """What a buyer of a listing agrees to, from the settings the buy request signs with."""
+
+    ship_within: int  # seconds after the payment
+    ship_by: datetime  # if paid now
+    delivery_days: int
+    inspection_seconds: int
+    platform_fee_bps: int | None
+    platform_fee: int | None  # smallest units, for the listing's price
+    currency: str
+    token: str | None  # None for ETH and for a currency this chain has no token for
+    test_token: bool
+
+
+def offer_terms(listing: Listing) -> OfferTerms:
+    """The terms a purchase of ``listing`` would carry if the buyer paid now."""
+    fee_bps = current_platform_fee_bps()
+    token: str | None = None
+    test_token = False
+    if listing.currency != "ETH":
+        try:
+            address = gateway().token_of(listing.currency)
+        except Exception:  # the currency is still named; its token is unknown without the chain
+            address = None
+        token = to_checksum_address(address) if address else None
+        test_token = token is not None and gateway().is_dev_chain()
+    return OfferTerms(
+        ship_within=ship_within_seconds(),
+        ship_by=page_now() + timedelta(seconds=ship_within_seconds()),
+        delivery_days=delivery_days_of(listing),
+        inspection_seconds=inspection_seconds(),
+        platform_fee_bps=fee_bps,
+        platform_fee=None if fee_bps is None else platform_fee_of(int(listing.price), fee_bps),
+        currency=listing.currency,
+        token=token,
+        test_token=test_token,
+    )
 
 
 @dataclass(frozen=True)

@@ -556,6 +556,7 @@ def detail(listing_id: int) -> str:
         is_owner=is_owner,
         reserved=reserved_by_other(listing, address),
         delivery_days=checkout.delivery_days_of(listing),
+        offer=checkout.offer_terms(listing),
         categories=CATEGORIES,
         statuses=STATUSES,
         form=ConfirmForm(),

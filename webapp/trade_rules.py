@@ -168,6 +168,7 @@ ACTIONS: dict[str, Action] = {
             _l("Withdraw my offer"),
             frozenset({"buyer", "seller"}),
             _l("Takes back your split offer; the other party can no longer accept it."),
+            confirm=_l("Withdraw your split offer? The other party can no longer accept it."),
         ),
         Action(
             "resolve",
@@ -380,6 +381,22 @@ def load_trade(trade_pk: int) -> tuple[Trade, str]:
     if role is None:
         abort(403, _("Only the buyer, the seller and the arbitrator of this trade can see it."))
     return trade, role
+
+
+def load_trade_for_anyone(trade_pk: int) -> tuple[Trade, str | None]:
+    """The trade and the signed-in user's role in it (None for a visitor); 404 unknown.
+
+    A visitor sees what the chain shows anyway (terms, status, timeline) and may send the
+    timeouts anyone may send; the conversation and the evidence stay with the participants.
+    """
+    trade = db.session().get(Trade, trade_pk)
+    if trade is None:
+        abort(404)
+    return trade, role_of(trade, current_address())
+
+
+#: Actions the contract lets any address send once their time has come (permissionless).
+TIMEOUT_ACTIONS = frozenset({"release", "refund", "resolve"})
 
 
 def json_body() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from web3.exceptions import TransactionNotFound
 from escrow.client import ETH, ZERO_REF
 from escrow.db.models import (
     ArbitratorProfile,
+    ArbitratorStats,
     EvidenceFile,
     Listing,
     ListingStatus,
@@ -43,13 +44,11 @@ from webapp.trade_rules import (
     ACTIONS,
     DISPUTE_STATEMENT_MARK,
     EXTENSION_DAYS,
-    INSPECTION_SECONDS,
-    MIN_INSPECTION_SECONDS,
     OPEN_STATUSES,
     ROLE_TITLES,
-    SHIP_WITHIN_SECONDS,
     STATUS_FILTER_WORDS,
     STATUS_FILTERS,
+    TIMEOUT_ACTIONS,
     available_actions,
     chain_now,
     client_of,
@@ -58,7 +57,7 @@ from webapp.trade_rules import (
     json_body,
     keep_statement,
     listing_url,
-    load_trade,
+    load_trade_for_anyone,
     milestones,
     page_now,
     percent_to_bps,
@@ -66,10 +65,12 @@ from webapp.trade_rules import (
     role_of,
     role_word,
     split_offer_live,
+    state_timeout,
     status_word,
     sync_dispute_statement,
     terms_of,
 )
+from webapp.views import short_address, when
 
 bp = Blueprint("trades", __name__)
 
@@ -165,6 +166,20 @@ def _stringify_numbers(typed: dict[str, Any]) -> dict[str, Any]:
 class ArbitratorChoice:
     address: str
     fee_bps: int
+    name: str | None = None
+    #: Disputes this arbitrator was given, and how many they ruled (not left to time out).
+    cases: int = 0
+    ruled: int = 0
+
+    @property
+    def label(self) -> str:
+        """The line of the Buy form's menu: name, fee and record."""
+        return _(
+            "%(name)s · fee %(fee)s · %(record)s",
+            name=self.name or short_address(self.address),
+            fee=bps_percent(self.fee_bps),
+            record=ngettext("%(num)d case ruled", "%(num)d cases ruled", self.ruled),
+        )
 
 
 @bp.app_template_global("held_until")
@@ -190,8 +205,33 @@ def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
         profiles = registered_arbitrators(db.session(), exclude, ask_chain=False)
     except EscrowError:
         return []
-    # Indexed profiles of registered arbitrators carry their cap: no chain call here.
-    return [ArbitratorChoice(p.address, arbitrator_fee(p)) for p in profiles]
+    addresses = [p.address for p in profiles]
+    names = dict(
+        db.session()
+        .execute(select(User.address, User.display_name).where(User.address.in_(addresses)))
+        .all()
+    )
+    kept = {
+        row.address: row
+        for row in db.session().scalars(
+            select(ArbitratorStats).where(ArbitratorStats.address.in_(addresses))
+        )
+    }
+    choices = []
+    for p in profiles:
+        row = kept.get(p.address)
+        ruled = (row.resolved - row.by_timeout) if row is not None else 0
+        # Indexed profiles of registered arbitrators carry their cap: no chain call here.
+        choices.append(
+            ArbitratorChoice(
+                p.address,
+                arbitrator_fee(p),
+                names.get(p.address),
+                row.cases if row is not None else 0,
+                ruled,
+            )
+        )
+    return choices
 
 
 @bp.post("/listings/<int:listing_id>/buy")
@@ -274,7 +314,7 @@ def buy(listing_id: int) -> Any:
             seller=seller.address,
             arbitrator=arbitrator.address,
             amount=int(hold.amount),
-            ship_by=now + int(current_app.config.get("SHIP_WITHIN_SECONDS", SHIP_WITHIN_SECONDS)),
+            ship_by=now + checkout.ship_within_seconds(),
             inspection_period=inspection_seconds(),
             delivery_window=delivery_window_of(listing),
             arbitrator_fee_bps=fee_bps,
@@ -348,15 +388,11 @@ def buy(listing_id: int) -> Any:
 
 
 def inspection_seconds() -> int:
-    """The inspection period of new trades: the market's setting, never below the contract's
-    minimum of one day."""
-    configured = int(current_app.config.get("INSPECTION_SECONDS", INSPECTION_SECONDS))
-    return max(configured, MIN_INSPECTION_SECONDS)
+    return checkout.inspection_seconds()
 
 
 def delivery_window_of(listing: Listing) -> int:
-    """The delivery window the seller promised in the listing, in seconds."""
-    return checkout.delivery_days_of(listing) * 24 * 3600
+    return checkout.delivery_window_of(listing)
 
 
 def fee_raised_message(shown_bps: int, now_bps: int) -> str:
@@ -530,7 +566,9 @@ def _risk_signals(session: Session, trade: Trade) -> list[Any]:
 @bp.get("/trades/<int:trade_pk>")
 @login_required
 def show(trade_pk: int) -> str:
-    trade, role = load_trade(trade_pk)
+    trade, role = load_trade_for_anyone(trade_pk)
+    if role is None:
+        return _visitor_page(trade)
     session = db.session()
     sync_dispute_statement(session, trade)
     now = page_now()
@@ -575,6 +613,47 @@ def show(trade_pk: int) -> str:
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
         unlinked_listing=_unlinked_listing(session, trade),
+        bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
+    )
+
+
+def _visitor_page(trade: Trade) -> str:
+    """The trade as someone outside it sees it: what the chain shows anyway, and the timeouts
+    anyone may send once they are due. No conversation, evidence or statement."""
+    session = db.session()
+    now = page_now()
+    events = list(
+        session.scalars(
+            select(TradeEvent)
+            .where(TradeEvent.trade_id == trade.id)
+            .order_by(TradeEvent.block_number, TradeEvent.log_index)
+        )
+    )
+    me = current_address()
+    actions = [a for a in available_actions(trade, me, now) if a.name in TIMEOUT_ACTIONS]
+    return render_template(
+        "trades/show.html",
+        trade=trade,
+        role=None,
+        status_word=status_word,
+        now=now,
+        events=events,
+        event_words=EVENT_WORDS,
+        event_label=event_label,
+        actions=actions,
+        deadlines=deadlines(trade),
+        milestones=milestones(trade),
+        offer_live=split_offer_live(trade, now),
+        extension_days=list(EXTENSION_DAYS),
+        risk_signals=[],
+        evidence=[],
+        messages=[],
+        may_message=False,
+        currency=currency_of(trade),
+        is_open=trade.status in OPEN_STATUSES,
+        statement_mark=DISPUTE_STATEMENT_MARK,
+        listing_url=listing_url(trade.listing_id),
+        unlinked_listing=None,
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
     )
 
@@ -626,9 +705,13 @@ def act(trade_pk: int, name: str) -> Any:
     action = ACTIONS.get(name)
     if action is None:
         abort(404)
-    trade, role = load_trade(trade_pk)
+    trade, role = load_trade_for_anyone(trade_pk)
     me = current_address()
     assert me is not None
+    if role is None and name not in TIMEOUT_ACTIONS:
+        return render_error(
+            403, _("Only the buyer, the seller and the arbitrator of this trade can do this.")
+        )
     if "anyone" not in action.roles and role not in action.roles:
         if action.roles == {"buyer"}:
             refusal = _("Only the buyer can do this.")
@@ -637,7 +720,19 @@ def act(trade_pk: int, name: str) -> Any:
         else:
             refusal = _("Only the buyer or the seller can do this.")
         return render_error(403, refusal)
-    if action not in available_actions(trade, me, chain_now()):
+    now = chain_now()
+    if action not in available_actions(trade, me, now):
+        due = state_timeout(trade)
+        if name in TIMEOUT_ACTIONS and trade.status in OPEN_STATUSES and due and now < due:
+            return render_error(
+                409,
+                _(
+                    "“%(action)s” is not due yet: it becomes possible at %(time)s. Reload the "
+                    "page to see the trade as it is now.",
+                    action=action.label,
+                    time=when(due),
+                ),
+            )
         return render_error(
             409,
             _(
