@@ -31,6 +31,7 @@ from webapp.trade_rules import (
     json_body,
     page_now,
     prepare_for,
+    status_word,
     sync_dispute_statement,
     terms_of,
 )
@@ -168,6 +169,8 @@ def case(trade_pk: int) -> str:
         may_message=trade.dispute is not None,
         statement_mark=DISPUTE_STATEMENT_MARK,
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
+        back=url_for("arbitration.case", trade_pk=trade.id),
+        status_word=status_word,
     )
 
 

@@ -262,7 +262,18 @@ def post_message(trade_pk: int) -> Any:
     session_db.commit()
     if wants_json():
         return jsonify(id=message.id)
-    return redirect(url_for("trades.show", trade_pk=trade.id) + "#messages")
+    return redirect(message_return_path(trade, source.get("next")) + "#messages")
+
+
+def message_return_path(trade: Trade, wanted: Any) -> str:
+    """Where the message form sends its writer back: the page it was posted from when that is
+    one of this trade's pages (the trade page or its case file), else the trade page. Only
+    these local paths are accepted, so the form cannot send anyone elsewhere."""
+    trade_page = url_for("trades.show", trade_pk=trade.id)
+    pages = {trade_page}
+    if "arbitration.case" in current_app.view_functions:
+        pages.add(url_for("arbitration.case", trade_pk=trade.id))
+    return wanted if isinstance(wanted, str) and wanted in pages else trade_page
 
 
 # ------------------------------------------------------------------ the opener's statement

@@ -23,9 +23,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
@@ -175,6 +175,7 @@ def profile(address: str) -> str:
         record=record,
         ratings=ratings,
         listings=listings,
+        arbitration=arbitrator_figures(session, address),
         is_me=address == current_address(),
     )
 
@@ -231,6 +232,15 @@ class ArbitratorStats:
     resolved: int = 0
     by_timeout: int = 0
     median_ruling: timedelta | None = None
+    for_buyer: int = 0
+    for_seller: int = 0
+    split: int = 0
+    ruling_seconds_total: int = 0
+
+    @property
+    def rulings(self) -> int:
+        """Disputes ended by the arbitrator's ruling (not by the ruling deadline passing)."""
+        return self.for_buyer + self.for_seller + self.split
 
     @property
     def timeout_percent(self) -> str:
@@ -238,14 +248,30 @@ class ArbitratorStats:
             return "—"
         return f"{round(100 * self.by_timeout / self.resolved)}%"
 
+    def ruling_percent(self, count: int) -> str:
+        """``count`` as a share of the rulings ('—' without rulings)."""
+        if not self.rulings:
+            return "—"
+        return f"{round(100 * count / self.rulings)}%"
+
     @property
     def median_text(self) -> str:
-        if self.median_ruling is None:
+        return _time_text(self.median_ruling)
+
+    @property
+    def mean_text(self) -> str:
+        if not self.rulings:
             return "—"
-        hours = self.median_ruling.total_seconds() / 3600
-        if hours < 48:
-            return _("%(hours)s h", hours=format(hours, ".1f"))
-        return _("%(days)s days", days=format(hours / 24, ".1f"))
+        return _time_text(timedelta(seconds=self.ruling_seconds_total / self.rulings))
+
+
+def _time_text(value: timedelta | None) -> str:
+    if value is None:
+        return "—"
+    hours = value.total_seconds() / 3600
+    if hours < 48:
+        return _("%(hours)s h", hours=format_decimal(round(hours, 1), format="0.0"))
+    return _("%(days)s days", days=format_decimal(round(hours / 24, 1), format="0.0"))
 
 
 def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
@@ -263,17 +289,33 @@ def arbitrator_stats(session: Any) -> list[ArbitratorStats]:
             select(ArbitratorStatsRow).where(ArbitratorStatsRow.address.in_(addresses))
         )
     }
-    stats = []
-    for p in profiles:
-        entry = ArbitratorStats(p.address, names.get(p.address), p)
-        row = kept.get(p.address)
-        if row is not None:
-            entry.cases, entry.open_cases = row.cases, row.open_cases
-            entry.resolved, entry.by_timeout = row.resolved, row.by_timeout
-            if row.median_ruling_ms is not None:
-                entry.median_ruling = timedelta(milliseconds=row.median_ruling_ms)
-        stats.append(entry)
-    return stats
+    return [_figures(p, names.get(p.address), kept.get(p.address)) for p in profiles]
+
+
+def _figures(
+    profile: ArbitratorProfile, name: str | None, row: ArbitratorStatsRow | None
+) -> ArbitratorStats:
+    entry = ArbitratorStats(profile.address, name, profile)
+    if row is not None:
+        entry.cases, entry.open_cases = row.cases, row.open_cases
+        entry.resolved, entry.by_timeout = row.resolved, row.by_timeout
+        entry.for_buyer, entry.for_seller, entry.split = row.for_buyer, row.for_seller, row.split
+        entry.ruling_seconds_total = int(row.ruling_seconds_total or 0)
+        if row.median_ruling_ms is not None:
+            entry.median_ruling = timedelta(milliseconds=row.median_ruling_ms)
+    return entry
+
+
+def arbitrator_figures(session: Any, address: str) -> ArbitratorStats | None:
+    """One person's arbitration figures, if they are an arbitrator or were named as one."""
+    profile = session.scalar(select(ArbitratorProfile).where(ArbitratorProfile.address == address))
+    row = session.get(ArbitratorStatsRow, address)
+    if profile is None and row is None:
+        return None
+    if profile is None:
+        profile = ArbitratorProfile(address=address, languages=[])
+    name = session.scalar(select(User.display_name).where(User.address == address))
+    return _figures(profile, name, row)
 
 
 @bp.get("/arbitrators")
