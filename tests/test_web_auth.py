@@ -173,3 +173,56 @@ def test_changed_statement_is_refused(
         app, roles, keys, app.config["SIWE_STATEMENT"], "I agree to send all my money."
     )
     assert response.status_code == 400 and "changed" in response.get_json()["error"]
+
+
+def _who(user: WebUser) -> Any:
+    response = user.client.get("/auth/signin", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    return response.get_json()["address"]
+
+
+def test_signin_as_json_says_who_is_signed_in(
+    app: Flask, roles: Roles, keys: dict[str, LocalAccount]
+) -> None:
+    user = sign_in(app.test_client(), keys[roles.buyer])
+    assert _who(user) == roles.buyer.lower()
+    # Signed out in another tab (the same cookie): the page that asks learns it.
+    other_tab = WebUser(user.client, user.address)
+    assert other_tab.post_json("/auth/logout").status_code == 200
+    assert _who(user) is None
+    assert _who(_fresh(app)) is None
+    assert "<html" in user.client.get("/auth/signin").get_data(as_text=True)
+
+
+def test_switching_dev_accounts_signs_in_again_as_the_other(
+    app: Flask, roles: Roles, keys: dict[str, LocalAccount]
+) -> None:
+    user = sign_in(app.test_client(), keys[roles.buyer])
+    assert user.client.get("/dev-wallet/accounts").get_json()["signedIn"] == roles.buyer.lower()
+    with user.client.session_transaction() as session:
+        first_login = session["login"]
+    # What wallet.js does on a pick: a fresh sign-in as the other account (the browser test
+    # has the node sign it; the embedded chain has no personal_sign).
+    message = user.client.get(f"/auth/message?address={roles.seller}").get_json()["message"]
+    body = {"message": message, "signature": _signed(keys[roles.seller], message)}
+    assert user.post_json("/auth/verify", body).status_code == 200
+    assert user.client.get("/dev-wallet/accounts").get_json()["signedIn"] == roles.seller.lower()
+    assert _who(user) == roles.seller.lower()
+    # The buyer's sign-in is over for every copy of the old cookie.
+    stale = app.test_client()
+    with stale.session_transaction() as session:
+        session["address"], session["login"] = roles.buyer.lower(), first_login
+    assert _who(WebUser(stale, roles.buyer.lower())) is None
+
+
+def test_failed_switch_keeps_the_session(
+    app: Flask, roles: Roles, keys: dict[str, LocalAccount]
+) -> None:
+    user = sign_in(app.test_client(), keys[roles.buyer])
+    message = user.client.get(f"/auth/message?address={roles.seller}").get_json()["message"]
+    # A signature by another key (or none at all) changes nothing.
+    bad = {"message": message, "signature": _signed(keys[roles.stranger], message)}
+    assert user.post_json("/auth/verify", bad).status_code == 400
+    assert _who(user) == roles.buyer.lower()
+    assert user.client.get("/dev-wallet/accounts").get_json()["signedIn"] == roles.buyer.lower()

@@ -165,7 +165,15 @@ def site_domain() -> str:
 
 
 @bp.get("/auth/signin")
-def signin() -> str:
+def signin() -> str | Response:
+    """The sign-in page; asked for JSON, who this browser is signed in as (``address`` or
+    null): a page loaded before a sign-out or an account switch in another tab asks when a
+    request fails, to say so."""
+    if request.accept_mimetypes.best == "application/json":
+        response = jsonify(address=current_address())
+        response.headers["Cache-Control"] = "no-store"
+        response.vary.add("Accept")
+        return response
     return render_template(
         "auth/signin.html", next_url=safe_next(request.args.get("next"), url_for("listings.index"))
     )
@@ -399,6 +407,8 @@ def dev_accounts() -> Response | tuple[Response, int]:
     return jsonify(
         accounts=[{"address": a, "name": names.get(a)} for a in accounts],
         chainId=gateway().chain().chain_id,
+        # The header's account list shows who is signed in (any wallet), or nobody.
+        signedIn=current_address(),
     )
 
 

@@ -9,13 +9,18 @@
 
   // POSTs JSON and returns {ok, status, payload} (refusals carry data the page needs).
   async function post(url, data) {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: {'Accept': 'application/json', 'Content-Type': 'application/json',
-                'X-CSRFToken': W.csrfToken()},
-      body: JSON.stringify(data || {}),
-      credentials: 'same-origin',
-    });
+    let response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: {'Accept': 'application/json', 'Content-Type': 'application/json',
+                  'X-CSRFToken': W.csrfToken()},
+        body: JSON.stringify(data || {}),
+        credentials: 'same-origin',
+      });
+    } catch (error) {
+      throw new Error(gettext('The market did not answer. Check your connection and try again.'));
+    }
     let payload = {};
     try { payload = await response.json(); } catch (e) { payload = {}; }
     return {ok: response.ok, status: response.status, payload};
@@ -177,6 +182,7 @@
                      version: form.elements.version.value};
       const base = {quote, arbitrator: form.elements.arbitrator ? form.elements.arbitrator.value : ''};
       let sent = false;
+      let from = null;  // the wallet's account, once asked
       try {
         W.status(gettext('Checking the price and holding the item for you…'));
         let answer = await post(form.dataset.checkoutUrl, base);
@@ -199,7 +205,7 @@
           W.status(gettext('Purchase cancelled. The item is free again.'), 'ok');
           return;
         }
-        const from = await W.account();
+        from = await W.account();
         // The fee the buyer reviewed is the most the payment may be charged: the server refuses
         // a higher one now, and the escrow reverts if it is raised before the payment is mined.
         base.quote = Object.assign({}, quote, {platform_fee_bps: r.platform_fee_bps});
@@ -260,7 +266,7 @@
         W.goTo(prepared.redirect);
       } catch (error) {
         if (!sent) await letGo('refused');
-        W.status((error && error.message) || String(error), 'error');
+        W.status(sent ? W.explain(error) : await W.explainFailure(error, from), 'error');
       } finally {
         busy = false;
         button.disabled = false;

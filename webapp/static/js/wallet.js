@@ -21,12 +21,56 @@
     box.hidden = !text;
   }
 
+  // What went wrong, in words a person can act on. Wallets reject with EIP-1193 codes: 4001
+  // is the person pressing Reject, 4100 a site the wallet has not allowed yet.
+  function explain(error) {
+    const code = error && (error.code ?? (error.data && error.data.code));
+    if (code === 4001 || code === 'ACTION_REJECTED') {
+      return gettext('You refused the request in your wallet.');
+    }
+    if (code === 4100) return gettext('Your wallet has not allowed this site yet: open the wallet and connect it.');
+    if (code === -32002) return gettext('Your wallet is already asking you something: open it and answer.');
+    return (error && error.message) || String(error);
+  }
+
+  // Why an action failed, looking first at the session: a sign-out or a sign-in as someone else
+  // in another tab ends this page's session (and its CSRF token), and the server's refusal
+  // would not say so. `expected`: the address the page acted for, when it knows it.
+  async function explainFailure(error, expected) {
+    const code = error && error.code;
+    if (code === 4001 || code === 'ACTION_REJECTED') return explain(error);
+    let address;
+    try {
+      address = (await getJSON('/auth/signin')).address;
+    } catch (e) {
+      return explain(error);
+    }
+    if (!address) {
+      return gettext('You are signed out (perhaps in another tab), so nothing was sent. ' +
+                     'Sign in again, then try once more.');
+    }
+    if (expected && address !== String(expected).toLowerCase()) {
+      return gettext('You are now signed in as %(account)s (perhaps in another tab), so ' +
+                     'nothing was sent. Reload the page.', {account: address});
+    }
+    return explain(error);
+  }
+
+  // fetch, with a clear message when the market does not answer at all.
+  async function send(url, options) {
+    try {
+      return await fetch(url, options);
+    } catch (error) {
+      throw new Error(gettext('The market did not answer. Check your connection and try again.'));
+    }
+  }
+
   // Posts `data` as JSON, or as multipart when it is a FormData (file uploads).
   async function postJSON(url, data) {
     const isForm = typeof FormData !== 'undefined' && data instanceof FormData;
     const headers = {'Accept': 'application/json', 'X-CSRFToken': csrfToken()};
     if (!isForm) headers['Content-Type'] = 'application/json';
-    const response = await fetch(url, {
+    const response = await send(url, {
       method: 'POST',
       headers,
       body: isForm ? data : JSON.stringify(data || {}),
@@ -41,8 +85,8 @@
   }
 
   async function getJSON(url) {
-    const response = await fetch(url, {headers: {'Accept': 'application/json'},
-                                       credentials: 'same-origin'});
+    const response = await send(url, {headers: {'Accept': 'application/json'},
+                                      credentials: 'same-origin'});
     const payload = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(payload.error || gettext('The server answered %(status)s.', {status: response.status}));
     return payload;
@@ -50,43 +94,72 @@
 
   // ---------------------------------------------------------------- providers
 
-  const DevWallet = {
-    isDevWallet: true,
-    account() { return localStorage.getItem('devAccount'); },
-    async request({method, params}) {
-      switch (method) {
-        case 'eth_requestAccounts':
-        case 'eth_accounts': {
-          const account = this.account();
-          if (!account) throw new Error(gettext('Pick a demo account in the dev wallet first.'));
-          return [account];
+  // The dev wallet for one demo account (the one picked in the header when none is given).
+  function devWallet(address) {
+    return {
+      isDevWallet: true,
+      account() { return address || localStorage.getItem('devAccount'); },
+      async request({method, params}) {
+        switch (method) {
+          case 'eth_requestAccounts':
+          case 'eth_accounts': {
+            const account = this.account();
+            if (!account) throw new Error(gettext('Pick a demo account in the dev wallet first.'));
+            return [account];
+          }
+          case 'eth_chainId':
+            return (await getJSON('/dev-wallet/accounts')).chainId;
+          case 'personal_sign':
+          case 'eth_sendTransaction':
+          case 'eth_signTypedData_v4':
+            return (await postJSON('/dev-wallet/rpc', {method, params})).result;
+          default:
+            throw new Error(gettext('The dev wallet does not support %(method)s.', {method}));
         }
-        case 'eth_chainId':
-          return (await getJSON('/dev-wallet/accounts')).chainId;
-        case 'personal_sign':
-        case 'eth_sendTransaction':
-        case 'eth_signTypedData_v4':
-          return (await postJSON('/dev-wallet/rpc', {method, params})).result;
-        default:
-          throw new Error(gettext('The dev wallet does not support %(method)s.', {method}));
-      }
-    },
-  };
+      },
+    };
+  }
+  const DevWallet = devWallet(null);
 
+  function noWallet() {
+    return new Error(devWalletOn ?
+      gettext('No wallet found. Install a browser wallet or use the dev wallet.') :
+      gettext('No wallet found. Install a browser wallet.'));
+  }
+
+  // The wallet the person chose last (a sign-in stores it): the dev wallet on a local chain
+  // unless they signed in with their browser wallet.
   function provider() {
     if (devWalletOn && (localStorage.getItem('walletKind') !== 'injected' || !window.ethereum)) {
       return DevWallet;
     }
     if (window.ethereum) return window.ethereum;
-    throw new Error(devWalletOn ?
-      gettext('No wallet found. Install a browser wallet or use the dev wallet.') :
-      gettext('No wallet found. Install a browser wallet.'));
+    throw noWallet();
+  }
+
+  // Browser wallets may add window.ethereum after this script ran; they announce it with
+  // `ethereum#initialized`. A click that comes first waits a little for it.
+  function injectedWallet(waitMs) {
+    if (window.ethereum) return Promise.resolve(window.ethereum);
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        window.removeEventListener('ethereum#initialized', done);
+        if (window.ethereum) resolve(window.ethereum); else reject(noWallet());
+      };
+      const timer = setTimeout(done, waitMs);
+      window.addEventListener('ethereum#initialized', done);
+    });
+  }
+
+  async function accountOf(wallet) {
+    const accounts = await wallet.request({method: 'eth_requestAccounts', params: []});
+    if (!accounts || !accounts.length) throw new Error(gettext('The wallet shared no account.'));
+    return String(accounts[0]).toLowerCase();
   }
 
   async function account() {
-    const accounts = await provider().request({method: 'eth_requestAccounts', params: []});
-    if (!accounts || !accounts.length) throw new Error(gettext('The wallet shared no account.'));
-    return accounts[0].toLowerCase();
+    return accountOf(provider());
   }
 
   function toHex(text) {
@@ -96,20 +169,40 @@
 
   // ---------------------------------------------------------------- sign-in (EIP-4361)
 
-  async function signIn(next) {
+  let signingIn = false;
+
+  // Signs in with one wallet from start to end: `kind` is 'dev' (the demo account `devAddress`,
+  // or the one picked in the header) or 'injected' (the browser's EIP-1193 wallet). Until the
+  // server accepts the signature the previous session stays as it was. Resolves to the
+  // server's answer, or null when the sign-in did not happen (the reason is in the status line).
+  async function signInWith(kind, next, devAddress) {
+    if (signingIn) return null;  // a double click signs in once
+    signingIn = true;
     try {
       status(gettext('Asking your wallet for your address…'));
-      const address = await account();
+      const wallet = kind === 'dev' && devWalletOn ? devWallet(devAddress) :
+        kind === 'injected' ? await injectedWallet(3000) : provider();
+      const address = await accountOf(wallet);
       const {message} = await getJSON('/auth/message?address=' + encodeURIComponent(address));
       status(gettext('Sign the message in your wallet to prove it is yours…'));
-      const signature = await provider().request({method: 'personal_sign',
-                                                  params: [toHex(message), address]});
+      const signature = await wallet.request({method: 'personal_sign',
+                                              params: [toHex(message), address]});
       const result = await postJSON('/auth/verify', {message, signature, next});
+      localStorage.setItem('walletKind', wallet.isDevWallet ? 'dev' : 'injected');
+      if (wallet.isDevWallet) localStorage.setItem('devAccount', address);
       status(gettext('Signed in.'), 'ok');
-      window.location.assign(result.next || '/');
+      return result;
     } catch (error) {
-      status(error.message || String(error), 'error');
+      status(explain(error), 'error');
+      return null;
+    } finally {
+      signingIn = false;
     }
+  }
+
+  async function signIn(next, kind) {
+    const result = await signInWith(kind, next);
+    if (result) window.location.assign(result.next || '/');
   }
 
   // ---------------------------------------------------------------- transactions
@@ -211,7 +304,7 @@
           const target = result.redirect || el.dataset.redirect;
           goTo(target);
         } catch (error) {
-          status(error.message || String(error), 'error');
+          status(await explainFailure(error), 'error');
           buttons.forEach((b) => { b.disabled = false; });
         }
       });
@@ -220,36 +313,78 @@
 
   // ---------------------------------------------------------------- dev wallet picker
 
+  // The header's list of demo accounts shows who is signed in. Picking another account while
+  // signed in signs in again as that account (a new EIP-4361 sign-in) and reloads the page;
+  // signed out, it only chooses the account the next sign-in uses.
   async function setUpDevWalletPicker() {
     const picker = document.getElementById('dev-account');
     if (!picker) return;
+    let info;
     try {
-      const {accounts} = await getJSON('/dev-wallet/accounts');
-      const chosen = localStorage.getItem('devAccount');
-      picker.innerHTML = '';
-      const blank = document.createElement('option');
-      blank.value = '';
-      blank.textContent = gettext('Dev wallet: pick an account');
-      picker.appendChild(blank);
-      accounts.forEach((a, i) => {
-        const option = document.createElement('option');
-        option.value = a.address;
-        option.textContent = '#' + i + ' ' + (a.name ? a.name + ' ' : '') +
-          a.address.slice(0, 6) + '…' + a.address.slice(-4);
-        if (a.address === chosen) option.selected = true;
-        picker.appendChild(option);
-      });
-      picker.addEventListener('change', () => {
-        if (picker.value) {
-          localStorage.setItem('devAccount', picker.value);
+      info = await getJSON('/dev-wallet/accounts');
+    } catch (error) {
+      picker.hidden = true;
+      return;
+    }
+    const addresses = info.accounts.map((a) => a.address);
+    const signedIn = info.signedIn && addresses.includes(info.signedIn) ? info.signedIn : null;
+    if (signedIn && localStorage.getItem('walletKind') !== 'injected') {
+      localStorage.setItem('devAccount', signedIn);  // the dev wallet signs as who is signed in
+    }
+    const shown = info.signedIn ? signedIn || '' : localStorage.getItem('devAccount') || '';
+    picker.innerHTML = '';
+    const blank = document.createElement('option');
+    blank.value = '';
+    blank.textContent = gettext('Dev wallet: pick an account');
+    picker.appendChild(blank);
+    info.accounts.forEach((a, i) => {
+      const option = document.createElement('option');
+      option.value = a.address;
+      option.textContent = '#' + i + ' ' + (a.name ? a.name + ' ' : '') +
+        a.address.slice(0, 6) + '…' + a.address.slice(-4);
+      picker.appendChild(option);
+    });
+    picker.value = addresses.includes(shown) ? shown : '';
+    let current = picker.value;
+
+    picker.addEventListener('change', async () => {
+      const chosen = picker.value;
+      // Ask again: another tab may have signed in or out since this page was made.
+      let now;
+      try {
+        now = (await getJSON('/dev-wallet/accounts')).signedIn || null;
+      } catch (error) {
+        status(explain(error), 'error');
+        picker.value = current;
+        return;
+      }
+      if (!now) {
+        if (chosen) {
+          localStorage.setItem('devAccount', chosen);
           localStorage.setItem('walletKind', 'dev');
         } else {
           localStorage.removeItem('devAccount');
         }
-      });
-    } catch (error) {
-      picker.hidden = true;
-    }
+        current = chosen;
+        return;
+      }
+      if (!chosen || chosen === now) {
+        // Signing out is the header's Sign out button; this list only switches accounts.
+        picker.value = addresses.includes(now) ? now : '';
+        current = picker.value;
+        if (chosen === now) goTo(null);  // another tab switched: show who is signed in
+        return;
+      }
+      picker.disabled = true;
+      const result = await signInWith('dev', null, chosen);
+      if (result) {
+        goTo(null);
+        return;
+      }
+      picker.value = current;  // the previous account is still the one signed in
+      picker.disabled = false;
+      picker.focus();
+    });
   }
 
   // ---------------------------------------------------------------- countdowns
@@ -286,14 +421,14 @@
 
   // ---------------------------------------------------------------- start
 
+  // Each sign-in button names its wallet (data-wallet="dev" or "injected"); one without a
+  // name uses the wallet chosen last.
   document.querySelectorAll('[data-signin]').forEach((el) => {
     el.addEventListener('click', (event) => {
       event.preventDefault();
-      signIn(el.dataset.next || new URLSearchParams(window.location.search).get('next'));
+      const kind = el.dataset.wallet || (el.hasAttribute('data-use-injected') ? 'injected' : null);
+      signIn(el.dataset.next || new URLSearchParams(window.location.search).get('next'), kind);
     });
-  });
-  document.querySelectorAll('[data-use-injected]').forEach((el) => {
-    el.addEventListener('click', () => localStorage.setItem('walletKind', 'injected'));
   });
   wireActionButtons(document);
   setUpDevWalletPicker();
@@ -301,5 +436,5 @@
   setInterval(tickCountdowns, 1000);
 
   window.EscrowWallet = {provider, account, signIn, sendPrepared, waitForTx, postJSON, getJSON,
-                         status, goTo, csrfToken};
+                         status, explain, explainFailure, goTo, csrfToken};
 })();
