@@ -6,7 +6,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_SYS := build/.system-deps
 
-.PHONY: install run test lint format bench bench-gas bench-indexer bench-web bench-load chain demo \
+.PHONY: install run run-scaled test lint format bench bench-gas bench-indexer bench-web bench-load chain demo \
 	compile clean mutation translations translations-compile
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SYS) translations-compile
@@ -30,6 +30,11 @@ compile: install
 
 run: install
 	$(BIN)/python scripts/run_stack.py
+
+# The production shape on one machine: PostgreSQL, Redis, two indexers and keepers (one
+# active each), gunicorn instances behind nginx (docs/scaling.md).
+run-scaled: install
+	$(BIN)/python scripts/run_scaled.py
 
 chain: install
 	$(BIN)/escrow chain

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the project needs (PostgreSQL for the database tests) when
+# Installs the Debian packages the project needs (PostgreSQL, Chromium, nginx, Redis...) when
 # they are missing. Needs root for apt-get; otherwise it says what to install.
 set -euo pipefail
 
@@ -11,6 +11,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # wrk: bounded load on loopback for the web benchmark.
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# nginx and Redis: the scaled shape (make run-scaled, docs/scaling.md) runs several web
+# instances behind nginx, with the rate-limit counters in Redis.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
