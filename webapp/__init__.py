@@ -53,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         languages,
         listings,
         messages,
+        notifications,
         profiles,
         trades,
         tx,
@@ -69,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         tx,
         languages,
         messages,
+        notifications,
     ):
         app.register_blueprint(module.bp)
 

@@ -120,6 +120,39 @@ def from_environment() -> dict[str, Any]:
         "SIGNIN_RATE_LIMIT": os.environ.get("ESCROW_SIGNIN_RATE_LIMIT", "20 per minute"),
         **limits_and_headers(),
         **tenge_rates(),
+        **notification_settings(),
+    }
+
+
+SMTP_SECURITY = ("starttls", "ssl", "none")
+
+
+def notification_settings() -> dict[str, Any]:
+    """The notifier (``python -m webapp.notify``) and its e-mails (``webapp/mailer.py``).
+
+    ``ESCROW_SMTP_HOST`` empty (the default): no e-mails at all, and the settings page says so.
+    ``ESCROW_SMTP_SECURITY`` is ``starttls`` (default), ``ssl`` (SMTPS) or ``none`` (only for a
+    relay on the same machine). The password comes from the environment, never from a file here.
+    """
+    security = os.environ.get("ESCROW_SMTP_SECURITY", "starttls").strip().lower() or "starttls"
+    if security not in SMTP_SECURITY:
+        raise ValueError(f"ESCROW_SMTP_SECURITY must be one of {SMTP_SECURITY}, not {security!r}")
+    interval = os.environ.get("ESCROW_NOTIFY_INTERVAL", "5").strip() or "5"
+    try:
+        seconds = float(interval)
+    except ValueError:
+        raise ValueError(f"ESCROW_NOTIFY_INTERVAL must be seconds, not {interval!r}") from None
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"ESCROW_NOTIFY_INTERVAL must be between 0 and 3600, not {interval!r}")
+    return {
+        "NOTIFY_INTERVAL": seconds,
+        "SMTP_HOST": os.environ.get("ESCROW_SMTP_HOST", "").strip(),
+        "SMTP_PORT": _env_int("ESCROW_SMTP_PORT", 587),
+        "SMTP_USER": os.environ.get("ESCROW_SMTP_USER", ""),
+        "SMTP_PASSWORD": os.environ.get("ESCROW_SMTP_PASSWORD", ""),
+        "SMTP_FROM": os.environ.get("ESCROW_SMTP_FROM", "").strip() or "market@localhost",
+        "SMTP_SECURITY": security,
+        "SMTP_TIMEOUT": 20.0,
     }
 
 

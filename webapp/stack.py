@@ -1,6 +1,7 @@
 """The whole local system as one object: anvil with saved state, the contracts, the migrated
-database, demo data, the indexer, the keeper (which sends the contract's due timeouts) and the
-production web server.
+database, demo data, the indexer, the keeper (which sends the contract's due timeouts), the
+notifier (notifications and their e-mails, ``python -m webapp.notify``) and the production web
+server.
 
 ``make run`` (scripts/run_stack.py), the browser tests and the web benchmarks all start it
 the same way, so what is tested is what users run.
@@ -95,6 +96,8 @@ class LocalStack:
         indexer_poll: float = 0.2,
         keeper: bool = True,
         keeper_poll: float = 1.0,
+        notifier: bool = True,
+        notify_interval: float = 1.0,
         quiet: bool = False,
         dev_wallet: bool = True,
         extra_env: dict[str, str] | None = None,
@@ -109,6 +112,8 @@ class LocalStack:
         self.indexer_poll = indexer_poll
         self.run_keeper = keeper
         self.keeper_poll = keeper_poll
+        self.run_notifier = notifier
+        self.notify_interval = notify_interval
         self.quiet = quiet
         self.dev_wallet = dev_wallet
         self.extra_env = extra_env or {}
@@ -122,6 +127,7 @@ class LocalStack:
         self.deployment: Deployment | None = None
         self.indexer: subprocess.Popen[bytes] | None = None
         self.keeper: subprocess.Popen[bytes] | None = None
+        self.notifier: subprocess.Popen[bytes] | None = None
         self.web: subprocess.Popen[bytes] | None = None
 
     @property
@@ -193,6 +199,21 @@ class LocalStack:
         )
         if self.run_keeper:
             self._start_keeper(env, out)
+        if self.run_notifier:
+            self.notifier = subprocess.Popen(
+                [
+                    *ends_with_parent(),
+                    sys.executable,
+                    "-m",
+                    "webapp.notify",
+                    "--interval",
+                    str(self.notify_interval),
+                ],
+                env=env,
+                stdout=out,
+                stderr=out,
+                umask=PRIVATE_UMASK,
+            )
         self.web = subprocess.Popen(
             [
                 # Each process of the stack gets SIGTERM if the program that started it dies,
@@ -292,10 +313,11 @@ class LocalStack:
         raise TimeoutError(f"the indexer did not reach block {target}")
 
     def stop(self) -> None:
-        for process in (self.web, self.keeper, self.indexer):
+        processes = (self.web, self.notifier, self.keeper, self.indexer)
+        for process in processes:
             if process is not None and process.poll() is None:
                 process.terminate()
-        for process in (self.web, self.keeper, self.indexer):
+        for process in processes:
             if process is None:
                 continue
             try:
