@@ -179,8 +179,12 @@ def test_ether_per_locale(app: Flask, locale: str, units: int, shown: str) -> No
         (KK, 1_234_567_500_000, f"1{NBSP}234{NBSP}567,50{NBSP}$"),
         (RU, 25 * USD, f"25{NBSP}$"),
         (KK, 1, f"0,000001{NBSP}$"),  # all six decimals of the token, none rounded away
-        (EN, 1_234_567_500_000, "1,234,567.5 USD"),  # English pages read as they did
+        (EN, 1_234_567_500_000, "1,234,567.50 USD"),  # cents as cents, in English too
         (EN, 1_234_567 * USD, "1,234,567 USD"),
+        (EN, 12_050_000, "12.05 USD"),
+        (EN, 12_345_000, "12.345 USD"),  # a fraction of a cent: every digit, none rounded
+        (EN, 1, "0.000001 USD"),
+        (RU, 12_345_600, f"12,3456{NBSP}$"),
     ],
 )
 def test_dollars_per_locale(app: Flask, locale: str, units: int, shown: str) -> None:

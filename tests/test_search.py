@@ -15,7 +15,7 @@ from db_fixtures import *  # noqa: F403  (fixtures)
 from escrow.db.engine import make_engine, upgrade
 from escrow.db.models import Listing, User
 from webapp import cities
-from webapp.search import apply_search, city_condition, parse
+from webapp.search import apply_search, city_condition, parse, price_order
 
 LISTINGS = [
     # title, description, city
@@ -321,3 +321,69 @@ def test_cities_table() -> None:
             assert cities.city_spellings(s)[1:] == spellings or set(spellings) <= set(
                 cities.city_spellings(s)
             )
+
+
+# ---------------------------------------------------------------------------- price order
+
+#: Tenge per smallest unit at 1 ETH = 1,500,000 ₸ and 1 USD = 500 ₸ (views.tenge_unit_rates).
+RATES: dict[str, float | None] = {"ETH": 1.5e6 / 10**18, "USD": 500 / 10**6, "KZT": 0.01}
+PRICED = [
+    # title, currency, price in units, value in tenge
+    ("Kettle", "KZT", 4_000 * 100),  # 4,000 ₸
+    ("Chair", "USD", 20 * 10**6),  # 10,000 ₸
+    ("Phone", "ETH", 10**16),  # 0.01 ETH = 15,000 ₸
+    ("Lamp", "USD", 5 * 10**6),  # 2,500 ₸
+    ("Sofa", "KZT", 120_000 * 100),  # 120,000 ₸
+    ("Laptop", "ETH", 2 * 10**17),  # 0.2 ETH = 300,000 ₸
+    ("Bike", "USD", 90 * 10**6),  # 45,000 ₸
+]
+
+
+def priced(session: Session) -> None:
+    seller = User(address="0x" + "22" * 20, languages=[])
+    session.add(seller)
+    session.flush()
+    for title, currency, price in PRICED:
+        session.add(
+            Listing(
+                ref="0x" + secrets.token_hex(32),
+                seller_id=seller.id,
+                title=title,
+                description="",
+                currency=currency,
+                price=price,
+            )
+        )
+    session.commit()
+
+
+def by_price(session: Session, rates: dict[str, float | None], *, descending: bool) -> list[str]:
+    query = select(Listing.title).where(Listing.title.in_([p[0] for p in PRICED]))
+    order = price_order(rates, descending=descending)
+    return list(session.scalars(query.order_by(*order, Listing.id)))
+
+
+def test_price_order_mixes_currencies_by_their_tenge_value(engine: Engine) -> None:
+    """'Price: low to high' listed every ETH listing before every USD one; a buyer compares
+    them in tenge."""
+    with Session(engine) as session:
+        priced(session)
+        cheapest_first = ["Lamp", "Kettle", "Chair", "Phone", "Bike", "Sofa", "Laptop"]
+        assert by_price(session, RATES, descending=False) == cheapest_first
+        assert by_price(session, RATES, descending=True) == cheapest_first[::-1]
+
+
+def test_a_currency_without_a_rate_comes_last(engine: Engine) -> None:
+    with Session(engine) as session:
+        priced(session)
+        rates = {**RATES, "ETH": None}
+        assert by_price(session, rates, descending=False) == [
+            "Lamp",
+            "Kettle",
+            "Chair",
+            "Bike",
+            "Sofa",
+            "Phone",
+            "Laptop",
+        ]
+        assert by_price(session, rates, descending=True)[-2:] == ["Laptop", "Phone"]

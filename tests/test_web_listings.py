@@ -74,7 +74,7 @@ def _get(app: Flask, listing_id: int) -> Listing | None:
 
 
 def _titles(page: str) -> list[str]:
-    return re.findall(r"<strong>([^<]+)</strong>", page)
+    return re.findall(r'<span class="card-title">([^<]+)</span>', page)
 
 
 # ---------------------------------------------------------------------------- browse
@@ -774,3 +774,75 @@ def test_my_listings(app: Flask, web: Any, roles: Roles) -> None:
     assert "Someone else" not in page
     empty = web("buyer2", roles).client.get("/listings/mine").get_data(as_text=True)
     assert "no listings yet" in empty
+
+
+# ---------------------------------------------------------------------------- terms before buying
+
+
+def test_the_listing_page_states_the_terms_a_purchase_signs(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    from escrow.db.models import ArbitratorStats
+
+    index_now(app)  # the arbitrators' registrations
+    client = app.extensions["escrow_chain"].client()
+    _, fee_bps = client.platform_fee()
+    assert fee_bps > 0  # the local deployment charges a fee
+    arbitrators = [a.lower() for a in app.extensions["escrow_chain"].deployment().arbitrators]
+    with _session(app) as session:
+        session.add(User(address=arbitrators[0], display_name="Judge Dana", languages=[]))
+        session.add(
+            ArbitratorStats(address=arbitrators[0], cases=4, resolved=3, by_timeout=1, split=2)
+        )
+        session.commit()
+    listing_id = _listing(app, roles.seller, price=2 * ONE_ETH, delivery_days=7)
+    before = datetime.now(UTC)
+    page = web("buyer", roles).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    terms = page[page.index("data-offer-terms") :]
+    assert "ETH (ether), paid straight into the escrow contract" in terms
+    assert 'data-offer="token"' not in terms
+    # Ship-by: five days after the payment (the setting the buy request uses), by chain time.
+    assert "must ship within 5 days of your payment" in terms
+    shown = re.search(r'data-offer="ship-by">.*?<time datetime="([^"]+)"', terms, re.S)
+    assert shown is not None
+    ship_by = datetime.fromisoformat(shown.group(1))
+    chain_now = datetime.fromtimestamp(client.chain.latest_timestamp(), UTC)
+    assert abs(ship_by - (chain_now + timedelta(days=5))) < timedelta(minutes=5)
+    assert ship_by > before
+    assert "Within 7 days after shipping" in terms
+    assert "3 days from receipt" in terms
+    # The fee as a percentage and as an amount of this price, as the escrow computes it.
+    fee = 2 * ONE_ETH * fee_bps // 10_000
+    with app.test_request_context():
+        from webapp.trades import bps_percent
+        from webapp.views import format_amount
+
+        expected_fee = f"{bps_percent(fee_bps)} of what the seller receives: "
+        expected_fee += format_amount(fee, "ETH")
+    assert expected_fee in terms
+    # The arbitrators by name (or short address), with their fee and record.
+    assert (
+        f'<a class="party" href="/u/{arbitrators[0]}" title="{arbitrators[0]}">Judge Dana</a>'
+        in terms
+    )
+    assert "2 cases ruled" in terms  # 3 ended, 1 of them by timeout
+    assert f'href="/u/{arbitrators[1]}"' in terms
+    assert "Judge Dana · fee" in page  # the Buy form's menu names them too
+
+
+def test_a_dollar_listing_names_its_token_and_marks_it_a_test_token(
+    app: Flask, web: Any, roles: Roles, stablecoin: str
+) -> None:
+    listing_id = _listing(app, roles.seller, price=25 * USD, currency="USD")
+    page = web(None).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    assert "USD: a dollar stablecoin token" in page
+    assert f'data-offer="token">{stablecoin}</span>' in page  # checksummed, in full
+    # The embedded test chain is a local chain (eth-tester): its token has no real value.
+    assert 'data-offer="test-token"' in page and "test token on a local chain" in page
+
+
+def test_deleting_a_listing_asks_first(app: Flask, web: Any, roles: Roles) -> None:
+    listing_id = _listing(app, roles.seller)
+    page = web("seller", roles).client.get(f"/listings/{listing_id}").get_data(as_text=True)
+    form = re.search(r'<form[^>]*action="/listings/\d+/delete"[^>]*>', page)
+    assert form is not None and 'data-confirm="Delete this listing?' in form.group(0)

@@ -25,11 +25,16 @@ for as text.
 Typical use (the listings index)::
 
     query = apply_search(select(Listing), session, "айфон Алматы")
+
+Price order across currencies (``price_order``): listings in ETH, USD and tenge are ordered by
+their approximate tenge value at the site's rates, so "Price: low to high" mixes them as a
+buyer compares them.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,11 +42,13 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Float,
     Select,
     String,
     and_,
     bindparam,
     case,
+    cast,
     column,
     false,
     func,
@@ -314,3 +321,25 @@ def city_condition(
                 parts.append(Listing.city.in_(case_variants(s)))
         return or_(*parts) if parts else false()
     return func.lower(Listing.city).in_([s.lower() for s in spellings])
+
+
+def price_order(
+    tenge_per_unit: Mapping[str, float | None], *, descending: bool = False
+) -> tuple[Any, ...]:
+    """ORDER BY terms for listings by price across currencies: ``tenge_per_unit`` is the
+    tenge value of one smallest unit of each currency (``views.tenge_unit_rates``). A listing
+    whose currency has no rate comes after all others, ordered within its currency. The tenge
+    value is a float, good for ordering only (prices shown are formatted from their units)."""
+    whens = [
+        (Listing.currency == currency, cast(Listing.price, Float) * float(rate))
+        for currency, rate in sorted(tenge_per_unit.items())
+        if rate
+    ]
+    if not whens:
+        value: ColumnElement[Any] = literal_column("NULL")
+    else:
+        value = case(*whens, else_=None)
+    unknown = case((value.is_(None), 1), else_=0)
+    if descending:
+        return (unknown, value.desc(), Listing.currency, Listing.price.desc())
+    return (unknown, value.asc(), Listing.currency, Listing.price.asc())

@@ -75,8 +75,10 @@ def current_locale() -> Locale:
 def format_amount(amount: int | None, currency: str = "ETH", places: int | None = None) -> str:
     """``1500000000000000000, 'ETH'`` -> ``'1.5 ETH'`` (English), ``'1,5 ETH'`` (Kazakh,
     Russian); ``123456750, 'KZT'`` -> ``'1 234 567,50 ₸'`` (no-break spaces). Exact, never
-    through float. In English ETH and USD read as they always did (``'1,234,567 USD'``); tenge
-    and, in Kazakh and Russian, dollars follow the locale's currency pattern."""
+    through float: ETH without trailing zeros, dollars and tenge whole or with two decimals
+    (``'12.50 USD'``), or with every digit when the amount has a fraction of a cent. In
+    English ETH and USD are written ``1,234,567.50 USD``; tenge and, in Kazakh and Russian,
+    dollars follow the locale's currency pattern."""
     if amount is None:
         return "—"
     return _format_amount(int(amount), currency, places, current_locale())
@@ -87,7 +89,9 @@ def format_amount(amount: int | None, currency: str = "ETH", places: int | None 
 @lru_cache(maxsize=16_384)
 def _format_amount(amount: int, currency: str, places: int | None, locale: Locale) -> str:
     fiat = currency == "KZT" or (currency in FIAT and locale.language != "en")
-    number = _number(amount, DECIMALS.get(currency, 18), places, locale, fiat)
+    # Dollars and tenge show cents as cents (12.50) in every language; a sub-cent amount keeps
+    # all its digits, since the amount shown must be the amount signed.
+    number = _number(amount, DECIMALS.get(currency, 18), places, locale, currency in FIAT)
     if fiat:
         return _currency_pattern(number, FIAT_SIGNS[currency], locale)
     return f"{number} {SYMBOLS.get(currency, currency)}"
@@ -133,6 +137,17 @@ def _in_tenge(amount: int, currency: str, rate: Decimal) -> int:
             ROUND_HALF_UP
         )
     return int(tenge) * 10 ** DECIMALS["KZT"]
+
+
+def tenge_unit_rates() -> dict[str, float | None]:
+    """The tenge value of one smallest unit of each currency at the site's rates (``None``
+    where no rate is set), for ordering listings by price across currencies
+    (``search.price_order``)."""
+    rates: dict[str, float | None] = {"KZT": 10.0 ** -DECIMALS["KZT"]}
+    for currency, setting in TENGE_RATE_SETTINGS.items():
+        rate = _rate(current_app.config.get(setting))
+        rates[currency] = float(rate.scaleb(-DECIMALS[currency])) if rate is not None else None
+    return rates
 
 
 @lru_cache(maxsize=64)
@@ -361,6 +376,10 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     return gettext("%(duration)s ago", duration=duration)
 
 
+#: Changed with listings/_card.html's markup, so that a shared cache never serves old cards.
+CARD_TEMPLATE_VERSION = 2
+
+
 def card_cache_key(listing: Any, held: datetime | None) -> str:
     """The key of a listing card's rendered HTML (``listings/_card.html``): everything the card
     shows or depends on, so that a changed listing, seller name, hold, language, time zone or
@@ -370,6 +389,7 @@ def card_cache_key(listing: Any, held: datetime | None) -> str:
     seller = listing.seller
     return repr(
         (
+            CARD_TEMPLATE_VERSION,
             listing.id,
             listing.title,
             listing.price,
@@ -427,9 +447,16 @@ def party_name(address: str | None) -> str:
     if address not in names:
         from webapp import db
 
-        names[address] = db.session().scalar(
-            select(User.display_name).where(User.address == address)
-        )
+        if g.get("database_down"):
+            return short_address(address)
+        try:
+            names[address] = db.session().scalar(
+                select(User.display_name).where(User.address == address)
+            )
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            # The header names the visitor on every page, error pages about the database too.
+            g.database_down = True
+            return short_address(address)
     return names[address] or short_address(address)
 
 
