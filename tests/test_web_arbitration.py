@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -183,3 +184,81 @@ def test_rule_refused_before_a_dispute(
     pk = funded_trade(app, client, roles)
     response = web("arbitrator", roles).post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 50})
     assert response.status_code == 409
+
+
+def test_a_message_from_the_case_file_returns_to_it(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    pk = disputed_trade(app, client, roles)
+    arbitrator = web("arbitrator", roles)
+    case = arbitrator.client.get(f"/arbitration/{pk}").get_data(as_text=True)
+    assert f'<input type="hidden" name="next" value="/arbitration/{pk}">' in case
+    sent = arbitrator.post_form(
+        f"/trades/{pk}/messages", {"body": "Please send a photo.", "next": f"/arbitration/{pk}"}
+    )
+    assert sent.status_code == 302 and sent.headers["Location"] == f"/arbitration/{pk}#messages"
+    assert "Please send a photo." in arbitrator.client.get(f"/arbitration/{pk}").get_data(
+        as_text=True
+    )
+    # Only this trade's own pages: anything else goes to the trade page.
+    other = disputed_trade(app, client, roles)
+    for wanted in (
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        f"/arbitration/{other}",
+        "/listings/new",
+        "",
+    ):
+        sent = arbitrator.post_form(f"/trades/{pk}/messages", {"body": "Hi", "next": wanted})
+        assert sent.headers["Location"] == f"/trades/{pk}#messages", wanted
+    # The trade page's form sends no next and returns there.
+    page = web("buyer", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    form = page[page.index(f'action="/trades/{pk}/messages"') :]
+    assert 'name="next"' not in form[: form.index("</form>")]
+
+
+def test_the_case_file_names_the_parties(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    pk = disputed_trade(app, client, roles)
+    buyer = roles.buyer.lower()
+    case = web("arbitrator", roles).client.get(f"/arbitration/{pk}").get_data(as_text=True)
+    assert f'<a class="party" href="/u/{buyer}" title="{buyer}">' in case
+    # The role follows the name and never breaks inside its parentheses.
+    assert '<span class="party-role">(buyer)</span>' in case
+    queue = web("arbitrator", roles).client.get("/arbitration").get_data(as_text=True)
+    assert f'href="/u/{buyer}"' in queue and f'href="/u/{roles.seller.lower()}"' in queue
+
+
+def test_the_arbitrators_profile_shows_their_figures(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
+    arbitrator = web("arbitrator", roles)
+    for percent in (100, 0, 40):
+        pk = disputed_trade(app, client, roles)
+        chain.increase_time(3600)
+        ruling = arbitrator.post_json(f"/arbitration/{pk}/rule", {"buyer_percent": percent})
+        send(chain, ruling.get_json()["tx"])
+        index_now(app)
+    disputed_trade(app, client, roles)  # still open
+    page = web(None).client.get(f"/u/{roles.arbitrator.lower()}").get_data(as_text=True)
+    figures = page[page.index("data-arbitration-figures") :]
+    assert 'data-figure="cases">4 (1 open)' in figures
+    assert 'data-figure="rulings">3<' in figures
+    assert 'data-figure="for-buyer">1 (33%)' in figures
+    assert 'data-figure="for-seller">1 (33%)' in figures
+    assert 'data-figure="split">1 (33%)' in figures
+    mean = re.search(r'data-figure="mean">([^<]+)<', figures)
+    assert mean is not None and mean.group(1).endswith(" h")  # about an hour each
+    assert 0.9 <= float(mean.group(1)[:-2]) <= 1.5
+    # A person who never arbitrated has no such section.
+    buyer_page = web(None).client.get(f"/u/{roles.buyer.lower()}").get_data(as_text=True)
+    assert "data-arbitration-figures" not in buyer_page
+
+
+def test_the_ruling_asks_first(app: Flask, web: Any, roles: Roles, client: EscrowClient) -> None:
+    pk = disputed_trade(app, client, roles)
+    case = web("arbitrator", roles).client.get(f"/arbitration/{pk}").get_data(as_text=True)
+    form = re.search(r'<form[^>]*id="ruling-form"[^>]*>', case)
+    assert form is not None and 'data-confirm="Rule this split?' in form.group(0)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from escrow.chain import Chain
 from escrow.client import EscrowClient
-from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus
+from escrow.db.models import Listing, ListingStatus, Message, Trade, TradeStatus, User
 from escrow.deploy import Deployment
 from helpers import DAY, ONE_ETH, USD, Roles
 from web_fixtures import (
@@ -317,7 +317,13 @@ def test_trade_pages_by_role(app: Flask, web: Any, roles: Roles, client: EscrowC
         assert "data-deadline=" in text
         assert f"/trades/{pk}" in user.client.get("/trades").get_data(as_text=True)
     stranger = web("stranger", roles)
-    assert stranger.client.get(f"/trades/{pk}").status_code == 403
+    # A visitor sees what the chain shows (terms, status, timeline), not the conversation.
+    visit = stranger.client.get(f"/trades/{pk}")
+    assert visit.status_code == 200
+    visited = visit.get_data(as_text=True)
+    assert "data-visitor" in visited and "Paid into escrow" in visited
+    assert 'id="messages"' not in visited and 'id="evidence"' not in visited
+    assert "/actions/" not in visited  # nothing is due: no button at all
     assert f"/trades/{pk}" not in stranger.client.get("/trades").get_data(as_text=True)
     assert stranger.client.get("/trades/999999").status_code == 404
     buyer_page = web("buyer", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
@@ -942,3 +948,162 @@ def old_record(deployment: Deployment, old: EscrowClient) -> Any:
         args=[],
         version=1,
     )
+
+
+# ------------------------------------------------------------------ names, fees and timeouts
+
+
+def _set_name(app: Flask, address: str, name: str) -> None:
+    with db_session(app) as session:
+        user = session.scalar(select(User).where(User.address == address.lower()))
+        if user is None:
+            user = User(address=address.lower(), languages=[])
+            session.add(user)
+        user.display_name = name
+        session.commit()
+
+
+def test_the_trade_page_names_the_parties_with_links(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    pk = funded_trade(app, client, roles)
+    _set_name(app, roles.seller, "Aigerim's Bikes")
+    _set_name(app, roles.arbitrator, "Judge Nurlan")
+    page = web("buyer", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    seller, arbitrator, buyer = (a.lower() for a in (roles.seller, roles.arbitrator, roles.buyer))
+    assert f'<a class="party" href="/u/{seller}" title="{seller}">Aigerim&#39;s Bikes</a>' in page
+    assert f'<a class="party" href="/u/{arbitrator}" title="{arbitrator}">Judge Nurlan</a>' in page
+    # Without a chosen name, the short address, still linked, with the full one on hover.
+    short = f"{buyer[:6]}…{buyer[-4:]}"
+    assert f'<a class="party" href="/u/{buyer}" title="{buyer}">{short}</a>' in page
+    listing = web("seller", roles).client.get("/trades").get_data(as_text=True)
+    assert f'href="/u/{buyer}"' in listing  # the trade list names the other party
+
+
+def test_the_outcome_names_every_payout_and_fee(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
+    from webapp.views import format_amount
+
+    pk = funded_trade(app, client, roles)
+    buyer = web("buyer", roles)
+    send(chain, buyer.post_json(f"/trades/{pk}/actions/confirm").get_json()["tx"])
+    index_now(app)
+    trade = trade_row(app)
+    assert trade.status == TradeStatus.RELEASED.value
+    assert trade.platform_fee and trade.platform_fee > 0  # the local deployment charges a fee
+    assert trade.seller_amount == trade.amount - trade.platform_fee
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    with app.test_request_context():
+        expected = (
+            f"Buyer received {format_amount(0, 'ETH')}, "
+            f"seller {format_amount(trade.seller_amount, 'ETH')}, "
+            f"platform fee {format_amount(trade.platform_fee, 'ETH')}"
+        )
+    assert expected in page
+
+    # A ruling: the arbitrator's fee is named too, with the amounts the chain paid.
+    pk = funded_trade(app, client, roles)
+    send(
+        chain,
+        buyer.post_json(f"/trades/{pk}/actions/dispute", {"statement": "Broken"}).get_json()["tx"],
+    )
+    index_now(app)
+    ruling = web("arbitrator", roles).post_json(f"/arbitration/{pk}/rule", {"buyer_percent": 30})
+    send(chain, ruling.get_json()["tx"])
+    index_now(app)
+    trade = trade_row(app)
+    assert trade.status == TradeStatus.RESOLVED.value and trade.arbitrator_fee
+    parts = (trade.buyer_amount, trade.seller_amount, trade.arbitrator_fee, trade.platform_fee)
+    assert sum(parts) == trade.amount
+    page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
+    with app.test_request_context():
+        expected = (
+            f"Buyer received {format_amount(trade.buyer_amount, 'ETH')}, "
+            f"seller {format_amount(trade.seller_amount, 'ETH')}, "
+            f"arbitrator fee {format_amount(trade.arbitrator_fee, 'ETH')}, "
+            f"platform fee {format_amount(trade.platform_fee, 'ETH')}"
+        )
+    assert expected in page
+
+
+def test_a_visitor_sends_a_due_refund_and_nothing_else(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
+    pk = funded_trade(app, client, roles, ship_within=DAY)
+    visitor = web("buyer2", roles)
+    # Only the permissionless timeouts, and only when due.
+    for name in ("confirm", "ship", "seller_refund", "propose_split", "dispute", "received"):
+        refused = visitor.post_json(f"/trades/{pk}/actions/{name}", {"statement": "x"})
+        assert refused.status_code == 403, name
+        assert "Only the buyer, the seller and the arbitrator" in refused.get_json()["error"]
+    early = visitor.post_json(f"/trades/{pk}/actions/refund")
+    assert early.status_code == 409 and "not due yet" in early.get_json()["error"]
+    wrong_state = visitor.post_json(f"/trades/{pk}/actions/release")
+    assert wrong_state.status_code == 409 and "not possible now" in wrong_state.get_json()["error"]
+    assert f"/trades/{pk}/actions/refund" not in visitor.client.get(f"/trades/{pk}").get_data(
+        as_text=True
+    )
+
+    chain.increase_time(DAY + 60)
+    page = visitor.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/refund" in page and "data-visitor" in page
+    assert f"/trades/{pk}/actions/confirm" not in page
+    refund = visitor.post_json(f"/trades/{pk}/actions/refund")
+    assert refund.status_code == 200, refund.get_json()
+    assert refund.get_json()["tx"]["from"].lower() == roles.buyer2.lower()
+    send(chain, refund.get_json()["tx"])
+    index_now(app)
+    trade = trade_row(app)
+    assert trade.status == TradeStatus.REFUNDED.value and trade.refunded_after_deadline
+    # A stale tab: the refund went through; sending it again says why not.
+    again = visitor.post_json(f"/trades/{pk}/actions/refund")
+    assert again.status_code == 409 and "not possible now" in again.get_json()["error"]
+
+
+def test_a_visitor_releases_after_the_inspection_and_resolves_after_the_ruling_time(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient, chain: Chain
+) -> None:
+    visitor = web("stranger", roles)
+    pk = funded_trade(app, client, roles)
+    send(chain, web("seller", roles).post_json(f"/trades/{pk}/actions/ship").get_json()["tx"])
+    index_now(app)
+    early = visitor.post_json(f"/trades/{pk}/actions/release")
+    assert early.status_code == 409 and "not due yet" in early.get_json()["error"]
+    chain.increase_time(40 * DAY)  # past the delivery window and the inspection
+    release = visitor.post_json(f"/trades/{pk}/actions/release")
+    assert release.status_code == 200, release.get_json()
+    send(chain, release.get_json()["tx"])
+    index_now(app)
+    assert trade_row(app).status == TradeStatus.RELEASED.value
+
+    pk = funded_trade(app, client, roles)
+    buyer = web("buyer", roles)
+    send(
+        chain,
+        buyer.post_json(f"/trades/{pk}/actions/dispute", {"statement": "No"}).get_json()["tx"],
+    )
+    index_now(app)
+    early = visitor.post_json(f"/trades/{pk}/actions/resolve")
+    assert early.status_code == 409 and "not due yet" in early.get_json()["error"]
+    # The dispute stays private: the visitor does not read the statement.
+    assert "No</p>" not in visitor.client.get(f"/trades/{pk}").get_data(as_text=True)
+    chain.increase_time(client.ruling_period() + DAY)
+    page = visitor.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/resolve" in page
+    resolve = visitor.post_json(f"/trades/{pk}/actions/resolve")
+    assert resolve.status_code == 200, resolve.get_json()
+    send(chain, resolve.get_json()["tx"])
+    index_now(app)
+    assert trade_row(app).status == TradeStatus.RESOLVED.value
+
+
+def test_destructive_trade_actions_ask_first(
+    app: Flask, web: Any, roles: Roles, client: EscrowClient
+) -> None:
+    pk = funded_trade(app, client, roles)
+    page = web("buyer", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert 'data-confirm="Open a dispute?' in page
+    assert 'data-confirm="Release the money to the seller?' in page
+    seller = web("seller", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert 'data-confirm="Refund the buyer in full?' in seller

@@ -148,7 +148,6 @@ def listing_terms(listing: Listing) -> dict[str, Any]:
 #: Seconds a platform fee read from the escrow is reused for listing pages (the buy request
 #: reads it again, and the escrow refuses a fee above the one the buyer reviewed).
 FEE_CACHE_SECONDS = 30
-_fee_cache: dict[str, tuple[float, int]] = {}
 
 
 def current_platform_fee_bps() -> int | None:
@@ -156,14 +155,17 @@ def current_platform_fee_bps() -> int | None:
     try:
         client = gateway().client()
         key = client.address.lower()
-        cached = _fee_cache.get(key)
+        fee_cache: dict[str, tuple[float, int]] = current_app.extensions.setdefault(
+            "listing_platform_fee", {}
+        )
+        cached = fee_cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < FEE_CACHE_SECONDS:
             return cached[1]
         bps = int(client.platform_fee()[1])
     except Exception:  # a listing page says "unknown" rather than failing with the node
         current_app.logger.info("platform fee unavailable", exc_info=True)
         return None
-    _fee_cache[key] = (time.monotonic(), bps)
+    fee_cache[key] = (time.monotonic(), bps)
     return bps
 
 

@@ -395,8 +395,21 @@ def load_trade_for_anyone(trade_pk: int) -> tuple[Trade, str | None]:
     return trade, role_of(trade, current_address())
 
 
-#: Actions the contract lets any address send once their time has come (permissionless).
-TIMEOUT_ACTIONS = frozenset({"release", "refund", "resolve"})
+#: Actions the contract lets any address send once their time has come (permissionless), and
+#: the trade status each one ends.
+TIMEOUT_ACTIONS = {
+    "release": TradeStatus.SHIPPED.value,
+    "refund": TradeStatus.FUNDED.value,
+    "resolve": TradeStatus.DISPUTED.value,
+}
+
+
+def timeout_due_at(trade: Trade, name: str) -> datetime | None:
+    """When the timeout action ``name`` becomes possible on ``trade`` in its current status,
+    None if it cannot happen in this status."""
+    if TIMEOUT_ACTIONS.get(name) != trade.status:
+        return None
+    return state_timeout(trade)
 
 
 def json_body() -> dict[str, Any]:

@@ -65,10 +65,10 @@ from webapp.trade_rules import (
     role_of,
     role_word,
     split_offer_live,
-    state_timeout,
     status_word,
     sync_dispute_statement,
     terms_of,
+    timeout_due_at,
 )
 from webapp.views import short_address, when
 
@@ -722,8 +722,8 @@ def act(trade_pk: int, name: str) -> Any:
         return render_error(403, refusal)
     now = chain_now()
     if action not in available_actions(trade, me, now):
-        due = state_timeout(trade)
-        if name in TIMEOUT_ACTIONS and trade.status in OPEN_STATUSES and due and now < due:
+        due = timeout_due_at(trade, name)
+        if due is not None and now < due:
             return render_error(
                 409,
                 _(
