@@ -21,7 +21,16 @@ transaction that fails, and any time-out. A GET whose reused keep-alive connecti
 had just closed is sent once more on a new connection, as browsers do; those are counted
 (``keepalive_retries``), not hidden.
 
+With ``--scaled`` it runs against the production shape instead (scripts/run_scaled.py:
+PostgreSQL, Redis, two indexers and two keepers on the leader lock, ``--instances`` gunicorns
+behind nginx). One trade in three is then paid in the test dollar (tUSD, minted to each buyer
+first, paid with an EIP-2612 permit signed here), and during the run one web instance and then
+the active indexer are killed (SIGKILL) and started again. The report adds the failover
+figures: seconds until the standby indexer was active, the requests that failed while the web
+instance was down, and the processes that were active at the end.
+
     python scripts/bench_load.py [--users 50] [--seconds 60] [--workers 2]
+    python scripts/bench_load.py --scaled [--users 50] [--seconds 60] [--instances 2]
 """
 
 from __future__ import annotations
@@ -40,8 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's packages
+
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import encode_defunct, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine, select
@@ -77,8 +89,11 @@ class Stats:
     requests: int = 0
     errors: list[str] = field(default_factory=list)
     trades_completed: int = 0
+    token_trades_completed: int = 0
     disputes: int = 0
     keepalive_retries: int = 0
+    #: monotonic time of each error (to count those of a fault's window)
+    error_times: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page(self, ms: float) -> None:
@@ -96,10 +111,16 @@ class Stats:
     def error(self, text: str) -> None:
         with self.lock:
             self.errors.append(text)
+            self.error_times.append(time.monotonic())
 
-    def completed(self, disputed: bool) -> None:
+    def errors_between(self, start: float, end: float) -> int:
+        with self.lock:
+            return sum(start <= t <= end for t in self.error_times)
+
+    def completed(self, disputed: bool, token: bool = False) -> None:
         with self.lock:
             self.trades_completed += 1
+            self.token_trades_completed += token
             self.disputes += disputed
 
     def p95_ms(self) -> float:
@@ -232,14 +253,16 @@ class WebUser:
 
     # -- market actions
 
-    def create_listing(self, title: str, price_eth: str, quantity: int = 1) -> int:
+    def create_listing(
+        self, title: str, price: str, quantity: int = 1, currency: str = "ETH"
+    ) -> int:
         self.page("/listings/new")
         form = {
             "csrf_token": self.csrf_token or "",
             "title": title,
             "description": "Good condition; hand-over or post.",
-            "price": price_eth,
-            "currency": "ETH",
+            "price": price,
+            "currency": currency,
             "quantity": str(quantity),
             "category": "other",
             "city": "Almaty",
@@ -351,6 +374,55 @@ def fresh_account(rpc_url: str, ether: int = 1000) -> LocalAccount:
     if "error" in reply:
         raise BenchError(f"anvil_setBalance: {reply['error']}")
     return account
+
+
+@dataclass(frozen=True)
+class Dollar:
+    """The test dollar (tUSD): its address and the owner that may mint it (unlocked on anvil)."""
+
+    address: str
+    owner: str
+    #: One minting transaction at a time: they all come from the owner's account.
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+
+    def mint(self, rpc_url: str, to: str, units: int, timeout: float = 60.0) -> None:
+        from eth_abi import encode
+        from eth_utils import function_signature_to_4byte_selector
+
+        data = function_signature_to_4byte_selector("mint(address,uint256)") + encode(
+            ["address", "uint256"], [Web3.to_checksum_address(to), units]
+        )
+        with self.lock:
+            reply = requests.post(
+                rpc_url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "eth_sendTransaction",
+                    "params": [{"from": self.owner, "to": self.address, "data": "0x" + data.hex()}],
+                },
+                timeout=30,
+            ).json()
+            if "error" in reply:
+                raise BenchError(f"minting tUSD: {reply['error']}")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                receipt = requests.post(
+                    rpc_url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "eth_getTransactionReceipt",
+                        "params": [reply["result"]],
+                    },
+                    timeout=30,
+                ).json()
+                if receipt.get("result"):
+                    if int(receipt["result"]["status"], 16) != 1:
+                        raise BenchError("minting tUSD failed")
+                    return
+                time.sleep(0.02)
+            raise BenchError("minting tUSD timed out")
 
 
 def dev_account(index: int) -> LocalAccount:
@@ -474,13 +546,47 @@ def price_for(rng: random.Random) -> str:
     return f"0.{rng.randint(1, 999):03d}"
 
 
-def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats) -> None:
-    """List, browse, buy, ship, confirm (or dispute): one trade from start to finish."""
+def dollars_for(rng: random.Random) -> str:
+    return f"{rng.randint(1, 200)}.{rng.randint(0, 99):02d}"
+
+
+def pay_with_permit(
+    buyer: WebUser, listing_id: int, quote: dict[str, str], first: requests.Response
+) -> requests.Response:
+    """The dollar checkout's second step: sign the EIP-2612 permit the app asked for, as a
+    wallet would, and ask again with it (the answer has the fundWithPermit transaction)."""
+    body = first.json()
+    if "permit" not in body:
+        raise BenchError(f"a dollar checkout answered without a permit: {sorted(body)}")
+    signed = buyer.account.sign_message(encode_typed_data(full_message=body["permit"]))
+    permit = {
+        "signature": "0x" + bytes(signed.signature).hex(),
+        "deadline": body["permit_deadline"],
+    }
+    return buyer.post_json(
+        f"/listings/{listing_id}/buy",
+        {"quote": quote, "hold": body["hold"], "permit": permit},
+        expect_ok=False,
+    )
+
+
+def one_trade(
+    seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats, token: bool = False
+) -> None:
+    """List, browse, buy, ship, confirm (or dispute): one trade from start to finish, paid in
+    ETH or (``token``) in the test dollar through a permit."""
     word = rng.choice(WORDS)
-    listing_id = seller.create_listing(f"{word.title()} by {seller.address[:8]}", price_for(rng))
+    title = f"{word.title()} by {seller.address[:8]}"
+    if token:
+        listing_id = seller.create_listing(title, dollars_for(rng), currency="USD")
+    else:
+        listing_id = seller.create_listing(title, price_for(rng))
     buyer.page("/")
     buyer.page("/", q=word)
-    reply = buyer.buy(listing_id, buyer.quote(listing_id))
+    quote = buyer.quote(listing_id)
+    reply = buyer.buy(listing_id, quote)
+    if token and reply.status_code == 200:
+        reply = pay_with_permit(buyer, listing_id, quote, reply)
     if reply.status_code != 200:
         raise BenchError(f"buy answered {reply.status_code} {reply.text[:200]!r}")
     tx_hash = buyer.send(reply.json()["tx"])
@@ -500,11 +606,18 @@ def one_trade(seller: WebUser, buyer: WebUser, rng: random.Random, stats: Stats)
     else:
         buyer.act(trade_pk, "confirm")
     buyer.page(f"/trades/{trade_pk}")
-    stats.completed(disputed)
+    stats.completed(disputed, token)
 
 
 def run_user(
-    index: int, base_url: str, rpc_url: str, stop_at: float, stats: Stats, seed: int
+    index: int,
+    base_url: str,
+    rpc_url: str,
+    stop_at: float,
+    stats: Stats,
+    seed: int,
+    dollar: Dollar | None = None,
+    token_every: int = 3,
 ) -> None:
     rng = random.Random(seed * 1_000 + index)
     # 127.0.0.0/8 is loopback: each user gets its own pair of client addresses.
@@ -522,12 +635,22 @@ def run_user(
         source_ip=f"127.0.{1 + index // 120}.{3 + 2 * (index % 120)}",
         stats=stats,
     )
+    if dollar is not None:
+        try:
+            dollar.mint(rpc_url, buyer.address, 10**6 * 10**6)  # a million tUSD
+        except BenchError as exc:
+            stats.error(f"user {index}: {exc}")
+            dollar = None
     time.sleep(rng.random())  # people do not all arrive in the same millisecond
+    rounds = 0
     while time.monotonic() < stop_at:
+        # Every third trade of a user (from a different first one per user) is in dollars.
+        token = dollar is not None and (rounds + index) % token_every == 0
+        rounds += 1
         try:
             seller.sign_in()
             buyer.sign_in()
-            one_trade(seller, buyer, rng, stats)
+            one_trade(seller, buyer, rng, stats, token)
         except BenchError as exc:
             stats.error(f"user {index}: {exc}")
             time.sleep(1.0)
@@ -536,20 +659,36 @@ def run_user(
             time.sleep(1.0)
 
 
-def run_load(base_url: str, rpc_url: str, users: int, seconds: float, seed: int = 1) -> Stats:
+def run_load(
+    base_url: str,
+    rpc_url: str,
+    users: int,
+    seconds: float,
+    seed: int = 1,
+    dollar: Dollar | None = None,
+    during: Any = None,
+) -> Stats:
+    """``users`` threads for ``seconds``; ``during(stats, started)``, if given, runs in this
+    (the calling) thread meanwhile: the faults of the scaled run."""
     stats = Stats()
-    stop_at = time.monotonic() + seconds
+    started = time.monotonic()
+    stop_at = started + seconds
     threads = [
         threading.Thread(
             target=run_user,
             name=f"user-{i}",
             daemon=True,
-            args=(i, base_url, rpc_url, stop_at, stats, seed),
+            args=(i, base_url, rpc_url, stop_at, stats, seed, dollar),
         )
         for i in range(users)
     ]
     for thread in threads:
         thread.start()
+    if during is not None:
+        try:
+            during(stats, started)
+        except Exception as exc:  # a fault that did not go as planned fails the run
+            stats.error(f"faults: {exc.__class__.__name__}: {exc}")
     for thread in threads:
         # A loop that started before the end finishes its trade (bounded by the time-outs).
         thread.join(timeout=seconds + 300)
@@ -567,17 +706,82 @@ def summarise(values: Iterable[str], limit: int = 10) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:limit])
 
 
-def main(argv: list[str] | None = None) -> int:
-    from webapp.stack import LocalStack
+def build_report(
+    args: argparse.Namespace,
+    stats: Stats,
+    elapsed: float,
+    comparison: Comparison,
+    server: str,
+) -> dict[str, Any]:
+    return {
+        "users": args.users,
+        "seconds": args.seconds,
+        "elapsed_seconds": round(elapsed, 1),
+        "trades_completed": stats.trades_completed,
+        "token_trades_completed": stats.token_trades_completed,
+        "disputes": stats.disputes,
+        "errors": len(stats.errors),
+        "error_kinds": summarise(stats.errors),
+        "requests": stats.requests,
+        "keepalive_retries": stats.keepalive_retries,
+        "page_requests": len(stats.page_ms),
+        "p95_ms": stats.p95_ms(),
+        "db_equals_chain": comparison.equal,
+        "check": {
+            "reconcile_ok": comparison.reconcile_ok,
+            "trades_checked": comparison.reconcile_checked,
+            "chain_events": comparison.chain_events,
+            "db_events": comparison.db_events,
+            "missing": len(comparison.missing),
+            "extra": len(comparison.extra),
+            "duplicates": comparison.duplicates,
+            "funded_on_chain": comparison.funded_on_chain,
+            "trades_in_db": comparison.trades_in_db,
+            "differences": comparison.differences[:10],
+        },
+        "server": server,
+    }
 
+
+def write_report(args: argparse.Namespace, report: dict[str, Any], stats: Stats) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    keys = ("trades_completed", "token_trades_completed", "errors", "p95_ms", "db_equals_chain")
+    print(json.dumps({k: report[k] for k in keys}))
+    if "failover" in report:
+        print("failover:", json.dumps(report["failover"]))
+    if stats.errors:
+        print("errors:", json.dumps(report["error_kinds"], indent=2))
+    print(
+        f"{stats.requests} requests ({stats.keepalive_retries} GETs sent again after a "
+        f"keep-alive reset), {len(stats.page_ms)} pages; written to {args.out}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (per instance)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--scaled",
+        action="store_true",
+        help="run against the production shape (scripts/run_scaled.py) with faults",
+    )
+    parser.add_argument(
+        "--instances", type=int, default=2, help="web instances behind nginx (--scaled)"
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench" / "load.json")
     args = parser.parse_args(argv)
+    if args.scaled:
+        return run_scaled_bench(args)
+    return run_local(args)
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from webapp.stack import LocalStack
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-load.") as tmp,
@@ -606,48 +810,181 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
         indexer_alive = stack.indexer is not None and stack.indexer.poll() is None
-    report = {
-        "users": args.users,
-        "seconds": args.seconds,
-        "elapsed_seconds": round(elapsed, 1),
-        "trades_completed": stats.trades_completed,
-        "disputes": stats.disputes,
-        "errors": len(stats.errors),
-        "error_kinds": summarise(stats.errors),
-        "requests": stats.requests,
-        "keepalive_retries": stats.keepalive_retries,
-        "page_requests": len(stats.page_ms),
-        "p95_ms": stats.p95_ms(),
-        "db_equals_chain": comparison.equal,
-        "check": {
-            "reconcile_ok": comparison.reconcile_ok,
-            "trades_checked": comparison.reconcile_checked,
-            "chain_events": comparison.chain_events,
-            "db_events": comparison.db_events,
-            "missing": len(comparison.missing),
-            "extra": len(comparison.extra),
-            "duplicates": comparison.duplicates,
-            "funded_on_chain": comparison.funded_on_chain,
-            "trades_in_db": comparison.trades_in_db,
-            "differences": comparison.differences[:10],
-        },
-        "indexer_alive": indexer_alive,
-        "server": f"gunicorn {args.workers} workers x {args.threads} threads, SQLite, loopback",
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        json.dumps(
-            {k: report[k] for k in ("trades_completed", "errors", "p95_ms", "db_equals_chain")}
-        )
+    report = build_report(
+        args,
+        stats,
+        elapsed,
+        comparison,
+        f"gunicorn {args.workers} workers x {args.threads} threads, SQLite, loopback",
     )
-    if stats.errors:
-        print("errors:", json.dumps(report["error_kinds"], indent=2))
-    print(
-        f"{stats.requests} requests ({stats.keepalive_retries} GETs sent again after a "
-        f"keep-alive reset), {len(stats.page_ms)} pages; written to {args.out}"
-    )
+    report["indexer_alive"] = indexer_alive
+    write_report(args, report, stats)
     return 0 if not stats.errors and comparison.equal else 1
+
+
+# ---------------------------------------------------------------------------- the scaled shape
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def scaled_faults(stack: Any, seconds: float, figures: dict[str, Any]) -> Any:
+    """The faults of a scaled run, as ``run_load``'s ``during``: SIGKILL one web instance at a
+    quarter of the run and start it again five seconds later; SIGKILL the active indexer at
+    half of the run, time the standby's takeover, start the killed one again (it stands by).
+    Runs in the main thread: the restarted processes die with the thread that started them."""
+
+    def during(stats: Stats, started: float) -> None:
+        _sleep_until(started + seconds * 0.25)
+        web = stack.roles["web-1"]
+        requests_before = stats.requests
+        killed = time.monotonic()
+        web.kill()
+        time.sleep(min(5.0, seconds / 4))
+        web.start()
+        web.restarts += 1
+        while not _answers(stack.instance_url(0) + "/healthz"):
+            if time.monotonic() - killed > 60:
+                raise BenchError("the restarted web instance did not answer in 60 s")
+            time.sleep(0.05)
+        back = time.monotonic()
+        figures["web_instance_down_seconds"] = round(back - killed, 2)
+        figures["requests_while_web_instance_down"] = stats.requests - requests_before
+        # Errors of requests that started before the instance was back (a request takes at
+        # most the client's time-out, but they show up well within a second).
+        figures["requests_lost_while_web_instance_down"] = stats.errors_between(killed, back + 1)
+
+        _sleep_until(started + seconds * 0.5)
+        active = stack.active("indexer")
+        if len(active) != 1:
+            raise BenchError(f"expected one active indexer before the kill, found {active}")
+        victim = stack.roles[active[0]]
+        killed = time.monotonic()
+        victim.kill()
+        deadline = killed + 60
+        while True:
+            now_active = [name for name in stack.active("indexer") if name != victim.name]
+            if now_active:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("no standby indexer took over within 60 s")
+            time.sleep(0.02)
+        figures["indexer_killed"] = victim.name
+        figures["indexer_took_over"] = now_active[0]
+        figures["indexer_takeover_seconds"] = round(time.monotonic() - killed, 2)
+        victim.start()
+        victim.restarts += 1
+
+    return during
+
+
+def wait_indexed_db(w3: Web3, database_url: str, addresses: list[str], timeout: float) -> None:
+    from escrow.db.engine import session_scope
+    from escrow.indexer.scanner import indexed_through
+
+    target = int(w3.eth.block_number)
+    engine = make_engine(database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope(engine) as session:
+                last = indexed_through(session, int(w3.eth.chain_id), addresses)
+            if last is not None and last >= target:
+                return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise TimeoutError(f"the indexer did not reach block {target}")
+
+
+def run_scaled_bench(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from run_scaled import ScaledStack
+
+    figures: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scaled.") as tmp,
+        ScaledStack(
+            Path(tmp),
+            instances=args.instances,
+            workers=args.workers,
+            threads=args.threads,
+            quiet=True,
+        ) as stack,
+    ):
+        assert stack.chain is not None and stack.deployment is not None and stack.node
+        coin = stack.deployment.stablecoin
+        if coin is None:
+            raise BenchError("the deployment has no test dollar")
+        dollar = Dollar(coin.address, stack.deployment.owner)
+        print(
+            f"{args.users} users for {args.seconds:g} s against {stack.url} (nginx, "
+            f"{args.instances} x gunicorn {args.workers}x{args.threads}, PostgreSQL, Redis, "
+            "anvil, 2 indexers, 2 keepers); killing web-1 at 25 %, the active indexer at 50 %",
+            flush=True,
+        )
+        started = time.monotonic()
+        stats = run_load(
+            stack.url,
+            stack.node.url,
+            args.users,
+            args.seconds,
+            args.seed,
+            dollar=dollar,
+            during=scaled_faults(stack, args.seconds, figures),
+        )
+        elapsed = time.monotonic() - started
+        addresses = [r.address.lower() for r in stack.deployment.escrows]
+        wait_indexed_db(stack.chain.w3, stack.database_url, addresses, timeout=120)
+        engine = make_engine(stack.database_url)
+        try:
+            comparison = compare_db_with_chain(
+                stack.chain.w3,
+                engine,
+                stack.deployment.escrow.address,
+                stack.deployment.escrow.block_number,
+            )
+        finally:
+            engine.dispose()
+        # The restarted indexer says whether it stands by (it should) once it has started.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            decided = len(stack.active("indexer")) + len(stack.standing_by("indexer"))
+            if decided == 2:
+                break
+            time.sleep(0.2)
+        figures["active_indexers_at_end"] = stack.active("indexer")
+        figures["standby_indexers_at_end"] = stack.standing_by("indexer")
+        figures["active_keepers_at_end"] = stack.active("keeper")
+        figures["processes_down_at_end"] = stack.dead()
+    report = build_report(
+        args,
+        stats,
+        elapsed,
+        comparison,
+        f"nginx -> {args.instances} x gunicorn {args.workers} workers x {args.threads} "
+        "threads; PostgreSQL; Redis rate limits; 2 indexers and 2 keepers on the leader lock; "
+        "loopback",
+    )
+    report["failover"] = figures
+    write_report(args, report, stats)
+    one_each = (
+        len(figures.get("active_indexers_at_end", [])) == 1
+        and len(figures.get("standby_indexers_at_end", [])) == 1
+        and len(figures.get("active_keepers_at_end", [])) == 1
+        and not figures.get("processes_down_at_end")
+    )
+    ok = not stats.errors and comparison.equal and stats.token_trades_completed > 0 and one_each
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -95,8 +95,11 @@ class Role:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    #: where the log stood when the process last started
+    log_offset: int = 0
 
     def start(self) -> None:
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [*ends_with_parent(), *self.command],
@@ -500,15 +503,31 @@ class ScaledStack:
         role.restarts += 1
         role.start()
 
+    def since_start(self, name: str) -> str:
+        """What a process logged since it was last started."""
+        role = self.roles[name]
+        with open(role.log, "rb") as log:
+            log.seek(role.log_offset)
+            return log.read().decode(errors="replace")
+
     def active(self, role: str) -> list[str]:
-        """Names of the ``role`` processes ("indexer", "keeper") that logged they became
-        active after their last start and are alive."""
+        """Names of the live ``role`` processes ("indexer", "keeper") whose last word since
+        their last start is that they became active."""
         found = []
         for name, entry in self.roles.items():
             if name.startswith(role + "-") and entry.alive():
-                text = entry.log.read_text(errors="replace")
-                last_start = text.rfind("waiting for the lock")
-                if text.rfind("became active") > last_start:
+                text = self.since_start(name)
+                if text.rfind("became active") > text.rfind("waiting for the lock"):
+                    found.append(name)
+        return found
+
+    def standing_by(self, role: str) -> list[str]:
+        """Names of the live ``role`` processes waiting for the lock."""
+        found = []
+        for name, entry in self.roles.items():
+            if name.startswith(role + "-") and entry.alive():
+                text = self.since_start(name)
+                if text.rfind("waiting for the lock") > text.rfind("became active"):
                     found.append(name)
         return found
 
