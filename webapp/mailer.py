@@ -147,7 +147,10 @@ def compose(app: Flask, session: Session, row: EmailOutbox, smtp: SmtpSettings) 
         lang = "ru"
     notification = session.get(Notification, row.notification_id) if row.notification_id else None
     site = str(app.config.get("SITE_URL") or "").rstrip("/")
-    with app.test_request_context(base_url=site or "http://localhost"):
+    # A request of the site's own for url_for and the language and zone selectors; the links
+    # are the site's address plus the path.
+    hosts = app.config.get("TRUSTED_HOSTS") or ["localhost"]
+    with app.test_request_context(base_url=f"http://{hosts[0]}"):
         # The time zone selector reads the signed-in user (webapp.i18n.select_timezone).
         g.current_user = user
         g.signed_in_address = row.recipient
@@ -168,8 +171,8 @@ def compose(app: Flask, session: Session, row: EmailOutbox, smtp: SmtpSettings) 
     message["To"] = row.to_email
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id(row.recipient, row.key, site)
-    message["Content-Language"] = lang
     message.set_content(f"{text}\n\n{link}\n\n-- \n{footer}\n")
+    message["Content-Language"] = lang  # after set_content, which replaces Content-* headers
     return message
 
 
@@ -217,7 +220,11 @@ def send_due(app: Flask, engine: Engine, smtp: SmtpSettings | None, now: datetim
                         _finish(session, row, EmailState.FAILED, now, exc)
                     continue
                 except smtplib.SMTPRecipientsRefused as exc:
-                    _finish(session, row, EmailState.FAILED, now, exc)
+                    codes = [code for code, _text in exc.recipients.values()]
+                    if codes and all(400 <= code < 500 for code in codes):
+                        _release(session, row, now, exc)
+                    else:
+                        _finish(session, row, EmailState.FAILED, now, exc)
                     continue
                 except (OSError, smtplib.SMTPException) as exc:
                     # Cut off while sending: the server may have the message. At most once.
