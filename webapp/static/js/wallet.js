@@ -180,7 +180,9 @@
     signingIn = true;
     try {
       status(gettext('Asking your wallet for your address…'));
-      const wallet = kind === 'dev' && devWalletOn ? devWallet(devAddress) :
+      const picked = document.getElementById('dev-account');
+      const wallet = kind === 'dev' && devWalletOn ?
+        devWallet(devAddress || (picked && picked.value) || null) :
         kind === 'injected' ? await injectedWallet(3000) : provider();
       const address = await accountOf(wallet);
       const {message} = await getJSON('/auth/message?address=' + encodeURIComponent(address));
@@ -347,8 +349,19 @@
     picker.value = addresses.includes(shown) ? shown : '';
     let current = picker.value;
 
+    const remember = (chosen) => {
+      if (chosen) {
+        localStorage.setItem('devAccount', chosen);
+        localStorage.setItem('walletKind', 'dev');
+      } else {
+        localStorage.removeItem('devAccount');
+      }
+      current = chosen;
+    };
+
     picker.addEventListener('change', async () => {
       const chosen = picker.value;
+      if (!info.signedIn) remember(chosen);  // at once: a Sign in click may follow right away
       // Ask again: another tab may have signed in or out since this page was made.
       let now;
       try {
@@ -359,13 +372,7 @@
         return;
       }
       if (!now) {
-        if (chosen) {
-          localStorage.setItem('devAccount', chosen);
-          localStorage.setItem('walletKind', 'dev');
-        } else {
-          localStorage.removeItem('devAccount');
-        }
-        current = chosen;
+        remember(chosen);
         return;
       }
       if (!chosen || chosen === now) {
