@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from db_fixtures import fresh_postgres_url, postgres_server  # noqa: F401 (a fixture)
-from escrow.anvil import AnvilNode
+from escrow.anvil import AnvilNode, ends_with_parent
 from escrow.chain import Chain, connect
 from escrow.cli import main as cli_main
 from escrow.client import EscrowClient, Funded, Status
@@ -40,6 +43,7 @@ from escrow.deploy import (
 )
 from escrow.indexer import Indexer
 from escrow.keeper import Budget, Keeper, PassReport
+from escrow.settings import PROJECT_ROOT
 from escrow.transactions import Sender, sender_address
 
 pytestmark = pytest.mark.anvil
@@ -581,3 +585,91 @@ def test_the_local_stack_runs_the_keeper(tmp_path: Path) -> None:
         status = Path(f"/proc/{process.pid}/status").read_text()
         assert re.search(r"^Umask:\s+0077$", status, re.MULTILINE)  # like the stack's others
     assert process.returncode == 0  # stopped with the stack, cleanly on SIGTERM
+
+
+# ---------------------------------------------------------------------------- leader lock
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.parametrize("market", ["postgresql"], indirect=True)
+def test_two_keepers_on_the_leader_lock_one_active_and_a_takeover(
+    market: Market, tmp_path: Path
+) -> None:
+    """`escrow keep --leader-lock` twice on PostgreSQL: one sends, the other stands by; when
+    the active one is killed, the standby takes over and sends the next due timeout."""
+    key = market.new_keeper_account()
+    env = {
+        **os.environ,
+        "ESCROW_DATA_DIR": str(market.data_dir),
+        "ESCROW_PRIVATE_KEY": "0x" + bytes(key.key).hex(),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    escrow = Path(sys.executable).parent / "escrow"
+    logs = [tmp_path / f"keeper-{n}.log" for n in (1, 2)]
+    command = [
+        *ends_with_parent(),
+        str(escrow),
+        "--rpc-url",
+        market.node.url,
+        "keep",
+        "--leader-lock",
+        "--poll",
+        "0.2",
+        "--database-url",
+        market.db_url,
+    ]
+    processes = []
+    for log in logs:
+        with open(log, "wb") as out:
+            processes.append(
+                subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+            )
+
+    def said(n: int, words: str) -> bool:
+        return words in logs[n].read_text(errors="replace")
+
+    try:
+        _wait_for(
+            lambda: (
+                said(0, "became active") != said(1, "became active")
+                and (said(0, "waiting for the lock") or said(1, "waiting for the lock"))
+            ),
+            30,
+            "one active keeper and one standing by",
+        )
+        active = 0 if said(0, "became active") else 1
+        standby = 1 - active
+
+        first = market.fund()
+        assert first.terms is not None
+        market.travel_to(first.terms.ship_by)
+        market.index()
+        _wait_for(lambda: market.status(first) == Status.REFUNDED, 30, "the first refund")
+        assert "refunded trade" in logs[active].read_text()
+        assert "refunded trade" not in logs[standby].read_text()
+
+        processes[active].kill()
+        processes[active].wait()
+        took = _wait_for(lambda: said(standby, "became active"), 10, "the standby to take over")
+        assert took < 5.0
+
+        second = market.fund()
+        assert second.terms is not None
+        market.travel_to(second.terms.ship_by)
+        market.index()
+        _wait_for(lambda: market.status(second) == Status.REFUNDED, 30, "the second refund")
+        assert "refunded trade" in logs[standby].read_text()
+        assert market.sent_by(key) == 2  # each timeout sent once
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(15)

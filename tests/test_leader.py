@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
+from db_fixtures import fresh_postgres_url, postgres_server  # noqa: F401
 from escrow.leader import LeaderLock, LeadershipLost, NoLock, leader_lock
-from tests.db_fixtures import fresh_postgres_url, postgres_server  # noqa: F401
 
 
 @pytest.fixture

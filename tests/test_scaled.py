@@ -17,17 +17,17 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
-from escrow.anvil import ends_with_parent
-from escrow.db.engine import upgrade
-from escrow.db.models import Trade, TradeEvent
-from escrow.settings import PROJECT_ROOT
-from tests.db_fixtures import (  # noqa: F401
+from db_fixtures import (  # noqa: F401
     Market,
     anvil,
     fresh_postgres_url,
     market,
     postgres_server,
 )
+from escrow.anvil import ends_with_parent
+from escrow.db.engine import upgrade
+from escrow.db.models import Trade, TradeEvent
+from escrow.settings import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 from run_scaled import missing_binaries  # noqa: E402
@@ -149,6 +149,7 @@ def _trades(url: str, market: Market) -> tuple[int, int]:  # noqa: F811
     return int(trades or 0), int(events or 0)
 
 
+@pytest.mark.anvil
 def test_standby_indexer_takes_over_when_the_active_one_is_killed(
     indexers: list[Indexer],
     pg_url: str,
@@ -191,6 +192,9 @@ def test_standby_indexer_takes_over_when_the_active_one_is_killed(
     assert standby.process.poll() is None
 
 
+@pytest.mark.slow
+@pytest.mark.anvil
+@pytest.mark.timeout(900)
 def test_short_scaled_run(tmp_path: Path) -> None:
     """The short version of `scripts/bench_load.py --scaled`: a few users for 15 s."""
     _needs_the_shape()
