@@ -887,6 +887,23 @@ def scaled_faults(stack: Any, seconds: float, figures: dict[str, Any]) -> Any:
     return during
 
 
+def shared_rate_limit(stack: Any) -> dict[str, Any]:
+    """Asks each web instance in turn (directly, not through nginx) for sign-in messages from
+    one new client address until one refuses with 429: with one count for all instances that
+    is right after the limit; with a count per instance it would take the limit times the
+    number of instances."""
+    http = requests.Session()
+    http.mount("http://", SourceAddressAdapter("127.0.250.250"))
+    limit = None
+    for n in range(1, 200):
+        base = stack.instance_url(n % len(stack.web_ports))
+        reply = http.get(base + "/auth/message", params={"address": "0x" + "ab" * 20}, timeout=30)
+        limit = limit or reply.headers.get("X-RateLimit-Limit")
+        if reply.status_code == 429:
+            return {"limit": int(limit or 0), "refused_at_request": n}
+    return {"limit": int(limit or 0), "refused_at_request": None}
+
+
 def wait_indexed_db(w3: Web3, database_url: str, addresses: list[str], timeout: float) -> None:
     from escrow.db.engine import session_scope
     from escrow.indexer.scanner import indexed_through
@@ -962,6 +979,12 @@ def run_scaled_bench(args: argparse.Namespace) -> int:
             if decided == 2:
                 break
             time.sleep(0.2)
+        import redis
+
+        figures["rate_limit_keys_in_redis"] = len(
+            redis.Redis.from_url(stack.redis_url).keys("LIMITS:*")
+        )
+        figures["shared_rate_limit"] = shared_rate_limit(stack)
         figures["active_indexers_at_end"] = stack.active("indexer")
         figures["standby_indexers_at_end"] = stack.standing_by("indexer")
         figures["active_keepers_at_end"] = stack.active("keeper")

@@ -229,4 +229,8 @@ def test_short_scaled_run(tmp_path: Path) -> None:
     assert len(failover["standby_indexers_at_end"]) == 1
     assert len(failover["active_keepers_at_end"]) == 1
     assert failover["processes_down_at_end"] == []
+    # The instances count rate limits together, in Redis.
+    assert failover["rate_limit_keys_in_redis"] > 0
+    shared = failover["shared_rate_limit"]
+    assert shared["limit"] > 0 and shared["refused_at_request"] == shared["limit"] + 1
     assert run.returncode == 0, run.stdout + run.stderr

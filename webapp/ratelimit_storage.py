@@ -16,6 +16,11 @@ count exactly. The moving-window and sliding-window strategies need other method
 storage does not have: ``limits`` refuses to build those strategies on it, so a
 ``RATELIMIT_STRATEGY`` other than ``fixed-window`` fails when the app starts, not on a request.
 
+A ``redis://`` URI in ``ESCROW_RATELIMIT_STORAGE`` uses Flask-Limiter's own Redis storage
+instead (the ``redis`` package is pinned). The scaled shape does (docs/scaling.md): every
+request increments a counter, and in Redis that is one in-memory ``INCR`` rather than a write
+to the database that the indexer and the pages use.
+
 Times are the web server's clock (``time.time()``), the clock Flask-Limiter compares them with
 for its headers; workers on several hosts need synchronised clocks, as for any shared store.
 """
