@@ -809,7 +809,7 @@ def test_the_listing_page_states_the_terms_a_purchase_signs(
     chain_now = datetime.fromtimestamp(client.chain.latest_timestamp(), UTC)
     assert abs(ship_by - (chain_now + timedelta(days=5))) < timedelta(minutes=5)
     assert ship_by > before
-    assert "Within 7 days after shipping" in terms
+    assert "The seller promises delivery within 7 days after shipping." in terms
     assert "3 days from receipt" in terms
     # The fee as a percentage and as an amount of this price, as the escrow computes it.
     fee = 2 * ONE_ETH * fee_bps // 10_000
