@@ -40,6 +40,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from escrow.db.models import EmailOutbox, EmailState, Notification, NotificationSettings, User
+from webapp.notices import describe, insert_ignoring, target_url
 
 log = logging.getLogger("escrow.mailer")
 
@@ -109,8 +110,6 @@ def queue(session: Session, created: list[Any], now: datetime) -> int:
             )
         )
     }
-    from webapp.notify import insert_ignoring
-
     rows = [
         {
             "recipient": d.recipient,
@@ -138,8 +137,6 @@ def message_id(recipient: str, key: str, site_url: str) -> str:
 
 def compose(app: Flask, session: Session, row: EmailOutbox, smtp: SmtpSettings) -> EmailMessage:
     """The e-mail for an outbox row, in the recipient's language and time zone."""
-    from webapp.notify import describe, target_url
-
     user = session.scalar(select(User).where(User.address == row.recipient))
     settings = session.get(NotificationSettings, row.recipient)
     lang = (user.locale if user is not None else None) or (settings.locale if settings else None)

@@ -42,7 +42,7 @@ from escrow.db.models import (
 from webapp import db
 from webapp.auth import current_address, login_required
 from webapp.i18n import language
-from webapp.notify import describe, target_url
+from webapp.notices import describe, target_url
 from webapp.trade_rules import role_of
 
 bp = Blueprint("notifications", __name__)

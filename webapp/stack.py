@@ -31,6 +31,7 @@ from escrow.deploy import Deployment, ensure_deployment
 from escrow.errors import ChainUnavailable
 
 BIN = Path(sys.executable).parent
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: Files the stack and its processes create are the owner's only (0600 files, 0700 folders).
 PRIVATE_UMASK = 0o077
 #: What the stack keeps in its data folder: made owner-only on start, also from older runs.
@@ -148,6 +149,12 @@ class LocalStack:
             "ESCROW_TRUSTED_HOSTS": LOCAL_HOSTS,
             # The dev wallet is for this local stack only; the app keeps it off otherwise.
             "ESCROW_DEV_WALLET": "1" if self.dev_wallet else "0",
+            # The indexer and keeper start through the installed ``escrow`` script: they must
+            # import this checkout's code (and know its migrations), whatever copy of the package
+            # the environment's install points at.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
             **self.extra_env,
         }
 
