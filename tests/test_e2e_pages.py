@@ -79,6 +79,13 @@ def assert_no_overflow(page: Page) -> None:
     viewport = page.viewport_size
     assert viewport is not None
     assert width <= viewport["width"], f"{page.url} is {width}px wide on {viewport['width']}px"
+    # Two-column tables of terms fit their box too: nothing hidden behind a scroll bar.
+    hidden = page.evaluate(
+        """() => [...document.querySelectorAll('.table-scroll')]
+            .filter((box) => box.querySelector('table.terms-table'))
+            .filter((box) => box.scrollWidth > box.clientWidth + 1).length"""
+    )
+    assert hidden == 0, f"{page.url}: a terms table is wider than its box"
 
 
 def account(stack: LocalStack, index: int) -> str:
