@@ -88,22 +88,32 @@
     return false;
   }
 
+  // A notice that stays in view (the page's toast area) until the person reloads or closes it.
   function offerReload() {
-    const root = main();
-    if (!root || root.querySelector('[data-live-stale]')) return;
+    if (document.querySelector('[data-live-stale]')) return;
     const notice = document.createElement('div');
-    notice.className = 'notice live-stale';
+    notice.className = 'toast live-stale';
+    notice.dataset.toast = '';
     notice.dataset.liveStale = '';
     notice.setAttribute('role', 'status');
-    const text = document.createElement('span');
+    const text = document.createElement('p');
+    text.className = 'flash';
     text.textContent = window.gettext('This trade has changed.') + ' ';
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'link';
     button.textContent = window.gettext('Reload');
     button.addEventListener('click', () => window.location.reload());
-    notice.append(text, button);
-    root.prepend(notice);
+    text.append(button);
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'toast-close';
+    close.setAttribute('aria-label', window.gettext('Close'));
+    close.textContent = '×';
+    close.addEventListener('click', () => notice.remove());
+    notice.append(text, close);
+    const area = document.getElementById('toasts') || main();
+    if (area) area.append(notice);
     announce(window.gettext('This trade has changed.'));
   }
 
@@ -124,6 +134,8 @@
     const mark = fresh.querySelector('[data-live-trade]');
     trade.version = (mark && mark.dataset.liveVersion) || version;
     root.innerHTML = content.innerHTML;
+    const stale = document.querySelector('[data-live-stale]');
+    if (stale) stale.remove();
     calmButtons = disabledButtons();
     const wallet = window.EscrowWallet;
     if (wallet && typeof wallet.wireActionButtons === 'function') wallet.wireActionButtons(root);
