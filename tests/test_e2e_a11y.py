@@ -298,8 +298,8 @@ def test_page_states_have_no_serious_violations(
 
 
 def test_axe_finds_a_planted_violation(browser: Browser, stack: LocalStack, world: World) -> None:
-    """The check can fail: a picture without a text and an unlabelled field put into a real
-    page are reported as critical."""
+    """The checks can fail: a picture without a text and an unlabelled field put into a real
+    page are reported as critical, and a focus without a ring is seen."""
     page = page_for(browser, stack, world, None, False)
     page.goto("/")
     page.evaluate(
@@ -310,6 +310,12 @@ def test_axe_finds_a_planted_violation(browser: Browser, stack: LocalStack, worl
     assert {"image-alt", "label"} <= set(found), found
     assert len(found["image-alt"].targets) == 1
     assert "data-planted" in found["image-alt"].targets[0]
+    # And the focus check: a field whose focus ring is taken away is caught.
+    page.evaluate(
+        """() => { const field = document.querySelector('input[data-planted]');
+                   field.style.outline = 'none'; field.style.boxShadow = 'none'; field.focus(); }"""
+    )
+    assert focus_is_visible(page)["visible"] is False
     page.reload()
 
 
