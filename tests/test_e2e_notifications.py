@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from test_e2e_browser import TX_TIMEOUT, act, open_as
+from test_e2e_browser import TX_TIMEOUT, act, open_as, trade_status
 from test_e2e_checkout import buy, new_listing
 
 from escrow.db.engine import make_engine
@@ -159,6 +159,13 @@ def test_seller_is_told_live_and_the_buyers_trade_page_follows(
     )
     fits(buyer_page)
     shot(buyer_page, f"notify-{width}-3-buyer-page-updated")
+
+    # The updated page's actions work: the wallet binds the new buttons, or the first click
+    # reloads the page, where they are bound.
+    act(buyer_page, "Confirm receipt")
+    if trade_status(stack, trade_pk) != "Released":
+        act(buyer_page, "Confirm receipt")
+    assert trade_status(stack, trade_pk) == "Released"
 
 
 @WIDTHS

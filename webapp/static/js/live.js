@@ -138,7 +138,11 @@
     if (stale) stale.remove();
     calmButtons = disabledButtons();
     const wallet = window.EscrowWallet;
-    if (wallet && typeof wallet.wireActionButtons === 'function') wallet.wireActionButtons(root);
+    if (wallet && typeof wallet.wireActionButtons === 'function') {
+      wallet.wireActionButtons(root);
+    } else {
+      unwired = true;  // see guardUnwiredActions
+    }
     document.dispatchEvent(new CustomEvent('escrow:content-replaced', {detail: {root}}));
     root.dataset.liveUpdated = String(Date.now());
     announce(window.gettext('This trade was updated.'));
@@ -182,6 +186,24 @@
       schedule(delay);
     }
   }
+
+  // The wallet script binds the action buttons and forms once, when the page loads. If it
+  // cannot bind the ones a live update brought, a click on one reloads the page (where they
+  // work) instead of doing nothing or posting the form to the wrong place.
+  let unwired = false;
+  function guardUnwiredActions(event) {
+    if (!unwired || !(event.target instanceof Element)) return;
+    const target = event.target.closest('[data-tx-url]');
+    const root = main();
+    if (!target || !root || !root.contains(target)) return;
+    // A form is guarded when it is submitted, a button when it is clicked.
+    if ((event.type === 'submit') !== (target.tagName === 'FORM')) return;
+    event.preventDefault();
+    event.stopPropagation();
+    window.location.reload();
+  }
+  document.addEventListener('click', guardUnwiredActions, true);
+  document.addEventListener('submit', guardUnwiredActions, true);
 
   function schedule(ms) {
     if (stopped || document.hidden) return;
