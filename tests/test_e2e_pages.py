@@ -137,6 +137,7 @@ def fund(stack: LocalStack, buyer: str, seller: str, *, ship_within: int = 5 * D
         ship_by=stack.chain.latest_timestamp() + ship_within,
         inspection_period=DAY,
         arbitrator_fee_bps=200,
+        delivery_window=3 * DAY,
         sender=buyer,
     )
 

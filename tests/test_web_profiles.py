@@ -352,6 +352,8 @@ def test_profile_page(app: Flask, web: Any, roles: Roles) -> None:
         assert "5 / 5" in page and "&lt;i&gt;Great&lt;/i&gt;" in page
         assert "1 as seller" in page
         assert ("Edit my profile" in page) == (who == "seller")
+        buyer = roles.buyer.lower()
+        assert f'<a class="party" href="/u/{buyer}" title="{buyer}">' in page  # the rater
 
 
 def test_profile_404s(app: Flask, web: Any, roles: Roles) -> None:
