@@ -846,3 +846,18 @@ def test_deleting_a_listing_asks_first(app: Flask, web: Any, roles: Roles) -> No
     page = web("seller", roles).client.get(f"/listings/{listing_id}").get_data(as_text=True)
     form = re.search(r'<form[^>]*action="/listings/\d+/delete"[^>]*>', page)
     assert form is not None and 'data-confirm="Delete this listing?' in form.group(0)
+
+
+def test_the_terms_say_the_fee_is_unknown_when_the_node_does_not_answer(
+    app: Flask, web: Any, roles: Roles, monkeypatch: Any
+) -> None:
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionError("node gone")
+
+    monkeypatch.setattr("escrow.client.EscrowClient.platform_fee", down)
+    listing_id = _listing(app, roles.seller)
+    response = web("buyer", roles).client.get(f"/listings/{listing_id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Unknown right now (the chain does not answer)" in page
+    assert "must ship within 5 days of your payment" in page
