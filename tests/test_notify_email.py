@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import email
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
@@ -309,3 +311,46 @@ def test_the_notifier_process_runs_once(
     assert {str(m["To"]) for m in server.messages} == {"buyer@example.kz", "seller@example.kz"}
     assert len(server.messages) == len(outbox(engine))
     assert {r.state for r in outbox(engine)} == {"sent"}
+
+
+def test_the_notifier_loop_works_on_its_own_and_stops_cleanly_on_sigterm(
+    db_url: str, engine: Engine, tmp_path: Path, smtp_port: int, inbox: tuple[Inbox, Server]
+) -> None:
+    server, _controller = inbox
+    a_sale(engine)
+    with Session(engine) as session:
+        session.execute(update(TradeEvent).values(block_time=None))
+        session.commit()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "ESCROW_DATA_DIR": str(tmp_path),
+        "ESCROW_SMTP_HOST": "127.0.0.1",
+        "ESCROW_SMTP_PORT": str(smtp_port),
+        "ESCROW_SMTP_SECURITY": "none",
+    }
+    env.pop("ESCROW_ENV", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webapp.notify", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 2 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.1)
+        assert len(server.messages) >= 2
+        time.sleep(1)  # a few more passes: nothing is sent twice
+        assert len(server.messages) == len(outbox(engine))
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+        assert process.returncode == 0, output
+        assert "stopping after this pass" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
