@@ -1041,9 +1041,11 @@ def test_a_visitor_sends_a_due_refund_and_nothing_else(
     assert early.status_code == 409 and "not due yet" in early.get_json()["error"]
     wrong_state = visitor.post_json(f"/trades/{pk}/actions/release")
     assert wrong_state.status_code == 409 and "not possible now" in wrong_state.get_json()["error"]
-    assert f"/trades/{pk}/actions/refund" not in visitor.client.get(f"/trades/{pk}").get_data(
-        as_text=True
-    )
+    before = visitor.client.get(f"/trades/{pk}").get_data(as_text=True)
+    assert f"/trades/{pk}/actions/refund" not in before
+    # The visitor reads when the refund becomes possible.
+    assert 'data-upcoming-timeout="refund"' in before
+    assert "Anyone can send “Refund after missed deadline” from" in before
 
     chain.increase_time(DAY + 60)
     page = visitor.client.get(f"/trades/{pk}").get_data(as_text=True)

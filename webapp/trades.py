@@ -631,6 +631,11 @@ def _visitor_page(trade: Trade) -> str:
     )
     me = current_address()
     actions = [a for a in available_actions(trade, me, now) if a.name in TIMEOUT_ACTIONS]
+    upcoming = [
+        (ACTIONS[name], due)
+        for name in TIMEOUT_ACTIONS
+        if (due := timeout_due_at(trade, name)) is not None and now < due
+    ]
     return render_template(
         "trades/show.html",
         trade=trade,
@@ -655,6 +660,7 @@ def _visitor_page(trade: Trade) -> str:
         listing_url=listing_url(trade.listing_id),
         unlinked_listing=None,
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
+        upcoming_timeouts=upcoming,
     )
 
 
