@@ -152,12 +152,16 @@ def test_phone_menu_opens_and_closes_and_the_header_is_one_row(
     box = header.bounding_box()
     assert box is not None and box["height"] <= 64, f"the closed header is {box}"
     expect(trades).to_be_hidden()
+    # The language switch and who is signed in stay in the closed header's one row.
+    expect(page.get_by_role("button", name="Қазақша")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.locator("#dev-account")).to_be_hidden()
     expect(toggle).to_have_attribute("aria-expanded", "false")
     assert toggle.get_attribute("aria-controls") == "site-menu"
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(trades).to_be_visible()
-    expect(page.get_by_role("button", name="Қазақша")).to_be_visible()
+    expect(page.locator("#dev-account")).to_be_visible()
     shot(page, f"menu-open-{width}")
     page.keyboard.press("Escape")
     expect(toggle).to_have_attribute("aria-expanded", "false")
