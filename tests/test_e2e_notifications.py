@@ -199,3 +199,33 @@ def test_a_buyer_who_is_typing_is_offered_a_reload_instead(
     with buyer_page.expect_navigation(timeout=TX_TIMEOUT):
         notice.get_by_role("button", name="Reload").click()
     expect(buyer_page.locator("h1 .badge")).to_have_text("Shipped")
+
+
+@WIDTHS
+def test_email_settings_refuse_a_bad_address_then_save(
+    browser: Browser, stack: LocalStack, mobile: bool
+) -> None:
+    assert stack.chain is not None
+    width = "phone" if mobile else "desktop"
+    seller, _buyer = (stack.chain.accounts[i] for i in PAIRS[mobile])
+    page = open_as(browser, stack, seller, mobile=mobile)
+    page.goto("/notifications/settings")
+    # The stack sends no e-mail (no SMTP server): the page says so.
+    expect(page.locator("[data-mail-off]")).to_be_visible()
+    page.fill("#email", "seller at example dot kz")
+    page.check("input[name=email_enabled]")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").click()
+    error = page.locator("#email-error")
+    expect(error).to_contain_text("is not an e-mail address")
+    expect(page.locator("#email")).to_have_value("seller at example dot kz")
+    fits(page)
+    shot(page, f"notify-{width}-5-settings-refused")
+    page.fill("#email", "seller@example.kz")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_contain_text("Your notification settings are saved.")
+    expect(page.locator("#email")).to_have_value("seller@example.kz")
+    expect(page.locator("input[name=email_enabled]")).to_be_checked()
+    fits(page)
+    shot(page, f"notify-{width}-6-settings-saved")
