@@ -189,6 +189,30 @@ def test_switching_dev_accounts_signs_in_as_the_chosen_account(
 
 
 @WIDTHS
+def test_arrow_keys_switch_once_to_where_they_stop(
+    browser: Browser, stack: LocalStack, mobile: bool
+) -> None:
+    """A closed list changes at every arrow press: only the account the keys stop at is
+    signed in, once."""
+    start = 1 if mobile else 0
+    first, target = account(stack, start), account(stack, start + 2)
+    page = open_as(browser, stack, first, mobile=mobile)
+    page.goto("/trades")
+    select = picker(page)
+    expect(select).to_have_value(first)
+    select.focus()
+    signins: list[str] = []
+    page.on("request", lambda r: signins.append(r.url) if "/auth/verify" in r.url else None)
+    with page.expect_navigation():
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+    assert signed_in_as(page) == target
+    assert len(signins) == 1, signins
+    expect(picker(page)).to_have_value(target)
+    page.context.close()
+
+
+@WIDTHS
 def test_a_stale_tab_shows_the_account_signed_in_elsewhere(
     browser: Browser, stack: LocalStack, mobile: bool
 ) -> None:

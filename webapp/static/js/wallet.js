@@ -315,6 +315,8 @@
 
   // ---------------------------------------------------------------- dev wallet picker
 
+  const SWITCH_DELAY_MS = 600;
+
   // The header's list of demo accounts shows who is signed in. Picking another account while
   // signed in signs in again as that account (a new EIP-4361 sign-in) and reloads the page;
   // signed out, it only chooses the account the next sign-in uses.
@@ -359,9 +361,17 @@
       current = chosen;
     };
 
-    picker.addEventListener('change', async () => {
+    // Arrow keys on a closed list change it at every press: a switch waits until the keys
+    // stop, so going past an account does not sign in as it.
+    let timer = null;
+    picker.addEventListener('change', () => {
+      if (!info.signedIn) remember(picker.value);  // at once: a Sign in click may follow
+      clearTimeout(timer);
+      timer = setTimeout(settle, info.signedIn ? SWITCH_DELAY_MS : 0);
+    });
+
+    async function settle() {
       const chosen = picker.value;
-      if (!info.signedIn) remember(chosen);  // at once: a Sign in click may follow right away
       // Ask again: another tab may have signed in or out since this page was made.
       let now;
       try {
@@ -379,7 +389,7 @@
         // Signing out is the header's Sign out button; this list only switches accounts.
         picker.value = addresses.includes(now) ? now : '';
         current = picker.value;
-        if (chosen === now) goTo(null);  // another tab switched: show who is signed in
+        if (chosen === now && now !== info.signedIn) goTo(null);  // switched in another tab
         return;
       }
       picker.disabled = true;
@@ -391,7 +401,7 @@
       picker.value = current;  // the previous account is still the one signed in
       picker.disabled = false;
       picker.focus();
-    });
+    }
   }
 
   // ---------------------------------------------------------------- countdowns
