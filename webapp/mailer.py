@@ -253,6 +253,11 @@ def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
 
 
 def _give_up_stale_claims(session: Session, now: datetime) -> None:
+    stale = EmailOutbox.claimed_at < now - timedelta(seconds=CLAIM_SECONDS)
+    mine = EmailOutbox.state == EmailState.SENDING.value
+    if session.scalar(select(EmailOutbox.id).where(mine, stale).limit(1)) is None:
+        session.rollback()  # nothing to change: no write on an idle pass
+        return
     session.execute(
         update(EmailOutbox)
         .where(

@@ -145,10 +145,14 @@ def _cursor(session: Session, name: str) -> int:
 
 
 def _set_cursor(session: Session, name: str, last: int) -> None:
-    session.execute(insert_ignoring(session, NotifierCursor, ["name"]).values(name=name, last_id=0))
+    """Stores a cursor that moved (an idle pass writes nothing: no lock on SQLite)."""
     row = session.get(NotifierCursor, name)
-    assert row is not None
-    row.last_id = last
+    if row is None:
+        session.execute(
+            insert_ignoring(session, NotifierCursor, ["name"]).values(name=name, last_id=last)
+        )
+    elif row.last_id != last:
+        row.last_id = last
 
 
 def _title(trade: Trade, listing_title: str | None) -> dict[str, Any]:
