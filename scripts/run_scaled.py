@@ -284,11 +284,8 @@ class ScaledStack:
             str(self.threads),
             "--bind",
             f"127.0.0.1:{self.web_ports[index]}",
-            "--graceful-timeout",
-            "5",
-            # Longer than nginx's keepalive to it never closes a connection nginx is reusing.
-            "--keep-alive",
-            "75",
+            "--config",
+            str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
             "--no-control-socket",
             "--access-logfile",
             "/dev/null",
