@@ -28,6 +28,11 @@ pytestmark = pytest.mark.e2e
 SHOTS = Path("/tmp/pages")
 TX_TIMEOUT = 60_000
 DAY = 24 * 3600
+#: A one-pixel PNG: an evidence photo.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 WIDTHS = pytest.mark.parametrize("mobile", [False, True], ids=["desktop", "phone"])
 #: The buyer at each width (accounts 1-7 are the demo's people, 8 and 9 its arbitrators).
 BUYER = {False: 5, True: 6}
@@ -269,7 +274,7 @@ def test_a_visitor_refunds_a_trade_past_its_ship_by_date(
 
 @WIDTHS
 def test_case_file_message_stays_and_pages_fit_a_phone(
-    browser: Browser, stack: LocalStack, engine: Engine, mobile: bool
+    browser: Browser, stack: LocalStack, engine: Engine, mobile: bool, tmp_path: Path
 ) -> None:
     assert stack.deployment is not None
     buyer = account(stack, BUYER[mobile])
@@ -318,9 +323,26 @@ def test_case_file_message_stays_and_pages_fit_a_phone(
         shot(judge, name, mobile)
     expect(judge.locator("[data-arbitration-figures]")).to_be_visible()
 
-    # The buyer's evidence form on the disputed trade fits the phone too.
+    # The buyer's evidence form on the disputed trade fits the phone too, and so do the
+    # evidence lists once a file with a long name is in (a careless user's file name).
     buyer_page = open_as(browser, stack, buyer, mobile)
     buyer_page.goto(f"/trades/{pk}")
     expect(buyer_page.locator(".evidence-form")).to_be_visible()
     assert_no_overflow(buyer_page)
-    shot(buyer_page, "trade-evidence-form", mobile)
+    photo = tmp_path / ("photo-of-the-cracked-screen-taken-at-pick-up-" * 3 + ".png")
+    photo.write_bytes(PNG)
+    buyer_page.set_input_files(".evidence-form input[type=file]", str(photo))
+    buyer_page.fill(".evidence-form textarea[name=note]", "Cracked screen")
+    with buyer_page.expect_navigation(timeout=TX_TIMEOUT):
+        buyer_page.locator(".evidence-form button[type=submit]").click()
+    buyer_page.wait_for_load_state("networkidle")
+    expect(buyer_page.locator("#evidence table")).to_contain_text("photo-of-the-cracked")
+    expect(buyer_page.locator("#evidence table .party-role")).to_have_text("(buyer)")
+    assert_no_overflow(buyer_page)
+    shot(buyer_page, "trade-evidence", mobile)
+    judge.goto(f"/arbitration/{pk}")
+    expect(judge.locator("[aria-labelledby=case-evidence-h] table")).to_contain_text(
+        "photo-of-the-cracked"
+    )
+    assert_no_overflow(judge)
+    shot(judge, "case-file-evidence", mobile)
