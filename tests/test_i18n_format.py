@@ -34,6 +34,7 @@ from webapp.views import (
     format_amount,
     relative,
     tenge_rate_note,
+    tenge_unit_rates,
     to_units,
     when,
 )
@@ -518,3 +519,22 @@ def test_tenge_prices_parse_with_a_decimal_comma() -> None:
     assert to_units(f"1{NBSP}234{NBSP}567,5", "KZT") == 123_456_750
     assert to_units("12,5", "KZT") == 1250
     assert to_units("5 000 000 000", "KZT") == 5_000_000_000 * TENGE
+
+
+def test_tenge_per_smallest_unit_for_the_price_order(app: Flask) -> None:
+    """search.price_order compares listings by these: 1 ETH and 1 USD at the site's rates,
+    one tiyn for tenge, nothing for a currency without a rate."""
+    with app.app_context():
+        saved = dict(app.config)
+        try:
+            app.config.update(TENGE_PER_ETH="1500000", TENGE_PER_USD="500")
+            rates = tenge_unit_rates()
+            assert rates["ETH"] is not None and rates["USD"] is not None
+            assert rates["ETH"] * ETH == pytest.approx(1_500_000)
+            assert rates["USD"] * USD == pytest.approx(500)
+            assert rates["KZT"] == pytest.approx(0.01)
+            app.config["TENGE_PER_USD"] = ""
+            assert tenge_unit_rates()["USD"] is None
+        finally:
+            app.config.clear()
+            app.config.update(saved)
