@@ -297,6 +297,28 @@ def test_page_states_have_no_serious_violations(
         check(page, "menu-open", width)
 
 
+@pytest.mark.parametrize("lang", ["kk", "ru"])
+def test_kazakh_and_russian_pages_have_no_serious_violations(
+    browser: Browser, stack: LocalStack, world: World, lang: str
+) -> None:
+    """The same pages in Kazakh and Russian (longer words, the page's lang attribute), at
+    phone width, where long words wrap the most."""
+    page = open_as(browser, stack, world.buyer, mobile=True)
+    page.context.set_extra_http_headers({"Accept-Language": f"{lang}-KZ,{lang};q=0.9"})
+    try:
+        for name, path in (
+            ("market", "/"),
+            ("listing", f"/listings/{world.listing}"),
+            ("trade-shipped", f"/trades/{world.shipped}"),
+            ("trades", "/trades"),
+        ):
+            page.goto(path)
+            assert page.evaluate("document.documentElement.lang").startswith(lang)
+            check(page, f"{name}-{lang}", "phone")
+    finally:
+        page.context.close()
+
+
 def test_axe_finds_a_planted_violation(browser: Browser, stack: LocalStack, world: World) -> None:
     """The checks can fail: a picture without a text and an unlabelled field put into a real
     page are reported as critical, and a focus without a ring is seen."""
