@@ -196,6 +196,7 @@ def test_a_failed_purchase_shows_its_error_in_view_when_scrolled_down(
     expect(error).to_be_visible()
     assert error.inner_text().strip()
     assert in_viewport(buyer, "#tx-status"), "the error is outside the visible part of the page"
+    buyer.wait_for_function("document.getAnimations().every((a) => a.playState !== 'running')")
     shot(buyer, f"toast-error-{width}")
     if width == "phone":  # the desktop page may fit the window
         assert scrolled > 0 and buyer.evaluate("window.scrollY") > 0
