@@ -179,6 +179,7 @@ def _who(user: WebUser) -> Any:
     response = user.client.get("/auth/signin", headers={"Accept": "application/json"})
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
+    assert "Accept" in response.headers["Vary"]
     return response.get_json()["address"]
 
 
@@ -192,7 +193,8 @@ def test_signin_as_json_says_who_is_signed_in(
     assert other_tab.post_json("/auth/logout").status_code == 200
     assert _who(user) is None
     assert _who(_fresh(app)) is None
-    assert "<html" in user.client.get("/auth/signin").get_data(as_text=True)
+    page = user.client.get("/auth/signin")
+    assert "<html" in page.get_data(as_text=True) and "Accept" in page.headers["Vary"]
 
 
 def test_switching_dev_accounts_signs_in_again_as_the_other(

@@ -41,6 +41,7 @@ from flask import (
     current_app,
     g,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -165,18 +166,22 @@ def site_domain() -> str:
 
 
 @bp.get("/auth/signin")
-def signin() -> str | Response:
+def signin() -> Response:
     """The sign-in page; asked for JSON, who this browser is signed in as (``address`` or
     null): a page loaded before a sign-out or an account switch in another tab asks when a
     request fails, to say so."""
     if request.accept_mimetypes.best == "application/json":
         response = jsonify(address=current_address())
         response.headers["Cache-Control"] = "no-store"
-        response.vary.add("Accept")
-        return response
-    return render_template(
-        "auth/signin.html", next_url=safe_next(request.args.get("next"), url_for("listings.index"))
-    )
+    else:
+        response = make_response(
+            render_template(
+                "auth/signin.html",
+                next_url=safe_next(request.args.get("next"), url_for("listings.index")),
+            )
+        )
+    response.vary.add("Accept")  # one address, two answers
+    return response
 
 
 @bp.get("/auth/message")
