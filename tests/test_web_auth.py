@@ -7,7 +7,9 @@ from typing import Any
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from flask import Flask
+from sqlalchemy import select
 
+from escrow.db.models import User
 from helpers import Roles
 from web_fixtures import WebUser, sign_in
 
@@ -228,3 +230,17 @@ def test_failed_switch_keeps_the_session(
     assert user.post_json("/auth/verify", bad).status_code == 400
     assert _who(user) == roles.buyer.lower()
     assert user.client.get("/dev-wallet/accounts").get_json()["signedIn"] == roles.buyer.lower()
+
+
+def test_signin_page_says_who_is_signed_in(
+    app: Flask, roles: Roles, keys: dict[str, LocalAccount]
+) -> None:
+    assert "data-signed-in-note" not in _fresh(app).client.get("/auth/signin").get_data(True)
+    user = sign_in(app.test_client(), keys[roles.buyer])
+    with app.extensions["escrow_sessions"]() as session:
+        person = session.scalar(select(User).where(User.address == roles.buyer.lower()))
+        person.display_name = "<b>Aigerim</b>"
+        session.commit()
+    page = user.client.get("/auth/signin").get_data(as_text=True)
+    assert "You are signed in as &lt;b&gt;Aigerim&lt;/b&gt;." in page
+    assert "<b>Aigerim" not in page
