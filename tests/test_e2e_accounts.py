@@ -18,12 +18,14 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from test_e2e_browser import TX_TIMEOUT, open_as, shot
 from test_e2e_checkout import new_listing, open_review, trades_of
 
 from escrow.anvil import rpc_ready
-from escrow.db.engine import make_engine
+from escrow.db.engine import make_engine, session_scope
+from escrow.db.models import Trade
 from webapp.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -305,6 +307,39 @@ def test_signed_out_in_another_tab_mid_payment(
     )
     shot(page, f"accounts-signed-out-mid-payment-{width_name(mobile)}")
     assert trades_of(engine, listing) == []
+    page.context.close()
+
+
+@WIDTHS
+def test_signed_out_in_another_tab_before_a_trade_action(
+    browser: Browser, stack: LocalStack, engine: Engine, mobile: bool
+) -> None:
+    assert stack.chain is not None and stack.deployment is not None
+    seller, buyer = account(stack, 4), account(stack, 7 if mobile else 6)
+    client = stack.deployment.client(stack.chain)
+    funded = client.fund(
+        seller=seller,
+        arbitrator=stack.deployment.arbitrators[0],
+        amount=ETH // 50,
+        ship_by=stack.chain.latest_timestamp() + 3 * 24 * 3600,
+        inspection_period=2 * 24 * 3600,
+        arbitrator_fee_bps=100,
+        sender=buyer,
+    )
+    stack.wait_indexed()
+    with session_scope(engine) as session:
+        pk = session.scalar(select(Trade.id).where(Trade.onchain_id == funded.trade_id))
+    page = open_as(browser, stack, seller, mobile=mobile)
+    page.goto(f"/trades/{pk}")
+    tab = page.context.new_page()
+    tab.goto("/trades")
+    with tab.expect_navigation():
+        tab.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Mark as shipped").click()
+    text = error_text(page)
+    assert text.startswith("You are signed out (perhaps in another tab), so nothing was sent.")
+    with session_scope(engine) as session:
+        assert session.scalar(select(Trade.status).where(Trade.id == pk)) == "Funded"
     page.context.close()
 
 
