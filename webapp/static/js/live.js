@@ -130,8 +130,13 @@
     const fresh = new DOMParser().parseFromString(html, 'text/html');
     const content = fresh.querySelector('main#content');
     const root = main();
-    if (!content || !root) { offerReload(); return; }
     const mark = fresh.querySelector('[data-live-trade]');
+    // Not this trade's page as its participant (signed out meanwhile, an error page): keep
+    // what is shown and offer a reload.
+    if (!content || !root || !mark || mark.dataset.liveTrade !== String(trade.id)) {
+      offerReload();
+      return;
+    }
     trade.version = (mark && mark.dataset.liveVersion) || version;
     root.innerHTML = content.innerHTML;
     const stale = document.querySelector('[data-live-stale]');
