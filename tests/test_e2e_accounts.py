@@ -338,6 +338,24 @@ def test_signed_out_in_another_tab_before_a_trade_action(
     page.get_by_role("button", name="Mark as shipped").click()
     text = error_text(page)
     assert text.startswith("You are signed out (perhaps in another tab), so nothing was sent.")
+
+    # Signed in again in the other tab, as someone else: the page says who it is now.
+    other = account(stack, 1)
+    tab.goto("/auth/signin")
+    picker(tab).select_option(seller)
+    with tab.expect_navigation():
+        tab.locator("button[data-signin]:not([data-use-injected])").click()
+    page.goto(f"/trades/{pk}")
+    tab.goto("/trades")
+    with tab.expect_navigation():
+        picker(tab).select_option(other)
+    assert signed_in_as(tab) == other
+    page.get_by_role("button", name="Mark as shipped").click()
+    text = error_text(page)
+    assert text == (
+        f"You are now signed in as {other} (perhaps in another tab), so nothing was sent. "
+        "Reload the page."
+    )
     with session_scope(engine) as session:
         assert session.scalar(select(Trade.status).where(Trade.id == pk)) == "Funded"
     page.context.close()

@@ -38,7 +38,7 @@
   // would not say so. `expected`: the address the page acted for, when it knows it.
   async function explainFailure(error, expected) {
     const code = error && error.code;
-    if (code === 4001 || code === 'ACTION_REJECTED') return explain(error);
+    if (code === 4001 || code === 'ACTION_REJECTED' || (error && error.sent)) return explain(error);
     let address;
     try {
       address = (await getJSON('/auth/signin')).address;
@@ -54,6 +54,12 @@
                      'nothing was sent. Reload the page.', {account: address});
     }
     return explain(error);
+  }
+
+  // The account the page was made for (the header names it), or null.
+  function pageAccount() {
+    const me = document.querySelector('[data-signed-in-as]');
+    return me ? me.getAttribute('title') : null;
   }
 
   // fetch, with a clear message when the market does not answer at all.
@@ -248,11 +254,16 @@
     }
     status(gettext('Confirm the transaction in your wallet…'));
     const hash = await provider().request({method: 'eth_sendTransaction', params: [prepared.tx]});
-    if (prepared.after_send) {
-      await postJSON(prepared.after_send, {tx_hash: hash}).catch(() => null);
+    try {
+      if (prepared.after_send) {
+        await postJSON(prepared.after_send, {tx_hash: hash}).catch(() => null);
+      }
+      const state = await waitForTx(hash);
+      return Object.assign({hash}, prepared, state);
+    } catch (error) {
+      error.sent = true;  // the transaction left the wallet: the reason is on the chain
+      throw error;
     }
-    const state = await waitForTx(hash);
-    return Object.assign({hash}, prepared, state);
   }
 
   // Follows a sent transaction until it is mined and the indexer has recorded it.
@@ -306,7 +317,7 @@
           const target = result.redirect || el.dataset.redirect;
           goTo(target);
         } catch (error) {
-          status(await explainFailure(error), 'error');
+          status(await explainFailure(error, pageAccount()), 'error');
           buttons.forEach((b) => { b.disabled = false; });
         }
       });
@@ -453,5 +464,6 @@
   setInterval(tickCountdowns, 1000);
 
   window.EscrowWallet = {provider, account, signIn, sendPrepared, waitForTx, postJSON, getJSON,
-                         status, explain, explainFailure, goTo, csrfToken};
+                         status, explain, explainFailure, goTo, csrfToken,
+                         wire: wireActionButtons};  // wire(root): binds buttons added later
 })();
