@@ -196,7 +196,9 @@ def test_a_failed_purchase_shows_its_error_in_view_when_scrolled_down(
     expect(error).to_be_visible()
     assert error.inner_text().strip()
     assert in_viewport(buyer, "#tx-status"), "the error is outside the visible part of the page"
-    buyer.wait_for_function("document.getAnimations().every((a) => a.playState !== 'running')")
+    buyer.wait_for_function(
+        "() => document.getAnimations().every((a) => a.playState !== 'running')"
+    )
     shot(buyer, f"toast-error-{width}")
     if width == "phone":  # the desktop page may fit the window
         assert scrolled > 0 and buyer.evaluate("window.scrollY") > 0
@@ -302,3 +304,26 @@ def test_favicon_and_status_page(browser: Browser, stack: LocalStack) -> None:
     assert health.headers["content-type"].startswith("application/json")
     assert health.json()["chain"]["ok"] is True
     shot(page, "status-desktop")
+
+
+def test_unread_messages_show_on_the_closed_phone_menu(browser: Browser, stack: LocalStack) -> None:
+    seller = signed_in(browser, stack, "phone", 7)
+    title = "Brass samovar, 3 l"
+    publish(seller, title)
+    listing_url = seller.url
+    toggle = seller.locator(".menu-toggle")
+    expect(toggle.locator(".menu-dot")).to_have_count(0)
+    buyer = signed_in(browser, stack, "phone", 6)
+    buyer.goto(listing_url)
+    buyer.locator("form", has=buyer.get_by_role("button", name="Send to the seller")).locator(
+        "textarea"
+    ).fill("Is it still for sale?")
+    with buyer.expect_navigation():
+        buyer.get_by_role("button", name="Send to the seller").click()
+    seller.goto("/")
+    expect(toggle.locator(".menu-dot")).to_be_visible()
+    # The message, and the notification about it when notifications are on.
+    expect(toggle).to_contain_text(re.compile(r"[12] unread"))
+    toggle.click()
+    expect(seller.locator("[data-messages-link] [data-unread-total]")).to_have_text("1")
+    shot(seller, "menu-unread-phone")
