@@ -1015,7 +1015,7 @@ def test_the_outcome_names_every_payout_and_fee(
     trade = trade_row(app)
     assert trade.status == TradeStatus.RESOLVED.value and trade.arbitrator_fee
     parts = (trade.buyer_amount, trade.seller_amount, trade.arbitrator_fee, trade.platform_fee)
-    assert sum(parts) == trade.amount
+    assert sum(int(part or 0) for part in parts) == trade.amount
     page = buyer.client.get(f"/trades/{pk}").get_data(as_text=True)
     with app.test_request_context():
         expected = (
