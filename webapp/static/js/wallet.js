@@ -355,8 +355,11 @@
     info.accounts.forEach((a, i) => {
       const option = document.createElement('option');
       option.value = a.address;
-      option.textContent = '#' + i + ' ' + (a.name ? a.name + ' ' : '') +
+      // A long name would push the address out of the closed list: the name is cut.
+      const name = a.name && a.name.length > 20 ? a.name.slice(0, 19) + '…' : a.name;
+      option.textContent = '#' + i + ' ' + (name ? name + ' ' : '') +
         a.address.slice(0, 6) + '…' + a.address.slice(-4);
+      if (name !== a.name) option.title = a.name;
       picker.appendChild(option);
     });
     picker.value = addresses.includes(shown) ? shown : '';
