@@ -49,6 +49,8 @@ def lock_key(role: str, namespace: str = "") -> int:
 class Leadership(Protocol):
     role: str
 
+    def try_acquire(self) -> bool: ...
+
     def acquire(self, stop: threading.Event) -> bool: ...
 
     def check(self) -> None: ...
@@ -61,6 +63,9 @@ class NoLock:
 
     def __init__(self, role: str) -> None:
         self.role = role
+
+    def try_acquire(self) -> bool:
+        return True
 
     def acquire(self, stop: threading.Event) -> bool:
         log.info("%s: SQLite database, single host: no leader lock needed", self.role)

@@ -234,3 +234,70 @@ def test_short_scaled_run(tmp_path: Path) -> None:
     shared = failover["shared_rate_limit"]
     assert shared["limit"] > 0 and shared["refused_at_request"] == shared["limit"] + 1
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.anvil
+def test_an_indexer_whose_lock_session_ends_stops_writing_and_one_goes_on(
+    indexers: list[Indexer],
+    pg_url: str,
+    market: Market,  # noqa: F811
+) -> None:
+    """The server ends the active indexer's lock session (as after a network cut or an
+    administrator's pg_terminate_backend): before its next batch it notices, stops writing and
+    stands by again; one indexer is active afterwards and every event is stored once."""
+    _wait(
+        lambda: (
+            sum(i.said("became active") for i in indexers) == 1
+            and sum(i.said("waiting for the lock") for i in indexers) == 1
+        ),
+        30,
+        "one active indexer and one standing by",
+    )
+    active = indexers[0] if indexers[0].said("became active") else indexers[1]
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                    "JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted "
+                    "WHERE a.application_name = 'escrow indexer lock'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(ended) == 1
+    trade_id = market.fund()  # a batch to write: the old holder checks its lock first
+    _wait(lambda: active.said("stopped writing"), 10, "the old holder to stop writing")
+    _wait(
+        lambda: sum(i.log.read_text().count("became active") for i in indexers) == 2,
+        10,
+        "an indexer to take the lock again",
+    )
+    market.ship(trade_id)
+    logs = market.rpc("eth_getLogs", [{"address": market.address, "fromBlock": "0x0"}])
+    _wait(lambda: _trades(pg_url, market) == (1, len(logs)), 20, "every event stored once")
+    assert all(i.process.poll() is None for i in indexers)
+
+
+@pytest.mark.anvil
+def test_index_once_leaves_the_work_to_the_active_indexer(
+    indexers: list[Indexer],
+    pg_url: str,
+    market: Market,  # noqa: F811
+) -> None:
+    _wait(lambda: any(i.said("became active") for i in indexers), 30, "an active indexer")
+    once = subprocess.run(
+        [str(ESCROW), "index", "--leader-lock", "--once", "--address", market.address],
+        env={
+            **os.environ,
+            "DATABASE_URL": pg_url,
+            "ESCROW_RPC_URL": market.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+            "PYTHONPATH": str(PROJECT_ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert once.returncode == 0, once.stderr
+    assert "another indexer is active" in once.stdout

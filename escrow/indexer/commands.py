@@ -168,8 +168,22 @@ def reset_rows(engine: Any, chain_id: int, address: str) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     url = args.database_url or database_url()
-    if getattr(args, "leader_lock", False) and not args.once:
-        return _run_index_as_leader(args, url)
+    if getattr(args, "leader_lock", False):
+        if not args.once:
+            return _run_index_as_leader(args, url)
+        # One catch-up, and only if no other indexer is active: that one is keeping up.
+        lock = leader_lock(url, "indexer")
+        try:
+            if not lock.try_acquire():
+                print("another indexer is active on this database: nothing to do")
+                return 0
+            return _run_index_unlocked(args, url)
+        finally:
+            lock.release()
+    return _run_index_unlocked(args, url)
+
+
+def _run_index_unlocked(args: argparse.Namespace, url: str) -> int:
     upgrade(url)
     engine = make_engine(url)
     try:
