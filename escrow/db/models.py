@@ -166,6 +166,8 @@ class Listing(Base):
             "price",
             "id",
         ),
+        # A seller's first listing (when they joined the market, ``trust.first_activity``).
+        Index("ix_listings_seller_created", "seller_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,6 +265,9 @@ class Trade(Base):
         CheckConstraint(
             "split_proposer IS NULL OR " + _in("split_proposer", Side), name="split_proposer"
         ),
+        # A person's first trade on each side (``trust.first_activity``): one index step each.
+        Index("ix_trades_buyer_funded", "buyer", "funded_at"),
+        Index("ix_trades_seller_funded", "seller", "funded_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
