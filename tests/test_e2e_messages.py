@@ -117,6 +117,8 @@ def test_buyer_asks_seller_replies_scam_link_masked(
     # The seller (Kazakh) sees one unread message, opens the inbox and replies with a scam.
     seller_page = open_as(browser, stack, seller, "kk", mobile)
     expect(seller_page.locator("[data-unread-total]")).to_have_text("1")
+    if mobile:  # on a phone the links are behind the menu button
+        seller_page.click(".menu-toggle")
     seller_page.click("[data-messages-link]")
     expect(seller_page.locator("h1")).to_have_text(t("kk", "Messages"))
     fits(seller_page)
