@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
+from sqlalchemy.orm import contains_eager, selectinload
 
 from escrow.db.models import (
     Dispute,
@@ -19,7 +20,7 @@ from escrow.db.models import (
     TradeEvent,
     TradeStatus,
 )
-from webapp import checkout, db
+from webapp import checkout, db, trust
 from webapp.auth import current_address, login_required
 from webapp.errors import render_error
 from webapp.trade_rules import (
@@ -89,6 +90,7 @@ def index() -> str:
         session.scalars(
             select(Trade)
             .where(*open_cases)
+            .options(selectinload(Trade.listing))
             .order_by(Trade.ruling_deadline, Trade.id)
             .limit(QUEUE_PAGE)
             .offset((page - 1) * QUEUE_PAGE)
@@ -99,11 +101,15 @@ def index() -> str:
             select(Trade)
             .join(Dispute, Dispute.trade_id == Trade.id)
             .where(Trade.arbitrator == me, Trade.status == TradeStatus.RESOLVED.value)
+            # Each row says how the case ended (its dispute) and names the listing.
+            .options(contains_eager(Trade.dispute), selectinload(Trade.listing))
             .order_by(Trade.finished_block.desc())
             .limit(PAST_RULINGS)
         )
     )
     currency = {t.id: currency_of(t) for t in queue + past}
+    # The queue names both parties of each case: one query for all of them (and the header).
+    trust.remember_party_names(session, [me, *(a for t in queue for a in (t.buyer, t.seller))])
     return render_template(
         "arbitration/index.html",
         queue=queue,

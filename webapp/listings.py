@@ -543,7 +543,10 @@ def detail(listing_id: int) -> str:
     if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
         abort(404, _("This listing was withdrawn by the seller."))
     record = trust.seller_record(
-        session, listing.seller.address, stablecoin=gateway().stablecoin_address()
+        session,
+        listing.seller.address,
+        stablecoin=gateway().stablecoin_address(),
+        user=listing.seller,
     )
     signals = trust.risk_signals_for_listing(session, listing, record=record)
     buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None

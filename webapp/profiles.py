@@ -150,7 +150,9 @@ def profile(address: str) -> str:
     user = session.scalar(select(User).where(User.address == address))
     if user is None and not _has_trades(session, address):
         abort(404, _("Nobody with this address has used the market yet."))
-    record = trust.seller_record(session, address, stablecoin=gateway().stablecoin_address())
+    record = trust.seller_record(
+        session, address, stablecoin=gateway().stablecoin_address(), user=user
+    )
     ratings = session.scalars(
         select(Rating)
         .join(Trade, Trade.id == Rating.trade_id)

@@ -36,10 +36,11 @@ from escrow.db.models import (
 )
 from escrow.errors import ChainUnavailable, ContractRevert, EscrowError
 from escrow.transactions import PreparedCall
-from webapp import checkout, db
+from webapp import checkout, db, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import describe_revert, render_error
+from webapp.i18n import per_request
 from webapp.trade_rules import (
     ACTIONS,
     DISPUTE_STATEMENT_MARK,
@@ -206,11 +207,9 @@ def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
     except EscrowError:
         return []
     addresses = [p.address for p in profiles]
-    names = dict(
-        db.session()
-        .execute(select(User.address, User.display_name).where(User.address.in_(addresses)))
-        .all()
-    )
+    # One query for every arbitrator's name, also kept for the page's ``party()`` links.
+    trust.remember_party_names(db.session(), addresses)
+    names: dict[str, str | None] = per_request("_party_names", dict)
     kept = {
         row.address: row
         for row in db.session().scalars(
@@ -571,6 +570,9 @@ def show(trade_pk: int) -> str:
         return _visitor_page(trade)
     session = db.session()
     sync_dispute_statement(session, trade)
+    trust.remember_party_names(
+        session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
+    )
     now = page_now()
     events = list(
         session.scalars(
@@ -621,6 +623,9 @@ def _visitor_page(trade: Trade) -> str:
     """The trade as someone outside it sees it: what the chain shows anyway, and the timeouts
     anyone may send once they are due. No conversation, evidence or statement."""
     session = db.session()
+    trust.remember_party_names(
+        session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
+    )
     now = page_now()
     events = list(
         session.scalars(

@@ -8,6 +8,7 @@ The functions take a session and return plain values so that any page, or a test
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +30,7 @@ from escrow.db.models import (
     TradeStatus,
     User,
 )
+from webapp.i18n import per_request
 
 ZERO_ADDRESS = "0x" + "0" * 40
 FINAL = tuple(sorted(s.value for s in FINAL_STATUSES))
@@ -117,16 +119,23 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def seller_record(
-    session: Session, address: str, *, stablecoin: str | None = None, now: datetime | None = None
+    session: Session,
+    address: str,
+    *,
+    stablecoin: str | None = None,
+    now: datetime | None = None,
+    user: User | None = None,
 ) -> SellerRecord:
     """The record of ``address`` from finished trades, disputes and ratings received.
 
     Reads the figures the indexer keeps per person (``party_stats``, ``party_volumes``): one
-    row and the person's few volume rows, however many trades they have.
+    row and the person's few volume rows, however many trades they have. ``user`` is the
+    person's account when the caller has it loaded already.
     """
     address = address.lower()
     now = now or datetime.now(UTC)
-    user = session.scalar(select(User).where(User.address == address))
+    if user is None or user.address != address:
+        user = session.scalar(select(User).where(User.address == address))
     stats = session.get(PartyStats, address)
     volume: dict[str, int] = {}
     if stats is not None and stats.trades_total:
@@ -346,3 +355,23 @@ def risk_signals_for_trade(
             + signals
         )
     return signals
+
+
+# ---------------------------------------------------------------------------- names on a page
+
+
+def remember_party_names(session: Session, addresses: Iterable[str | None]) -> None:
+    """Looks up the chosen names of ``addresses`` in one query and keeps them where
+    ``views.party_name`` reads a request's names (``g._party_names``), so that a page naming
+    many people (the arbitration queue, a trade's parties) does not ask once per person."""
+    names: dict[str, str | None] = per_request("_party_names", dict)
+    wanted = {a for a in addresses if a and a not in names}
+    if not wanted:
+        return
+    found = dict(
+        session.execute(
+            select(User.address, User.display_name).where(User.address.in_(sorted(wanted)))
+        ).all()
+    )
+    for address in wanted:
+        names[address] = found.get(address)
