@@ -170,19 +170,19 @@ def first_activity(session: Session, address: str, user: User | None) -> datetim
     """When ``address`` first used the market: the earliest of the web account's creation, the
     first listing and the first trade paid on chain as buyer or seller. A person who traded
     before they ever signed in here (or whose account row was made later) is not new."""
-    moments = [_aware(user.created_at) if user else None]
+    firsts = [
+        # One index step each (ix_listings_seller_created, ix_trades_*_funded), in one query.
+        select(func.min(Trade.funded_at)).where(side == address).scalar_subquery()
+        for side in (Trade.buyer, Trade.seller)
+    ]
     if user is not None:
-        moments.append(
-            _aware(
-                session.scalar(
-                    select(func.min(Listing.created_at)).where(Listing.seller_id == user.id)
-                )
-            )
+        firsts.append(
+            select(func.min(Listing.created_at))
+            .where(Listing.seller_id == user.id)
+            .scalar_subquery()
         )
-    for side in (Trade.buyer, Trade.seller):  # one indexed lookup per side
-        moments.append(
-            _aware(session.scalar(select(func.min(Trade.funded_at)).where(side == address)))
-        )
+    row = session.execute(select(*firsts)).one()
+    moments = [_aware(user.created_at) if user else None, *(_aware(m) for m in row)]
     known = [m for m in moments if m is not None]
     return min(known) if known else None
 

@@ -268,6 +268,8 @@ class Trade(Base):
         # A person's first trade on each side (``trust.first_activity``): one index step each.
         Index("ix_trades_buyer_funded", "buyer", "funded_at"),
         Index("ix_trades_seller_funded", "seller", "funded_at"),
+        # An arbitrator's open cases, most urgent first (the arbitration queue, paginated).
+        Index("ix_trades_arbitrator_status_deadline", "arbitrator", "status", "ruling_deadline"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
