@@ -16,7 +16,7 @@ from decimal import Decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from escrow.db.models import (
@@ -118,6 +118,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Statements every listing, trade and profile page runs, built once: building a statement
+# costs SQLAlchemy more than SQLite takes to answer it.
+USER_BY_ADDRESS = select(User).where(User.address == bindparam("address"))
+VOLUMES = select(PartyVolume.token, PartyVolume.listing_currency, PartyVolume.amount).where(
+    PartyVolume.address == bindparam("address")
+)
+
+
 def seller_record(
     session: Session,
     address: str,
@@ -135,15 +143,11 @@ def seller_record(
     address = address.lower()
     now = now or datetime.now(UTC)
     if user is None or user.address != address:
-        user = session.scalar(select(User).where(User.address == address))
+        user = session.scalar(USER_BY_ADDRESS, {"address": address})
     stats = session.get(PartyStats, address)
     volume: dict[str, int] = {}
     if stats is not None and stats.trades_total:
-        for token, listing_currency, amount in session.execute(
-            select(PartyVolume.token, PartyVolume.listing_currency, PartyVolume.amount).where(
-                PartyVolume.address == address
-            )
-        ):
+        for token, listing_currency, amount in session.execute(VOLUMES, {"address": address}):
             if amount:
                 currency = currency_of_token(token, stablecoin, listing_currency or None)
                 volume[currency] = volume.get(currency, 0) + int(amount)
@@ -166,22 +170,25 @@ def seller_record(
     )
 
 
+#: A person's first trade as buyer, as seller and first listing (``user_id`` NULL: none), in one
+#: query of one index step each (ix_trades_buyer_funded, ix_trades_seller_funded,
+#: ix_listings_seller_created); built once, since pages ask it on every view.
+FIRSTS = select(
+    select(func.min(Trade.funded_at)).where(Trade.buyer == bindparam("address")).scalar_subquery(),
+    select(func.min(Trade.funded_at)).where(Trade.seller == bindparam("address")).scalar_subquery(),
+    select(func.min(Listing.created_at))
+    .where(Listing.seller_id == bindparam("user_id"))
+    .scalar_subquery(),
+)
+
+
 def first_activity(session: Session, address: str, user: User | None) -> datetime | None:
     """When ``address`` first used the market: the earliest of the web account's creation, the
     first listing and the first trade paid on chain as buyer or seller. A person who traded
     before they ever signed in here (or whose account row was made later) is not new."""
-    firsts = [
-        # One index step each (ix_listings_seller_created, ix_trades_*_funded), in one query.
-        select(func.min(Trade.funded_at)).where(side == address).scalar_subquery()
-        for side in (Trade.buyer, Trade.seller)
-    ]
-    if user is not None:
-        firsts.append(
-            select(func.min(Listing.created_at))
-            .where(Listing.seller_id == user.id)
-            .scalar_subquery()
-        )
-    row = session.execute(select(*firsts)).one()
+    row = session.execute(
+        FIRSTS, {"address": address, "user_id": user.id if user is not None else None}
+    ).one()
     moments = [_aware(user.created_at) if user else None, *(_aware(m) for m in row)]
     known = [m for m in moments if m is not None]
     return min(known) if known else None
@@ -273,6 +280,22 @@ def _person_signals(
     return signals
 
 
+SIMILAR = (
+    Listing.status == ListingStatus.ACTIVE.value,
+    Listing.category == bindparam("category"),
+    Listing.currency == bindparam("currency"),
+    Listing.id != bindparam("exclude"),
+)
+SIMILAR_COUNT = select(func.count(Listing.id)).where(*SIMILAR)
+SIMILAR_MIDDLE = (
+    select(Listing.price)
+    .where(*SIMILAR)
+    .order_by(Listing.price)
+    .offset(bindparam("skip"))
+    .limit(bindparam("take"))
+)
+
+
 def similar_median(
     session: Session, category: str | None, currency: str, exclude_listing_id: int | None = None
 ) -> int | None:
@@ -283,24 +306,15 @@ def similar_median(
     """
     if not category:
         return None
-    conditions = [
-        Listing.status == ListingStatus.ACTIVE.value,
-        Listing.category == category,
-        Listing.currency == currency,
-    ]
-    if exclude_listing_id is not None:
-        conditions.append(Listing.id != exclude_listing_id)
-    count = session.scalar(select(func.count(Listing.id)).where(*conditions)) or 0
+    # Listing ids start at 1: excluding 0 excludes nothing.
+    params = {"category": category, "currency": currency, "exclude": exclude_listing_id or 0}
+    count = session.scalar(SIMILAR_COUNT, params) or 0
     if count < MIN_SIMILAR:
         return None
     middle = [
         int(p)
         for p in session.scalars(
-            select(Listing.price)
-            .where(*conditions)
-            .order_by(Listing.price)
-            .offset((count - 1) // 2)
-            .limit(1 if count % 2 else 2)
+            SIMILAR_MIDDLE, {**params, "skip": (count - 1) // 2, "take": 1 if count % 2 else 2}
         )
     ]
     return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) // 2  # exact integers
