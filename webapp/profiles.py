@@ -26,7 +26,7 @@ from flask import (
 from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
@@ -141,35 +141,40 @@ class RatingForm(Form):
 # ---------------------------------------------------------------------------- profiles
 
 
+# The profile page's statements, built once (building costs more than SQLite's answer).
+PROFILE_RATINGS = (
+    select(Rating)
+    .join(Trade, Trade.id == Rating.trade_id)
+    .where(*trust.counted_ratings_filter(bindparam("address")))  # type: ignore[arg-type]
+    .order_by(Rating.created_at.desc())
+    .limit(50)
+)
+PROFILE_LISTINGS = (
+    select(Listing)
+    .where(Listing.seller_id == bindparam("user_id"), Listing.status == ListingStatus.ACTIVE.value)
+    .order_by(Listing.created_at.desc())
+    .limit(48)
+)
+ARBITRATOR_PROFILE = select(ArbitratorProfile).where(
+    ArbitratorProfile.address == bindparam("address")
+)
+DISPLAY_NAME = select(User.display_name).where(User.address == bindparam("address"))
+
+
 @bp.get("/u/<address>")
 def profile(address: str) -> str:
     if not is_address(address):
         abort(404, _("That is not a wallet address."))
     address = address.lower()
     session = db.session()
-    user = session.scalar(select(User).where(User.address == address))
+    user = session.scalar(trust.USER_BY_ADDRESS, {"address": address})
     if user is None and not _has_trades(session, address):
         abort(404, _("Nobody with this address has used the market yet."))
     record = trust.seller_record(
         session, address, stablecoin=gateway().stablecoin_address(), user=user
     )
-    ratings = session.scalars(
-        select(Rating)
-        .join(Trade, Trade.id == Rating.trade_id)
-        .where(*trust.counted_ratings_filter(address))  # type: ignore[arg-type]
-        .order_by(Rating.created_at.desc())
-        .limit(50)
-    ).all()
-    listings = (
-        session.scalars(
-            select(Listing)
-            .where(Listing.seller_id == user.id, Listing.status == ListingStatus.ACTIVE.value)
-            .order_by(Listing.created_at.desc())
-            .limit(48)
-        ).all()
-        if user
-        else []
-    )
+    ratings = session.scalars(PROFILE_RATINGS, {"address": address}).all()
+    listings = session.scalars(PROFILE_LISTINGS, {"user_id": user.id}).all() if user else []
     return render_template(
         "profiles/profile.html",
         user=user,
@@ -310,13 +315,13 @@ def _figures(
 
 def arbitrator_figures(session: Any, address: str) -> ArbitratorStats | None:
     """One person's arbitration figures, if they are an arbitrator or were named as one."""
-    profile = session.scalar(select(ArbitratorProfile).where(ArbitratorProfile.address == address))
+    profile = session.scalar(ARBITRATOR_PROFILE, {"address": address})
     row = session.get(ArbitratorStatsRow, address)
     if profile is None and row is None:
         return None
     if profile is None:
         profile = ArbitratorProfile(address=address, languages=[])
-    name = session.scalar(select(User.display_name).where(User.address == address))
+    name = session.scalar(DISPLAY_NAME, {"address": address})
     return _figures(profile, name, row)
 
 
