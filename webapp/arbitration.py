@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import contains_eager, selectinload
 
 from escrow.db.models import (
@@ -74,6 +74,28 @@ def load_case(trade_pk: int) -> Trade:
     return trade
 
 
+# The queue's statements, built once (building costs more than SQLite's answer).
+OPEN_CASES = (Trade.arbitrator == bindparam("me"), Trade.status == TradeStatus.DISPUTED.value)
+OPEN_COUNT = select(func.count(Trade.id)).where(*OPEN_CASES)
+OPEN_PAGE = (
+    select(Trade)
+    .where(*OPEN_CASES)
+    .options(selectinload(Trade.listing))
+    .order_by(Trade.ruling_deadline, Trade.id)
+    .limit(bindparam("take"))
+    .offset(bindparam("skip"))
+)
+PAST = (
+    select(Trade)
+    .join(Dispute, Dispute.trade_id == Trade.id)
+    .where(Trade.arbitrator == bindparam("me"), Trade.status == TradeStatus.RESOLVED.value)
+    # Each row says how the case ended (its dispute) and names the listing.
+    .options(contains_eager(Trade.dispute), selectinload(Trade.listing))
+    .order_by(Trade.finished_block.desc())
+    .limit(PAST_RULINGS)
+)
+
+
 @bp.get("/arbitration")
 @login_required
 def index() -> str:
@@ -82,31 +104,13 @@ def index() -> str:
     session = db.session()
     if not is_arbitrator(session, me):
         abort(403, _("This console is for arbitrators."))
-    open_cases = (Trade.arbitrator == me, Trade.status == TradeStatus.DISPUTED.value)
-    total = int(session.scalar(select(func.count(Trade.id)).where(*open_cases)) or 0)
+    total = int(session.scalar(OPEN_COUNT, {"me": me}) or 0)
     pages = max(1, math.ceil(total / QUEUE_PAGE))
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     queue = list(
-        session.scalars(
-            select(Trade)
-            .where(*open_cases)
-            .options(selectinload(Trade.listing))
-            .order_by(Trade.ruling_deadline, Trade.id)
-            .limit(QUEUE_PAGE)
-            .offset((page - 1) * QUEUE_PAGE)
-        )
+        session.scalars(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": (page - 1) * QUEUE_PAGE})
     )
-    past = list(
-        session.scalars(
-            select(Trade)
-            .join(Dispute, Dispute.trade_id == Trade.id)
-            .where(Trade.arbitrator == me, Trade.status == TradeStatus.RESOLVED.value)
-            # Each row says how the case ended (its dispute) and names the listing.
-            .options(contains_eager(Trade.dispute), selectinload(Trade.listing))
-            .order_by(Trade.finished_block.desc())
-            .limit(PAST_RULINGS)
-        )
-    )
+    past = list(session.scalars(PAST, {"me": me}))
     currency = {t.id: currency_of(t) for t in queue + past}
     # The queue names both parties of each case: one query for all of them (and the header).
     trust.remember_party_names(session, [me, *(a for t in queue for a in (t.buyer, t.seller))])

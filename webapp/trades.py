@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from hexbytes import HexBytes
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 from web3.exceptions import TransactionNotFound
 
@@ -562,6 +562,22 @@ def _risk_signals(session: Session, trade: Trade) -> list[Any]:
         return []
 
 
+# The trade page's statements, built once (building costs more than SQLite's answer).
+TRADE_EVENTS = (
+    select(TradeEvent)
+    .where(TradeEvent.trade_id == bindparam("trade_id"))
+    .order_by(TradeEvent.block_number, TradeEvent.log_index)
+)
+TRADE_EVIDENCE = (
+    select(EvidenceFile)
+    .where(EvidenceFile.trade_id == bindparam("trade_id"))
+    .order_by(EvidenceFile.id)
+)
+TRADE_MESSAGES = (
+    select(Message).where(Message.trade_id == bindparam("trade_id")).order_by(Message.id)
+)
+
+
 @bp.get("/trades/<int:trade_pk>")
 @login_required
 def show(trade_pk: int) -> str:
@@ -574,21 +590,9 @@ def show(trade_pk: int) -> str:
         session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
     )
     now = page_now()
-    events = list(
-        session.scalars(
-            select(TradeEvent)
-            .where(TradeEvent.trade_id == trade.id)
-            .order_by(TradeEvent.block_number, TradeEvent.log_index)
-        )
-    )
-    evidence = list(
-        session.scalars(
-            select(EvidenceFile).where(EvidenceFile.trade_id == trade.id).order_by(EvidenceFile.id)
-        )
-    )
-    messages = list(
-        session.scalars(select(Message).where(Message.trade_id == trade.id).order_by(Message.id))
-    )
+    events = list(session.scalars(TRADE_EVENTS, {"trade_id": trade.id}))
+    evidence = list(session.scalars(TRADE_EVIDENCE, {"trade_id": trade.id}))
+    messages = list(session.scalars(TRADE_MESSAGES, {"trade_id": trade.id}))
     may_message = role in ("buyer", "seller") or (
         role == "arbitrator" and trade.dispute is not None
     )
@@ -627,13 +631,7 @@ def _visitor_page(trade: Trade) -> str:
         session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
     )
     now = page_now()
-    events = list(
-        session.scalars(
-            select(TradeEvent)
-            .where(TradeEvent.trade_id == trade.id)
-            .order_by(TradeEvent.block_number, TradeEvent.log_index)
-        )
-    )
+    events = list(session.scalars(TRADE_EVENTS, {"trade_id": trade.id}))
     me = current_address()
     actions = [a for a in available_actions(trade, me, now) if a.name in TIMEOUT_ACTIONS]
     upcoming = [

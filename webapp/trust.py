@@ -374,6 +374,11 @@ def risk_signals_for_trade(
 # ---------------------------------------------------------------------------- names on a page
 
 
+NAMES = select(User.address, User.display_name).where(
+    User.address.in_(bindparam("addresses", expanding=True))
+)
+
+
 def remember_party_names(session: Session, addresses: Iterable[str | None]) -> None:
     """Looks up the chosen names of ``addresses`` in one query and keeps them where
     ``views.party_name`` reads a request's names (``g._party_names``), so that a page naming
@@ -382,10 +387,6 @@ def remember_party_names(session: Session, addresses: Iterable[str | None]) -> N
     wanted = {a for a in addresses if a and a not in names}
     if not wanted:
         return
-    found = dict(
-        session.execute(
-            select(User.address, User.display_name).where(User.address.in_(sorted(wanted)))
-        ).all()
-    )
+    found = dict(session.execute(NAMES, {"addresses": sorted(wanted)}).all())
     for address in wanted:
         names[address] = found.get(address)
