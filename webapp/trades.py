@@ -96,6 +96,17 @@ EVENT_WORDS = {
 # ------------------------------------------------------------------ buying
 
 
+# Statements every listing page runs (the Buy form's arbitrators), built once.
+REGISTERED_ARBITRATORS = (
+    select(ArbitratorProfile)
+    .where(ArbitratorProfile.onchain_registered.is_(True))
+    .order_by(ArbitratorProfile.id)
+)
+ARBITRATOR_RECORDS = select(ArbitratorStats).where(
+    ArbitratorStats.address.in_(bindparam("addresses", expanding=True))
+)
+
+
 def registered_arbitrators(
     session: Session, exclude: set[str], *, ask_chain: bool = True
 ) -> list[ArbitratorProfile]:
@@ -104,14 +115,7 @@ def registered_arbitrators(
     The indexer's profiles say who is registered; ``ask_chain`` also asks the contract about
     the deployment's arbitrators the indexer has not seen yet.
     """
-    profiles = {
-        p.address: p
-        for p in session.scalars(
-            select(ArbitratorProfile)
-            .where(ArbitratorProfile.onchain_registered.is_(True))
-            .order_by(ArbitratorProfile.id)
-        )
-    }
+    profiles = {p.address: p for p in session.scalars(REGISTERED_ARBITRATORS)}
     order = [a.lower() for a in gateway().deployment().arbitrators]
     order += [a for a in profiles if a not in order]
     chosen = []
@@ -212,9 +216,7 @@ def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
     names: dict[str, str | None] = per_request("_party_names", dict)
     kept = {
         row.address: row
-        for row in db.session().scalars(
-            select(ArbitratorStats).where(ArbitratorStats.address.in_(addresses))
-        )
+        for row in db.session().scalars(ARBITRATOR_RECORDS, {"addresses": addresses})
     }
     choices = []
     for p in profiles:
