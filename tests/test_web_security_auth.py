@@ -167,7 +167,9 @@ def test_junk_message_is_refused_without_parsing(app: Flask, roles: Roles) -> No
         )
         print(f"/auth/verify with a {len(junk)}-character junk message: {median:.2f} ms")
         assert response.status_code == 400
-        assert median < 10, f"{median:.1f} ms for a junk message"
+        # A parser fed this text backtracks for seconds; refusing it unparsed takes about a
+        # millisecond. The bound is loose so that a busy machine does not fail the test.
+        assert median < 100, f"{median:.1f} ms for a junk message"
     longer = "x" * (MAX_MESSAGE + 1)
     response = user.client.post(
         "/auth/verify", json={"message": longer, "signature": "0x"}, headers=headers

@@ -143,8 +143,9 @@
     if (stale) stale.remove();
     calmButtons = disabledButtons();
     const wallet = window.EscrowWallet;
-    if (wallet && typeof wallet.wireActionButtons === 'function') {
-      wallet.wireActionButtons(root);
+    const wire = wallet && (wallet.wireActionButtons || wallet.wire);
+    if (typeof wire === 'function') {
+      wire(root);
     } else {
       unwired = true;  // see guardUnwiredActions
     }
