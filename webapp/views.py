@@ -20,7 +20,7 @@ import sqlalchemy.exc
 from babel import Locale
 from babel import dates as babel_dates
 from babel.numbers import get_decimal_symbol, get_group_symbol
-from flask import Flask, current_app, g, has_app_context
+from flask import Flask, current_app, g, has_app_context, has_request_context
 from flask_babel import (
     format_date,
     get_timezone,
@@ -29,7 +29,7 @@ from flask_babel import (
     npgettext,
 )
 from markupsafe import Markup
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
@@ -438,6 +438,14 @@ def guarded_preview(text: str) -> str:
     return phishing.preview(text or "", site, other_hosts=others)
 
 
+#: Statements of every page's header, built once: building one costs more than SQLite's answer.
+DISPLAY_NAME = select(User.display_name).where(User.address == bindparam("address"))
+IS_ARBITRATOR = select(
+    exists().where(Trade.arbitrator == bindparam("address"))
+    | exists().where(ArbitratorProfile.address == bindparam("address"))
+)
+
+
 def party_name(address: str | None) -> str:
     """The name a party chose (their profile's display name), else their short address; names
     are looked up once per request for every address asked about."""
@@ -450,9 +458,7 @@ def party_name(address: str | None) -> str:
         if g.get("database_down"):
             return short_address(address)
         try:
-            names[address] = db.session().scalar(
-                select(User.display_name).where(User.address == address)
-            )
+            names[address] = db.session().scalar(DISPLAY_NAME, {"address": address})
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
             # The header names the visitor on every page, error pages about the database too.
             g.database_down = True
@@ -486,6 +492,10 @@ def register_template_helpers(app: Flask) -> None:
             except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
                 # An error page about the database must not need the database.
                 g.database_down = True
+            if user is not None:
+                # The header names the visitor: their account is loaded already.
+                names: dict[str, str | None] = per_request("_party_names", dict)
+                names.setdefault(user.address, user.display_name)
         return {
             "current_address": address,
             "current_user": user,
@@ -495,15 +505,14 @@ def register_template_helpers(app: Flask) -> None:
 
 
 def is_arbitrator(session: Session, address: str) -> bool:
-    """Whether ``address`` arbitrates any trade or has an arbitrator profile."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(Trade.arbitrator == address)
-                | exists().where(ArbitratorProfile.address == address)
-            )
-        )
-    )
+    """Whether ``address`` arbitrates any trade or has an arbitrator profile; asked once per
+    request (the arbitration pages and the header both ask)."""
+    if not has_request_context():
+        return bool(session.scalar(IS_ARBITRATOR, {"address": address}))
+    answers: dict[str, bool] = per_request("_is_arbitrator", dict)
+    if address not in answers:
+        answers[address] = bool(session.scalar(IS_ARBITRATOR, {"address": address}))
+    return answers[address]
 
 
 def _is_arbitrator(address: str | None) -> bool:
