@@ -10,7 +10,8 @@ arbitration queue, and first a baseline: ``/livez`` of the same app behind the s
 which touches no database. Each page's requests/s is also given as a fraction of the
 baseline's (``ratio_to_baseline``): the figure that carries from one machine to another. Prints
 a table and writes build/bench/web.json as ``{"baseline": {...}, "pages": {"index": {"p95_ms":
-..., "req_per_s": ..., "ratio_to_baseline": ...}, ...}}``.
+..., "req_per_s": ..., "ratio_to_baseline": ..., "load_1min": ...}, ...}}``; ``load_1min`` is
+the machine's load average when the page's run ended (other work on the machine shows there).
 
 ``--search-only`` measures the search query itself instead (webapp.search.apply_search with the
 index page's two queries: the count and one page of listings with their sellers), on
@@ -551,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
                     connections=args.connections,
                     script=script,
                 )
+                # The machine's 1-minute load average as the page's run ended: other work on
+                # a shared machine lowers a page's figures, the baseline's too.
+                results[name]["load_1min"] = round(os.getloadavg()[0], 2)
     baseline = results.pop("baseline")
     for r in results.values():
         r["ratio_to_baseline"] = round(r["req_per_s"] / baseline["req_per_s"], 3)
@@ -570,13 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"{'page':16} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'ratio':>6} "
-        f"{'errors':>7}"
+        f"{'errors':>7} {'load':>6}"
     )
     for name, r in {"baseline": baseline, **results}.items():
         print(
             f"{name:16} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
             f"{r['req_per_s']:>8} {r.get('ratio_to_baseline', 1.0):>6} "
-            f"{r['errors'] + r['non_2xx']:>7}"
+            f"{r['errors'] + r['non_2xx']:>7} {r['load_1min']:>6}"
         )
     print(f"{args.listings:,} listings, {args.trades:,} trades; written to {args.out}")
     return 0
