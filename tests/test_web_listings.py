@@ -175,6 +175,21 @@ def test_sorting(app: Flask, web: Any, roles: Roles) -> None:
     assert client.get("/?sort=drop+table").status_code == 200
 
 
+def test_price_sorting_mixes_currencies_by_tenge_value(app: Flask, web: Any, roles: Roles) -> None:
+    """ETH and dollar listings are ordered together by their value in tenge, not by currency."""
+    app.config["TENGE_PER_ETH"] = "1500000"
+    app.config["TENGE_PER_USD"] = "500"
+    usd = 10**6
+    _listing(app, roles.seller, title="Eth 150k", price=ONE_ETH // 10)  # 150,000 tenge
+    _listing(app, roles.seller, title="Usd 50k", price=100 * usd, currency="USD")  # 50,000
+    _listing(app, roles.seller, title="Usd 500k", price=1000 * usd, currency="USD")  # 500,000
+    _listing(app, roles.seller, title="Eth 3m", price=2 * ONE_ETH)  # 3,000,000 tenge
+    client = web(None).client
+    ascending = ["Usd 50k", "Eth 150k", "Usd 500k", "Eth 3m"]
+    assert _titles(client.get("/?sort=price_asc").get_data(as_text=True)) == ascending
+    assert _titles(client.get("/?sort=price_desc").get_data(as_text=True)) == ascending[::-1]
+
+
 def test_pagination(app: Flask, web: Any, roles: Roles) -> None:
     app.config["PAGE_SIZE"] = 4
     now = datetime.now(UTC)

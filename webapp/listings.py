@@ -55,7 +55,7 @@ from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVE
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
-from webapp.views import DECIMALS, to_units
+from webapp.views import DECIMALS, tenge_unit_rates, to_units
 
 bp = Blueprint("listings", __name__)
 
@@ -503,10 +503,13 @@ def index() -> str:
     total = session.scalar(base.with_only_columns(func.count(Listing.id)).order_by(None)) or 0
     pages = max(1, math.ceil(total / page_size))
     filters.page = min(filters.page, pages)
-    if filters.sort == "price_asc":
-        order: tuple[Any, ...] = (Listing.currency, Listing.price.asc(), Listing.id.desc())
-    elif filters.sort == "price_desc":
-        order = (Listing.currency, Listing.price.desc(), Listing.id.desc())
+    if filters.sort in ("price_asc", "price_desc"):
+        # Across currencies by their value in tenge at the site's rates (ETH and USD mixed).
+        descending = filters.sort == "price_desc"
+        order: tuple[Any, ...] = (
+            *search.price_order(tenge_unit_rates(), descending=descending),
+            Listing.id.desc(),
+        )
     else:
         order = (Listing.created_at.desc(), Listing.id.desc())
     listings = session.scalars(
