@@ -340,12 +340,19 @@ def trade_deadlines(trade: Trade) -> list[tuple[str, str, datetime]]:
     return out
 
 
-def reminder_step(deadline: datetime, now: datetime) -> int | None:
+def reminder_step(deadline: datetime, now: datetime, since: datetime | None = None) -> int | None:
     """The nearest reminder (hours before ``deadline``) due at ``now``; None before the first
-    one or once the deadline has passed."""
+    one or once the deadline has passed. A reminder whose moment is not after ``since`` (the
+    trade's payment) is not one: a seller paid with exactly 72 hours to ship learns the
+    ship-by time from the sale itself, not from a "72 hours left" at the same moment."""
     if now >= deadline:
         return None
-    due = [hours for hours in REMINDER_HOURS if now >= deadline - timedelta(hours=hours)]
+    due = [
+        hours
+        for hours in REMINDER_HOURS
+        if now >= deadline - timedelta(hours=hours)
+        and (since is None or deadline - timedelta(hours=hours) > since)
+    ]
     return min(due) if due else None
 
 
@@ -373,7 +380,10 @@ def _reminders(session: Session, now: datetime) -> list[Draft]:
     drafts: list[Draft] = []
     for trade, title in rows:
         for kind, who, deadline in trade_deadlines(trade):
-            hours = reminder_step(deadline, now)
+            # The ship-by clock starts with the payment; the others start later, when the
+            # trade was shipped or disputed.
+            since = as_utc(trade.funded_at) if kind == "ship_by" else None
+            hours = reminder_step(deadline, now, since)
             if hours is None or not who:
                 continue
             stamp = int(deadline.timestamp())
