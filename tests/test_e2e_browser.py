@@ -32,6 +32,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    # Photos below the fold load lazily, only when scrolled to: load them all for a
+    # full-page picture.
+    page.evaluate(
+        """() => Promise.race([
+             new Promise((done) => setTimeout(done, 5000)),
+             Promise.all([...document.images].map((img) => {
+               img.loading = 'eager';
+               return img.complete ? null : new Promise((done) => {
+                 img.addEventListener('load', done); img.addEventListener('error', done);
+               });
+             })),
+           ])"""
+    )
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
