@@ -227,6 +227,8 @@ def test_dispute_with_evidence_and_ruling(
     judge.goto("/arbitration")
     shot(judge, "08-arbitration-queue")
     judge.click(f"a[href='/arbitration/{trade_pk}']")
+    judge.wait_for_url(f"**/arbitration/{trade_pk}")
+    judge.wait_for_selector("#buyer-percent")
     judge.eval_on_selector(
         "#buyer-percent", "el => { el.value = 70; el.dispatchEvent(new Event('input')); }"
     )
