@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from escrow.db.engine import make_engine, session_scope
@@ -107,7 +107,7 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
         page.get_by_role("button", name="Publish").click()
     assert "/listings/" in page.url
     listing_url = page.url
-    assert "Trek Marlin 5" in page.content()
+    expect(page.locator("body")).to_contain_text("Trek Marlin 5")
 
     # The buyer finds it and pays into escrow with the dev wallet.
     buyer_page = open_as(browser, stack, buyer)
@@ -154,7 +154,7 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     page.goto(trade_url)
     shot(page, "05b-trade-extension-asked-seller")
     act(page, "Give 2 more days")
-    assert "given by the seller" in page.content()
+    expect(page.locator("body")).to_contain_text("given by the seller")
 
     # The buyer confirms receipt: the seller is paid.
     buyer_page.goto(trade_url)
@@ -174,7 +174,7 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
             rater_page.get_by_role("button", name="Send rating").click()
         assert comment in rater_page.content() or "rated" in rater_page.content().lower()
     page.goto(f"/u/{seller.lower()}")
-    assert "Bike exactly as described." in page.content()
+    expect(page.locator("body")).to_contain_text("Bike exactly as described.")
     shot(page, "06-seller-profile")
     assert listing_url
 
@@ -219,7 +219,7 @@ def test_dispute_with_evidence_and_ruling(
     page.set_input_files("input[type=file][name=file]", str(photo))
     page.fill("textarea[name=note]", "Photo taken at pick-up.")
     act(page, "Add evidence")
-    assert "cracked-screen.png" in page.content()
+    expect(page.locator("body")).to_contain_text("cracked-screen.png")
     shot(page, "07-dispute-evidence")
 
     # The arbitrator reviews the case and rules 70% to the buyer.
