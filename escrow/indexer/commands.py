@@ -192,7 +192,8 @@ def _run_index_unlocked(args: argparse.Namespace, url: str) -> int:
         engine.dispose()
 
 
-def _run_index(args: argparse.Namespace, engine: Any) -> int:
+def _indexers(args: argparse.Namespace, engine: Any) -> tuple[list[Any], list[Indexer]]:
+    """The escrows to follow and one indexer each (their rows first reset with ``--reset``)."""
     chain = _connect(args)
     targets = _targets(args, chain)
     if args.reset:
@@ -209,6 +210,11 @@ def _run_index(args: argparse.Namespace, engine: Any) -> int:
         )
         for target in targets
     ]
+    return targets, indexers
+
+
+def _run_index(args: argparse.Namespace, engine: Any) -> int:
+    targets, indexers = _indexers(args, engine)
     show = _progress_printer()
     try:
         if args.once:
@@ -272,22 +278,7 @@ def _follow_while_active(
     args: argparse.Namespace, engine: Any, lock: Leadership, stop: threading.Event
 ) -> int:
     """:func:`follow`, one batch at a time, with the lock checked before each batch."""
-    chain = _connect(args)
-    targets = _targets(args, chain)
-    if args.reset:
-        for target in targets:
-            reset_rows(engine, chain.chain_id, target.address)
-    indexers = [
-        Indexer(
-            chain.w3,
-            engine,
-            target.address,
-            start_block=target.start_block,
-            confirmations=args.confirmations,
-            max_blocks_per_batch=args.max_blocks_per_batch,
-        )
-        for target in targets
-    ]
+    targets, indexers = _indexers(args, engine)
     show = _progress_printer()
     delay = args.poll
     while not stop.is_set():
