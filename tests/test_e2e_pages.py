@@ -42,7 +42,12 @@ VISITOR = {False: 3, True: 4}
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with LocalStack(
-        tmp_path_factory.mktemp("e2e-pages"), quiet=True, workers=1, keeper=False
+        tmp_path_factory.mktemp("e2e-pages"),
+        quiet=True,
+        workers=1,
+        keeper=False,
+        # These tests move chain time and look at the page at once.
+        extra_env={"ESCROW_CHAIN_TIME_CACHE_MS": "0"},
     ) as running:
         yield running
 

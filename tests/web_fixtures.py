@@ -61,6 +61,8 @@ def app_settings(
         # The test client sends no Accept-Language: these tests read the English texts (the
         # market's own default for such a visitor is Russian; see tests/test_i18n.py).
         "DEFAULT_LANGUAGE": "en",
+        # Tests move chain time and look at the page at once: no reuse of the chain time read.
+        "CHAIN_TIME_CACHE_MS": 0,
     }
     if chain is not None:
         settings["CHAIN"] = chain

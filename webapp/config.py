@@ -106,6 +106,8 @@ def from_environment() -> dict[str, Any]:
         "ABANDON_LIMIT": 5,
         "ABANDON_WINDOW_SECONDS": 30 * 60,
         "PAGE_SIZE": 24,
+        # How long a worker reuses the chain time it read for showing pages (trade_rules.page_now).
+        "CHAIN_TIME_CACHE_MS": _env_int("ESCROW_CHAIN_TIME_CACHE_MS", 1000),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Secure cookies unless explicitly serving plain HTTP on loopback (make run).

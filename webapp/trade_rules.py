@@ -7,13 +7,14 @@ dispute. Blueprints import from here and never from each other.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
-from flask import abort, request, url_for
+from flask import abort, current_app, request, url_for
 from flask_babel import LazyString, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -329,12 +330,31 @@ def chain_now() -> datetime:
     return datetime.fromtimestamp(gateway().chain().latest_timestamp(), UTC)
 
 
+#: ``app.extensions`` key of the chain time a page last read: (monotonic seconds, time).
+PAGE_TIME_KEY = "escrow_page_chain_time"
+
+
 def page_now() -> datetime:
-    """Chain time for showing a page; wall-clock time if the node does not answer."""
+    """Chain time for showing a page; wall-clock time if the node does not answer.
+
+    Read from the node at most once per ``CHAIN_TIME_CACHE_MS`` (``ESCROW_CHAIN_TIME_CACHE_MS``,
+    1,000 by default) in each worker: a busy page is viewed hundreds of times a second, and a
+    node round trip costs more than the rest of the page's queries. A page's "due" buttons
+    may then appear up to that long after the block that made them due; every action is checked
+    against ``chain_now()`` itself when it is sent.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ttl = app.config.get("CHAIN_TIME_CACHE_MS", 1000) / 1000
+    now = time.monotonic()
+    cached = app.extensions.get(PAGE_TIME_KEY)
+    if ttl > 0 and cached is not None and now - cached[0] < ttl:
+        return cast(datetime, cached[1])
     try:
-        return chain_now()
+        value = chain_now()
     except Exception:  # a page that only reads the database must not fail with the node
         return datetime.now(UTC)
+    app.extensions[PAGE_TIME_KEY] = (now, value)
+    return value
 
 
 def terms_of(trade: Trade) -> Terms:
