@@ -54,7 +54,7 @@ with warnings.catch_warnings():
     # siwe 4.4's ABNF grammar redefines RFC 5234 core rules; abnf 2.8 warns about it on import.
     warnings.simplefilter("ignore")
     from siwe import SiweMessage
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import SecurityError
 from werkzeug.wrappers import Response
@@ -115,24 +115,37 @@ def current_address() -> str | None:
     return cast(str | None, g.signed_in_address)
 
 
+#: The sign-in a session names, with the account of its address (None before its first
+#: action): one statement for the session check and the header's name.
+SIGNED_IN = (
+    select(LoginNonce.used_at, LoginNonce.address, User)
+    .outerjoin(User, User.address == LoginNonce.address)
+    .where(LoginNonce.id == bindparam("login"))
+)
+
+
 def _session_address() -> str | None:
     address, login = session.get("address"), session.get("login")
     if not isinstance(address, str) or not isinstance(login, int) or g.get("database_down"):
         return None
-    row = db.session().get(LoginNonce, login)
+    row = db.session().execute(SIGNED_IN, {"login": login}).one_or_none()
     if row is None or row.used_at is None or row.address != address:
         return None
     if _aware(row.used_at) + current_app.permanent_session_lifetime < datetime.now(UTC):
         return None
+    g.current_user = row.User
     return address
 
 
 def current_user() -> User | None:
     if "current_user" not in g:
         address = current_address()
-        g.current_user = (
-            db.session().scalar(select(User).where(User.address == address)) if address else None
-        )
+        if "current_user" not in g:  # the session check loads the account with the sign-in
+            g.current_user = (
+                db.session().scalar(select(User).where(User.address == address))
+                if address
+                else None
+            )
     return cast(User | None, g.current_user)
 
 
