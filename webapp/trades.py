@@ -691,11 +691,15 @@ def event_label(event: TradeEvent) -> str:
     return str(word) if word is not None else event.event
 
 
-def _unlinked_listing(session: Session, trade: Trade) -> Listing | None:
-    """The listing a trade quotes by reference without matching its terms (so not linked)."""
+UNLINKED_LISTING = select(Listing.title).where(Listing.ref == bindparam("ref"))
+
+
+def _unlinked_listing(session: Session, trade: Trade) -> Any:
+    """The listing a trade quotes by reference without matching its terms (so not linked):
+    the row of what the page shows of it (its ``title``), or None."""
     if trade.listing_id is not None or int(trade.listing_ref, 16) == 0:
         return None
-    return session.scalar(select(Listing).where(Listing.ref == trade.listing_ref))
+    return session.execute(UNLINKED_LISTING, {"ref": trade.listing_ref}).first()
 
 
 @bp.app_template_filter("bps_percent")

@@ -16,7 +16,7 @@ from decimal import Decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import String, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from escrow.db.models import (
@@ -126,6 +126,42 @@ VOLUMES = select(PartyVolume.token, PartyVolume.listing_currency, PartyVolume.am
 )
 
 
+#: The person a record is of, as a one-row table that the record's lookups join to.
+_PERSON = select(bindparam("address", type_=String(42)).label("address")).subquery("person")
+#: A person's account, figures (``party_stats``) and first activity in one statement: the
+#: account and the figures by their keys, and the first trade as buyer, as seller and the first
+#: listing (NULL: none) one index step each (ix_trades_buyer_funded, ix_trades_seller_funded,
+#: ix_listings_seller_created). Built once, since pages ask it on every view.
+RECORD = (
+    select(
+        User.display_name,
+        User.created_at,
+        PartyStats.trades_total,
+        PartyStats.disputes,
+        PartyStats.open_disputes_as_seller,
+        PartyStats.completed_as_seller,
+        PartyStats.completed_as_buyer,
+        PartyStats.rating_count,
+        PartyStats.rating_total,
+        select(func.min(Trade.funded_at))
+        .where(Trade.buyer == _PERSON.c.address)
+        .scalar_subquery()
+        .label("first_bought"),
+        select(func.min(Trade.funded_at))
+        .where(Trade.seller == _PERSON.c.address)
+        .scalar_subquery()
+        .label("first_sold"),
+        select(func.min(Listing.created_at))
+        .where(Listing.seller_id == User.id)
+        .scalar_subquery()
+        .label("first_listed"),
+    )
+    .select_from(_PERSON)
+    .outerjoin(User, User.address == _PERSON.c.address)
+    .outerjoin(PartyStats, PartyStats.address == _PERSON.c.address)
+)
+
+
 def seller_record(
     session: Session,
     address: str,
@@ -133,64 +169,54 @@ def seller_record(
     stablecoin: str | None = None,
     now: datetime | None = None,
     user: User | None = None,
+    volume: bool = True,
 ) -> SellerRecord:
     """The record of ``address`` from finished trades, disputes and ratings received.
 
     Reads the figures the indexer keeps per person (``party_stats``, ``party_volumes``): one
-    row and the person's few volume rows, however many trades they have. ``user`` is the
-    person's account when the caller has it loaded already.
+    row and the person's few volume rows, however many trades they have, in two statements
+    (one without the ``volume``, which risk signals do not need). ``user`` is the person's
+    account when the caller has it loaded already.
     """
     address = address.lower()
     now = now or datetime.now(UTC)
-    if user is None or user.address != address:
-        user = session.scalar(USER_BY_ADDRESS, {"address": address})
-    stats = session.get(PartyStats, address)
-    volume: dict[str, int] = {}
-    if stats is not None and stats.trades_total:
+    row = session.execute(RECORD, {"address": address}).one()
+    if user is not None and user.address == address:
+        display_name, created_at = user.display_name, user.created_at
+    else:
+        display_name, created_at = row.display_name, row.created_at
+    trades_total = row.trades_total or 0
+    volumes: dict[str, int] = {}
+    if volume and trades_total:
         for token, listing_currency, amount in session.execute(VOLUMES, {"address": address}):
             if amount:
                 currency = currency_of_token(token, stablecoin, listing_currency or None)
-                volume[currency] = volume.get(currency, 0) + int(amount)
-    count = stats.rating_count if stats is not None else 0
-    average = Decimal(stats.rating_total) / Decimal(count) if stats is not None and count else None
-    member_since = first_activity(session, address, user)
+                volumes[currency] = volumes.get(currency, 0) + int(amount)
+    count = row.rating_count or 0
+    average = Decimal(row.rating_total) / Decimal(count) if count else None
+    member_since = first_activity(created_at, row.first_bought, row.first_sold, row.first_listed)
     return SellerRecord(
         address=address,
-        display_name=user.display_name if user else None,
+        display_name=display_name,
         member_since=member_since,
         account_age_days=(now - member_since).days if member_since else None,
-        completed_as_seller=stats.completed_as_seller if stats else 0,
-        completed_as_buyer=stats.completed_as_buyer if stats else 0,
-        volume=volume,
-        trades_total=stats.trades_total if stats else 0,
-        disputes=stats.disputes if stats else 0,
-        open_disputes_as_seller=stats.open_disputes_as_seller if stats else 0,
+        completed_as_seller=row.completed_as_seller or 0,
+        completed_as_buyer=row.completed_as_buyer or 0,
+        volume=volumes,
+        trades_total=trades_total,
+        disputes=row.disputes or 0,
+        open_disputes_as_seller=row.open_disputes_as_seller or 0,
         rating_count=count,
         rating_average=average,
     )
 
 
-#: A person's first trade as buyer, as seller and first listing (``user_id`` NULL: none), in one
-#: query of one index step each (ix_trades_buyer_funded, ix_trades_seller_funded,
-#: ix_listings_seller_created); built once, since pages ask it on every view.
-FIRSTS = select(
-    select(func.min(Trade.funded_at)).where(Trade.buyer == bindparam("address")).scalar_subquery(),
-    select(func.min(Trade.funded_at)).where(Trade.seller == bindparam("address")).scalar_subquery(),
-    select(func.min(Listing.created_at))
-    .where(Listing.seller_id == bindparam("user_id"))
-    .scalar_subquery(),
-)
-
-
-def first_activity(session: Session, address: str, user: User | None) -> datetime | None:
-    """When ``address`` first used the market: the earliest of the web account's creation, the
-    first listing and the first trade paid on chain as buyer or seller. A person who traded
-    before they ever signed in here (or whose account row was made later) is not new."""
-    row = session.execute(
-        FIRSTS, {"address": address, "user_id": user.id if user is not None else None}
-    ).one()
-    moments = [_aware(user.created_at) if user else None, *(_aware(m) for m in row)]
-    known = [m for m in moments if m is not None]
+def first_activity(*moments: datetime | None) -> datetime | None:
+    """When a person first used the market: the earliest of ``moments`` (the web account's
+    creation, the first listing and the first trade paid on chain as buyer or seller; None
+    for what is not there). A person who traded before they ever signed in here (or whose
+    account row was made later) is not new."""
+    known = [m for m in (_aware(m) for m in moments) if m is not None]
     return min(known) if known else None
 
 
@@ -359,7 +385,7 @@ def risk_signals_for_trade(
 ) -> list[RiskSignal]:
     """Signals about the trade's seller; this trade's own dispute is not counted against them."""
     now = now or datetime.now(UTC)
-    record = seller_record(session, trade.seller, now=now)
+    record = seller_record(session, trade.seller, now=now, volume=False)
     own_dispute = 1 if trade.status == TradeStatus.DISPUTED.value else 0
     signals = _person_signals(record, now, skip_open_dispute=own_dispute)
     listing = trade.listing
