@@ -476,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--pages", help="comma-separated pages to measure (default: all); the baseline always"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--search-only",
@@ -495,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tmp)
         script = data / "report.lua"
         script.write_text(LUA)
-        with LocalStack(data / "stack", workers=args.workers, quiet=True, seed=False) as stack:
+        with LocalStack(
+            data / "stack", workers=args.workers, threads=args.threads, quiet=True, seed=False
+        ) as stack:
             started = time.monotonic()
             listing_ids = fill_listings(stack, args.listings)
             filled = time.monotonic() - started
@@ -534,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                 "profile": (stack.url + f"/u/{seller}", None),
                 "arbitration": (stack.url + "/arbitration", arbitrator_cookie),
             }
+            if args.pages:
+                wanted = {"baseline", *args.pages.split(",")}
+                pages = {name: page for name, page in pages.items() if name in wanted}
             results: dict[str, Any] = {}
             for name, (url, page_cookie) in pages.items():
                 check = requests.get(
@@ -566,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "trades": args.trades,
         "trades_in_db": trades,
         "seconds_per_page": args.seconds,
-        "server": f"gunicorn, {args.workers} workers x 4 threads, SQLite, loopback",
+        "server": f"gunicorn, {args.workers} workers x {args.threads} threads, SQLite, loopback",
         "load": f"wrk, 2 threads, {args.connections} connections",
         "setup_seconds": {"listings": round(filled, 1), "trades": round(traded, 1)},
     }

@@ -10,6 +10,7 @@ English, UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
@@ -20,7 +21,7 @@ import sqlalchemy.exc
 from babel import Locale
 from babel import dates as babel_dates
 from babel.numbers import get_decimal_symbol, get_group_symbol
-from flask import Flask, current_app, g, has_app_context, has_request_context
+from flask import Flask, current_app, g, has_app_context, has_request_context, url_for
 from flask_babel import (
     format_date,
     get_timezone,
@@ -28,7 +29,7 @@ from flask_babel import (
     ngettext,
     npgettext,
 )
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,7 @@ from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_unit
 from escrow.db.models import ArbitratorProfile, Trade, User
 from webapp import phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
-from webapp.i18n import per_request, request_locale, zone_label
+from webapp.i18n import per_request, request_locale, request_translations, zone_label
 
 DECIMALS = {"ETH": 18, "USD": 6, "KZT": 2}
 SYMBOLS = {"ETH": "ETH", "USD": "USD", "KZT": "₸"}
@@ -466,6 +467,61 @@ def party_name(address: str | None) -> str:
     return names[address] or short_address(address)
 
 
+#: Link arguments the fast path of ``link`` takes: numbers and hexadecimal addresses, which
+#: a URL carries unchanged.
+_PLAIN_ARGUMENT = re.compile(r"(?:0x)?[0-9a-fA-F]{1,64}")
+#: Stand-ins for the argument while a link's shape is built: url_for keeps them as they are.
+_INT_MARK = 987_654_321_987_654_321
+_TEXT_MARK = "0xfeedface"
+
+
+def link(endpoint: str, **values: Any) -> str:
+    """``url_for(endpoint, **values)``, faster for a link with one number or address argument:
+    the URL is built once per request with a stand-in for the argument, then the argument is
+    put in its place. url_for costs about ten microseconds, and a page of 25 cases builds a
+    hundred links."""
+    if len(values) == 1:
+        ((name, value),) = values.items()
+        number = isinstance(value, int) and not isinstance(value, bool)
+        text = str(value) if number else value
+        if isinstance(text, str) and _PLAIN_ARGUMENT.fullmatch(text):
+            shapes: dict[tuple[str, str, bool], tuple[str, str] | None] = per_request(
+                "_link_shapes", dict
+            )
+            key = (endpoint, name, number)
+            if key not in shapes:
+                mark = str(_INT_MARK) if number else _TEXT_MARK
+                stand_in: dict[str, Any] = {name: _INT_MARK if number else _TEXT_MARK}
+                built = url_for(endpoint, **stand_in)
+                head, found, tail = built.partition(mark)
+                shapes[key] = (head, tail) if found and mark not in tail else None
+            shape = shapes[key]
+            if shape is not None:
+                return shape[0] + text + shape[1]
+    return url_for(endpoint, **values)
+
+
+def party(address: str | None, role: str | None = None) -> Markup:
+    """A person in a trade, by the name they chose (or their short address), linked to their
+    public profile, with the full address on hover; ``role`` (buyer, seller...) after it."""
+    if not address:
+        return Markup("—")
+    href, name = escape(link("profiles.profile", address=address)), escape(party_name(address))
+    role_html = f' <span class="party-role">({escape(role)})</span>' if role else ""
+    return Markup(f'<a class="party" href="{href}" title="{escape(address)}">{name}</a>{role_html}')
+
+
+def trade_title(trade: Trade, bought: dict[str, Any] | None) -> str:
+    """What the buyer bought: the title in the checkout snapshot ``bought``, else the listing's
+    title now, else "Trade #id"."""
+    title = (bought or {}).get("title")
+    if title:
+        return str(title)
+    if trade.listing is not None:
+        return trade.listing.title
+    return str(request_translations().ugettext("Trade #%(id)s")) % {"id": trade.id}
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.filters["when"] = when
@@ -481,6 +537,9 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["card_cache_key"] = card_cache_key
     app.jinja_env.globals["guarded"] = guarded
     app.jinja_env.globals["party_name"] = party_name
+    app.jinja_env.globals["party"] = party
+    app.jinja_env.globals["link"] = link
+    app.jinja_env.globals["trade_title"] = trade_title
 
     @app.context_processor
     def inject() -> dict[str, Any]:
