@@ -18,8 +18,8 @@ from flask import abort, current_app, request, url_for
 from flask_babel import LazyString, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
 
 from escrow.client import EscrowClient, Terms
@@ -403,19 +403,13 @@ def load_trade(trade_pk: int) -> tuple[Trade, str]:
     return trade, role
 
 
-#: A trade with its dispute (one statement: every trade page reads the dispute), built once.
-TRADE_WITH_DISPUTE = (
-    select(Trade).options(joinedload(Trade.dispute)).where(Trade.id == bindparam("trade_pk"))
-)
-
-
 def load_trade_for_anyone(trade_pk: int) -> tuple[Trade, str | None]:
     """The trade and the signed-in user's role in it (None for a visitor); 404 unknown.
 
     A visitor sees what the chain shows anyway (terms, status, timeline) and may send the
     timeouts anyone may send; the conversation and the evidence stay with the participants.
     """
-    trade = db.session().scalar(TRADE_WITH_DISPUTE, {"trade_pk": trade_pk})
+    trade = db.session().get(Trade, trade_pk)
     if trade is None:
         abort(404)
     return trade, role_of(trade, current_address())

@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from hexbytes import HexBytes
 from sqlalchemy import bindparam, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from web3.exceptions import TransactionNotFound
 
 from escrow.client import ETH, ZERO_REF
@@ -564,37 +564,90 @@ def _risk_signals(session: Session, trade: Trade) -> list[Any]:
         return []
 
 
+def _name_of(address: Any) -> Any:
+    """The name the person at ``address`` chose (NULL: none, or no account), as a column."""
+    return select(User.display_name).where(User.address == address).scalar_subquery()
+
+
 # The trade page's statements, built once (building costs more than SQLite's answer).
+#: The trade with its dispute, the names its parties chose and the title of the listing its
+#: reference names (shown only when the trade is not linked to it), in one statement.
+TRADE_PAGE = (
+    select(
+        Trade,
+        _name_of(Trade.buyer),
+        _name_of(Trade.seller),
+        _name_of(Trade.arbitrator),
+        select(Listing.title).where(Listing.ref == Trade.listing_ref).scalar_subquery(),
+    )
+    .options(joinedload(Trade.dispute))
+    .where(Trade.id == bindparam("trade_pk"))
+)
+# The timeline, evidence and messages are read as plain rows of the columns the page shows
+# (the templates read them like the ORM's objects): no ORM objects to build and track.
 TRADE_EVENTS = (
-    select(TradeEvent)
+    select(
+        TradeEvent.event,
+        TradeEvent.args,
+        TradeEvent.block_time,
+        TradeEvent.block_number,
+        TradeEvent.tx_hash,
+    )
     .where(TradeEvent.trade_id == bindparam("trade_id"))
     .order_by(TradeEvent.block_number, TradeEvent.log_index)
 )
 TRADE_EVIDENCE = (
-    select(EvidenceFile)
+    select(
+        EvidenceFile.id,
+        EvidenceFile.uploaded_by,
+        EvidenceFile.original_name,
+        EvidenceFile.content_type,
+        EvidenceFile.size_bytes,
+        EvidenceFile.sha256,
+        EvidenceFile.onchain_tx_hash,
+    )
     .where(EvidenceFile.trade_id == bindparam("trade_id"))
     .order_by(EvidenceFile.id)
 )
 TRADE_MESSAGES = (
-    select(Message).where(Message.trade_id == bindparam("trade_id")).order_by(Message.id)
+    select(Message.sender, Message.body, Message.evidence_file_id, Message.created_at)
+    .where(Message.trade_id == bindparam("trade_id"))
+    .order_by(Message.id)
 )
+
+
+def _rows(session: Session, statement: Any, trade: Trade) -> list[Any]:
+    """The rows of one of the page's column statements about ``trade`` (read on the session's
+    connection: the ORM has nothing to add to plain columns)."""
+    return list(session.connection().execute(statement, {"trade_id": trade.id}))
 
 
 @bp.get("/trades/<int:trade_pk>")
 @login_required
 def show(trade_pk: int) -> str:
-    trade, role = load_trade_for_anyone(trade_pk)
+    session = db.session()
+    row = session.execute(TRADE_PAGE, {"trade_pk": trade_pk}).first()
+    if row is None:
+        abort(404)
+    trade, buyer_name, seller_name, arbitrator_name, listing_title = row
+    me = current_address()
+    role = role_of(trade, me)
+    trust.remember_party_names(
+        session,
+        (me,),
+        known={
+            trade.buyer: buyer_name,
+            trade.seller: seller_name,
+            trade.arbitrator: arbitrator_name,
+        },
+    )
     if role is None:
         return _visitor_page(trade)
-    session = db.session()
     sync_dispute_statement(session, trade)
-    trust.remember_party_names(
-        session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
-    )
     now = page_now()
-    events = list(session.scalars(TRADE_EVENTS, {"trade_id": trade.id}))
-    evidence = list(session.scalars(TRADE_EVIDENCE, {"trade_id": trade.id}))
-    messages = list(session.scalars(TRADE_MESSAGES, {"trade_id": trade.id}))
+    events = _rows(session, TRADE_EVENTS, trade)
+    evidence = _rows(session, TRADE_EVIDENCE, trade)
+    messages = _rows(session, TRADE_MESSAGES, trade)
     may_message = role in ("buyer", "seller") or (
         role == "arbitrator" and trade.dispute is not None
     )
@@ -607,7 +660,7 @@ def show(trade_pk: int) -> str:
         events=events,
         event_words=EVENT_WORDS,
         event_label=event_label,
-        actions=available_actions(trade, current_address(), now),
+        actions=available_actions(trade, me, now),
         deadlines=deadlines(trade),
         milestones=milestones(trade),
         offer_live=split_offer_live(trade, now),
@@ -620,7 +673,7 @@ def show(trade_pk: int) -> str:
         is_open=trade.status in OPEN_STATUSES,
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
-        unlinked_listing=_unlinked_listing(session, trade),
+        unlinked_title=_unlinked_title(trade, listing_title),
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
     )
 
@@ -629,11 +682,8 @@ def _visitor_page(trade: Trade) -> str:
     """The trade as someone outside it sees it: what the chain shows anyway, and the timeouts
     anyone may send once they are due. No conversation, evidence or statement."""
     session = db.session()
-    trust.remember_party_names(
-        session, (trade.buyer, trade.seller, trade.arbitrator, current_address())
-    )
     now = page_now()
-    events = list(session.scalars(TRADE_EVENTS, {"trade_id": trade.id}))
+    events = _rows(session, TRADE_EVENTS, trade)
     me = current_address()
     actions = [a for a in available_actions(trade, me, now) if a.name in TIMEOUT_ACTIONS]
     upcoming = [
@@ -663,14 +713,15 @@ def _visitor_page(trade: Trade) -> str:
         is_open=trade.status in OPEN_STATUSES,
         statement_mark=DISPUTE_STATEMENT_MARK,
         listing_url=listing_url(trade.listing_id),
-        unlinked_listing=None,
+        unlinked_title=None,
         bought=checkout.bought_snapshots(session, [trade]).get(trade.id),
         upcoming_timeouts=upcoming,
     )
 
 
-def event_label(event: TradeEvent) -> str:
-    """What a timeline entry says, with the details some events carry."""
+def event_label(event: Any) -> str:
+    """What a timeline entry says, with the details some events carry (``event``: a
+    :class:`TradeEvent` or a row with its ``event`` and ``args``)."""
     args = event.args if isinstance(event.args, dict) else {}
     if event.event == "SplitCleared" and args.get("byCancel"):
         return _("Split offer withdrawn by its proposer")
@@ -691,15 +742,12 @@ def event_label(event: TradeEvent) -> str:
     return str(word) if word is not None else event.event
 
 
-UNLINKED_LISTING = select(Listing.title).where(Listing.ref == bindparam("ref"))
-
-
-def _unlinked_listing(session: Session, trade: Trade) -> Any:
-    """The listing a trade quotes by reference without matching its terms (so not linked):
-    the row of what the page shows of it (its ``title``), or None."""
+def _unlinked_title(trade: Trade, title: str | None) -> str | None:
+    """The title of the listing a trade quotes by reference without matching its terms (so not
+    linked), given the title of the listing with the trade's reference."""
     if trade.listing_id is not None or int(trade.listing_ref, 16) == 0:
         return None
-    return session.execute(UNLINKED_LISTING, {"ref": trade.listing_ref}).first()
+    return title
 
 
 @bp.app_template_filter("bps_percent")

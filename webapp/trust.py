@@ -8,7 +8,7 @@ The functions take a session and return plain values so that any page, or a test
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -405,11 +405,20 @@ NAMES = select(User.address, User.display_name).where(
 )
 
 
-def remember_party_names(session: Session, addresses: Iterable[str | None]) -> None:
+def remember_party_names(
+    session: Session,
+    addresses: Iterable[str | None],
+    *,
+    known: Mapping[str, str | None] | None = None,
+) -> None:
     """Looks up the chosen names of ``addresses`` in one query and keeps them where
     ``views.party_name`` reads a request's names (``g._party_names``), so that a page naming
-    many people (the arbitration queue, a trade's parties) does not ask once per person."""
+    many people (the arbitration queue, a trade's parties) does not ask once per person.
+    ``known`` are names the caller has read already (address: name, None for none): they are
+    kept without a query."""
     names: dict[str, str | None] = per_request("_party_names", dict)
+    for address, name in (known or {}).items():
+        names.setdefault(address, name)
     wanted = {a for a in addresses if a and a not in names}
     if not wanted:
         return
