@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -253,10 +254,16 @@ def condition(
     title_only: bool = False,
 ) -> ColumnElement[bool] | None:
     """The WHERE condition for listings matching ``text``; None for a blank query."""
+    return _condition(dialect_name(bind), text or "", title_only)
+
+
+#: Conditions by (database, text, title only): a popular search is built once per worker, not
+#: on every view (expressions are immutable; statements built on them copy, never change them).
+@lru_cache(maxsize=1024)
+def _condition(name: str, text: str, title_only: bool) -> ColumnElement[bool] | None:
     words = parse(text)
     if not words:
         return None
-    name = dialect_name(bind)
     if name == "sqlite":
         return _sqlite_condition(words, title_only)
     if name == "postgresql":
@@ -330,9 +337,14 @@ def price_order(
     tenge value of one smallest unit of each currency (``views.tenge_unit_rates``). A listing
     whose currency has no rate comes after all others, ordered within its currency. The tenge
     value is a float, good for ordering only (prices shown are formatted from their units)."""
+    return _price_order(tuple(sorted(tenge_per_unit.items())), descending)
+
+
+@lru_cache(maxsize=64)
+def _price_order(rates: tuple[tuple[str, float | None], ...], descending: bool) -> tuple[Any, ...]:
     whens = [
         (Listing.currency == currency, cast(Listing.price, Float) * float(rate))
-        for currency, rate in sorted(tenge_per_unit.items())
+        for currency, rate in rates
         if rate
     ]
     if not whens:
