@@ -265,9 +265,13 @@ def clock(value: datetime | None) -> str:
 
 
 def _zone_name() -> str:
-    """The request's time zone by name (``Asia/Almaty``)."""
-    zone = get_timezone()
-    return str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
+    """The request's time zone by name (``Asia/Almaty``), looked up once per request."""
+
+    def name() -> str:
+        zone = get_timezone()
+        return str(getattr(zone, "zone", None) or getattr(zone, "key", "") or zone)
+
+    return per_request("_zone_name", name)
 
 
 #: Times as shown, by (moment, pattern, locale, zone): pages list the same trades' times to
@@ -293,6 +297,7 @@ def day(value: datetime | None) -> str:
     return format_date(aware.astimezone(get_timezone()), "medium")
 
 
+@lru_cache(maxsize=16)
 def _date_time_pattern(locale: Locale) -> str:
     """The locale's medium date and short time (no seconds), joined as the locale joins
     them; English keeps the site's own ``30 Nov 2026, 14:55``."""
