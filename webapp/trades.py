@@ -552,13 +552,11 @@ def index() -> str:
     )
 
 
-def _risk_signals(session: Session, trade: Trade) -> list[Any]:
+def _risk_signals(session: Session, trade: Trade, row: Any) -> list[Any]:
+    """The warnings about the trade's seller, whose record is in ``row`` (``TRADE_PAGE``'s)."""
     try:
-        from webapp.trust import risk_signals_for_trade
-    except ImportError:
-        return []
-    try:
-        return list(risk_signals_for_trade(session, trade))
+        record = trust.record_from_row(trade.seller, row)
+        return list(trust.risk_signals_for_trade(session, trade, record=record))
     except Exception:  # warnings are a help, never a reason for the page to fail
         current_app.logger.exception("risk signals failed for trade %s", trade.id)
         return []
@@ -570,8 +568,9 @@ def _name_of(address: Any) -> Any:
 
 
 # The trade page's statements, built once (building costs more than SQLite's answer).
-#: The trade with its dispute, the names its parties chose and the title of the listing its
-#: reference names (shown only when the trade is not linked to it), in one statement.
+#: The trade with its dispute, the names its parties chose, the title of the listing its
+#: reference names (shown only when the trade is not linked to it) and the seller's record (for
+#: the warnings), in one statement.
 TRADE_PAGE = (
     select(
         Trade,
@@ -579,6 +578,7 @@ TRADE_PAGE = (
         _name_of(Trade.seller),
         _name_of(Trade.arbitrator),
         select(Listing.title).where(Listing.ref == Trade.listing_ref).scalar_subquery(),
+        *trust.record_columns(Trade.seller),
     )
     .options(joinedload(Trade.dispute))
     .where(Trade.id == bindparam("trade_pk"))
@@ -629,7 +629,7 @@ def show(trade_pk: int) -> str:
     row = session.execute(TRADE_PAGE, {"trade_pk": trade_pk}).first()
     if row is None:
         abort(404)
-    trade, buyer_name, seller_name, arbitrator_name, listing_title = row
+    trade, buyer_name, seller_name, arbitrator_name, listing_title = row[:5]
     me = current_address()
     role = role_of(trade, me)
     trust.remember_party_names(
@@ -665,7 +665,7 @@ def show(trade_pk: int) -> str:
         milestones=milestones(trade),
         offer_live=split_offer_live(trade, now),
         extension_days=list(EXTENSION_DAYS),
-        risk_signals=_risk_signals(session, trade),
+        risk_signals=_risk_signals(session, trade, row),
         evidence=evidence,
         messages=messages,
         may_message=may_message,

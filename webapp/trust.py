@@ -12,12 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
-from sqlalchemy import String, and_, bindparam, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from escrow.db.models import (
     FINAL_STATUSES,
@@ -126,40 +127,51 @@ VOLUMES = select(PartyVolume.token, PartyVolume.listing_currency, PartyVolume.am
 )
 
 
-#: The person a record is of, as a one-row table that the record's lookups join to.
-_PERSON = select(bindparam("address", type_=String(42)).label("address")).subquery("person")
-#: A person's account, figures (``party_stats``) and first activity in one statement: the
-#: account and the figures by their keys, and the first trade as buyer, as seller and the first
-#: listing (NULL: none) one index step each (ix_trades_buyer_funded, ix_trades_seller_funded,
-#: ix_listings_seller_created). Built once, since pages ask it on every view.
-RECORD = (
-    select(
-        User.display_name,
-        User.created_at,
-        PartyStats.trades_total,
-        PartyStats.disputes,
-        PartyStats.open_disputes_as_seller,
-        PartyStats.completed_as_seller,
-        PartyStats.completed_as_buyer,
-        PartyStats.rating_count,
-        PartyStats.rating_total,
-        select(func.min(Trade.funded_at))
-        .where(Trade.buyer == _PERSON.c.address)
+def record_columns(address: Any) -> list[Any]:
+    """The columns of the record of the person at ``address`` (an address column, or a
+    parameter): their account's name and creation, their figures (``party_stats``) and their
+    first trade as buyer, as seller and first listing (NULL: none), each a subquery of one index
+    step (ix_trades_buyer_funded, ix_trades_seller_funded, ix_listings_seller_created). A page
+    can read a record in its own statement; :func:`record_from_row` makes it a record. The
+    subqueries read aliases, so that a statement about trades or users is not mixed in."""
+    person, figures = aliased(User), aliased(PartyStats)
+    trades, listings = aliased(Trade), aliased(Listing)
+
+    def of_person(column: Any) -> Any:
+        return select(column).where(person.address == address).scalar_subquery()
+
+    def figure(name: str) -> Any:
+        column = getattr(figures, name)
+        return select(column).where(figures.address == address).scalar_subquery().label(name)
+
+    return [
+        of_person(person.display_name).label("display_name"),
+        of_person(person.created_at).label("created_at"),
+        figure("trades_total"),
+        figure("disputes"),
+        figure("open_disputes_as_seller"),
+        figure("completed_as_seller"),
+        figure("completed_as_buyer"),
+        figure("rating_count"),
+        figure("rating_total"),
+        select(func.min(trades.funded_at))
+        .where(trades.buyer == address)
         .scalar_subquery()
         .label("first_bought"),
-        select(func.min(Trade.funded_at))
-        .where(Trade.seller == _PERSON.c.address)
+        select(func.min(trades.funded_at))
+        .where(trades.seller == address)
         .scalar_subquery()
         .label("first_sold"),
-        select(func.min(Listing.created_at))
-        .where(Listing.seller_id == User.id)
+        select(func.min(listings.created_at))
+        .join(person, person.id == listings.seller_id)
+        .where(person.address == address)
         .scalar_subquery()
         .label("first_listed"),
-    )
-    .select_from(_PERSON)
-    .outerjoin(User, User.address == _PERSON.c.address)
-    .outerjoin(PartyStats, PartyStats.address == _PERSON.c.address)
-)
+    ]
+
+
+#: A person's record in one statement, built once, since pages ask it on every view.
+RECORD = select(*record_columns(bindparam("address")))
 
 
 def seller_record(
@@ -179,19 +191,32 @@ def seller_record(
     account when the caller has it loaded already.
     """
     address = address.lower()
-    now = now or datetime.now(UTC)
     row = session.execute(RECORD, {"address": address}).one()
-    if user is not None and user.address == address:
-        display_name, created_at = user.display_name, user.created_at
-    else:
-        display_name, created_at = row.display_name, row.created_at
-    trades_total = row.trades_total or 0
     volumes: dict[str, int] = {}
-    if volume and trades_total:
+    if volume and row.trades_total:
         for token, listing_currency, amount in session.execute(VOLUMES, {"address": address}):
             if amount:
                 currency = currency_of_token(token, stablecoin, listing_currency or None)
                 volumes[currency] = volumes.get(currency, 0) + int(amount)
+    return record_from_row(address, row, now=now, user=user, volume=volumes)
+
+
+def record_from_row(
+    address: str,
+    row: Any,
+    *,
+    now: datetime | None = None,
+    user: User | None = None,
+    volume: dict[str, int] | None = None,
+) -> SellerRecord:
+    """The record of ``address`` from a row with the columns of :func:`record_columns`;
+    ``user`` is the person's account when the caller has it loaded (its name and creation are
+    used), ``volume`` their volumes (none when not given)."""
+    now = now or datetime.now(UTC)
+    if user is not None and user.address == address:
+        display_name, created_at = user.display_name, user.created_at
+    else:
+        display_name, created_at = row.display_name, row.created_at
     count = row.rating_count or 0
     average = Decimal(row.rating_total) / Decimal(count) if count else None
     member_since = first_activity(created_at, row.first_bought, row.first_sold, row.first_listed)
@@ -202,8 +227,8 @@ def seller_record(
         account_age_days=(now - member_since).days if member_since else None,
         completed_as_seller=row.completed_as_seller or 0,
         completed_as_buyer=row.completed_as_buyer or 0,
-        volume=volumes,
-        trades_total=trades_total,
+        volume=volume or {},
+        trades_total=row.trades_total or 0,
         disputes=row.disputes or 0,
         open_disputes_as_seller=row.open_disputes_as_seller or 0,
         rating_count=count,
@@ -381,11 +406,16 @@ def risk_signals_for_listing(
 
 
 def risk_signals_for_trade(
-    session: Session, trade: Trade, *, now: datetime | None = None
+    session: Session,
+    trade: Trade,
+    *,
+    now: datetime | None = None,
+    record: SellerRecord | None = None,
 ) -> list[RiskSignal]:
-    """Signals about the trade's seller; this trade's own dispute is not counted against them."""
+    """Signals about the trade's seller; this trade's own dispute is not counted against them.
+    ``record`` is the seller's record when the caller already has it (its volumes unused)."""
     now = now or datetime.now(UTC)
-    record = seller_record(session, trade.seller, now=now, volume=False)
+    record = record or seller_record(session, trade.seller, now=now, volume=False)
     own_dispute = 1 if trade.status == TradeStatus.DISPUTED.value else 0
     signals = _person_signals(record, now, skip_open_dispute=own_dispute)
     listing = trade.listing
