@@ -22,10 +22,9 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, u
 from flask_babel import format_number, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import BindParameter
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -36,7 +35,7 @@ from escrow.db.models import (
     ListingStatus,
     User,
 )
-from webapp import db
+from webapp import db, header
 from webapp.auth import current_address, current_user, login_required
 from webapp.errors import render_error
 from webapp.forms import Form
@@ -192,33 +191,6 @@ def _mine(user_id: int) -> Any:
     return or_(Conversation.buyer_id == user_id, Conversation.seller_id == user_id)
 
 
-_READER: BindParameter[int] = bindparam("user_id")
-#: Messages waiting for one person over all their conversations (built once: the header of
-#: every signed-in page asks).
-UNREAD = (
-    select(func.count(ConversationMessage.id))
-    .join(Conversation, ConversationMessage.conversation_id == Conversation.id)
-    .where(
-        ConversationMessage.sender_id != _READER,
-        or_(
-            and_(
-                Conversation.buyer_id == _READER,
-                ConversationMessage.id > Conversation.buyer_read_id,
-            ),
-            and_(
-                Conversation.seller_id == _READER,
-                ConversationMessage.id > Conversation.seller_read_id,
-            ),
-        ),
-    )
-)
-
-
-def unread_count(session: Session, user_id: int) -> int:
-    """Messages waiting for ``user_id`` over all their conversations (for the header)."""
-    return int(session.scalar(UNREAD, {"user_id": user_id}) or 0)
-
-
 @bp.app_context_processor
 def header_counts() -> dict[str, Any]:
     """``unread_messages`` for the header of every page (0 when signed out or the database is
@@ -227,7 +199,11 @@ def header_counts() -> dict[str, Any]:
         return {"unread_messages": 0}
     try:
         user = current_user()
-        count = unread_count(db.session(), user.id) if user is not None else 0
+        count = (
+            header.figures(db.session(), user.address, user.id).unread_messages
+            if user is not None
+            else 0
+        )
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
         g.database_down = True
         count = 0

@@ -39,8 +39,8 @@ from escrow.db.models import (
     Trade,
     TradeEvent,
 )
-from webapp import db
-from webapp.auth import current_address, login_required
+from webapp import db, header
+from webapp.auth import current_address, current_user, login_required
 from webapp.i18n import language
 from webapp.notices import describe, target_url
 from webapp.trade_rules import role_of
@@ -59,9 +59,6 @@ EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-
 
 # The header's statements, run on every page a person sees signed in: built once, since
 # building a statement costs more than SQLite's answer.
-UNREAD = select(func.count(Notification.id)).where(
-    Notification.recipient == bindparam("address"), Notification.read_at.is_(None)
-)
 
 
 def _newest(column: Any, owner: Any) -> Any:
@@ -83,7 +80,7 @@ TRADE_VERSION = select(
 
 def unread_count(session: Session, address: str) -> int:
     """Unread notifications of ``address``: one indexed count."""
-    return int(session.scalar(UNREAD, {"address": address}) or 0)
+    return int(session.scalar(header.UNREAD_NOTIFICATIONS, {"address": address}) or 0)
 
 
 def trade_version(session: Session, trade_id: int) -> str:
@@ -125,7 +122,9 @@ def header_notifications() -> dict[str, Any]:
             )
             if trade is not None:
                 live = {"id": trade.id, "version": trade_version(session, trade.id)}
-        return {"notifications_unread": unread_count(session, address), "live_trade": live}
+        user = current_user()
+        unread = header.figures(session, address, user.id if user else None).unread_notifications
+        return {"notifications_unread": unread, "live_trade": live}
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
         g.database_down = True
         return empty

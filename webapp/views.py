@@ -30,12 +30,12 @@ from flask_babel import (
     npgettext,
 )
 from markupsafe import Markup, escape
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
-from escrow.db.models import ArbitratorProfile, Trade, User
-from webapp import phishing
+from escrow.db.models import Trade, User
+from webapp import header, phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 from webapp.i18n import per_request, request_locale, request_translations, zone_label
 
@@ -446,10 +446,6 @@ def guarded_preview(text: str) -> str:
 
 #: Statements of every page's header, built once: building one costs more than SQLite's answer.
 DISPLAY_NAME = select(User.display_name).where(User.address == bindparam("address"))
-IS_ARBITRATOR = select(
-    exists().where(Trade.arbitrator == bindparam("address"))
-    | exists().where(ArbitratorProfile.address == bindparam("address"))
-)
 
 
 def party_name(address: str | None) -> str:
@@ -552,7 +548,11 @@ def register_template_helpers(app: Flask) -> None:
         user, arbitrator = None, False
         if not g.get("database_down"):
             try:
-                user, arbitrator = current_user(), _is_arbitrator(address)
+                user = current_user()
+                if address is not None:
+                    from webapp import db
+
+                    arbitrator = is_arbitrator(db.session(), address)
             except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
                 # An error page about the database must not need the database.
                 g.database_down = True
@@ -569,22 +569,12 @@ def register_template_helpers(app: Flask) -> None:
 
 
 def is_arbitrator(session: Session, address: str) -> bool:
-    """Whether ``address`` arbitrates any trade or has an arbitrator profile; asked once per
-    request (the arbitration pages and the header both ask)."""
-    if not has_request_context():
-        return bool(session.scalar(IS_ARBITRATOR, {"address": address}))
-    answers: dict[str, bool] = per_request("_is_arbitrator", dict)
-    if address not in answers:
-        answers[address] = bool(session.scalar(IS_ARBITRATOR, {"address": address}))
-    return answers[address]
-
-
-def _is_arbitrator(address: str | None) -> bool:
-    if address is None:
-        return False
-    from webapp import db
-
-    return is_arbitrator(db.session(), address)
+    """Whether ``address`` arbitrates any trade or has an arbitrator profile. For the visitor
+    it is one of the header's figures (read once per request with them)."""
+    if has_request_context() and address == current_address():
+        user = current_user()
+        return header.figures(session, address, user.id if user else None).is_arbitrator
+    return bool(session.scalar(header.IS_ARBITRATOR, {"address": address}))
 
 
 def _dev_wallet_safe() -> bool:
