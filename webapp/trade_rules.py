@@ -469,8 +469,9 @@ def _waiting_statement(session: Session, trade: Trade, sender: str) -> PendingSt
     ).first()
 
 
-def sync_dispute_statement(session: Session, trade: Trade) -> None:
-    """Publishes the opener's statement once the indexer has seen their ``DisputeOpened``.
+def sync_dispute_statement(session: Session, trade: Trade) -> bool:
+    """Publishes the opener's statement once the indexer has seen their ``DisputeOpened``;
+    whether it did now.
 
     The statement waits on the server (:class:`PendingStatement`) from the moment the party
     asks to open the dispute; it becomes the dispute's statement and a message only when the
@@ -478,10 +479,10 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
     """
     dispute = trade.dispute
     if dispute is None or dispute.statement:
-        return
+        return False
     pending = _waiting_statement(session, trade, dispute.opened_by)
     if pending is None:
-        return
+        return False
     pending.used_at = datetime.now(UTC)
     dispute.statement = pending.body
     session.add(
@@ -490,6 +491,7 @@ def sync_dispute_statement(session: Session, trade: Trade) -> None:
         )
     )
     session.commit()
+    return True
 
 
 def keep_statement(session_db: Session, trade: Trade, sender: str, statement: str) -> None:

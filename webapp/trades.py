@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from hexbytes import HexBytes
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.orm import Session, joinedload
 from web3.exceptions import TransactionNotFound
 
@@ -569,7 +569,8 @@ def _name_of(address: Any) -> Any:
 
 # The trade page's statements, built once (building costs more than SQLite's answer).
 #: The trade with its dispute, the names its parties chose, the title of the listing its
-#: reference names (shown only when the trade is not linked to it) and the seller's record (for
+#: reference names (shown only when the trade is not linked to it), whether it has evidence and
+#: messages (most trades have neither: no statement to read them) and the seller's record (for
 #: the warnings), in one statement.
 TRADE_PAGE = (
     select(
@@ -578,6 +579,8 @@ TRADE_PAGE = (
         _name_of(Trade.seller),
         _name_of(Trade.arbitrator),
         select(Listing.title).where(Listing.ref == Trade.listing_ref).scalar_subquery(),
+        exists().where(EvidenceFile.trade_id == Trade.id).label("has_evidence"),
+        exists().where(Message.trade_id == Trade.id).label("has_messages"),
         *trust.record_columns(Trade.seller),
     )
     .options(joinedload(Trade.dispute))
@@ -643,11 +646,12 @@ def show(trade_pk: int) -> str:
     )
     if role is None:
         return _visitor_page(trade)
-    sync_dispute_statement(session, trade)
+    published = sync_dispute_statement(session, trade)
     now = page_now()
     events = _rows(session, TRADE_EVENTS, trade)
-    evidence = _rows(session, TRADE_EVIDENCE, trade)
-    messages = _rows(session, TRADE_MESSAGES, trade)
+    evidence = _rows(session, TRADE_EVIDENCE, trade) if row.has_evidence else []
+    # A statement published just now is a message the statement above did not see.
+    messages = _rows(session, TRADE_MESSAGES, trade) if row.has_messages or published else []
     may_message = role in ("buyer", "seller") or (
         role == "arbitrator" and trade.dispute is not None
     )
