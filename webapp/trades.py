@@ -570,7 +570,7 @@ def _name_of(address: Any) -> Any:
 # The trade page's statements, built once (building costs more than SQLite's answer).
 #: The trade with its dispute, the names its parties chose, the title of the listing its
 #: reference names (shown only when the trade is not linked to it), whether it has evidence and
-#: messages (most trades have neither: no statement to read them) and the seller's record (for
+#: messages (most trades have neither, and then neither is read) and the seller's record (for
 #: the warnings), in one statement.
 TRADE_PAGE = (
     select(

@@ -186,9 +186,9 @@ def seller_record(
     """The record of ``address`` from finished trades, disputes and ratings received.
 
     Reads the figures the indexer keeps per person (``party_stats``, ``party_volumes``): one
-    row and the person's few volume rows, however many trades they have, in two statements
-    (one without the ``volume``, which risk signals do not need). ``user`` is the person's
-    account when the caller has it loaded already.
+    row and the person's few volume rows, however many trades they have: one statement
+    (:data:`RECORD`), and one more for the volumes unless ``volume`` is False (risk signals do
+    not need them). ``user`` is the person's account when the caller has it loaded already.
     """
     address = address.lower()
     row = session.execute(RECORD, {"address": address}).one()
