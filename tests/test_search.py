@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, inspect, select, text, update
@@ -387,3 +388,38 @@ def test_a_currency_without_a_rate_comes_last(engine: Engine) -> None:
             "Laptop",
         ]
         assert by_price(session, rates, descending=True)[-2:] == ["Laptop", "Phone"]
+
+
+def test_the_market_page_searches_counts_and_pages_on_either_database(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The market's index reads a page and the number of all matches in one statement (on
+    SQLite with the full-text match run once for both): the same answers on both databases."""
+    from web_fixtures import app_settings
+    from webapp import create_app
+
+    upgrade(db_url)
+    app = create_app(app_settings(db_url, tmp_path, PAGE_SIZE=5))
+    try:
+        with Session(app.extensions["escrow_engine"]) as s:
+            add_listings(
+                s, LISTINGS + [(f"Bike {n:02d}", "City bike", "Алматы") for n in range(12)]
+            )
+            s.commit()
+        client = app.test_client()
+
+        def page(url: str) -> str:
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            return answer.get_data(as_text=True)
+
+        assert "24 listings" in page("/")
+        found = page("/?q=алматы")  # 4 of LISTINGS and 12 bikes: the city in any spelling
+        assert "16 listings" in found and "Page 1 of 4" in found
+        assert "Page 3 of 4" in page("/?q=almaty&page=3")
+        past = page("/?q=Almaty&page=9")  # past the end: the last page
+        assert "Page 4 of 4" in past and "16 listings" in past
+        assert "0 listings" in page("/?q=nothing-like-this")
+        assert "13 listings" in page("/?q=bike+%D0%B0%D0%BB%D0%BC%D0%B0%D1%82%D1%8B&sort=price_asc")
+    finally:
+        app.extensions["escrow_engine"].dispose()

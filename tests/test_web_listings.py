@@ -211,7 +211,11 @@ def test_pagination(app: Flask, web: Any, roles: Roles) -> None:
     assert "q=item&amp;category=bikes&amp;page=2" in page
 
 
-def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, roles: Roles) -> None:
+def test_index_reads_its_page_and_count_in_one_statement(
+    app: Flask, web: Any, roles: Roles
+) -> None:
+    """Whatever the page size, one statement reads a page of listings with their sellers and
+    the number of all matches; a search runs its full-text match once in it."""
     from sqlalchemy import event
 
     for n in range(8):
@@ -222,14 +226,35 @@ def test_index_uses_two_queries_whatever_the_page_size(app: Flask, web: Any, rol
     def count(*args: Any) -> None:
         statements.append(args[2])
 
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        assert web(None).client.get("/").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    listing_queries = [s for s in statements if "FROM listings" in s]
-    assert len(listing_queries) == 2
-    assert all("users" not in s or "JOIN users" in s for s in listing_queries)
+    for url, found in (
+        ("/", "8 listings"),
+        ("/?q=item", "8 listings"),
+        ("/?q=item+7", "1 listing"),
+    ):
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = web(None).client.get(url)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert page.status_code == 200 and found in page.get_data(as_text=True)
+        listing_queries = [s for s in statements if "FROM listings" in s]
+        assert len(listing_queries) == 1, url
+        assert "JOIN users" in listing_queries[0] and "count(listings.id)" in listing_queries[0]
+        if "q=" in url:
+            assert listing_queries[0].count("MATCH") == 1, listing_queries[0]
+
+
+def test_a_search_with_no_match_or_a_page_past_the_end(app: Flask, web: Any, roles: Roles) -> None:
+    for n in range(30):
+        _listing(app, roles.seller, title=f"Item {n:02d}")
+    client = web(None).client
+    empty = client.get("/?q=nothing-like-it").get_data(as_text=True)
+    assert "0 listings" in empty and "No listings match" in empty
+    # Page 2 of a search with 30 matches (24 a page) exists; page 5 lands on page 2.
+    last = client.get("/?q=item&page=5").get_data(as_text=True)
+    assert "Page 2 of 2" in last and "30 listings" in last
+    assert len(_titles(last)) == 6
 
 
 def _card(page: str, listing_id: int) -> str:

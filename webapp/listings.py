@@ -10,6 +10,7 @@ import io
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -500,9 +501,7 @@ def index() -> str:
     session = db.session()
     page_size = int(current_app.config["PAGE_SIZE"])
     base = _apply_filters(select(Listing), filters, errors)
-    total = session.scalar(base.with_only_columns(func.count(Listing.id)).order_by(None)) or 0
-    pages = max(1, math.ceil(total / page_size))
-    filters.page = min(filters.page, pages)
+    count = base.with_only_columns(func.count(Listing.id)).order_by(None)
     if filters.sort in ("price_asc", "price_desc"):
         # Across currencies by their value in tenge at the site's rates (ETH and USD mixed).
         descending = filters.sort == "price_desc"
@@ -512,13 +511,29 @@ def index() -> str:
         )
     else:
         order = (Listing.created_at.desc(), Listing.id.desc())
-    listings = session.scalars(
+    page_of = (
         base.join(Listing.seller)
         .options(contains_eager(Listing.seller))
         .order_by(*order)
         .limit(page_size)
-        .offset((filters.page - 1) * page_size)
+    )
+    # The page and the number of all matches in one statement: an uncorrelated count is
+    # evaluated once, and a search's full-text match runs once for both (search._sqlite_fts).
+    rows = session.execute(
+        page_of.add_columns(count.correlate(None).scalar_subquery().label("total")).offset(
+            (filters.page - 1) * page_size
+        )
     ).all()
+    listings: Sequence[Listing] = [row[0] for row in rows]
+    if rows:
+        total = int(rows[0].total)
+    else:  # nothing matches, or a page past the last one: count, then show the last page
+        total = int(session.scalar(count) or 0)
+        if filters.page > 1 and total:
+            filters.page = math.ceil(total / page_size)
+            listings = session.scalars(page_of.offset((filters.page - 1) * page_size)).all()
+    pages = max(1, math.ceil(total / page_size))
+    filters.page = min(filters.page, pages)
     return render_template(
         "listings/index.html",
         listings=listings,

@@ -177,7 +177,10 @@ def _columns(title_only: bool) -> list[Any]:
 def _sqlite_fts(expression: str) -> ColumnElement[bool]:
     """Listings whose FTS5 row matches ``expression`` (built by this module, never user text)."""
     match = literal_column(FTS_TABLE).op("MATCH")(bindparam("fts_query", expression, unique=True))
-    return Listing.id.in_(select(_fts.c.rowid).where(match))
+    # A materialised CTE: a statement that counts the matches and reads a page of them (the
+    # market's index) runs the full-text match once for both.
+    matches = select(_fts.c.rowid).where(match).cte().prefix_with("MATERIALIZED")
+    return Listing.id.in_(select(matches.c.rowid))
 
 
 def _sqlite_short(word: str, title_only: bool) -> ColumnElement[bool]:
