@@ -31,6 +31,8 @@ from escrow.deploy import Deployment, ensure_deployment
 from escrow.errors import ChainUnavailable
 
 BIN = Path(sys.executable).parent
+#: The web instances' gunicorn settings, shared with the scaled shape (scripts/run_scaled.py).
+GUNICORN_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: Files the stack and its processes create are the owner's only (0600 files, 0700 folders).
 PRIVATE_UMASK = 0o077
@@ -227,6 +229,7 @@ class LocalStack:
                 # even by SIGKILL (escrow.anvil.ends_with_parent).
                 *ends_with_parent(),
                 str(BIN / "gunicorn"),
+                *(["--config", str(GUNICORN_CONFIG)] if GUNICORN_CONFIG.is_file() else []),
                 "--workers",
                 str(self.workers),
                 "--threads",
