@@ -36,12 +36,23 @@ def test_link_builds_what_url_for_builds(app: Flask, root: str) -> None:
         ("profiles.profile", {"address": "a b/c?d"}),
         ("profiles.profile", {"address": ""}),
         ("listings.index", {}),
+        ("profiles.arbitrators", {}),
+        # An argument that is not in the path goes to the query string, where url_for encodes.
         ("arbitration.index", {"page": 2}),
+        ("auth.signin", {"next": "/listings/5"}),
+        ("static", {"filename": "css/app.css"}),
+        ("static", {"filename": "js/wallet.js"}),
+        ("static", {"filename": "we ird/ü.css"}),
+        ("listings.upload", {"name": "ab12.webp"}),
+        ("trades.show", {"trade_pk": 3, "_anchor": "timeline"}),
     ]
     with app.test_request_context("/", base_url=f"http://localhost{root}"):
         for endpoint, values in cases * 2:  # the second time from the request's shapes
             assert link(endpoint, **values) == url_for(endpoint, **values), (endpoint, values)
         assert link("arbitration.case", trade_pk=5).startswith(f"{root}/arbitration/")
+    # Built once per worker and site root: another root gets its own links.
+    with app.test_request_context("/", base_url="http://localhost/other"):
+        assert link("static", filename="css/app.css") == "/other/static/css/app.css"
 
 
 def test_party_links_the_chosen_name_and_escapes_it(app: Flask) -> None:
