@@ -451,6 +451,10 @@ def test_opening_a_dispute_keeps_the_statement(
     index_now(app)
     page = web("arbitrator", roles).client.get(f"/trades/{pk}").get_data(as_text=True)
     assert "The bicycle never arrived." in page and "Dispute opened" in page
+    # The view that published the statement shows it among the messages too, marked as such.
+    conversation = page[page.index('<section id="messages"') :]
+    conversation = conversation[: conversation.index("</section>")]
+    assert "The bicycle never arrived." in conversation and "dispute statement" in conversation
     with db_session(app) as session:
         trade = session.get(Trade, pk)
         assert trade.dispute is not None
