@@ -96,6 +96,9 @@ OPEN_PAGE = (
     .limit(bindparam("take"))
     .offset(bindparam("skip"))
 )
+OPEN_PAGE_COUNTED = OPEN_PAGE.add_columns(
+    OPEN_COUNT.correlate(None).scalar_subquery().label("total")
+)
 PAST = (
     select(Trade)
     .join(Dispute, Dispute.trade_id == Trade.id)
@@ -115,12 +118,22 @@ def index() -> str:
     session = db.session()
     if not is_arbitrator(session, me):
         abort(403, _("This console is for arbitrators."))
-    total = int(session.scalar(OPEN_COUNT, {"me": me}) or 0)
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    # The page of cases and the number of all open cases in one statement.
+    rows = session.execute(
+        OPEN_PAGE_COUNTED, {"me": me, "take": QUEUE_PAGE, "skip": (page - 1) * QUEUE_PAGE}
+    ).all()
+    queue: list[Trade] = [row[0] for row in rows]
+    if rows:
+        total = int(rows[0].total)
+    else:  # no open case, or a page past the last one: count, then show the last page
+        total = int(session.scalar(OPEN_COUNT, {"me": me}) or 0)
+        if page > 1 and total:
+            page = math.ceil(total / QUEUE_PAGE)
+            skip = (page - 1) * QUEUE_PAGE
+            queue = list(session.scalars(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": skip}))
     pages = max(1, math.ceil(total / QUEUE_PAGE))
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
-    queue = list(
-        session.scalars(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": (page - 1) * QUEUE_PAGE})
-    )
+    page = min(page, pages)
     past = list(session.scalars(PAST, {"me": me}))
     currency = {t.id: currency_of(t) for t in queue + past}
     # The queue names both parties of each case: one query for all of them (and the header).
