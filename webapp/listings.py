@@ -33,7 +33,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf.file import MultipleFileField
 from PIL import Image, ImageOps
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import contains_eager
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
@@ -49,7 +49,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from escrow.amounts import show_units, strip_amount
 from escrow.db.models import Listing, ListingStatus, Trade, User
-from webapp import checkout, db, search, trust
+from webapp import checkout, db, search, trades, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
 from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVERY_DAYS
@@ -550,23 +550,39 @@ def index() -> str:
 # ---------------------------------------------------------------------------- one listing
 
 
+#: The listing page's statement, built once (building costs more than SQLite's answer): the
+#: listing with its seller, the seller's record (trust.record_columns) and the number of
+#: listings like it (for the price warning).
+LISTING_PAGE = (
+    select(Listing, *trust.record_columns(User.address), trust.similar_count(Listing))
+    .join(Listing.seller)
+    .options(contains_eager(Listing.seller))
+    .where(Listing.id == bindparam("listing_id"))
+)
+
+
 @bp.get("/listings/<int:listing_id>")
 def detail(listing_id: int) -> str:
     session = db.session()
-    listing = session.get(Listing, listing_id)
-    if listing is None:
+    row = session.execute(LISTING_PAGE, {"listing_id": listing_id}).first()
+    if row is None:
         abort(404, _("There is no such listing."))
+    listing: Listing = row[0]
+    seller = listing.seller
     address = current_address()
-    is_owner = listing.seller.address == address
+    is_owner = seller.address == address
     if listing.status == ListingStatus.WITHDRAWN.value and not is_owner:
         abort(404, _("This listing was withdrawn by the seller."))
-    record = trust.seller_record(
+    volume = trust.volumes_of(
         session,
-        listing.seller.address,
+        seller.address,
         stablecoin=gateway().stablecoin_address(),
-        user=listing.seller,
+        trades_total=row.trades_total,
     )
-    signals = trust.risk_signals_for_listing(session, listing, record=record)
+    record = trust.record_from_row(seller.address, row, user=seller, volume=volume)
+    signals = trust.risk_signals_for_listing(
+        session, listing, record=record, similar=row.similar_count
+    )
     buy_url = tx_url("trades.buy", listing_id=listing.id) if can_buy(listing, address) else None
     return render_template(
         "listings/detail.html",
@@ -578,6 +594,7 @@ def detail(listing_id: int) -> str:
         reserved=reserved_by_other(listing, address),
         delivery_days=checkout.delivery_days_of(listing),
         offer=checkout.offer_terms(listing),
+        offered=trades.page_arbitrators(listing),
         categories=CATEGORIES,
         statuses=STATUSES,
         form=ConfirmForm(),

@@ -8,12 +8,22 @@ checks here only spare people a transaction that would fail.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import is_address, to_checksum_address
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -40,7 +50,6 @@ from webapp import checkout, db, trust
 from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.errors import describe_revert, render_error
-from webapp.i18n import per_request
 from webapp.trade_rules import (
     ACTIONS,
     DISPUTE_STATEMENT_MARK,
@@ -96,15 +105,36 @@ EVENT_WORDS = {
 # ------------------------------------------------------------------ buying
 
 
-# Statements every listing page runs (the Buy form's arbitrators), built once.
 REGISTERED_ARBITRATORS = (
     select(ArbitratorProfile)
     .where(ArbitratorProfile.onchain_registered.is_(True))
     .order_by(ArbitratorProfile.id)
 )
-ARBITRATOR_RECORDS = select(ArbitratorStats).where(
-    ArbitratorStats.address.in_(bindparam("addresses", expanding=True))
+#: The arbitrators a listing page offers (registered on chain), with the names they chose and
+#: their figures, in one statement built once: plain rows of the columns the page uses.
+BUY_ARBITRATORS = (
+    select(
+        ArbitratorProfile.address,
+        ArbitratorProfile.fee_bps,
+        ArbitratorProfile.onchain_max_fee_bps,
+        User.display_name,
+        ArbitratorStats.cases,
+        ArbitratorStats.resolved,
+        ArbitratorStats.by_timeout,
+    )
+    .outerjoin(User, User.address == ArbitratorProfile.address)
+    .outerjoin(ArbitratorStats, ArbitratorStats.address == ArbitratorProfile.address)
+    .where(ArbitratorProfile.onchain_registered.is_(True))
+    .order_by(ArbitratorProfile.id)
 )
+
+
+def _arbitrator_order(indexed: Iterable[str], exclude: set[str]) -> list[str]:
+    """The addresses a buyer may choose among: the deployment's arbitrators first, then the
+    other ``indexed`` ones (in their order), without ``exclude``."""
+    order = [a.lower() for a in gateway().deployment().arbitrators]
+    order += [a for a in indexed if a not in order]
+    return [a for a in order if a not in exclude]
 
 
 def registered_arbitrators(
@@ -116,12 +146,8 @@ def registered_arbitrators(
     the deployment's arbitrators the indexer has not seen yet.
     """
     profiles = {p.address: p for p in session.scalars(REGISTERED_ARBITRATORS)}
-    order = [a.lower() for a in gateway().deployment().arbitrators]
-    order += [a for a in profiles if a not in order]
     chosen = []
-    for address in order:
-        if address in exclude:
-            continue
+    for address in _arbitrator_order(profiles, exclude):
         profile = profiles.get(address)
         if profile is None:
             if not ask_chain:
@@ -197,41 +223,53 @@ def listing_terms(listing: Listing) -> dict[str, Any]:
     return checkout.listing_terms(listing)
 
 
+#: ``g`` key of the arbitrators a listing page offers, worked out once (:func:`page_arbitrators`).
+PAGE_ARBITRATORS = "_page_arbitrators"
+
+
 @bp.app_template_global("buy_arbitrators")
 def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
     """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble.
 
-    Only the database is read, so a listing page never waits for the chain node.
+    Only the database is read (one statement), so a listing page never waits for the chain
+    node. On a page that called :func:`page_arbitrators`, the choices it worked out.
     """
+    kept: tuple[int, list[ArbitratorChoice]] | None = g.get(PAGE_ARBITRATORS)
+    if kept is not None and kept[0] == listing.id:
+        return kept[1]
     me = current_address() or ""
+    session = db.session()
     try:
-        seller = db.session().get(User, listing.seller_id)
+        seller = session.get(User, listing.seller_id)
         exclude = {me, seller.address if seller else ""}
-        profiles = registered_arbitrators(db.session(), exclude, ask_chain=False)
+        rows = {row.address: row for row in session.execute(BUY_ARBITRATORS)}
+        order = [a for a in _arbitrator_order(rows, exclude) if a in rows]
     except EscrowError:
         return []
-    addresses = [p.address for p in profiles]
-    # One query for every arbitrator's name, also kept for the page's ``party()`` links.
-    trust.remember_party_names(db.session(), addresses)
-    names: dict[str, str | None] = per_request("_party_names", dict)
-    kept = {
-        row.address: row
-        for row in db.session().scalars(ARBITRATOR_RECORDS, {"addresses": addresses})
-    }
+    # The names are also kept for the page's ``party()`` links.
+    trust.remember_party_names(session, (), known={a: rows[a].display_name for a in order})
     choices = []
-    for p in profiles:
-        row = kept.get(p.address)
-        ruled = (row.resolved - row.by_timeout) if row is not None else 0
-        # Indexed profiles of registered arbitrators carry their cap: no chain call here.
+    for address in order:
+        row = rows[address]
+        # Indexed profiles of registered arbitrators carry their cap: no chain call here. The
+        # row has the profile's address and fee columns, all that arbitrator_fee reads.
         choices.append(
             ArbitratorChoice(
-                p.address,
-                arbitrator_fee(p),
-                names.get(p.address),
-                row.cases if row is not None else 0,
-                ruled,
+                address,
+                arbitrator_fee(cast(ArbitratorProfile, row)),
+                row.display_name,
+                row.cases or 0,  # NULL: no figures yet
+                (row.resolved - row.by_timeout) if row.resolved is not None else 0,
             )
         )
+    return choices
+
+
+def page_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
+    """:func:`buy_arbitrators` for the listing page, kept for the rest of the request: the
+    page's terms and its Buy form both show them."""
+    choices = buy_arbitrators(listing)
+    g.setdefault(PAGE_ARBITRATORS, (listing.id, choices))
     return choices
 
 

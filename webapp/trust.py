@@ -192,13 +192,28 @@ def seller_record(
     """
     address = address.lower()
     row = session.execute(RECORD, {"address": address}).one()
-    volumes: dict[str, int] = {}
-    if volume and row.trades_total:
-        for token, listing_currency, amount in session.execute(VOLUMES, {"address": address}):
-            if amount:
-                currency = currency_of_token(token, stablecoin, listing_currency or None)
-                volumes[currency] = volumes.get(currency, 0) + int(amount)
+    volumes = (
+        volumes_of(session, address, stablecoin=stablecoin, trades_total=row.trades_total)
+        if volume
+        else {}
+    )
     return record_from_row(address, row, now=now, user=user, volume=volumes)
+
+
+def volumes_of(
+    session: Session, address: str, *, stablecoin: str | None, trades_total: int | None
+) -> dict[str, int]:
+    """The value of the finished trades of ``address`` per currency (its record's ``volume``),
+    from the person's few ``party_volumes`` rows; ``trades_total`` is their number of trades
+    (their record's): without trades nothing is read."""
+    volumes: dict[str, int] = {}
+    if not trades_total:
+        return volumes
+    for token, listing_currency, amount in session.execute(VOLUMES, {"address": address}):
+        if amount:
+            currency = currency_of_token(token, stablecoin, listing_currency or None)
+            volumes[currency] = volumes.get(currency, 0) + int(amount)
+    return volumes
 
 
 def record_from_row(
@@ -338,6 +353,27 @@ SIMILAR = (
     Listing.id != bindparam("exclude"),
 )
 SIMILAR_COUNT = select(func.count(Listing.id)).where(*SIMILAR)
+
+
+def similar_count(listing: Any) -> Any:
+    """A column: the number of listings similar to the row of ``listing`` (the Listing class or
+    an alias), as :func:`similar_median` counts them, for a page that reads the listing to
+    count them in the same statement (a subquery reading ix_listings_status_category_currency_
+    price). A listing without a category has none."""
+    other = aliased(Listing)
+    return (
+        select(func.count(other.id))
+        .where(
+            other.status == ListingStatus.ACTIVE.value,
+            other.category == listing.category,
+            other.currency == listing.currency,
+            other.id != listing.id,
+        )
+        .scalar_subquery()
+        .label("similar_count")
+    )
+
+
 SIMILAR_MIDDLE = (
     select(Listing.price)
     .where(*SIMILAR)
@@ -348,18 +384,25 @@ SIMILAR_MIDDLE = (
 
 
 def similar_median(
-    session: Session, category: str | None, currency: str, exclude_listing_id: int | None = None
+    session: Session,
+    category: str | None,
+    currency: str,
+    exclude_listing_id: int | None = None,
+    *,
+    count: int | None = None,
 ) -> int | None:
     """Median price of active listings in a category and currency, if there are enough.
 
     The database finds the middle rows (ordered by price, read from an index); only one or
-    two prices are decoded, not the whole category.
+    two prices are decoded, not the whole category. ``count`` is their number when the caller
+    read it already (:func:`similar_count`).
     """
     if not category:
         return None
     # Listing ids start at 1: excluding 0 excludes nothing.
     params = {"category": category, "currency": currency, "exclude": exclude_listing_id or 0}
-    count = session.scalar(SIMILAR_COUNT, params) or 0
+    if count is None:
+        count = session.scalar(SIMILAR_COUNT, params) or 0
     if count < MIN_SIMILAR:
         return None
     middle = [
@@ -372,9 +415,14 @@ def similar_median(
 
 
 def _price_signal(
-    session: Session, price: int, category: str | None, currency: str, listing_id: int | None
+    session: Session,
+    price: int,
+    category: str | None,
+    currency: str,
+    listing_id: int | None,
+    similar: int | None = None,
 ) -> list[RiskSignal]:
-    median = similar_median(session, category, currency, listing_id)
+    median = similar_median(session, category, currency, listing_id, count=similar)
     if median is None or Decimal(price) >= CHEAP_SHARE * median:
         return []
     return [
@@ -396,12 +444,14 @@ def risk_signals_for_listing(
     *,
     now: datetime | None = None,
     record: SellerRecord | None = None,
+    similar: int | None = None,
 ) -> list[RiskSignal]:
-    """``record`` is the seller's record when the caller already has it."""
+    """``record`` is the seller's record and ``similar`` the number of similar listings
+    (:func:`similar_count`) when the caller already has them."""
     now = now or datetime.now(UTC)
     record = record or seller_record(session, listing.seller.address, now=now)
     return _price_signal(
-        session, listing.price, listing.category, listing.currency, listing.id
+        session, listing.price, listing.category, listing.currency, listing.id, similar
     ) + _person_signals(record, now)
 
 
