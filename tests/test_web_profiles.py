@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,12 +11,13 @@ from typing import Any
 
 import pytest
 from flask import Flask, render_template_string
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from escrow.db.models import ArbitratorProfile, Dispute, Listing, Rating, Trade, User
 from helpers import ONE_ETH, USD, Roles
 from webapp import trust
+from webapp.extensions import fragments
 
 ZERO = "0x" + "0" * 40
 _ids = itertools.count(1)
@@ -354,6 +356,65 @@ def test_profile_page(app: Flask, web: Any, roles: Roles) -> None:
         assert ("Edit my profile" in page) == (who == "seller")
         buyer = roles.buyer.lower()
         assert f'<a class="party" href="/u/{buyer}" title="{buyer}">' in page  # the rater
+
+
+def test_profile_cards_and_raters_read_as_plain_rows(app: Flask, web: Any, roles: Roles) -> None:
+    """The profile reads its listings as plain rows (no ORM objects): each card is the one the
+    market's index renders for the listing (photo, city, hold, seller's name), each rendered
+    afresh. The raters' names come with the ratings, not one statement per rater."""
+    held = datetime.now(UTC) + timedelta(minutes=20)
+    with _session(app) as session:
+        _user(session, roles.seller, display_name="Dana <b>")
+        _user(session, roles.buyer, display_name="Bob")
+        _listing(
+            session,
+            roles.seller,
+            title="Held lamp",
+            reserved_by=roles.buyer.lower(),
+            reserved_until=held,
+        )
+        _listing(session, roles.seller, title="Photo lamp", photos=["p.jpg"], city=None)
+        _listing(session, roles.seller, title="Plain lamp")
+        for status in ("Released", "Refunded"):
+            trade = _trade(session, roles.buyer, roles.seller, status)
+            session.add(
+                Rating(
+                    trade_id=trade.id,
+                    rater_side="buyer",
+                    rater=roles.buyer.lower(),
+                    ratee=roles.seller.lower(),
+                    score=4,
+                )
+            )
+        session.commit()
+    client = web(None).client
+
+    def cards(page: str) -> dict[str, str]:
+        found = re.findall(r'<a class="card listing-card".*?</a>', page, re.S)
+        return {re.search(r'card-title">([^<]*)<', c).group(1): c for c in found}  # type: ignore[union-attr]
+
+    statements: list[str] = []
+    engine = app.extensions["escrow_engine"]
+    listen = event.listens_for(engine, "before_cursor_execute")
+    listen(lambda *args: statements.append(args[2]))
+    with app.app_context():
+        fragments.clear()
+    profile = client.get(f"/u/{roles.seller}").get_data(as_text=True)
+    assert not any(
+        "FROM users" in s and s.lstrip().startswith("SELECT users.display_name") for s in statements
+    )
+    with app.app_context():
+        fragments.clear()
+    index = client.get("/").get_data(as_text=True)
+    on_profile = cards(profile)
+    assert sorted(on_profile) == ["Held lamp", "Photo lamp", "Plain lamp"]
+    assert "data-on-hold" in on_profile["Held lamp"]
+    assert on_profile == {
+        title: card for title, card in cards(index).items() if title in on_profile
+    }
+    assert "Dana &lt;b&gt;" in on_profile["Plain lamp"] and "p.jpg" in on_profile["Photo lamp"]
+    buyer = roles.buyer.lower()
+    assert profile.count(f'<a class="party" href="/u/{buyer}" title="{buyer}">Bob</a>') == 2
 
 
 def test_profile_404s(app: Flask, web: Any, roles: Roles) -> None:

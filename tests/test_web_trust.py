@@ -8,10 +8,23 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from escrow.db.models import Listing, Trade, User
+from db_fixtures import *  # noqa: F403  (fixtures: engine, on SQLite and PostgreSQL)
+from escrow.db.models import (
+    ArbitratorProfile,
+    ArbitratorStats,
+    Listing,
+    PartyStats,
+    Rating,
+    Trade,
+    User,
+)
+from webapp import trust
+from webapp.listings import LISTING_PAGE
+from webapp.profiles import PROFILE_LISTINGS, PROFILE_PAGE, PROFILE_RATINGS
+from webapp.trades import BUY_ARBITRATORS
 from webapp.trust import (
     MIN_SIMILAR,
     is_new_account,
@@ -142,3 +155,81 @@ def _trade(session: Session, *, buyer: str, seller: str, funded_at: datetime) ->
     )
     session.add(trade)
     return trade
+
+
+def test_page_statements_read_the_same_on_both_databases(engine: Engine) -> None:
+    """The listing page's, the Buy form's and the profile page's statements (one statement each
+    for what separate ones read before) give the same records, counts, names and figures on
+    SQLite and PostgreSQL."""
+    now = datetime.now(UTC)
+    seller, buyer, arbiter = "0x" + "51" * 20, "0x" + "b1" * 20, "0x" + "a1" * 20
+    stranger, unknown = "0x" + "c1" * 20, "0x" + "d1" * 20
+    with Session(engine) as session:
+        for address, name in ((seller, "Алия"), (buyer, "Bob"), (arbiter, "Arb")):
+            session.add(User(address=address, display_name=name, languages=["kk"]))
+        session.flush()
+        for _ in range(MIN_SIMILAR + 1):
+            _listing(session, seller)
+        target = _listing(session, seller)
+        lone = _listing(session, seller)
+        lone.category = None
+        trade = _trade(session, buyer=buyer, seller=seller, funded_at=now - timedelta(days=30))
+        session.flush()
+        session.add(
+            Rating(
+                trade_id=trade.id,
+                rater_side="buyer",
+                rater=buyer,
+                ratee=seller,
+                score=4,
+                comment="ok",
+            )
+        )
+        session.add(PartyStats(address=stranger, trades_total=2, disputes=1))
+        session.add(
+            ArbitratorProfile(
+                address=arbiter, languages=[], onchain_registered=True, onchain_max_fee_bps=500
+            )
+        )
+        session.add(ArbitratorProfile(address=buyer, languages=[], onchain_registered=False))
+        session.add(ArbitratorStats(address=arbiter, trades=4, cases=3, resolved=2, by_timeout=1))
+        session.add(ArbitratorStats(address=stranger, trades=1, cases=1))
+        session.commit()
+
+        # The listing page: its seller's record and the number of similar listings.
+        for listing, similar in ((target, MIN_SIMILAR + 1), (lone, 0)):
+            row = session.execute(LISTING_PAGE, {"listing_id": listing.id}).one()
+            assert row[0] is listing and row[0].seller.address == seller
+            assert row.similar_count == similar
+            assert trust.record_from_row(seller, row, now=now) == seller_record(
+                session, seller, now=now, volume=False
+            )
+        assert similar_median(session, "bikes", "ETH", target.id, count=MIN_SIMILAR + 1) == 10**18
+
+        # The Buy form: registered arbitrators only, with their names and figures (NULL: none).
+        assert [tuple(r) for r in session.execute(BUY_ARBITRATORS)] == [
+            (arbiter, None, 500, "Arb", 3, 2, 1)
+        ]
+
+        # The profile: account, record, arbitrator profile and figures (None when missing).
+        for address in (seller, buyer, arbiter, stranger, unknown):
+            row = session.execute(PROFILE_PAGE, {"address": address}).one()
+            user, profile, figures = row[:3]
+            assert user is session.scalar(select(User).where(User.address == address))
+            assert profile is session.scalar(
+                select(ArbitratorProfile).where(ArbitratorProfile.address == address)
+            )
+            assert figures is session.get(ArbitratorStats, address)
+            assert trust.record_from_row(address, row, now=now) == seller_record(
+                session, address, now=now, volume=False
+            )
+        ratings = session.execute(PROFILE_RATINGS, {"address": seller}).all()
+        assert [(r.score, r.rater_side, r.rater, r.rater_name, r.comment) for r in ratings] == [
+            (4, "buyer", buyer, "Bob", "ok")
+        ]
+        seller_id = session.scalar(select(User.id).where(User.address == seller))
+        cards = session.execute(PROFILE_LISTINGS, {"user_id": seller_id}).all()
+        assert len(cards) == MIN_SIMILAR + 3
+        for card in cards:  # the columns a card shows, as the listing has them
+            kept = session.get(Listing, card.id)
+            assert tuple(card) == tuple(getattr(kept, name) for name in card._fields)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from eth_utils import is_address
 from flask import (
@@ -26,16 +26,16 @@ from flask import (
 from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, cast, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from escrow.db.models import (
+    ADDRESS,
     ArbitratorProfile,
     Listing,
     ListingStatus,
-    PartyStats,
     Rating,
     Side,
     Trade,
@@ -142,23 +142,67 @@ class RatingForm(Form):
 
 
 # The profile page's statements, built once (building costs more than SQLite's answer).
+#: The address the page is about, as the one row the page's statement starts from.
+_WANTED = select(cast(bindparam("address"), ADDRESS).label("address")).subquery("wanted")
+#: The person's account, their record (trust.record_columns) and, if they are or were named an
+#: arbitrator, their arbitrator profile and figures, in one statement (NULL: none).
+PROFILE_PAGE = (
+    select(User, ArbitratorProfile, ArbitratorStatsRow, *trust.record_columns(_WANTED.c.address))
+    .select_from(_WANTED)
+    .outerjoin(User, User.address == _WANTED.c.address)
+    .outerjoin(ArbitratorProfile, ArbitratorProfile.address == _WANTED.c.address)
+    .outerjoin(ArbitratorStatsRow, ArbitratorStatsRow.address == _WANTED.c.address)
+)
+#: The ratings the page lists, as plain rows of the shown columns, with the name each rater
+#: chose (kept for the page's party() links).
 PROFILE_RATINGS = (
-    select(Rating)
+    select(
+        Rating.score,
+        Rating.rater_side,
+        Rating.rater,
+        Rating.created_at,
+        Rating.comment,
+        select(User.display_name)
+        .where(User.address == Rating.rater)
+        .scalar_subquery()
+        .label("rater_name"),
+    )
     .join(Trade, Trade.id == Rating.trade_id)
     .where(*trust.counted_ratings_filter(bindparam("address")))  # type: ignore[arg-type]
     .order_by(Rating.created_at.desc())
     .limit(50)
 )
 PROFILE_LISTINGS = (
-    select(Listing)
+    select(
+        Listing.id,
+        Listing.title,
+        Listing.price,
+        Listing.currency,
+        Listing.photos,
+        Listing.city,
+        Listing.reserved_by,
+        Listing.reserved_until,
+    )
     .where(Listing.seller_id == bindparam("user_id"), Listing.status == ListingStatus.ACTIVE.value)
     .order_by(Listing.created_at.desc())
     .limit(48)
 )
-ARBITRATOR_PROFILE = select(ArbitratorProfile).where(
-    ArbitratorProfile.address == bindparam("address")
-)
-DISPLAY_NAME = select(User.display_name).where(User.address == bindparam("address"))
+
+
+class Card(NamedTuple):
+    """A listing the profile shows, with what its card reads (``listings/_card.html``,
+    ``views.card_cache_key`` and ``checkout.held_until``): a row of :data:`PROFILE_LISTINGS`
+    and the profile's person as its seller, without an ORM object per listing."""
+
+    id: int
+    title: str
+    price: int
+    currency: str
+    photos: list[str]
+    city: str | None
+    reserved_by: str | None
+    reserved_until: datetime | None
+    seller: User
 
 
 @bp.get("/u/<address>")
@@ -167,14 +211,34 @@ def profile(address: str) -> str:
         abort(404, _("That is not a wallet address."))
     address = address.lower()
     session = db.session()
-    user = session.scalar(trust.USER_BY_ADDRESS, {"address": address})
-    if user is None and not _has_trades(session, address):
+    row = session.execute(PROFILE_PAGE, {"address": address}).one()
+    user, arbitrator_profile, arbitrator_row = row[:3]
+    # Somebody who has used the market: an account, or a trade as buyer, seller or arbitrator
+    # (from the figures the indexer keeps per person).
+    if (
+        user is None
+        and not row.trades_total
+        and not (arbitrator_row is not None and arbitrator_row.trades > 0)
+    ):
         abort(404, _("Nobody with this address has used the market yet."))
-    record = trust.seller_record(
-        session, address, stablecoin=gateway().stablecoin_address(), user=user
+    volume = trust.volumes_of(
+        session, address, stablecoin=gateway().stablecoin_address(), trades_total=row.trades_total
     )
-    ratings = session.scalars(PROFILE_RATINGS, {"address": address}).all()
-    listings = session.scalars(PROFILE_LISTINGS, {"user_id": user.id}).all() if user else []
+    record = trust.record_from_row(address, row, user=user, volume=volume)
+    ratings = session.execute(PROFILE_RATINGS, {"address": address}).all()
+    trust.remember_party_names(session, (), known={r.rater: r.rater_name for r in ratings})
+    listings = (
+        [Card(*r, user) for r in session.execute(PROFILE_LISTINGS, {"user_id": user.id})]
+        if user is not None
+        else []
+    )
+    arbitration = None
+    if arbitrator_profile is not None or arbitrator_row is not None:
+        arbitration = _figures(
+            arbitrator_profile or ArbitratorProfile(address=address, languages=[]),
+            user.display_name if user is not None else None,
+            arbitrator_row,
+        )
     return render_template(
         "profiles/profile.html",
         user=user,
@@ -182,19 +246,9 @@ def profile(address: str) -> str:
         record=record,
         ratings=ratings,
         listings=listings,
-        arbitration=arbitrator_figures(session, address),
+        arbitration=arbitration,
         is_me=address == current_address(),
     )
-
-
-def _has_trades(session: Any, address: str) -> bool:
-    """Whether ``address`` is the buyer, seller or arbitrator of a trade (from the figures the
-    indexer keeps per person)."""
-    party = session.get(PartyStats, address)
-    if party is not None and party.trades_total:
-        return True
-    arbitrator = session.get(ArbitratorStatsRow, address)
-    return arbitrator is not None and arbitrator.trades > 0
 
 
 @bp.route("/me", methods=["GET", "POST"])
@@ -311,18 +365,6 @@ def _figures(
         if row.median_ruling_ms is not None:
             entry.median_ruling = timedelta(milliseconds=row.median_ruling_ms)
     return entry
-
-
-def arbitrator_figures(session: Any, address: str) -> ArbitratorStats | None:
-    """One person's arbitration figures, if they are an arbitrator or were named as one."""
-    profile = session.scalar(ARBITRATOR_PROFILE, {"address": address})
-    row = session.get(ArbitratorStatsRow, address)
-    if profile is None and row is None:
-        return None
-    if profile is None:
-        profile = ArbitratorProfile(address=address, languages=[])
-    name = session.scalar(DISPLAY_NAME, {"address": address})
-    return _figures(profile, name, row)
 
 
 @bp.get("/arbitrators")
