@@ -854,8 +854,7 @@ def test_the_listing_page_states_the_terms_a_purchase_signs(
     # The fee as a percentage and as an amount of this price, as the escrow computes it.
     fee = 2 * ONE_ETH * fee_bps // 10_000
     with app.test_request_context():
-        from webapp.trades import bps_percent
-        from webapp.views import format_amount
+        from webapp.views import bps_percent, format_amount
 
         expected_fee = f"{bps_percent(fee_bps)} of what the seller receives: "
         expected_fee += format_amount(fee, "ETH")

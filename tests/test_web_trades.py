@@ -544,7 +544,7 @@ def test_chain_down_is_a_friendly_503(
 def test_buy_form_offers_the_indexed_arbitrators(
     app: Flask, roles: Roles, deployment: Deployment
 ) -> None:
-    from webapp.trades import buy_arbitrators
+    from webapp.checkout import buy_arbitrators
 
     listing_id, _ = add_listing(app, roles.seller)
     with app.test_request_context("/"), db_session(app) as session:

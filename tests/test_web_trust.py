@@ -22,9 +22,9 @@ from escrow.db.models import (
     User,
 )
 from webapp import trust
+from webapp.checkout import BUY_ARBITRATORS
 from webapp.listings import LISTING_PAGE
 from webapp.profiles import PROFILE_LISTINGS, PROFILE_PAGE, PROFILE_RATINGS
-from webapp.trades import BUY_ARBITRATORS
 from webapp.trust import (
     MIN_SIMILAR,
     is_new_account,

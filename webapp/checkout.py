@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
-from flask import current_app
+from flask import current_app, g
 from flask_babel import LazyString, lazy_ngettext, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -37,6 +38,8 @@ from sqlalchemy.orm import Session
 
 from escrow.client import ETH
 from escrow.db.models import (
+    ArbitratorProfile,
+    ArbitratorStats,
     CheckoutHold,
     HoldState,
     Listing,
@@ -44,7 +47,9 @@ from escrow.db.models import (
     Trade,
     User,
 )
-from webapp.auth import signed_out
+from escrow.errors import EscrowError
+from webapp import db, trust
+from webapp.auth import current_address, signed_out
 from webapp.chain import gateway
 from webapp.trade_rules import (
     DAY,
@@ -54,7 +59,7 @@ from webapp.trade_rules import (
     SHIP_WITHIN_SECONDS,
     page_now,
 )
-from webapp.views import as_utc, format_amount
+from webapp.views import as_utc, bps_percent, format_amount, short_address
 
 #: A transaction hash as the wallet reports it.
 TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -675,8 +680,6 @@ def held_until(listing: Listing, now: datetime | None = None) -> datetime | None
 @signed_out.connect
 def _let_go_on_sign_out(sender: Any, address: str = "", **_: Any) -> None:
     """Signing out mid-payment ends the wallet holds at once (payments already sent go on)."""
-    from webapp import db
-
     if address:
         release_all(db.session(), address.lower(), "signed_out")
 
@@ -744,3 +747,142 @@ def kept_photos(session: Session, listing_id: int) -> set[str]:
         if snapshot:
             names.update(str(n) for n in snapshot.get("photos") or [])
     return names
+
+
+# ------------------------------------------------------------------ arbitrators offered
+
+
+REGISTERED_ARBITRATORS = (
+    select(ArbitratorProfile)
+    .where(ArbitratorProfile.onchain_registered.is_(True))
+    .order_by(ArbitratorProfile.id)
+)
+#: The arbitrators a listing page offers (registered on chain), with the names they chose and
+#: their figures, in one statement built once: plain rows of the columns the page uses.
+BUY_ARBITRATORS = (
+    select(
+        ArbitratorProfile.address,
+        ArbitratorProfile.fee_bps,
+        ArbitratorProfile.onchain_max_fee_bps,
+        User.display_name,
+        ArbitratorStats.cases,
+        ArbitratorStats.resolved,
+        ArbitratorStats.by_timeout,
+    )
+    .outerjoin(User, User.address == ArbitratorProfile.address)
+    .outerjoin(ArbitratorStats, ArbitratorStats.address == ArbitratorProfile.address)
+    .where(ArbitratorProfile.onchain_registered.is_(True))
+    .order_by(ArbitratorProfile.id)
+)
+
+
+def _arbitrator_order(indexed: Iterable[str], exclude: set[str]) -> list[str]:
+    """The addresses a buyer may choose among: the deployment's arbitrators first, then the
+    other ``indexed`` ones (in their order), without ``exclude``."""
+    order = [a.lower() for a in gateway().deployment().arbitrators]
+    order += [a for a in indexed if a not in order]
+    return [a for a in order if a not in exclude]
+
+
+def registered_arbitrators(
+    session: Session, exclude: set[str], *, ask_chain: bool = True
+) -> list[ArbitratorProfile]:
+    """Arbitrators a buyer may choose (registered on chain), the deployment's first.
+
+    The indexer's profiles say who is registered; ``ask_chain`` also asks the contract about
+    the deployment's arbitrators the indexer has not seen yet.
+    """
+    profiles = {p.address: p for p in session.scalars(REGISTERED_ARBITRATORS)}
+    chosen = []
+    for address in _arbitrator_order(profiles, exclude):
+        profile = profiles.get(address)
+        if profile is None:
+            if not ask_chain:
+                continue
+            info = gateway().client().arbitrator_info(address)
+            if not info.registered:
+                continue
+            profile = ArbitratorProfile(
+                address=address,
+                onchain_registered=True,
+                onchain_max_fee_bps=info.max_fee_bps,
+                languages=[],
+            )
+        chosen.append(profile)
+    return chosen
+
+
+def arbitrator_fee(profile: ArbitratorProfile) -> int:
+    cap = profile.onchain_max_fee_bps
+    if cap is None:
+        cap = gateway().client().arbitrator_info(profile.address).max_fee_bps
+    return min(profile.fee_bps, cap) if profile.fee_bps is not None else cap
+
+
+@dataclass(frozen=True)
+class ArbitratorChoice:
+    address: str
+    fee_bps: int
+    name: str | None = None
+    #: Disputes this arbitrator was given, and how many they ruled (not left to time out).
+    cases: int = 0
+    ruled: int = 0
+
+    @property
+    def label(self) -> str:
+        """The line of the Buy form's menu: name, fee and record."""
+        return _(
+            "%(name)s · fee %(fee)s · %(record)s",
+            name=self.name or short_address(self.address),
+            fee=bps_percent(self.fee_bps),
+            record=ngettext("%(num)d case ruled", "%(num)d cases ruled", self.ruled),
+        )
+
+
+#: ``g`` key of the arbitrators a listing page offers, worked out once (:func:`page_arbitrators`).
+PAGE_ARBITRATORS = "_page_arbitrators"
+
+
+def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
+    """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble.
+
+    Only the database is read (one statement), so a listing page never waits for the chain
+    node. On a page that called :func:`page_arbitrators`, the choices it worked out.
+    """
+    kept: tuple[int, list[ArbitratorChoice]] | None = g.get(PAGE_ARBITRATORS)
+    if kept is not None and kept[0] == listing.id:
+        return kept[1]
+    me = current_address() or ""
+    session = db.session()
+    try:
+        seller = session.get(User, listing.seller_id)
+        exclude = {me, seller.address if seller else ""}
+        rows = {row.address: row for row in session.execute(BUY_ARBITRATORS)}
+        order = [a for a in _arbitrator_order(rows, exclude) if a in rows]
+    except EscrowError:
+        return []
+    # The names are also kept for the page's ``party()`` links.
+    trust.remember_party_names(session, (), known={a: rows[a].display_name for a in order})
+    choices = []
+    for address in order:
+        row = rows[address]
+        # Indexed profiles of registered arbitrators carry their cap: no chain call here. The
+        # row has the profile's address and fee columns, all that arbitrator_fee reads.
+        choices.append(
+            ArbitratorChoice(
+                address,
+                arbitrator_fee(cast(ArbitratorProfile, row)),
+                row.display_name,
+                row.cases or 0,  # NULL: no figures yet
+                (row.resolved - row.by_timeout) if row.resolved is not None else 0,
+            )
+        )
+    return choices
+
+
+def page_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
+    """:func:`buy_arbitrators` for the listing page, kept for the rest of the request: the
+    page's terms and its Buy form both show them."""
+    choices = buy_arbitrators(listing)
+    g.setdefault(PAGE_ARBITRATORS, (listing.id, choices))
+    return choices

@@ -49,7 +49,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from escrow.amounts import show_units, strip_amount
 from escrow.db.models import Listing, ListingStatus, Trade, User
-from webapp import checkout, db, search, trades, trust
+from webapp import checkout, db, search, trust
 from webapp.auth import current_address, current_user, login_required
 from webapp.chain import gateway
 from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVERY_DAYS
@@ -594,7 +594,7 @@ def detail(listing_id: int) -> str:
         reserved=reserved_by_other(listing, address),
         delivery_days=checkout.delivery_days_of(listing),
         offer=checkout.offer_terms(listing),
-        offered=trades.page_arbitrators(listing),
+        offered=checkout.page_arbitrators(listing),
         categories=CATEGORIES,
         statuses=STATUSES,
         form=ConfirmForm(),

@@ -8,17 +8,14 @@ checks here only spare people a transaction that would fail.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from flask import (
     Blueprint,
     abort,
     current_app,
-    g,
     jsonify,
     render_template,
     request,
@@ -34,8 +31,6 @@ from web3.exceptions import TransactionNotFound
 
 from escrow.client import ETH, ZERO_REF
 from escrow.db.models import (
-    ArbitratorProfile,
-    ArbitratorStats,
     EvidenceFile,
     Listing,
     ListingStatus,
@@ -44,7 +39,7 @@ from escrow.db.models import (
     TradeEvent,
     User,
 )
-from escrow.errors import ChainUnavailable, ContractRevert, EscrowError
+from escrow.errors import ChainUnavailable, ContractRevert
 from escrow.transactions import PreparedCall
 from webapp import checkout, db, trust
 from webapp.auth import current_address, login_required, wants_json
@@ -80,7 +75,7 @@ from webapp.trade_rules import (
     terms_of,
     timeout_due_at,
 )
-from webapp.views import short_address, when
+from webapp.views import bps_percent, when
 
 bp = Blueprint("trades", __name__)
 
@@ -105,73 +100,6 @@ EVENT_WORDS = {
 # ------------------------------------------------------------------ buying
 
 
-REGISTERED_ARBITRATORS = (
-    select(ArbitratorProfile)
-    .where(ArbitratorProfile.onchain_registered.is_(True))
-    .order_by(ArbitratorProfile.id)
-)
-#: The arbitrators a listing page offers (registered on chain), with the names they chose and
-#: their figures, in one statement built once: plain rows of the columns the page uses.
-BUY_ARBITRATORS = (
-    select(
-        ArbitratorProfile.address,
-        ArbitratorProfile.fee_bps,
-        ArbitratorProfile.onchain_max_fee_bps,
-        User.display_name,
-        ArbitratorStats.cases,
-        ArbitratorStats.resolved,
-        ArbitratorStats.by_timeout,
-    )
-    .outerjoin(User, User.address == ArbitratorProfile.address)
-    .outerjoin(ArbitratorStats, ArbitratorStats.address == ArbitratorProfile.address)
-    .where(ArbitratorProfile.onchain_registered.is_(True))
-    .order_by(ArbitratorProfile.id)
-)
-
-
-def _arbitrator_order(indexed: Iterable[str], exclude: set[str]) -> list[str]:
-    """The addresses a buyer may choose among: the deployment's arbitrators first, then the
-    other ``indexed`` ones (in their order), without ``exclude``."""
-    order = [a.lower() for a in gateway().deployment().arbitrators]
-    order += [a for a in indexed if a not in order]
-    return [a for a in order if a not in exclude]
-
-
-def registered_arbitrators(
-    session: Session, exclude: set[str], *, ask_chain: bool = True
-) -> list[ArbitratorProfile]:
-    """Arbitrators a buyer may choose (registered on chain), the deployment's first.
-
-    The indexer's profiles say who is registered; ``ask_chain`` also asks the contract about
-    the deployment's arbitrators the indexer has not seen yet.
-    """
-    profiles = {p.address: p for p in session.scalars(REGISTERED_ARBITRATORS)}
-    chosen = []
-    for address in _arbitrator_order(profiles, exclude):
-        profile = profiles.get(address)
-        if profile is None:
-            if not ask_chain:
-                continue
-            info = gateway().client().arbitrator_info(address)
-            if not info.registered:
-                continue
-            profile = ArbitratorProfile(
-                address=address,
-                onchain_registered=True,
-                onchain_max_fee_bps=info.max_fee_bps,
-                languages=[],
-            )
-        chosen.append(profile)
-    return chosen
-
-
-def arbitrator_fee(profile: ArbitratorProfile) -> int:
-    cap = profile.onchain_max_fee_bps
-    if cap is None:
-        cap = gateway().client().arbitrator_info(profile.address).max_fee_bps
-    return min(profile.fee_bps, cap) if profile.fee_bps is not None else cap
-
-
 class PermitError(ValueError):
     """A permit the page sent that cannot be used; the message is for the buyer."""
 
@@ -193,24 +121,7 @@ def _stringify_numbers(typed: dict[str, Any]) -> dict[str, Any]:
     return {**typed, "message": message}
 
 
-@dataclass(frozen=True)
-class ArbitratorChoice:
-    address: str
-    fee_bps: int
-    name: str | None = None
-    #: Disputes this arbitrator was given, and how many they ruled (not left to time out).
-    cases: int = 0
-    ruled: int = 0
-
-    @property
-    def label(self) -> str:
-        """The line of the Buy form's menu: name, fee and record."""
-        return _(
-            "%(name)s · fee %(fee)s · %(record)s",
-            name=self.name or short_address(self.address),
-            fee=bps_percent(self.fee_bps),
-            record=ngettext("%(num)d case ruled", "%(num)d cases ruled", self.ruled),
-        )
+bp.add_app_template_global(checkout.buy_arbitrators, "buy_arbitrators")
 
 
 @bp.app_template_global("held_until")
@@ -221,56 +132,6 @@ def held_until(listing: Listing) -> datetime | None:
 @bp.app_template_global("listing_terms")
 def listing_terms(listing: Listing) -> dict[str, Any]:
     return checkout.listing_terms(listing)
-
-
-#: ``g`` key of the arbitrators a listing page offers, worked out once (:func:`page_arbitrators`).
-PAGE_ARBITRATORS = "_page_arbitrators"
-
-
-@bp.app_template_global("buy_arbitrators")
-def buy_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
-    """The arbitrators a buyer of ``listing`` may pick (for the Buy form); [] on trouble.
-
-    Only the database is read (one statement), so a listing page never waits for the chain
-    node. On a page that called :func:`page_arbitrators`, the choices it worked out.
-    """
-    kept: tuple[int, list[ArbitratorChoice]] | None = g.get(PAGE_ARBITRATORS)
-    if kept is not None and kept[0] == listing.id:
-        return kept[1]
-    me = current_address() or ""
-    session = db.session()
-    try:
-        seller = session.get(User, listing.seller_id)
-        exclude = {me, seller.address if seller else ""}
-        rows = {row.address: row for row in session.execute(BUY_ARBITRATORS)}
-        order = [a for a in _arbitrator_order(rows, exclude) if a in rows]
-    except EscrowError:
-        return []
-    # The names are also kept for the page's ``party()`` links.
-    trust.remember_party_names(session, (), known={a: rows[a].display_name for a in order})
-    choices = []
-    for address in order:
-        row = rows[address]
-        # Indexed profiles of registered arbitrators carry their cap: no chain call here. The
-        # row has the profile's address and fee columns, all that arbitrator_fee reads.
-        choices.append(
-            ArbitratorChoice(
-                address,
-                arbitrator_fee(cast(ArbitratorProfile, row)),
-                row.display_name,
-                row.cases or 0,  # NULL: no figures yet
-                (row.resolved - row.by_timeout) if row.resolved is not None else 0,
-            )
-        )
-    return choices
-
-
-def page_arbitrators(listing: Listing) -> list[ArbitratorChoice]:
-    """:func:`buy_arbitrators` for the listing page, kept for the rest of the request: the
-    page's terms and its Buy form both show them."""
-    choices = buy_arbitrators(listing)
-    g.setdefault(PAGE_ARBITRATORS, (listing.id, choices))
-    return choices
 
 
 @bp.post("/listings/<int:listing_id>/buy")
@@ -300,7 +161,7 @@ def buy(listing_id: int) -> Any:
         return render_error(409, _("This listing is not available to buy."))
     body = json_body()
 
-    arbitrators = registered_arbitrators(session, exclude={buyer, seller.address})
+    arbitrators = checkout.registered_arbitrators(session, exclude={buyer, seller.address})
     if not arbitrators:
         return render_error(503, _("No arbitrator is available right now; try again later."))
     wanted = body.get("arbitrator")
@@ -342,7 +203,7 @@ def buy(listing_id: int) -> Any:
     try:
         client = gateway().client()
         now = client.chain.latest_timestamp()
-        fee_bps = arbitrator_fee(arbitrator)
+        fee_bps = checkout.arbitrator_fee(arbitrator)
         platform_fee_bps = client.platform_fee()[1]
         shown_fee = quote.platform_fee_bps if quote is not None else None
         if shown_fee is not None and platform_fee_bps > shown_fee:
@@ -790,15 +651,6 @@ def _unlinked_title(trade: Trade, title: str | None) -> str | None:
     if trade.listing_id is not None or int(trade.listing_ref, 16) == 0:
         return None
     return title
-
-
-@bp.app_template_filter("bps_percent")
-def bps_percent(bps: int | None) -> str:
-    """``1250`` -> ``'12.5%'``, exactly."""
-    if bps is None:
-        return "—"
-    whole, rest = divmod(int(bps), 100)
-    return f"{whole}.{rest:02d}".rstrip("0").rstrip(".") + "%" if rest else f"{whole}%"
 
 
 # ------------------------------------------------------------------ actions

@@ -544,8 +544,17 @@ def trade_title(trade: Trade, bought: dict[str, Any] | None) -> str:
     return str(request_translations().ugettext("Trade #%(id)s")) % {"id": trade.id}
 
 
+def bps_percent(bps: int | None) -> str:
+    """``1250`` -> ``'12.5%'``, exactly."""
+    if bps is None:
+        return "—"
+    whole, rest = divmod(int(bps), 100)
+    return f"{whole}.{rest:02d}".rstrip("0").rstrip(".") + "%" if rest else f"{whole}%"
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["amount"] = format_amount
+    app.jinja_env.filters["bps_percent"] = bps_percent
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["clock"] = clock
     app.jinja_env.filters["day"] = day
