@@ -10,11 +10,10 @@ import io
 import math
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from flask import (
@@ -56,7 +55,7 @@ from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVE
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
-from webapp.views import DECIMALS, tenge_unit_rates, to_units
+from webapp.views import CARD_COLUMNS, DECIMALS, Card, CardSeller, tenge_unit_rates, to_units
 
 bp = Blueprint("listings", __name__)
 
@@ -500,7 +499,8 @@ def index() -> str:
     filters, errors = _read_filters()
     session = db.session()
     page_size = int(current_app.config["PAGE_SIZE"])
-    base = _apply_filters(select(Listing), filters, errors)
+    columns = cast("Select[Any]", select(*CARD_COLUMNS, User.address, User.display_name))
+    base = _apply_filters(columns, filters, errors)
     count = base.with_only_columns(func.count(Listing.id)).order_by(None)
     if filters.sort in ("price_asc", "price_desc"):
         # Across currencies by their value in tenge at the site's rates (ETH and USD mixed).
@@ -511,12 +511,8 @@ def index() -> str:
         )
     else:
         order = (Listing.created_at.desc(), Listing.id.desc())
-    page_of = (
-        base.join(Listing.seller)
-        .options(contains_eager(Listing.seller))
-        .order_by(*order)
-        .limit(page_size)
-    )
+    # Cards as plain rows of the columns they show, with their sellers' names (no ORM objects).
+    page_of = base.join(Listing.seller).order_by(*order).limit(page_size)
     # The page and the number of all matches in one statement: an uncorrelated count is
     # evaluated once, and a search's full-text match runs once for both (search._sqlite_fts).
     rows = session.execute(
@@ -524,14 +520,14 @@ def index() -> str:
             (filters.page - 1) * page_size
         )
     ).all()
-    listings: Sequence[Listing] = [row[0] for row in rows]
     if rows:
         total = int(rows[0].total)
     else:  # nothing matches, or a page past the last one: count, then show the last page
         total = int(session.scalar(count) or 0)
         if filters.page > 1 and total:
             filters.page = math.ceil(total / page_size)
-            listings = session.scalars(page_of.offset((filters.page - 1) * page_size)).all()
+            rows = session.execute(page_of.offset((filters.page - 1) * page_size)).all()
+    listings = [Card._make((*row[:8], CardSeller(row.address, row.display_name))) for row in rows]
     pages = max(1, math.ceil(total / page_size))
     filters.page = min(filters.page, pages)
     return render_template(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import timedelta
+from typing import Any
 
 from eth_utils import is_address
 from flask import (
@@ -47,6 +47,7 @@ from webapp.auth import current_address, login_required, wants_json
 from webapp.chain import gateway
 from webapp.forms import Form
 from webapp.urls import safe_next
+from webapp.views import CARD_COLUMNS, Card
 
 bp = Blueprint("profiles", __name__)
 
@@ -173,36 +174,11 @@ PROFILE_RATINGS = (
     .limit(50)
 )
 PROFILE_LISTINGS = (
-    select(
-        Listing.id,
-        Listing.title,
-        Listing.price,
-        Listing.currency,
-        Listing.photos,
-        Listing.city,
-        Listing.reserved_by,
-        Listing.reserved_until,
-    )
+    select(*CARD_COLUMNS)
     .where(Listing.seller_id == bindparam("user_id"), Listing.status == ListingStatus.ACTIVE.value)
     .order_by(Listing.created_at.desc())
     .limit(48)
 )
-
-
-class Card(NamedTuple):
-    """A listing the profile shows, with what its card reads (``listings/_card.html``,
-    ``views.card_cache_key`` and ``checkout.held_until``): a row of :data:`PROFILE_LISTINGS`
-    and the profile's person as its seller, without an ORM object per listing."""
-
-    id: int
-    title: str
-    price: int
-    currency: str
-    photos: list[str]
-    city: str | None
-    reserved_by: str | None
-    reserved_until: datetime | None
-    seller: User
 
 
 @bp.get("/u/<address>")

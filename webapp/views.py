@@ -14,7 +14,7 @@ import re
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import sqlalchemy.exc
@@ -42,7 +42,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from escrow.amounts import UINT256_DIGITS, AmountError, format_units, parse_units, show_units
-from escrow.db.models import Trade, User
+from escrow.db.models import Listing, Trade, User
 from webapp import header, phishing
 from webapp.auth import current_address, current_user, dev_wallet_enabled
 from webapp.i18n import per_request, request_locale, request_translations, zone_label
@@ -388,6 +388,42 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     if future:
         return gettext("in %(duration)s", duration=duration)
     return gettext("%(duration)s ago", duration=duration)
+
+
+class CardSeller(NamedTuple):
+    """The seller a listing card names."""
+
+    address: str
+    display_name: str | None
+
+
+class Card(NamedTuple):
+    """A listing as a card shows it (``listings/_card.html``, :func:`card_cache_key` and
+    ``checkout.held_until`` read these and nothing else): a plain row of :data:`CARD_COLUMNS`,
+    without an ORM object per listing. ``seller`` is a :class:`CardSeller` or a ``User``."""
+
+    id: int
+    title: str
+    price: int
+    currency: str
+    photos: list[str]
+    city: str | None
+    reserved_by: str | None
+    reserved_until: datetime | None
+    seller: Any
+
+
+#: The listing columns of a :class:`Card`, in its order (the seller comes apart).
+CARD_COLUMNS = (
+    Listing.id,
+    Listing.title,
+    Listing.price,
+    Listing.currency,
+    Listing.photos,
+    Listing.city,
+    Listing.reserved_by,
+    Listing.reserved_until,
+)
 
 
 #: Changed with listings/_card.html's markup, so that a shared cache never serves old cards.
