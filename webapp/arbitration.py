@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
@@ -17,6 +17,7 @@ from sqlalchemy.orm import contains_eager, selectinload
 from escrow.db.models import (
     Dispute,
     EvidenceFile,
+    Listing,
     Message,
     Trade,
     TradeEvent,
@@ -45,7 +46,7 @@ from webapp.views import (
     iso,
     link,
     party,
-    trade_title,
+    title_of,
     when,
 )
 
@@ -88,10 +89,39 @@ def load_case(trade_pk: int) -> Trade:
 # The queue's statements, built once (building costs more than SQLite's answer).
 OPEN_CASES = (Trade.arbitrator == bindparam("me"), Trade.status == TradeStatus.DISPUTED.value)
 OPEN_COUNT = select(func.count(Trade.id)).where(*OPEN_CASES)
+
+
+class OpenCase(NamedTuple):
+    """An open case as the queue reads it: a plain row of what its line, its currency and its
+    checkout snapshot (``checkout.bought_snapshots``) need, not an ORM object of 43 columns."""
+
+    id: int
+    buyer: str
+    seller: str
+    token: str
+    amount: int
+    deadline: datetime | None
+    ruling_deadline: datetime | None
+    listing_id: int | None
+    funded_tx: str | None
+    listing_title: str | None
+
+
 OPEN_PAGE = (
-    select(Trade)
+    select(
+        Trade.id,
+        Trade.buyer,
+        Trade.seller,
+        Trade.token,
+        Trade.amount,
+        Trade.deadline,
+        Trade.ruling_deadline,
+        Trade.listing_id,
+        Trade.funded_tx,
+        Listing.title,
+    )
+    .outerjoin(Listing, Listing.id == Trade.listing_id)
     .where(*OPEN_CASES)
-    .options(selectinload(Trade.listing))
     .order_by(Trade.ruling_deadline, Trade.id)
     .limit(bindparam("take"))
     .offset(bindparam("skip"))
@@ -123,7 +153,6 @@ def index() -> str:
     rows = session.execute(
         OPEN_PAGE_COUNTED, {"me": me, "take": QUEUE_PAGE, "skip": (page - 1) * QUEUE_PAGE}
     ).all()
-    queue: list[Trade] = [row[0] for row in rows]
     if rows:
         total = int(rows[0].total)
     else:  # no open case, or a page past the last one: count, then show the last page
@@ -131,14 +160,16 @@ def index() -> str:
         if page > 1 and total:
             page = math.ceil(total / QUEUE_PAGE)
             skip = (page - 1) * QUEUE_PAGE
-            queue = list(session.scalars(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": skip}))
+            rows = session.execute(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": skip}).all()
+    queue = [OpenCase._make(row[:10]) for row in rows]
     pages = max(1, math.ceil(total / QUEUE_PAGE))
     page = min(page, pages)
     past = list(session.scalars(PAST, {"me": me}))
-    currency = {t.id: currency_of(t) for t in queue + past}
+    cases: list[Any] = [*queue, *past]  # the queue's plain rows have what these read
+    currency = {t.id: currency_of(t) for t in cases}
     # The queue names both parties of each case: one query for all of them (and the header).
     trust.remember_party_names(session, [me, *(a for t in queue for a in (t.buyer, t.seller))])
-    bought = checkout.bought_snapshots(session, queue + past)
+    bought = checkout.bought_snapshots(session, cases)
     return render_template(
         "arbitration/index.html",
         queue=_queue_rows(queue, currency, bought, page_now()),
@@ -166,7 +197,7 @@ class QueueRow:
 
 
 def _queue_rows(
-    queue: list[Trade], currency: dict[int, str], bought: dict[int, Any], now: datetime
+    queue: list[OpenCase], currency: dict[int, str], bought: dict[int, Any], now: datetime
 ) -> list[QueueRow]:
     as_buyer, as_seller = _("buyer"), _("seller")
     rows = []
@@ -175,7 +206,7 @@ def _queue_rows(
         rows.append(
             QueueRow(
                 case_url=link("arbitration.case", trade_pk=trade.id),
-                title=trade_title(trade, bought.get(trade.id)),
+                title=title_of(trade.id, bought.get(trade.id), trade.listing_title),
                 buyer=party(trade.buyer, as_buyer),
                 seller=party(trade.seller, as_seller),
                 amount=format_amount(trade.amount, currency[trade.id]),

@@ -572,12 +572,17 @@ def party(address: str | None, role: str | None = None) -> Markup:
 def trade_title(trade: Trade, bought: dict[str, Any] | None) -> str:
     """What the buyer bought: the title in the checkout snapshot ``bought``, else the listing's
     title now, else "Trade #id"."""
+    return title_of(trade.id, bought, trade.listing.title if trade.listing is not None else None)
+
+
+def title_of(trade_id: int, bought: dict[str, Any] | None, listing_title: str | None) -> str:
+    """:func:`trade_title` from the parts: the snapshot's title, the listing's, "Trade #id"."""
     title = (bought or {}).get("title")
     if title:
         return str(title)
-    if trade.listing is not None:
-        return trade.listing.title
-    return str(request_translations().ugettext("Trade #%(id)s")) % {"id": trade.id}
+    if listing_title is not None:
+        return listing_title
+    return str(request_translations().ugettext("Trade #%(id)s")) % {"id": trade_id}
 
 
 def bps_percent(bps: int | None) -> str:
