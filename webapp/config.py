@@ -113,6 +113,10 @@ def from_environment() -> dict[str, Any]:
         # Secure cookies unless explicitly serving plain HTTP on loopback (make run).
         "SESSION_COOKIE_SECURE": os.environ.get("ESCROW_INSECURE_COOKIES", "0") != "1",
         "PERMANENT_SESSION_LIFETIME": 7 * 24 * 3600,
+        # The cookie is sent again only when the session changes: a session ends 7 days after
+        # its sign-in whatever the cookie says (auth._session_address), so re-signing it on
+        # every response would only cost time.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         # Where Flask-Limiter counts requests (SIGNIN_RATE_LIMIT, WRITE_RATE_LIMIT). Empty: in
         # the app's own database (DATABASE_URL, see webapp/ratelimit_storage.py), one count for
