@@ -230,6 +230,9 @@ class LocalStack:
                 *ends_with_parent(),
                 str(BIN / "gunicorn"),
                 *(["--config", str(GUNICORN_CONFIG)] if GUNICORN_CONFIG.is_file() else []),
+                # One thread: gunicorn's sync worker, one connection at a time (the shared
+                # settings name the thread worker for every other count).
+                *(["--worker-class", "sync"] if self.threads == 1 else []),
                 "--workers",
                 str(self.workers),
                 "--threads",
