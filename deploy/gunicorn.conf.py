@@ -21,7 +21,39 @@ from gunicorn.workers.gthread import ThreadWorker
 
 
 class DrainingThreadWorker(ThreadWorker):
+    """gunicorn's thread worker, with two changes.
+
+    It accepts a new connection only while one of its threads is idle. gunicorn's own worker
+    accepts up to ``worker_connections`` (1,000) at once, and a kept-alive connection stays
+    with the worker that accepted it. The workers share one listening socket, and whichever
+    wakes first takes what is waiting: a burst of connections (a proxy's pool, a browser's
+    six, a load test's) could all land on one worker. That worker can use one core only (its
+    threads share one interpreter lock) while the others idle. Now a worker with every thread
+    busy leaves new connections in the backlog for a worker that has time. Connections it
+    already holds are served as before.
+
+    And it closes its listening sockets as soon as it starts to stop (see the top of this
+    file)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Connections handed to the thread pool and not yet back: what the threads hold.
+        self.busy = 0
+
+    def enqueue_req(self, conn: object) -> None:
+        self.busy += 1
+        super().enqueue_req(conn)
+        if self.busy >= self.cfg.threads and self._accepting:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn: object, fs: object) -> None:
+        # Runs on the main loop, like enqueue_req, so the count needs no lock. The main loop
+        # turns accepting back on at its next turn (run(): set_accept_enabled(True)).
+        self.busy -= 1
+        super().finish_request(conn, fs)
+
     def set_accept_enabled(self, enabled: bool) -> None:
+        enabled = enabled and self.alive and self.busy < self.cfg.threads
         super().set_accept_enabled(enabled)
         stopping = not self.alive or self.ppid != os.getppid()
         if not enabled and stopping:
