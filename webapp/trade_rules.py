@@ -7,6 +7,7 @@ dispute. Blueprints import from here and never from each other.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -332,6 +333,11 @@ def chain_now() -> datetime:
 
 #: ``app.extensions`` key of the chain time a page last read: (monotonic seconds, time).
 PAGE_TIME_KEY = "escrow_page_chain_time"
+#: ``app.extensions`` key of the lock held while a worker reads the chain time in the background.
+PAGE_TIME_REFRESH_KEY = "escrow_page_chain_time_refresh"
+#: A kept chain time older than the cache time, but not older than this many cache times, is
+#: still shown while a background thread reads the new one.
+PAGE_TIME_STALE_FACTOR = 5
 
 
 def page_now() -> datetime:
@@ -339,22 +345,54 @@ def page_now() -> datetime:
 
     Read from the node at most once per ``CHAIN_TIME_CACHE_MS`` (``ESCROW_CHAIN_TIME_CACHE_MS``,
     1,000 by default) in each worker: a busy page is viewed hundreds of times a second, and a
-    node round trip costs more than the rest of the page's queries. A page's "due" buttons
-    may then appear up to that long after the block that made them due; every action is checked
-    against ``chain_now()`` itself when it is sent.
+    node round trip costs more than the rest of the page's queries. Once the kept time is
+    older than that, the next view starts one background read and is shown with the kept time
+    (never older than ``PAGE_TIME_STALE_FACTOR`` cache times): no view waits for the node
+    while the worker reads it often enough. A page's "due" buttons may then appear a second or
+    two after the block that made them due; every action is checked against ``chain_now()``
+    itself when it is sent.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     ttl = app.config.get("CHAIN_TIME_CACHE_MS", 1000) / 1000
     now = time.monotonic()
     cached = app.extensions.get(PAGE_TIME_KEY)
-    if ttl > 0 and cached is not None and now - cached[0] < ttl:
-        return cast(datetime, cached[1])
+    if ttl > 0 and cached is not None:
+        age = now - cached[0]
+        if age < ttl:
+            return cast(datetime, cached[1])
+        if age < ttl * PAGE_TIME_STALE_FACTOR:
+            _refresh_page_time(app)
+            return cast(datetime, cached[1])
     try:
         value = chain_now()
     except Exception:  # a page that only reads the database must not fail with the node
         return datetime.now(UTC)
     app.extensions[PAGE_TIME_KEY] = (now, value)
     return value
+
+
+def _refresh_page_time(app: Any) -> threading.Thread | None:
+    """Reads the chain time in a background thread, unless one already does."""
+    lock = app.extensions.setdefault(PAGE_TIME_REFRESH_KEY, threading.Lock())
+    if not lock.acquire(blocking=False):
+        return None
+
+    def read() -> None:
+        try:
+            with app.app_context():
+                started = time.monotonic()
+                value = chain_now()
+            app.extensions[PAGE_TIME_KEY] = (started, value)
+        except Exception:
+            # Not kept: the next view asks the node itself, and shows wall-clock time if the
+            # node still does not answer.
+            app.extensions.pop(PAGE_TIME_KEY, None)
+        finally:
+            lock.release()
+
+    thread = threading.Thread(target=read, name="page-chain-time", daemon=True)
+    thread.start()
+    return thread
 
 
 def terms_of(trade: Trade) -> Terms:
