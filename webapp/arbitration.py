@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -41,6 +40,7 @@ from webapp.trade_rules import (
 )
 from webapp.views import (
     as_utc,
+    counted_page,
     format_amount,
     is_arbitrator,
     iso,
@@ -148,22 +148,18 @@ def index() -> str:
     session = db.session()
     if not is_arbitrator(session, me):
         abort(403, _("This console is for arbitrators."))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     # The page of cases and the number of all open cases in one statement.
-    rows = session.execute(
-        OPEN_PAGE_COUNTED, {"me": me, "take": QUEUE_PAGE, "skip": (page - 1) * QUEUE_PAGE}
-    ).all()
-    if rows:
-        total = int(rows[0].total)
-    else:  # no open case, or a page past the last one: count, then show the last page
-        total = int(session.scalar(OPEN_COUNT, {"me": me}) or 0)
-        if page > 1 and total:
-            page = math.ceil(total / QUEUE_PAGE)
-            skip = (page - 1) * QUEUE_PAGE
-            rows = session.execute(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": skip}).all()
-    queue = [OpenCase._make(row[:10]) for row in rows]
-    pages = max(1, math.ceil(total / QUEUE_PAGE))
-    page = min(page, pages)
+    paged = counted_page(
+        request.args.get("page", 1, type=int) or 1,
+        QUEUE_PAGE,
+        lambda skip: session.execute(
+            OPEN_PAGE_COUNTED, {"me": me, "take": QUEUE_PAGE, "skip": skip}
+        ).all(),
+        lambda skip: session.execute(OPEN_PAGE, {"me": me, "take": QUEUE_PAGE, "skip": skip}).all(),
+        lambda: session.scalar(OPEN_COUNT, {"me": me}),
+    )
+    queue = [OpenCase._make(row[:10]) for row in paged.rows]
+    page, pages = paged.page, paged.pages
     past = list(session.scalars(PAST, {"me": me}))
     cases: list[Any] = [*queue, *past]  # the queue's plain rows have what these read
     currency = {t.id: currency_of(t) for t in cases}

@@ -7,7 +7,6 @@ listings joined to their sellers), whatever the filters.
 from __future__ import annotations
 
 import io
-import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,7 +54,15 @@ from webapp.checkout import DEFAULT_DELIVERY_DAYS, MAX_DELIVERY_DAYS, MIN_DELIVE
 from webapp.forms import Form
 from webapp.quotas import listing_refusal
 from webapp.security_headers import FILE_POLICY
-from webapp.views import CARD_COLUMNS, DECIMALS, Card, CardSeller, tenge_unit_rates, to_units
+from webapp.views import (
+    CARD_COLUMNS,
+    DECIMALS,
+    Card,
+    CardSeller,
+    counted_page,
+    tenge_unit_rates,
+    to_units,
+)
 
 bp = Blueprint("listings", __name__)
 
@@ -515,21 +522,18 @@ def index() -> str:
     page_of = base.join(Listing.seller).order_by(*order).limit(page_size)
     # The page and the number of all matches in one statement: an uncorrelated count is
     # evaluated once, and a search's full-text match runs once for both (search._sqlite_fts).
-    rows = session.execute(
-        page_of.add_columns(count.correlate(None).scalar_subquery().label("total")).offset(
-            (filters.page - 1) * page_size
-        )
-    ).all()
-    if rows:
-        total = int(rows[0].total)
-    else:  # nothing matches, or a page past the last one: count, then show the last page
-        total = int(session.scalar(count) or 0)
-        if filters.page > 1 and total:
-            filters.page = math.ceil(total / page_size)
-            rows = session.execute(page_of.offset((filters.page - 1) * page_size)).all()
-    listings = [Card._make((*row[:8], CardSeller(row.address, row.display_name))) for row in rows]
-    pages = max(1, math.ceil(total / page_size))
-    filters.page = min(filters.page, pages)
+    counted = page_of.add_columns(count.correlate(None).scalar_subquery().label("total"))
+    paged = counted_page(
+        filters.page,
+        page_size,
+        lambda skip: session.execute(counted.offset(skip)).all(),
+        lambda skip: session.execute(page_of.offset(skip)).all(),
+        lambda: session.scalar(count),
+    )
+    listings = [
+        Card._make((*row[:8], CardSeller(row.address, row.display_name))) for row in paged.rows
+    ]
+    filters.page, pages, total = paged.page, paged.pages, paged.total
     return render_template(
         "listings/index.html",
         listings=listings,

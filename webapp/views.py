@@ -10,7 +10,9 @@ English, UTC.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
@@ -424,6 +426,39 @@ CARD_COLUMNS = (
     Listing.reserved_by,
     Listing.reserved_until,
 )
+
+
+class Paged(NamedTuple):
+    """One page of a counted list (:func:`counted_page`)."""
+
+    rows: list[Any]
+    page: int  # 1-based, never past the last page
+    pages: int  # at least 1
+    total: int
+
+
+def counted_page(
+    page: int,
+    size: int,
+    counted: Callable[[int], Sequence[Any]],
+    uncounted: Callable[[int], Sequence[Any]],
+    count: Callable[[], int | None],
+) -> Paged:
+    """The requested page of a list and the number of all its rows, in one statement when the
+    page has rows. ``counted(skip)`` reads a page whose rows carry the count as ``total``;
+    ``uncounted(skip)`` reads a page without it; ``count()`` counts. A page past the last one
+    (an old link, a list that got shorter) shows the last page."""
+    page = max(page, 1)
+    rows = counted((page - 1) * size)
+    if rows:
+        total = int(rows[0].total)
+    else:  # nothing at all, or a page past the last one: count, then read the last page
+        total = int(count() or 0)
+        if page > 1 and total:
+            page = math.ceil(total / size)
+            rows = uncounted((page - 1) * size)
+    pages = max(1, math.ceil(total / size))
+    return Paged(list(rows), min(page, pages), pages, total)
 
 
 #: Changed with listings/_card.html's markup, so that a shared cache never serves old cards.
