@@ -434,9 +434,47 @@ def search_only(args: argparse.Namespace) -> int:
     return 0
 
 
+def connections_per_worker(master_pid: int, port: int) -> list[int]:
+    """How many established connections to ``port`` each of the gunicorn master's workers
+    holds, most first (from /proc; empty where /proc is not Linux's). A kept-alive connection
+    stays with the worker that accepted it, and a worker's threads share one core."""
+    try:
+        sockets: set[str] = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as rows:
+                for row in list(rows)[1:]:
+                    fields = row.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        sockets.add(f"socket:[{fields[9]}]")
+        counts = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                if parent != master_pid:
+                    continue
+                fds = os.listdir(f"/proc/{entry}/fd")
+                counts.append(sum(os.readlink(f"/proc/{entry}/fd/{fd}") in sockets for fd in fds))
+            except OSError:  # a process that ended meanwhile
+                continue
+        return sorted(counts, reverse=True)
+    except OSError:
+        return []
+
+
 def run_wrk(
-    url: str, seconds: int, cookie: str | None, threads: int, connections: int, script: Path
-) -> dict[str, float]:
+    url: str,
+    seconds: int,
+    cookie: str | None,
+    threads: int,
+    connections: int,
+    script: Path,
+    server: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One page under load; ``server`` (gunicorn master's pid, port) adds the connections each
+    worker held halfway through."""
     command = [
         "wrk",
         f"-t{threads}",
@@ -449,9 +487,19 @@ def run_wrk(
     ]
     if cookie:
         command += ["-H", f"Cookie: {cookie}"]
-    out = subprocess.run(
-        command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
+    load = subprocess.Popen(command + [url], stdout=subprocess.PIPE, text=True)
+    spread: list[int] = []
+    try:
+        if server is not None:
+            time.sleep(seconds / 2)
+            spread = connections_per_worker(*server)
+        out, _ = load.communicate(timeout=seconds + 60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    if load.returncode != 0:
+        raise RuntimeError(f"wrk exited with {load.returncode}")
     line = next(x for x in out.splitlines() if x.startswith("JSON "))
     raw = json.loads(line[5:])
     return {
@@ -462,6 +510,7 @@ def run_wrk(
         "requests": raw["requests"],
         "errors": raw["errors"],
         "non_2xx": raw["non2xx"],
+        "connections_per_worker": spread,
     }
 
 
@@ -560,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
                     threads=2,
                     connections=args.connections,
                     script=script,
+                    server=(stack.web.pid, stack.web_port) if stack.web else None,
                 )
                 # The machine's 1-minute load average as the page's run ended: other work on
                 # a shared machine lowers a page's figures, the baseline's too.
@@ -583,13 +633,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"{'page':16} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'ratio':>6} "
-        f"{'errors':>7} {'load':>6}"
+        f"{'errors':>7} {'load':>6} connections per worker"
     )
     for name, r in {"baseline": baseline, **results}.items():
         print(
             f"{name:16} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
             f"{r['req_per_s']:>8} {r.get('ratio_to_baseline', 1.0):>6} "
-            f"{r['errors'] + r['non_2xx']:>7} {r['load_1min']:>6}"
+            f"{r['errors'] + r['non_2xx']:>7} {r['load_1min']:>6} "
+            f"{'/'.join(map(str, r['connections_per_worker']))}"
         )
     print(f"{args.listings:,} listings, {args.trades:,} trades; written to {args.out}")
     return 0
