@@ -18,7 +18,10 @@ from types import ModuleType
 import pytest
 
 from escrow.anvil import free_port
+from helpers import load_script
 from webapp.stack import GUNICORN_CONFIG
+
+bench_web = load_script("bench_web")  # its count of each worker's connections
 
 
 def load_config() -> ModuleType:
@@ -79,7 +82,8 @@ def timed_gets(port: int, seconds: float, count: int) -> list[tuple[str, float]]
 
 
 @pytest.fixture
-def two_workers_of_two_threads(tmp_path: Path) -> Iterator[int]:
+def two_workers_of_two_threads(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A gunicorn of 2 workers x 2 threads with the shared settings: (port, master's pid)."""
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     port = free_port()
     server = subprocess.Popen(
@@ -109,7 +113,7 @@ def two_workers_of_two_threads(tmp_path: Path) -> Iterator[int]:
         while len({pid for pid, _ in timed_gets_or_none(port)}) < 2:
             assert time.monotonic() < deadline, "gunicorn's two workers did not come up"
             time.sleep(0.2)
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -123,24 +127,31 @@ def timed_gets_or_none(port: int) -> list[tuple[str, float]]:
 
 
 def test_a_worker_leaves_new_connections_to_a_worker_with_an_idle_thread(
-    two_workers_of_two_threads: int,
+    two_workers_of_two_threads: tuple[int, int],
 ) -> None:
     """Four slow requests arrive at once at two workers of two threads. No worker takes a
     third connection while both its threads are busy, so all four run at once, two on each
     worker. (gunicorn's own thread worker accepts whatever is waiting: a worker could take
-    three, and the third would wait for one of its threads.)"""
-    answers = timed_gets(two_workers_of_two_threads, 1.0, 4)
+    three, and the third would wait for one of its threads.) The web benchmark's count of
+    each worker's connections sees the same."""
+    port, master = two_workers_of_two_threads
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(timed_gets, port, 1.5, 4)
+        time.sleep(0.7)
+        held = bench_web.connections_per_worker(master, port)
+        answers = running.result()
     per_worker = Counter(pid for pid, _ in answers)
     assert sorted(per_worker.values()) == [2, 2], answers
-    assert max(took for _, took in answers) < 1.8, answers
+    assert max(took for _, took in answers) < 2.3, answers
+    assert held == [2, 2]
 
 
 def test_connections_beyond_every_thread_wait_and_are_answered(
-    two_workers_of_two_threads: int,
+    two_workers_of_two_threads: tuple[int, int],
 ) -> None:
     """Six at once on four threads: two wait in the backlog until a thread is free; none is
     refused or lost."""
-    answers = timed_gets(two_workers_of_two_threads, 0.5, 6)
+    answers = timed_gets(two_workers_of_two_threads[0], 0.5, 6)
     assert len(answers) == 6
     assert len({pid for pid, _ in answers}) == 2
     assert sorted(took >= 0.9 for _, took in answers).count(True) == 2, answers
