@@ -61,11 +61,13 @@ SCRIPT_TRIAGE: dict[tuple[str, str], str] = {
         "v2 view helper: equality on the status enum to pick the deadline to report."
     ),
     ("incorrect-equality", "P2PEscrow.grantInspectionExtension"): (
-        "v2: tests the extension bits of the trade's packed slot (requested, granted), not a balance."
+        "v2: tests the extension bits of the trade's packed slot (requested, granted), "
+        "not a balance."
     ),
     ("unused-return", "P2PEscrow._pay"): (
-        "v2: trySafeTransfer's bool is ignored on purpose: the payout counts the escrow's balance "
-        "delta and credits whatever did not leave, so a lying token cannot get the payee paid twice."
+        "v2: trySafeTransfer's bool is ignored on purpose: the payout counts the escrow's "
+        "balance delta and credits whatever did not leave, so a lying token cannot get the "
+        "payee paid twice."
     ),
 }
 

@@ -1,7 +1,8 @@
-"""Mutation check of the escrow's tests: does each named mutant of contracts/P2PEscrow.sol fail them?
+"""Mutation check of the escrow's tests: does each named mutant of contracts/P2PEscrow.sol fail
+them?
 
     python scripts/mutation_check.py [--mutant NAME ...] [--list] [--invariant-runs N]
-                                     [--pytest "tests/test_x.py -k y"] [--json build/bench/mutation.json]
+        [--pytest "tests/test_x.py -k y"] [--json build/bench/mutation.json]
 
 Every mutant is applied to a TEMPORARY COPY of the project (contracts/, test/foundry,
 foundry.toml, the solc shim; node_modules symlinked): the real contracts/ is never written,
