@@ -114,7 +114,9 @@ def test_list_buy_ship_confirm_and_rate(browser: Browser, stack: LocalStack) -> 
     buyer_page.goto("/?q=Trek")
     shot(buyer_page, "02-market-search")
     buyer_page.click("text=Trek Marlin 5 mountain bike")
-    assert "delivery within 7 days after shipping" in buyer_page.content()
+    # The click returns once the listing page starts loading: wait for its text, not a snapshot
+    # of a document still being parsed.
+    expect(buyer_page.locator("body")).to_contain_text("delivery within 7 days after shipping")
     shot(buyer_page, "03-listing-page")
     buyer_page.get_by_role("button", name="Buy with escrow · 0.35 ETH").click()
     delivery = buyer_page.locator('[data-review="delivery"]')
