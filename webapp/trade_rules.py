@@ -371,11 +371,11 @@ def page_now() -> datetime:
     return value
 
 
-def _refresh_page_time(app: Any) -> threading.Thread | None:
+def _refresh_page_time(app: Any) -> None:
     """Reads the chain time in a background thread, unless one already does."""
     lock = app.extensions.setdefault(PAGE_TIME_REFRESH_KEY, threading.Lock())
     if not lock.acquire(blocking=False):
-        return None
+        return
 
     def read() -> None:
         try:
@@ -390,9 +390,7 @@ def _refresh_page_time(app: Any) -> threading.Thread | None:
         finally:
             lock.release()
 
-    thread = threading.Thread(target=read, name="page-chain-time", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=read, name="page-chain-time", daemon=True).start()
 
 
 def terms_of(trade: Trade) -> Terms:
